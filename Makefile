@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+
+.PHONY: demo test ui bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+# Build the seed scenario's databases fresh, run maintain_database on target goals, print the report.
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python examples/build_demo.py
+	$(BIN)/python -m maintenance_pipeline run maintain_database goals
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	@test -f examples/data/goals.db || $(BIN)/python examples/build_demo.py
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_diff.py
+	$(BIN)/python benchmarks/bench_backup.py
+	$(BIN)/python benchmarks/bench_rows_preserved.py
+
+clean:
+	rm -rf $(VENV) $(DAGSTER_HOME) reports/*/ backups/*/ examples/data/*.db

@@ -1,0 +1,304 @@
+"""The targets file (SPEC §2): loaded and validated once, into frozen dataclasses.
+
+Every error names the file and the key, on one line, with the fix. ``${VAR}`` in any
+string is replaced from the environment; ``${VAR:-default}`` gives a default (an
+empty default means "not set", so optional settings can be left to the environment).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from croniter import croniter
+
+from .dburl import parse_url
+from .errors import BadUrlError, ConfigError, MissingEnvVarError
+
+DEFAULT_CONFIG = "maintenance.yaml"
+ALIGN_MODES = ("none", "additive", "full")
+ON_DRIFT = ("verify", "maintain")
+DEFAULT_IGNORE = ("alembic_version", "sqlite_sequence")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    host: str
+    sender: str
+    to: tuple[str, ...]
+    port: int = 25
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    log_file: Path
+    webhook_url: str | None = None
+    email: EmailSettings | None = None
+    ui_base_url: str = "http://127.0.0.1:3000"
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    dir: Path
+    keep_last: int = 14
+    keep_days: int = 30
+    pin_pre_migration: bool = True
+
+
+@dataclass(frozen=True)
+class UserCheck:
+    name: str
+    sql: str
+    expect: object = 0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    reference_url: str | None = None
+    reference_metadata: str | None = None
+    migrations: Path | None = None
+    baseline_revision: str | None = None
+    align: str = "additive"
+    on_drift: str = "verify"
+    ignore_tables: tuple[str, ...] = DEFAULT_IGNORE
+    checks: tuple[UserCheck, ...] = ()
+
+    @property
+    def reference_label(self) -> str:
+        from .dburl import mask_url
+
+        return mask_url(self.reference_url) if self.reference_url else str(self.reference_metadata)
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    path: Path
+    backups: BackupSettings
+    reports_dir: Path
+    alerts: AlertSettings
+    targets: dict[str, Target] = field(default_factory=dict)
+    schedule_cron: str = "0 2 * * *"
+    schedule_timezone: str = "UTC"
+    schedules_running: bool = True
+    sensors_running: bool = True
+    sensor_interval_seconds: int = 60
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def target(self, name: str) -> Target:
+        try:
+            return self.targets[name]
+        except KeyError:
+            raise ConfigError(
+                f"{self.path}: no target named {name!r}; known targets: {', '.join(self.targets) or 'none'}"
+            ) from None
+
+
+def config_path(path: str | os.PathLike | None = None) -> Path:
+    if path is None:
+        path = os.environ.get("MAINTENANCE_CONFIG") or DEFAULT_CONFIG
+    return Path(path).expanduser().resolve()
+
+
+def load_config(path: str | os.PathLike | None = None) -> MaintenanceConfig:
+    p = config_path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"targets file {p} not found; create it (see README 'Configuration') or set MAINTENANCE_CONFIG"
+        )
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"{p}: not valid YAML{line}; fix the syntax") from None
+    return _Parser(p).parse(_expand(raw, p, "")) if isinstance(raw, dict) else _Parser(p).fail("", "must be a mapping")
+
+
+def _expand(value, path: Path, key: str):
+    if isinstance(value, str):
+
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise MissingEnvVarError(
+                f"{path}: {key or 'a value'} uses ${{{name}}} but environment variable {name} is not set; "
+                f"export it or write ${{{name}:-default}}"
+            )
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, path, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, path, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+class _Parser:
+    def __init__(self, path: Path):
+        self.path = path
+        self.root = path.parent
+
+    def fail(self, key: str, problem: str):
+        raise ConfigError(f"{self.path}: {key + ' ' if key else ''}{problem}")
+
+    def section(self, raw, key: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            self.fail(key, "must be a mapping")
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            self.fail(
+                f"{key}.{unknown[0]}" if key else unknown[0],
+                f"is not a known key; allowed here: {', '.join(sorted(allowed))}",
+            )
+        for r in sorted(required):
+            if raw.get(r) in (None, ""):
+                self.fail(f"{key}.{r}" if key else r, "is missing; it is required")
+        return raw
+
+    def int_(self, raw: dict, key: str, name: str, default: int, minimum: int = 0) -> int:
+        v = raw.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            self.fail(f"{key}.{name}", f"must be a whole number >= {minimum}, got {v!r}")
+        return v
+
+    def bool_(self, raw: dict, key: str, name: str, default: bool) -> bool:
+        v = raw.get(name, default)
+        if not isinstance(v, bool):
+            self.fail(f"{key}.{name}", f"must be true or false, got {v!r}")
+        return v
+
+    def path_(self, value: str) -> Path:
+        return (self.root / Path(value).expanduser()).resolve()
+
+    def url_(self, value, key: str) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(key, "must be a database URL such as sqlite:///data/app.db")
+        try:
+            u = parse_url(value)
+        except BadUrlError:
+            self.fail(key, "is not a valid database URL; write e.g. sqlite:///data/app.db or "
+                      "postgresql+psycopg://user@host/db")
+        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+            db = u.database
+            if not os.path.isabs(db):  # relative paths resolve against the targets file's folder
+                return str(u.set(database=str(self.path_(db))).render_as_string(hide_password=False))
+        return value
+
+    def parse(self, raw: dict) -> MaintenanceConfig:
+        top = self.section(raw, "", {"backups", "reports", "schedule", "alerts", "targets", "automation"},
+                           {"targets"})
+        b = self.section(top.get("backups"), "backups", {"dir", "keep_last", "keep_days", "pin_pre_migration"})
+        backups = BackupSettings(
+            dir=self.path_(b.get("dir", "backups")),
+            keep_last=self.int_(b, "backups", "keep_last", 14, 1),
+            keep_days=self.int_(b, "backups", "keep_days", 30, 0),
+            pin_pre_migration=self.bool_(b, "backups", "pin_pre_migration", True),
+        )
+        r = self.section(top.get("reports"), "reports", {"dir"})
+        s = self.section(top.get("schedule"), "schedule", {"cron", "timezone"})
+        cron = s.get("cron", "0 2 * * *")
+        if not isinstance(cron, str) or not croniter.is_valid(cron):
+            self.fail("schedule.cron", f"{cron!r} is not a valid cron expression; e.g. \"0 2 * * *\"")
+        tz = s.get("timezone", "UTC")
+        try:
+            zoneinfo.ZoneInfo(str(tz))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            self.fail("schedule.timezone", f"{tz!r} is not a known time zone; e.g. UTC or Europe/Berlin")
+        auto = self.section(top.get("automation"), "automation",
+                            {"schedules_running", "sensors_running", "sensor_interval_seconds"})
+        return MaintenanceConfig(
+            path=self.path,
+            backups=backups,
+            reports_dir=self.path_(r.get("dir", "reports")),
+            alerts=self.alerts(top.get("alerts")),
+            targets=self.targets(top.get("targets")),
+            schedule_cron=cron,
+            schedule_timezone=str(tz),
+            schedules_running=self.bool_(auto, "automation", "schedules_running", True),
+            sensors_running=self.bool_(auto, "automation", "sensors_running", True),
+            sensor_interval_seconds=self.int_(auto, "automation", "sensor_interval_seconds", 60, 1),
+        )
+
+    def alerts(self, raw) -> AlertSettings:
+        a = self.section(raw, "alerts", {"webhook_url", "email", "log_file", "ui_base_url"})
+        email = None
+        if a.get("email"):
+            e = self.section(a["email"], "alerts.email",
+                             {"host", "port", "sender", "to", "username", "password", "starttls"},
+                             {"host", "sender", "to"})
+            to = e["to"] if isinstance(e["to"], list) else [e["to"]]
+            email = EmailSettings(
+                host=str(e["host"]), port=self.int_(e, "alerts.email", "port", 25, 1), sender=str(e["sender"]),
+                to=tuple(str(x) for x in to), username=e.get("username") or None,
+                password=e.get("password") or None, starttls=self.bool_(e, "alerts.email", "starttls", False),
+            )
+        return AlertSettings(
+            log_file=self.path_(a.get("log_file") or "alerts.jsonl"),
+            webhook_url=a.get("webhook_url") or None,
+            email=email,
+            ui_base_url=str(a.get("ui_base_url") or "http://127.0.0.1:3000").rstrip("/"),
+        )
+
+    def targets(self, raw) -> dict[str, Target]:
+        if not isinstance(raw, dict) or not raw:
+            self.fail("targets", "must map at least one target name to its settings")
+        out = {}
+        for name, t in raw.items():
+            key = f"targets.{name}"
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", str(name)):
+                self.fail(key, "name may only hold letters, digits, '_', '.' and '-'")
+            t = self.section(t, key, {"url", "reference", "migrations", "baseline_revision", "align", "on_drift",
+                                      "ignore_tables", "checks"}, {"url", "reference"})
+            ref = self.section(t["reference"], f"{key}.reference", {"url", "metadata"})
+            if bool(ref.get("url")) == bool(ref.get("metadata")):
+                self.fail(f"{key}.reference", "needs exactly one of url / metadata")
+            align = t.get("align", "additive")
+            if align not in ALIGN_MODES:
+                self.fail(f"{key}.align", f"must be one of {', '.join(ALIGN_MODES)}, got {align!r}")
+            on_drift = t.get("on_drift", "verify")
+            if on_drift not in ON_DRIFT:
+                self.fail(f"{key}.on_drift", f"must be one of {', '.join(ON_DRIFT)}, got {on_drift!r}")
+            ignore = t.get("ignore_tables", list(DEFAULT_IGNORE))
+            if not isinstance(ignore, list) or not all(isinstance(x, str) for x in ignore):
+                self.fail(f"{key}.ignore_tables", "must be a list of table names")
+            checks = []
+            for i, c in enumerate(t.get("checks") or []):
+                c = self.section(c, f"{key}.checks[{i}]", {"name", "sql", "expect"}, {"name", "sql"})
+                checks.append(UserCheck(name=str(c["name"]), sql=str(c["sql"]), expect=c.get("expect", 0)))
+            migrations = None
+            if t.get("migrations"):
+                migrations = self.path_(t["migrations"])
+                if not (migrations / "env.py").is_file() and not migrations.is_dir():
+                    self.fail(f"{key}.migrations", f"folder {migrations} does not exist; fix the path")
+            baseline = t.get("baseline_revision")
+            out[str(name)] = Target(
+                name=str(name),
+                url=self.url_(t["url"], f"{key}.url"),
+                reference_url=self.url_(ref["url"], f"{key}.reference.url") if ref.get("url") else None,
+                reference_metadata=str(ref["metadata"]) if ref.get("metadata") else None,
+                migrations=migrations,
+                baseline_revision=str(baseline) if baseline is not None else None,
+                align=align,
+                on_drift=on_drift,
+                ignore_tables=tuple(ignore),
+                checks=tuple(checks),
+            )
+        return out

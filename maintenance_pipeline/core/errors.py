@@ -1,0 +1,91 @@
+"""One exception type per kind of failure.
+
+Every message is one line that names what is wrong and how to fix it. The Dagster
+layer shows ``str(error)`` as the run's error line, in alerts and in reports, so a
+message must never contain a secret (URLs are masked with ``dburl.mask_url``).
+"""
+
+from __future__ import annotations
+
+
+class MaintenanceError(Exception):
+    """Base class: a failure a person can act on."""
+
+    kind = "error"
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+class ConfigError(MaintenanceError):
+    """The targets file is wrong: unknown key, missing field, bad cron, bad value."""
+
+    kind = "bad_config"
+
+
+class MissingEnvVarError(ConfigError):
+    kind = "missing_env_var"
+
+
+class BadUrlError(MaintenanceError):
+    kind = "bad_url"
+
+
+class MissingDatabaseError(MaintenanceError):
+    """A SQLite path that does not exist. It is never created."""
+
+    kind = "missing_database"
+
+
+class NotADatabaseError(MaintenanceError):
+    """The file exists but is not a database, or is corrupt."""
+
+    kind = "not_a_database"
+
+
+class DatabaseLockedError(MaintenanceError):
+    kind = "database_locked"
+
+
+class ConnectionFailedError(MaintenanceError):
+    """Unreachable server or bad credentials."""
+
+    kind = "connection_failed"
+
+
+class ReferenceImportError(MaintenanceError):
+    kind = "reference_import"
+
+
+class MigrationError(MaintenanceError):
+    """A broken Alembic revision or a failing alignment step; the target was rolled back."""
+
+    kind = "migration_failed"
+
+    def __init__(self, message: str, revision: str | None = None):
+        super().__init__(message)
+        self.revision = revision
+
+
+class DestructiveChangeRefusedError(MaintenanceError):
+    kind = "destructive_refused"
+
+
+class BackupError(MaintenanceError):
+    """Backup folder not writable, disk full, or the copy failed verification."""
+
+    kind = "backup_failed"
+
+
+class LockHeldError(MaintenanceError):
+    """Another run holds the maintenance lock on this target."""
+
+    kind = "lock_held"
+
+
+class VerificationFailedError(MaintenanceError):
+    kind = "verification_failed"
+
+
+class RestoreError(MaintenanceError):
+    kind = "restore_failed"

@@ -1,0 +1,67 @@
+"""The maintenance lock: two runs never migrate (or restore) one database at once.
+
+SQLite: an exclusive ``flock`` on a small file in the system's temp folder whose name
+is derived from the database file's real path (so two targets files naming the same
+database still share one lock, and nothing is written beside the database). The
+kernel releases it when the process dies, so a crashed run never leaves a stale lock.
+Acquisition never waits: a second run fails fast with ``LockHeldError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .dburl import mask_url, sqlite_path
+from .errors import LockHeldError
+
+
+def lock_file_for(url: str) -> Path:
+    key = str(sqlite_path(url) or mask_url(url))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    folder = Path(tempfile.gettempdir()) / "maintenance_pipeline-locks"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{digest}.lock"
+
+
+@contextlib.contextmanager
+def maintenance_lock(url: str, *, holder: str = ""):
+    """Hold the lock for the block; raise LockHeldError at once if another run has it."""
+    path = lock_file_for(url)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = _read_holder(path)
+            raise LockHeldError(
+                f"another run holds the maintenance lock on {mask_url(url)}{other}; wait for it to finish "
+                "(or check it is not stuck) and rerun"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "holder": holder}).encode())
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return ""
+    if not info:
+        return ""
+    who = f" (pid {info.get('pid')}"
+    if info.get("holder"):
+        who += f", {info['holder']}"
+    return who + ")"

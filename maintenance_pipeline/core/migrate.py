@@ -1,0 +1,336 @@
+"""Migrate: pending Alembic revisions, then alignment, in ONE transaction, under a lock.
+
+The flow of ``migrate()``:
+
+1. take the maintenance lock (a second run fails fast);
+2. open one connection; on SQLite switch ``PRAGMA foreign_keys`` off *before* the
+   transaction (it cannot change inside one; off means a table rebuild's DROP never
+   cascades) and begin with ``BEGIN IMMEDIATE``;
+3. stamp a pre-Alembic database at ``baseline_revision``; run the pending revisions with
+   Alembic's own machinery (``EnvironmentContext``/``MigrationContext``; the user's
+   ``env.py`` is not needed, the revision files are);
+4. snapshot the schema as the transaction now sees it, diff it against the reference and
+   apply what ``align`` allows (``align.py``);
+5. ``PRAGMA foreign_key_check``: a violation the run introduced aborts it;
+6. commit, or roll back on any error (the SQLite file is then bytewise what it was).
+
+A dry run does all of that on a scratch copy (SQLite) or rolls back (other servers),
+and returns the SQL it ran.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from alembic.operations import Operations
+
+from . import align as align_mod
+from .config import Target
+from .dburl import mask_url, open_engine, sqlite_path, translate_error
+from .diff import diff
+from .errors import MaintenanceError, MigrationError
+from .lock import maintenance_lock
+from .model import ADDITIVE_KINDS, Change, Snapshot
+from .snapshot import take_snapshot
+
+
+@dataclass
+class MigrationPlan:
+    has_version_table: bool
+    current: tuple[str, ...]
+    stamp: str | None
+    pending: list[tuple[str, str]]  # (revision, message) in the order they will run
+
+    def to_dict(self) -> dict:
+        return {
+            "before": ",".join(self.current) or self.stamp or None,
+            "stamp": self.stamp,
+            "pending": [r for r, _ in self.pending],
+        }
+
+
+@dataclass
+class MigrationResult:
+    plan: MigrationPlan
+    dry_run: bool
+    align: str
+    applied: list[dict] = field(default_factory=list)  # {"source", "description", "seconds"}
+    aligned: list[Change] = field(default_factory=list)
+    refused: list[Change] = field(default_factory=list)
+    sql: list[str] = field(default_factory=list)
+    revision_after: str | None = None
+    failing_revision: str | None = None  # the revision running when a failure happened
+    drift_after: list[Change] = field(default_factory=list)  # what the plan leaves (seen inside the transaction)
+
+    def to_dict(self) -> dict:
+        return {
+            "revisions": {**self.plan.to_dict(), "after": self.revision_after},
+            "applied": self.applied,
+            "refused": [c.to_dict() for c in self.refused],
+            "sql": self.sql,
+            "dry_run": self.dry_run,
+            "align": self.align,
+        }
+
+
+def _script(target: Target) -> ScriptDirectory | None:
+    if target.migrations is None:
+        return None
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(target.migrations))
+    try:
+        return ScriptDirectory.from_config(cfg)
+    except CommandError as e:
+        raise MigrationError(f"Alembic migrations at {target.migrations} cannot be read: {e}; fix the folder") from None
+
+
+def _user_tables(conn: sa.Connection, ignore: tuple[str, ...]) -> list[str]:
+    names = sa.inspect(conn).get_table_names()
+    return [n for n in names if n not in ignore and not n.startswith("sqlite_")]
+
+
+def plan_revisions(conn: sa.Connection, target: Target) -> MigrationPlan:
+    """Which revisions are pending; whether a pre-Alembic database needs stamping first."""
+    script = _script(target)
+    mc = MigrationContext.configure(conn)
+    has_table = sa.inspect(conn).has_table("alembic_version")
+    current = tuple(mc.get_current_heads()) if has_table else ()
+    if script is None:
+        return MigrationPlan(has_table, current, None, [])
+    stamp = None
+    if not current:
+        if _user_tables(conn, ("alembic_version",)):
+            if not target.baseline_revision:
+                raise MigrationError(
+                    f"target {target.name!r} has tables but no alembic_version table, so its revision is unknown; "
+                    "set baseline_revision in the targets file to the revision it is at (never upgraded from base)"
+                )
+            stamp = target.baseline_revision
+    start = stamp or (current[0] if len(current) == 1 else None)
+    try:
+        if stamp is not None:
+            script.get_revision(stamp)
+        revs = list(script.iterate_revisions("heads", start if not current or len(current) == 1 else current))
+    except CommandError as e:
+        raise MigrationError(f"cannot plan Alembic revisions for {target.name!r}: {e}; check baseline_revision "
+                             "and the revision files") from None
+    revs.reverse()
+    return MigrationPlan(has_table, current, stamp, [(r.revision, (r.doc or "").strip()) for r in revs])
+
+
+def split_by_align(changes: list[Change], align: str) -> tuple[list[Change], list[Change]]:
+    """(to apply, refused) under an align mode."""
+    if align == "none":
+        return [], []
+    if align == "full":
+        return list(changes), []
+    return [c for c in changes if c.kind in ADDITIVE_KINDS], [c for c in changes if c.kind not in ADDITIVE_KINDS]
+
+
+def fk_violations(conn: sa.Connection) -> Counter:
+    """Violations of declared foreign keys, counted per (table, parent)."""
+    if conn.dialect.name != "sqlite":
+        return Counter()
+    rows = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    return Counter((r[0], r[2]) for r in rows)
+
+
+def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dry_run: bool = False) -> MigrationResult:
+    align = align or target.align
+    path = sqlite_path(target.url)
+    if dry_run and path is not None:
+        return _dry_run_on_copy(target, reference, align, path)
+    with maintenance_lock(target.url, holder=f"migrate {target.name}"):
+        engine = open_engine(target.url)
+        try:
+            return _run(engine, target, reference, align, dry_run)
+        finally:
+            engine.dispose()
+
+
+def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path) -> MigrationResult:
+    with tempfile.TemporaryDirectory(prefix="maintenance-dryrun-") as tmp:
+        scratch = Path(tmp) / path.name
+        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        dst = sqlite3.connect(scratch)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        engine = open_engine(f"sqlite:///{scratch}")
+        try:
+            scratch_target = Target(**{**target.__dict__, "url": f"sqlite:///{scratch}"})
+            return _run(engine, scratch_target, reference, align, dry_run=True)
+        finally:
+            engine.dispose()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry_run: bool) -> MigrationResult:
+    sql: list[str] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        head = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+        if head in ("SELECT", "PRAGMA", "BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"):
+            return
+        text = " ".join(statement.split())
+        if parameters:
+            text += f"  -- params {parameters!r}"
+        sql.append(text)
+
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+            conn.info["immediate"] = True
+        sa.event.listen(conn, "before_cursor_execute", capture)
+        trans = conn.begin()
+        result = None
+        phase = "plan"
+        try:
+            fk_before = fk_violations(conn)
+            plan = plan_revisions(conn, target)
+            result = MigrationResult(plan=plan, dry_run=dry_run, align=align, sql=sql)
+            phase = "alembic"
+            _run_revisions(conn, target, plan, result)
+            phase = "align"
+            _align(conn, target, reference, align, result)
+            phase = "foreign_key_check"
+            fk_after = fk_violations(conn)
+            introduced = {k: n - fk_before.get(k, 0) for k, n in fk_after.items() if n > fk_before.get(k, 0)}
+            if introduced:
+                worst = ", ".join(f"{t} -> {p}: {n}" for (t, p), n in sorted(introduced.items()))
+                raise MigrationError(f"the migration would leave rows pointing at missing parents ({worst})")
+            result.revision_after = _current_revision(conn)
+            after = take_snapshot(conn, ignore_tables=target.ignore_tables)
+            result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables)
+        except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
+            trans.rollback()
+            failing = result.failing_revision if result is not None else None
+            raise _as_migration_error(e, phase, failing, target) from e
+        if dry_run:
+            trans.rollback()
+        else:
+            trans.commit()
+        return result
+
+
+def _current_revision(conn: sa.Connection) -> str | None:
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    heads = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(heads) or None
+
+
+def _run_revisions(conn: sa.Connection, target: Target, plan: MigrationPlan, result: MigrationResult) -> None:
+    """Run pending revisions inside the caller's transaction, tracking which one is running."""
+    script = _script(target)
+    if script is None:
+        return
+    state = {"t": time.monotonic(), "done": 0}
+    result.failing_revision = plan.pending[0][0] if plan.pending else None
+
+    def on_apply(*, ctx, step, heads, run_args):  # noqa: ANN001 - Alembic's callback signature
+        now = time.monotonic()
+        rev, msg = plan.pending[state["done"]]
+        result.applied.append({"source": "alembic", "description": f"revision {rev}: {msg}".rstrip(": "),
+                               "revision": rev, "seconds": round(now - state["t"], 4)})
+        state["done"] += 1
+        state["t"] = now
+        nxt = plan.pending[state["done"]][0] if state["done"] < len(plan.pending) else None
+        result.failing_revision = nxt
+
+    def upgrade(rev, context):  # noqa: ANN001
+        return script._upgrade_revs("heads", rev)
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(target.migrations))
+    with EnvironmentContext(cfg, script, fn=upgrade, destination_rev="heads"):
+        from alembic import context as alembic_context
+
+        alembic_context.configure(connection=conn, target_metadata=None, transactional_ddl=True,
+                                  on_version_apply=on_apply, render_as_batch=True)
+        mc = alembic_context.get_context()
+        if plan.stamp:
+            t0 = time.monotonic()
+            mc.stamp(script, plan.stamp)
+            result.applied.append({"source": "alembic", "description": f"stamped pre-Alembic database at "
+                                   f"baseline revision {plan.stamp}", "revision": plan.stamp,
+                                   "seconds": round(time.monotonic() - t0, 4)})
+            state["t"] = time.monotonic()
+        if plan.pending:
+            alembic_context.run_migrations()
+
+
+def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str, result: MigrationResult) -> None:
+    live = take_snapshot(conn, ignore_tables=target.ignore_tables)
+    changes = diff(live, reference, ignore_tables=target.ignore_tables)
+    to_apply, refused = split_by_align(changes, align)
+    result.refused = refused
+    if not to_apply:
+        return
+    # a single-column FK arriving with its column is added with it (natively on SQLite)
+    column_fks = {}
+    for ch in to_apply:
+        if ch.kind == "add_foreign_key" and len(ch.reference.columns) == 1:  # type: ignore[union-attr]
+            if any(c.kind == "add_column" and c.table == ch.table and c.name == ch.reference.columns[0]
+                   for c in to_apply):
+                column_fks[(ch.table, ch.reference.columns[0])] = ch  # type: ignore[union-attr]
+    ops = Operations(MigrationContext.configure(conn, opts={"transactional_ddl": True}))
+    rebuild: dict[str, list[Change]] = {}
+    for ch in to_apply:
+        if ch.kind == "add_foreign_key" and (ch.table, ch.reference.columns[0]) in column_fks and \
+                column_fks[(ch.table, ch.reference.columns[0])] is ch:  # type: ignore[union-attr]
+            continue
+        fk_ch = column_fks.get((ch.table, ch.name)) if ch.kind == "add_column" else None
+        t0 = time.monotonic()
+        if align_mod.apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None):
+            desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
+            result.applied.append({"source": "align", "description": desc, "seconds": round(time.monotonic() - t0, 4)})
+            result.aligned.append(ch)
+            if fk_ch:
+                result.aligned.append(fk_ch)
+        else:
+            rebuild.setdefault(ch.table, []).append(ch)
+    if rebuild:
+        now = take_snapshot(conn, ignore_tables=target.ignore_tables)
+        for table, chs in rebuild.items():
+            t0 = time.monotonic()
+            align_mod.rebuild_table(ops, now.tables[table], chs)
+            result.applied.append({"source": "align",
+                                   "description": f"rebuilt table {table} (rows kept): "
+                                   + "; ".join(c.describe() for c in chs),
+                                   "seconds": round(time.monotonic() - t0, 4)})
+            result.aligned.extend(chs)
+
+
+def _as_migration_error(e: Exception, phase: str, failing, target: Target) -> Exception:
+    if isinstance(e, MaintenanceError) and not isinstance(e, MigrationError) and phase == "plan":
+        return e
+    if isinstance(e, MigrationError) and phase == "plan":
+        return e
+    if isinstance(e, sa.exc.OperationalError) and "locked" in str(e).lower():
+        return translate_error(e, target.url)
+    line = " ".join(str(getattr(e, "orig", None) or e).split())[:300] or type(e).__name__
+    rolled = f"{mask_url(target.url)} was rolled back to its state before the run"
+    if phase == "alembic":
+        rev = failing or "?"
+        return MigrationError(f"Alembic revision {rev} failed: {type(e).__name__}: {line}; {rolled}; fix the "
+                              "revision and rerun", revision=rev)
+    if phase == "align":
+        return MigrationError(f"alignment failed: {type(e).__name__}: {line}; {rolled}; fix the reference or "
+                              "use align: none")
+    return MigrationError(f"migration failed at {phase}: {line}; {rolled}")

@@ -1,0 +1,266 @@
+"""One run, step by step, without Dagster.
+
+``RunState`` carries what the steps learn; each ``step_*`` function does one op's
+work and records it in the state and the timeline. The Dagster ops are thin
+adapters over these functions, and ``run_job`` chains them for scripts and tests.
+When a step fails, ``finish`` still writes the report, naming the step and error.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import backup as backup_mod
+from .config import MaintenanceConfig, Target
+from .dburl import mask_url, open_engine
+from .diff import diff
+from .errors import (
+    DestructiveChangeRefusedError,
+    MaintenanceError,
+    RestoreError,
+    VerificationFailedError,
+)
+from .lock import maintenance_lock
+from .migrate import MigrationResult, migrate, plan_revisions
+from .model import Change, Snapshot
+from .reference import reference_snapshot
+from .report import write_report
+from .snapshot import take_snapshot
+from .verify import VerifyResult, verify_target
+
+JOBS = ("maintain_database", "verify_database", "restore_database")
+VERIFY_MODE = {"maintain_database": "maintain", "verify_database": "verify", "restore_database": "restore"}
+BACKUP_LABEL = {"maintain_database": "pre-migration", "verify_database": "nightly", "restore_database": "pre-restore"}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class RunState:
+    config: MaintenanceConfig
+    target: Target
+    job: str
+    run_id: str
+    trigger: str = "manual"
+    ui_url: str | None = None
+    started_at: datetime = field(default_factory=_now)
+    timeline: list[dict] = field(default_factory=list)
+    backup: dict | None = None
+    retention_removed: list[str] = field(default_factory=list)
+    reference: Snapshot | None = None
+    drift_before: list[Change] = field(default_factory=list)
+    tables_before: dict = field(default_factory=dict)
+    revisions: dict | None = None
+    migration: MigrationResult | None = None
+    verification: VerifyResult | None = None
+    restored_from: dict | None = None
+    align: str | None = None
+    dry_run: bool = False
+    report_paths: tuple[Path, Path] | None = None
+
+    @property
+    def reference_snapshot(self) -> Snapshot:
+        if self.reference is None:
+            t = self.target
+            self.reference = reference_snapshot(
+                url=t.reference_url, metadata=t.reference_metadata, target_dialect=_dialect(t.url),
+                ignore_tables=t.ignore_tables, search_paths=(self.config.root,),
+            )
+        return self.reference
+
+
+def _dialect(url: str) -> str:
+    from .dburl import dialect_of
+
+    return dialect_of(url)
+
+
+def start(config: MaintenanceConfig, target: str, job: str, *, run_id: str | None = None, trigger: str = "manual",
+          ui_url: str | None = None) -> RunState:
+    return RunState(config=config, target=config.target(target), job=job, run_id=run_id or uuid.uuid4().hex,
+                    trigger=trigger, ui_url=ui_url)
+
+
+@contextmanager
+def timed(state: RunState, step: str):
+    entry = {"step": step, "started_at": _now().isoformat(timespec="seconds"), "seconds": None}
+    state.timeline.append(entry)
+    t0 = time.monotonic()
+    try:
+        yield entry
+    finally:
+        entry["seconds"] = round(time.monotonic() - t0, 3)
+
+
+def step_backup(state: RunState) -> dict:
+    """A verified backup before anything else; retention only after it succeeded."""
+    cfg, t = state.config, state.target
+    label = BACKUP_LABEL[state.job]
+    pinned = cfg.backups.pin_pre_migration and state.job != "verify_database"
+    with timed(state, "backup"):
+        result = backup_mod.backup_database(t.url, cfg.backups.dir, t.name, label=label, pinned=pinned)
+        state.backup = result.to_dict()
+        removed = backup_mod.apply_retention(cfg.backups.dir, t.name, keep_last=cfg.backups.keep_last,
+                                             keep_days=cfg.backups.keep_days)
+        state.retention_removed = [str(p) for p in removed]
+    return state.backup
+
+
+def step_diff(state: RunState) -> list[Change]:
+    t = state.target
+    with timed(state, "diff"):
+        reference = state.reference_snapshot
+        engine = open_engine(t.url)
+        try:
+            with engine.connect() as conn:
+                live = take_snapshot(conn, ignore_tables=t.ignore_tables)
+                if t.migrations is not None and state.job == "maintain_database":
+                    state.revisions = plan_revisions(conn, t).to_dict()
+        finally:
+            engine.dispose()
+        state.drift_before = diff(live, reference, ignore_tables=t.ignore_tables)
+        rows = (state.backup or {}).get("row_counts") or {}
+        state.tables_before = {n: {"columns": len(tb.columns), "rows": rows.get(n)} for n, tb in sorted(live.tables.items())}
+    return state.drift_before
+
+
+def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = None) -> MigrationResult:
+    state.align = align or state.target.align
+    state.dry_run = dry_run
+    if state.backup is None or not state.backup.get("verified"):
+        raise MaintenanceError("refusing to migrate without a verified backup; run the backup step first")
+    with timed(state, "migrate"):
+        state.migration = migrate(state.target, state.reference_snapshot, align=state.align, dry_run=dry_run)
+        state.revisions = state.migration.to_dict()["revisions"]
+    return state.migration
+
+
+def step_restore(state: RunState, backup_path: str = "") -> dict:
+    t, cfg = state.target, state.config
+    with timed(state, "restore"):
+        if backup_path:
+            path = Path(backup_path).expanduser()
+            if not path.is_absolute():
+                path = (cfg.root / path).resolve()
+            manifest = backup_mod.read_manifest(path)
+        else:
+            own = (state.backup or {}).get("path")
+            candidates = [m for m in backup_mod.list_backups(cfg.backups.dir, t.name)
+                          if m.get("verified") and str(m.get("path")) != str(own)]
+            if not candidates:
+                raise RestoreError(f"no verified backup of {t.name!r} in {cfg.backups.dir / t.name} to restore; "
+                                   "name one with ops.restore.config.backup")
+            manifest = candidates[0]
+            path = Path(manifest["path"])
+        with maintenance_lock(t.url, holder=f"restore {t.name}"):
+            backup_mod.restore_database(path, t.url)
+        state.restored_from = {**manifest, "path": str(path)}
+    return state.restored_from
+
+
+def step_verify(state: RunState) -> VerifyResult:
+    t = state.target
+    mode = VERIFY_MODE[state.job]
+    refused = state.migration.refused if state.migration else []
+    with timed(state, "verify"):
+        b = state.backup or {}
+        state.verification = verify_target(
+            t, state.reference_snapshot, backup_path=Path(b["path"]) if b.get("path") else None,
+            backup_verified=bool(b.get("verified")), backup_detail=b.get("verify_detail") or "",
+            mode=mode, refused=refused, restored_manifest=state.restored_from,
+            planned_drift=state.migration.drift_after if state.migration and state.migration.dry_run else None,
+        )
+    failed = state.verification.failed
+    if failed:
+        names = ", ".join(c.name for c in failed)
+        first = failed[0]
+        if refused and any(c.name == "schema_matches_reference" for c in failed):
+            raise DestructiveChangeRefusedError(
+                f"{len(refused)} destructive change(s) refused under align: additive "
+                f"({'; '.join(c.describe() for c in refused[:3])}); review them and rerun with align: full "
+                "to apply")
+        raise VerificationFailedError(f"verification failed: {names} — {first.name}: {first.detail}")
+    return state.verification
+
+
+def report_dict(state: RunState, *, error: str | None = None, failed_step: str | None = None) -> dict:
+    t = state.target
+    mig = state.migration
+    ver = state.verification
+    applied = mig.applied if mig and not mig.dry_run else []
+    planned = []
+    if mig and mig.dry_run:
+        planned = [{"source": a["source"], "description": a["description"]} for a in mig.applied]
+        if mig.sql:
+            planned.append({"source": "sql", "description": "statements", "sql": mig.sql})
+    return {
+        "target": t.name,
+        "job": state.job,
+        "run_id": state.run_id,
+        "status": "failed" if error else "success",
+        "error": error,
+        "failed_step": failed_step,
+        "trigger": state.trigger,
+        "started_at": state.started_at.isoformat(timespec="seconds"),
+        "finished_at": _now().isoformat(timespec="seconds"),
+        "database": mask_url(t.url),
+        "reference": t.reference_label,
+        "align": state.align or t.align,
+        "dry_run": state.dry_run,
+        "ui_url": state.ui_url,
+        "backup": state.backup,
+        "retention_removed": state.retention_removed,
+        "revisions": state.revisions,
+        "drift_before": [c.to_dict() for c in state.drift_before],
+        "planned": planned,
+        "sql": mig.sql if mig and mig.dry_run else [],
+        "applied": applied,
+        "refused": [c.to_dict() for c in mig.refused] if mig else [],
+        "drift_after": [c.to_dict() for c in ver.drift_after] if ver else None,
+        "checks": [c.to_dict() for c in ver.checks] if ver else [],
+        "planned_drops": ver.planned_drops if ver else [],
+        "restored_from": {k: (state.restored_from or {}).get(k) for k in ("path", "sha256", "created_at", "label")}
+        if state.restored_from else None,
+        "tables_before": state.tables_before,
+        "tables_after": ver.tables_after if ver else {},
+        "timeline": state.timeline,
+    }
+
+
+def finish(state: RunState, *, error: BaseException | str | None = None, failed_step: str | None = None) -> dict:
+    """Write the Markdown and JSON report (for failed runs too); returns the report dict."""
+    with timed(state, "report"):
+        message = None if error is None else (str(error) or type(error).__name__)
+        report = report_dict(state, error=message, failed_step=failed_step)
+        state.report_paths = write_report(report, state.config.reports_dir)
+    report["report_paths"] = {"markdown": str(state.report_paths[0]), "json": str(state.report_paths[1])}
+    return report
+
+
+def run_job(config: MaintenanceConfig, target: str, job: str, *, dry_run: bool = False, align: str | None = None,
+            restore_backup: str = "", run_id: str | None = None, trigger: str = "manual") -> dict:
+    """Run a whole job without Dagster; returns the report dict (``status`` says how it went)."""
+    if job not in JOBS:
+        raise ValueError(f"unknown job {job!r}; one of {', '.join(JOBS)}")
+    state = start(config, target, job, run_id=run_id, trigger=trigger)
+    steps = [("backup", step_backup)]
+    if job == "restore_database":
+        steps.append(("restore", lambda s: step_restore(s, restore_backup)))
+    else:
+        steps.append(("diff", step_diff))
+        if job == "maintain_database":
+            steps.append(("migrate", lambda s: step_migrate(s, dry_run=dry_run, align=align)))
+    steps.append(("verify", step_verify))
+    for name, fn in steps:
+        try:
+            fn(state)
+        except MaintenanceError as e:
+            return finish(state, error=e, failed_step=name)
+    return finish(state)

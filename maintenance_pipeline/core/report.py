@@ -1,0 +1,377 @@
+"""Run reports: a Markdown page that reads like a hand-written migration report, plus JSON.
+
+Every key of the report dict may be missing or None (a run can fail at any step), so
+every section renders from whatever is there and never raises. The final text is masked:
+``scheme://user:password@`` becomes ``scheme://user:***@``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+_SECRET_RE = re.compile(r"(://[^:/@\s`]*):[^\s`]*@")  # up to the last @ of the token
+_UNSAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNCHANGED_STEPS = {"backup", "diff"}  # steps that never touch the target
+
+
+def mask_secrets(text: str) -> str:
+    return _SECRET_RE.sub(r"\1:***@", text)
+
+
+def _masked(value):
+    """A JSON-ready copy of ``value`` with every string masked (non-JSON types become str)."""
+    if isinstance(value, dict):
+        return {str(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_masked(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return mask_secrets(str(value))
+
+
+# ---------------------------------------------------------------- small helpers
+def _dict(x) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
+def _dicts(x) -> list[dict]:
+    return [i for i in x if isinstance(i, dict)] if isinstance(x, (list, tuple)) else []
+
+
+def _dt(value) -> datetime | None:
+    """A datetime or ISO-8601 string as an aware UTC datetime (naive = UTC); None if it is neither."""
+    try:
+        d = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
+
+
+def _cell(value, empty: str = "—") -> str:
+    """Text safe inside a Markdown table cell (one line, no bare pipes)."""
+    if value is None or value == "":
+        return empty
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def _code(value) -> str:
+    return f"`{_cell(value).replace('`', chr(39))}`" if value not in (None, "") else "—"
+
+
+def _secs(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    m, s = divmod(seconds, 60)
+    return f"{m}m {s}s" if m < 60 else f"{m // 60}h {m % 60}m {s}s"
+
+
+def human_bytes(n) -> str:
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        return "—"
+    size, unit = float(n), "B"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            break
+        size /= 1024
+    return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _yes(value) -> str:
+    return "✅ yes" if value is True else ("❌ no" if value is False else "—")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return out + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _status(report: dict) -> str:
+    status = str(report.get("status") or "").lower()
+    if status == "failed" or (not status and (report.get("error") or report.get("failed_step"))):
+        return "failed"
+    return "dry_run" if report.get("dry_run") is True and status in ("success", "") else status or "unknown"
+
+
+_BADGES = {"success": "✅ SUCCESS", "failed": "❌ FAILED", "dry_run": "🔍 DRY RUN"}
+
+
+# ---------------------------------------------------------------- paths and writing
+def _safe(name, fallback: str) -> str:
+    return _UNSAFE_NAME_RE.sub("_", str(name or "")).strip("._") or fallback
+
+
+def report_paths(reports_dir: Path, target: str, job: str, run_id: str, started_at: datetime) -> tuple[Path, Path]:
+    when = (_dt(started_at) or datetime.now(timezone.utc)).strftime("%Y%m%d_%H%M%S")
+    stem = f"{when}_{_safe(job, 'job')}_{_safe(str(run_id or '')[:8], 'norun')}"
+    folder = Path(reports_dir) / _safe(target, "unknown")
+    return folder / f"{stem}.md", folder / f"{stem}.json"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # reports hold no secrets; let the team read them
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: dict, reports_dir: Path) -> tuple[Path, Path]:
+    md_path, json_path = report_paths(
+        reports_dir, report.get("target"), report.get("job"), report.get("run_id"), report.get("started_at")
+    )
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    report["report_paths"] = {"markdown": str(md_path), "json": str(json_path)}
+    _atomic_write(md_path, render_markdown(report))
+    _atomic_write(json_path, json.dumps(_masked(report), indent=2, sort_keys=False, default=str) + "\n")
+    return md_path, json_path
+
+
+# ---------------------------------------------------------------- text
+def _applied_counts(report: dict, key: str) -> tuple[int, int]:
+    items = _dicts(report.get(key))
+    alembic = sum(1 for i in items if i.get("source") == "alembic")
+    return alembic, len(items) - alembic
+
+
+def _summary(report: dict) -> str:
+    status, target = _status(report), _cell(report.get("target"), "")
+    backup = _dict(report.get("backup")).get("path")
+    backup_txt = f" (backup: `{backup}`)" if backup else ""
+    if status == "failed":
+        step = _cell(report.get("failed_step"), "")
+        error = " ".join(str(report.get("error") or "no error message was recorded").split()).rstrip(".")
+        out = f"Failed at step {step}: {error}." if step else f"The run failed: {error}."
+        if step in _UNCHANGED_STEPS or report.get("dry_run") is True or step == "migrate":
+            out += f" The database was left as it was before the run{backup_txt}."
+        elif _dicts(report.get("applied")):
+            out += (f" Changes applied before the failure are still in place; to undo them run "
+                    f"`restore_database`{backup_txt}.")
+        elif backup:
+            out += f" Backup taken before the run: `{backup}`."
+        return out
+    parts: list[str] = []
+    if status == "dry_run":
+        a, b = _applied_counts(report, "planned")
+        parts.append(f"Dry run, nothing was changed: planned {_plural(a, 'Alembic revision')} and "
+                     f"{_plural(b, 'alignment change')}")
+    else:
+        a, b = _applied_counts(report, "applied")
+        parts.append(f"Applied {_plural(a, 'Alembic revision')} and {_plural(b, 'alignment change')}"
+                     if a or b else "No changes were applied")
+    before, after = report.get("drift_before"), report.get("drift_after")
+    if isinstance(after, list) and status != "dry_run":
+        parts.append("schema now equals the reference" if not after
+                     else f"{_plural(len(after), 'difference')} from the reference remain")
+    elif isinstance(before, list):
+        parts.append("schema equals the reference" if not before
+                     else f"{_plural(len(before), 'difference')} from the reference found")
+    checks = _dicts(report.get("checks"))
+    if checks:
+        failed = [str(c.get("name")) for c in checks if c.get("passed") is not True]
+        parts.append(f"all {len(checks)} checks passed" if not failed
+                     else f"{len(failed)} of {len(checks)} checks failed ({', '.join(failed)})")
+    tables = _dict(report.get("tables_after")) or _dict(report.get("tables_before"))
+    mine = _dict(tables.get(target)).get("rows") if target else None
+    kept = "kept" if status == "success" else "in the database"
+    if isinstance(mine, int):
+        parts.append(f"{mine} {target} {kept}")
+    elif tables:
+        total = sum(r for t in tables.values() if isinstance(r := _dict(t).get("rows"), int))
+        parts.append(f"{total} rows in {_plural(len(tables), 'table')} {kept}")
+    text = "; ".join(parts) + "."
+    if refused := _dicts(report.get("refused")):
+        verb = "would be refused" if status == "dry_run" else "refused"
+        align = report.get("align") or "additive"
+        text += f" {_plural(len(refused), 'destructive change')} {verb} under align={align} (see Refused)."
+    return text
+
+
+def _change_rows(items: list[dict]) -> list[list[str]]:
+    return [[_cell(c.get("kind")), _code(f"{c.get('table')}.{c['name']}" if c.get("name") else c.get("table")),
+             "⚠️ yes" if c.get("destructive") else "no", _cell(c.get("detail"))] for c in items]
+
+
+def _show_planned(report: dict, status: str) -> bool:
+    """Dry runs, and failed runs that planned changes but applied none, show the plan and its SQL."""
+    return status == "dry_run" or (
+        status == "failed" and not _dicts(report.get("applied")) and bool(_dicts(report.get("planned"))))
+
+
+def _sections(report: dict) -> list[tuple[str, callable]]:
+    status = _status(report)
+    show_planned = _show_planned(report, status)
+
+    def drift():
+        items = report.get("drift_before")
+        if not isinstance(items, list):
+            return ["Not computed (the run stopped before the diff step)."]
+        if not items:
+            return ["None: the database already matched the reference."]
+        return _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(_dicts(items)))
+
+    def changes():
+        if show_planned:
+            planned = _dicts(report.get("planned"))
+            if not planned:
+                return ["Nothing to do."]
+            out = _table(["#", "Source", "Description"],
+                         [[str(i), _cell(p.get("source")), _cell(p.get("description"))]
+                          for i, p in enumerate(planned, 1)])
+            sql = [str(s).rstrip().rstrip(";") + ";" for p in planned
+                   for s in ([p["sql"]] if isinstance(p.get("sql"), str) else p.get("sql") or []) if s]
+            return out + (["", "```sql", *sql, "```"] if sql else [])
+        applied = _dicts(report.get("applied"))
+        if not applied:
+            return ["None."]
+        total = sum(a["seconds"] for a in applied if _secs(a.get("seconds")) != "—")
+        return _table(["#", "Source", "Description", "Seconds"],
+                      [[str(i), _cell(a.get("source")), _cell(a.get("description")), _secs(a.get("seconds"))]
+                       for i, a in enumerate(applied, 1)]) + ["", f"**Total:** {_secs(total)} s"]
+
+    def refused():
+        items = _dicts(report.get("refused"))
+        return _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(items)) + [
+            "", "These are not applied because `align` is "
+            f"`{report.get('align') or 'additive'}`. To apply them, review the data they hold, then run again "
+            "with `align: full` (`ops: {migrate: {config: {align: full}}}`)."]
+
+    def verification():
+        checks = _dicts(report.get("checks"))
+        out = [f"- {'✅' if c.get('passed') is True else '❌'} **{_cell(c.get('name'))}**"
+               + (f" — {_cell(c.get('detail'))}" if c.get("detail") else "") for c in checks] or ["Not run."]
+        drops = _dicts(report.get("planned_drops"))
+        if drops:
+            out += ["", "**Data held by dropped objects** (a copy stays in the backup):"]
+            for d in drops:
+                obj = f"column `{d.get('table')}.{d['column']}`" if d.get("column") else f"table `{d.get('table')}`"
+                held = [f"{d['rows']} rows" if d.get("rows") is not None else "",
+                        f"{d['values']} values" if d.get("values") is not None else ""]
+                out.append(f"- {obj}: {', '.join(h for h in held if h) or 'size unknown'}")
+        return out
+
+    def before_after():
+        before, after = _dict(report.get("tables_before")), _dict(report.get("tables_after"))
+        if not before and not after:
+            return ["No table statistics were recorded."]
+        rows = []
+        for name in [*before, *(n for n in after if n not in before)]:
+            b, a = _dict(before.get(name)), _dict(after.get(name))
+            note = ""
+            if after and name not in before and before:
+                note = "✅ NEW"
+            elif before and after and name not in after:
+                note = "🗑 DROPPED"
+            elif b and a and b.get("columns") != a.get("columns"):
+                note = "✅ UPDATED"
+            rows.append([_code(name), f"{_cell(b.get('columns'))} → {_cell(a.get('columns'))}",
+                         f"{_cell(b.get('rows'))} → {_cell(a.get('rows'))}", note])
+        return _table(["Table", "Columns", "Rows", "Note"], rows)
+
+    def timeline():
+        steps = _dicts(report.get("timeline"))
+        if not steps:
+            return ["No steps were recorded."]
+        rows = []
+        for s in steps:
+            when = _dt(s.get("started_at"))
+            mark = " ❌" if s.get("step") and s.get("step") == report.get("failed_step") else ""
+            rows.append([_cell(s.get("step")) + mark, when.strftime("%H:%M:%S") if when else "—",
+                         _secs(s.get("seconds"))])
+        out = _table(["Step", "Started (UTC)", "Seconds"], rows)
+        start, end = _dt(report.get("started_at")), _dt(report.get("finished_at"))
+        return out + (["", f"**Total time:** {_duration((end - start).total_seconds())}"] if start and end else [])
+
+    def backups():
+        b = _dict(report.get("backup"))
+        out = (_table(["Path", "SHA-256", "Size", "Verified", "Pinned", "Label", "Method"],
+                      [[_code(b.get("path")), _code(str(b["sha256"])[:12]) if b.get("sha256") else "—",
+                        human_bytes(b.get("bytes")), _yes(b.get("verified")), _yes(b.get("pinned")),
+                        _cell(b.get("label")), _cell(b.get("method"))]])
+               if b else ["No backup was taken."])
+        removed = report.get("retention_removed")
+        if isinstance(removed, list):
+            out += ["", "**Retention removed:**" + ("" if removed else " nothing.")]
+            out += [f"- {_code(p)}" for p in removed]
+        return out
+
+    sections = [("Summary", lambda: [_summary(report)]), ("Drift found", drift),
+                ("Planned (not applied)" if show_planned else "Changes applied", changes)]
+    if _dicts(report.get("refused")):
+        sections.append(("Refused", refused))
+    return sections + [("Verification", verification), ("Before vs after", before_after),
+                       ("Timeline", timeline), ("Backups", backups)]
+
+
+def render_markdown(report: dict) -> str:
+    report = report if isinstance(report, dict) else {}
+    status = _status(report)
+    badge = _BADGES.get(status, status.upper())
+    if status == "failed" and report.get("failed_step"):
+        badge += f" at step `{_cell(report['failed_step'])}`"
+    start, end = _dt(report.get("started_at")), _dt(report.get("finished_at"))
+    time = start.strftime("%H:%M:%S") if start else "—"
+    if start and end:
+        time += f" – {end.strftime('%H:%M:%S')} UTC ({_duration((end - start).total_seconds())})"
+    elif start:
+        time += " UTC"
+    run_id = report.get("run_id")
+    run = _code(run_id)
+    if report.get("ui_url"):
+        run = f"[{_cell(run_id)}]({report['ui_url']})"
+    reference = report.get("reference")
+    lines = [f"# Database maintenance report — {_cell(report.get('target'), 'unknown target')}", "",
+             f"**Job:** `{_cell(report.get('job'))}`  ",
+             f"**Date:** {start.strftime('%Y-%m-%d') if start else '—'}  ", f"**Time:** {time}  ",
+             f"**Status:** **{badge}**  ",
+             f"**Database:** {_code(report.get('database'))}  "]
+    if reference:
+        lines.append(f"**Reference:** {_code(reference)} (align: `{_cell(report.get('align'))}`)  ")
+    lines.append(f"**Run:** {run}" + (f" (trigger: {_cell(report.get('trigger'))})" if report.get("trigger") else ""))
+    for title, build in _sections(report):
+        try:
+            body = build()
+        except Exception as e:  # never lose the whole report because one section is odd
+            body = [f"_This section could not be rendered: {type(e).__name__}: {_cell(e)}_"]
+        lines += ["", "---", "", f"## {title}", "", *body]
+    paths = _dict(report.get("report_paths"))
+    finished = f" · finished {end.isoformat(timespec='seconds')}" if end else ""
+    lines += ["", "---", "", f"**Result:** {badge}{finished}" + ("  " if paths else "")]
+    if paths:
+        lines.append(f"**Files:** {_code(paths.get('markdown'))}, {_code(paths.get('json'))}")
+    return mask_secrets("\n".join(lines) + "\n")
+
+
+def summary_line(report: dict) -> str:
+    report = report if isinstance(report, dict) else {}
+    status = _status(report)
+    head = f"{report.get('job') or 'job'} on {report.get('target') or '?'} (run {str(report.get('run_id') or '?')[:8]})"
+    if status == "failed":
+        step = report.get("failed_step")
+        tail = f"FAILED{' at ' + str(step) if step else ''}: {report.get('error') or 'no error message'}"
+    else:
+        try:
+            tail = _summary(report)
+        except Exception:  # a log line must never break the caller
+            tail = "see the report"
+        tail = tail if status == "dry_run" else f"{status.upper()}: {tail}"
+    return mask_secrets(" ".join(f"{head}: {tail}".split()))

@@ -20,8 +20,6 @@ No randomness, no wall clock: ids are UUID5s of fixed keys, timestamps are fixed
     python examples/build_demo.py          # (re)builds examples/data/goals.db and goals_dev.db
 """
 
-from __future__ import annotations
-
 import sqlite3
 import uuid
 from dataclasses import dataclass
@@ -42,7 +40,7 @@ class Table:
     constraints: tuple[str, ...] = ()
     indexes: tuple[str, ...] = ()
 
-    def with_columns(self, *added: str, indexes: tuple[str, ...] = ()) -> Table:
+    def with_columns(self, *added: str, indexes: tuple[str, ...] = ()) -> "Table":
         """This table as ``ALTER TABLE ... ADD COLUMN`` leaves it: new columns last."""
         return Table(self.name, self.columns + added, self.constraints, self.indexes + indexes)
 

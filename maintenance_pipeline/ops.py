@@ -6,7 +6,6 @@ raises ``dagster.Failure`` with the one-line error and the report attached, so t
 and the alerts name the failing step.
 """
 
-from __future__ import annotations
 
 from typing import Callable
 

@@ -101,7 +101,7 @@ def _sqlite_connect_factory(path: Path, timeout: float):
     return connect
 
 
-def open_engine(url: str | URL, *, busy_timeout: float = 5.0, check: bool = True) -> Engine:
+def open_engine(url: str | URL, *, busy_timeout: float = 10.0, check: bool = True) -> Engine:
     """An engine for ``url``. SQLite: the file must exist and be a database.
 
     SQLite connections run in autocommit at the driver level; SQLAlchemy's ``begin()`` emits

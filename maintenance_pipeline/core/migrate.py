@@ -264,12 +264,8 @@ def _run_revisions(conn: sa.Connection, target: Target, plan: MigrationPlan, res
         alembic_context.configure(connection=conn, target_metadata=None, transactional_ddl=True,
                                   on_version_apply=on_apply, render_as_batch=True)
         mc = alembic_context.get_context()
-        if plan.stamp:
-            t0 = time.monotonic()
+        if plan.stamp:  # recorded in plan.to_dict()["stamp"], not as an applied revision
             mc.stamp(script, plan.stamp)
-            result.applied.append({"source": "alembic", "description": f"stamped pre-Alembic database at "
-                                   f"baseline revision {plan.stamp}", "revision": plan.stamp,
-                                   "seconds": round(time.monotonic() - t0, 4)})
             state["t"] = time.monotonic()
         if plan.pending:
             alembic_context.run_migrations()

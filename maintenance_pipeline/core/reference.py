@@ -171,11 +171,12 @@ def _sqlite_from_metadata(metadata: sa.MetaData, ignore_tables: Iterable[str]) -
                 conn = conn.execution_options(schema_translate_map={s: None for s in schemas})
             try:
                 metadata.create_all(conn)
-            except (sa.exc.CompileError, sa.exc.StatementError, sa.exc.DBAPIError) as e:
+            except sa.exc.SQLAlchemyError as e:
                 msg = str(getattr(e, "orig", None) or e).splitlines()[0]
                 raise ReferenceImportError(
-                    f"the reference MetaData cannot be created on SQLite ({msg}); use types SQLite "
-                    "can store, or use a reference database URL instead"
+                    f"the reference MetaData cannot be created on SQLite ({msg}); fix the models "
+                    "(types SQLite can store, foreign keys to tables in the same MetaData) or use a reference "
+                    "database URL instead"
                 ) from None
             return take_snapshot(conn, ignore_tables=ignore_tables)
     finally:

@@ -241,10 +241,17 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
                    for s in ([p["sql"]] if isinstance(p.get("sql"), str) else p.get("sql") or []) if s]
             return out + (["", "```sql", *sql, "```"] if sql else [])
         applied = _dicts(report.get("applied"))
+        revs = _dict(report.get("revisions"))
+        note = []
+        if revs.get("stamp"):
+            note = [f"The database predated Alembic: stamped at baseline revision `{_cell(revs['stamp'])}` first.", ""]
+        if revs.get("after") and (revs.get("before") or revs.get("stamp")) != revs.get("after"):
+            note += [f"Alembic revision: `{_cell(revs.get('before') or revs.get('stamp'))}` → "
+                     f"`{_cell(revs['after'])}`.", ""]
         if not applied:
-            return ["None."]
+            return note + ["None."]
         total = sum(a["seconds"] for a in applied if _secs(a.get("seconds")) != "—")
-        return _table(["#", "Source", "Description", "Seconds"],
+        return note + _table(["#", "Source", "Description", "Seconds"],
                       [[str(i), _cell(a.get("source")), _cell(a.get("description")), _secs(a.get("seconds"))]
                        for i, a in enumerate(applied, 1)]) + ["", f"**Total:** {_secs(total)} s"]
 

@@ -48,12 +48,13 @@ Defaults (``default_key``)
     BLOB affinity (no conversion happens there), when the declared type is passed. On SQLite
     ``TRUE``/``FALSE`` are ``1``/``0`` (that is what SQLite stores). On PostgreSQL a cast on a
     literal is dropped (``'x'::character varying`` = ``'x'``), since the column's type applies it
-    anyway. Nothing else is interpreted: ``1`` and ``1.0`` stay different.
+    anyway (``NULL::text`` is no default). Nothing else is interpreted: ``1`` and ``1.0`` stay different.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 __all__ = ["sqlite_affinity", "type_key", "default_key"]
 
@@ -171,6 +172,7 @@ def _server_key(base: str, args: tuple[str, ...], suffix: str) -> str:
     return name + (f"({','.join(args)})" if args else "") + suffix
 
 
+@lru_cache(maxsize=4096)
 def type_key(dialect: str, declared: str | None) -> str:
     """The comparison key of ``declared`` on ``dialect`` (see the module docstring)."""
     base, args, suffix = _split(declared or "")
@@ -188,7 +190,8 @@ def type_key(dialect: str, declared: str | None) -> str:
 _TOKEN_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|\s+|[^'\"`\[\s(),]+|.")
 _NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _PG_LITERAL_CAST_RE = re.compile(
-    r"^('(?:[^']|'')*'|[+-]?\d+(?:\.\d+)?)\s*::\s*[A-Za-z_][\w ]*(?:\(\s*\d+(?:\s*,\s*\d+)?\s*\))?(?:\[\])*$"
+    r"^('(?:[^']|'')*'|[+-]?\d+(?:\.\d+)?|NULL|TRUE|FALSE)\s*::\s*[A-Za-z_][\w ]*(?:\(\s*\d+(?:\s*,\s*\d+)?\s*\))?(?:\[\])*$",
+    re.IGNORECASE,
 )
 
 
@@ -239,6 +242,7 @@ def _number(s: str) -> str:
     return s[1:] if s.startswith("+") else s
 
 
+@lru_cache(maxsize=4096)
 def default_key(dialect: str, text: str | None, declared_type: str | None = None) -> str | None:
     """The comparison key of a server default's SQL text, ``None`` for no default.
 

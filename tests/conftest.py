@@ -1,0 +1,65 @@
+"""Shared fixtures: the seed scenario built fresh into tmp_path, with its own targets file."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from maintenance_pipeline.core.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+MIGRATIONS = ROOT / "examples" / "migrations"
+
+
+def _build_demo_module():
+    spec = importlib.util.spec_from_file_location("build_demo", ROOT / "examples" / "build_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_demo"] = module  # dataclasses in the module look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+build_demo = _build_demo_module()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+ORPHAN_CHECK = {"name": "no orphaned goals", "expect": 0,
+                "sql": "SELECT count(*) FROM goals g WHERE g.parent_id IS NOT NULL "
+                       "AND NOT EXISTS (SELECT 1 FROM goals p WHERE p.id = g.parent_id)"}
+
+
+def demo_target(**overrides) -> dict:
+    """The demo's target settings (paths relative to the targets file's folder)."""
+    target = {"url": "sqlite:///data/goals.db", "reference": {"url": "sqlite:///data/goals_dev.db"},
+              "migrations": str(MIGRATIONS), "baseline_revision": "0001", "checks": [ORPHAN_CHECK]}
+    target.update(overrides)
+    return {k: v for k, v in target.items() if v is not None}
+
+
+def write_config(folder: Path, targets: dict | None = None, **top) -> Path:
+    """A targets file in ``folder`` (default: the demo target ``goals``); returns its path."""
+    data = {"backups": {"dir": "backups", "keep_last": 5, "keep_days": 0}, "reports": {"dir": "reports"},
+            "alerts": {"log_file": "alerts.jsonl"}, "targets": targets or {"goals": demo_target()}}
+    data.update(top)
+    path = folder / "maintenance.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def demo_dir(tmp_path) -> Path:
+    build_demo.build(tmp_path / "data")
+    return tmp_path
+
+
+@pytest.fixture
+def demo_config(demo_dir):
+    return load_config(write_config(demo_dir))

@@ -1,0 +1,371 @@
+"""Backups, retention and restore on real SQLite files (no mocks)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from maintenance_pipeline.core import backup as bk
+from maintenance_pipeline.core.dburl import open_engine
+from maintenance_pipeline.core.errors import BackupError, MissingDatabaseError, NotADatabaseError, RestoreError
+from maintenance_pipeline.core.snapshot import table_counts, take_snapshot
+
+NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
+
+
+def url_of(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_db(path: Path, *, rows: int = 500, journal_mode: str = "delete") -> Path:
+    """Tables a, b (b.a_id -> a.id, one b per a) and counter(n) = number of pairs."""
+    c = sqlite3.connect(path, isolation_level=None)
+    try:
+        c.execute(f"PRAGMA journal_mode={journal_mode}")
+        c.execute("BEGIN")
+        c.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+        c.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER NOT NULL REFERENCES a(id), payload BLOB)")
+        c.execute("CREATE INDEX ix_b_a ON b (a_id)")
+        c.execute("CREATE TABLE counter (n INTEGER NOT NULL)")
+        c.execute("INSERT INTO counter VALUES (0)")
+        for _ in range(rows):
+            c.execute("INSERT INTO a(payload) VALUES (randomblob(200))")
+            c.execute("INSERT INTO b(a_id, payload) VALUES (last_insert_rowid(), randomblob(200))")
+        c.execute("UPDATE counter SET n = ?", (rows,))
+        c.execute("COMMIT")
+    finally:
+        c.close()
+    return path
+
+
+def live_description(path: Path) -> tuple[str, dict]:
+    engine = open_engine(url_of(path))
+    try:
+        with engine.connect() as conn:
+            snap = take_snapshot(conn)
+            counts = table_counts(conn, sorted(snap.tables))
+    finally:
+        engine.dispose()
+    return snap.fingerprint, {n: v["rows"] for n, v in counts.items()}
+
+
+def ro(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def invariant(path: Path) -> tuple[int, int, int, int]:
+    """(count(a), count(b), counter.n, orphans): a consistent snapshot has the first three equal, 0 orphans."""
+    c = ro(path)
+    try:
+        a = c.execute("SELECT count(*) FROM a").fetchone()[0]
+        b = c.execute("SELECT count(*) FROM b").fetchone()[0]
+        n = c.execute("SELECT n FROM counter").fetchone()[0]
+        orphans = c.execute("SELECT count(*) FROM b LEFT JOIN a ON a.id = b.a_id WHERE a.id IS NULL").fetchone()[0]
+    finally:
+        c.close()
+    return a, b, n, orphans
+
+
+def backup_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# --------------------------------------------------------------------------- backup
+
+
+def test_rollback_journal_backup_is_bytewise_copy_with_right_manifest(tmp_path):
+    src = make_db(tmp_path / "app.db")
+    before = sha256(src)
+    res = bk.backup_database(url_of(src), tmp_path / "backups", "app", label="nightly", now=NOW)
+
+    assert res.path == tmp_path / "backups" / "app" / "app_nightly_20260301_020000.db"
+    assert res.manifest_path == res.path.with_suffix(".json")
+    assert res.method == "sqlite-locked-copy"
+    assert res.path.read_bytes() == src.read_bytes()
+    assert sha256(src) == before  # source untouched
+    assert res.sha256 == before and res.bytes == src.stat().st_size
+    assert res.verified and "integrity_check ok" in res.verify_detail
+    fingerprint, rows = live_description(src)
+    assert res.fingerprint == fingerprint
+    assert res.row_counts == rows == {"a": 500, "b": 500, "counter": 1}
+
+    manifest = json.loads(res.manifest_path.read_text())
+    assert manifest["sha256"] == before
+    assert manifest["bytes"] == src.stat().st_size
+    assert manifest["fingerprint"] == fingerprint
+    assert manifest["row_counts"] == rows
+    assert manifest["tables"]["a"] == {"columns": 2, "rows": 500}
+    assert manifest["label"] == "nightly" and manifest["pinned"] is False and manifest["verified"] is True
+    assert manifest["method"] == "sqlite-locked-copy"
+    assert manifest["source"] == url_of(src)
+    assert datetime.fromisoformat(manifest["created_at"]) == NOW
+    assert bk.read_manifest(res.path)["path"] == str(res.path)
+
+    for p in (res.path, res.manifest_path):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert backup_files(res.path.parent) == [res.path.name, res.manifest_path.name]  # no temp files left
+    assert json.loads(json.dumps(res.to_dict()))["sha256"] == before
+
+
+def test_backup_masks_password_and_collision_gets_suffix(tmp_path):
+    src = make_db(tmp_path / "app.db", rows=10)
+    first = bk.backup_database(url_of(src), tmp_path / "bk", "app", now=NOW)
+    second = bk.backup_database(url_of(src), tmp_path / "bk", "app", now=NOW)
+    assert first.path.name == "app_nightly_20260301_020000.db"
+    assert second.path.name == "app_nightly_20260301_020000_2.db"
+    assert second.manifest_path.name == "app_nightly_20260301_020000_2.json"
+    assert [m["path"] for m in bk.list_backups(tmp_path / "bk", "app")] == [str(second.path), str(first.path)]
+
+
+WRITER = r"""
+import os, sqlite3, sys
+db, stop = sys.argv[1], sys.argv[2]
+c = sqlite3.connect(db, timeout=60, isolation_level=None)
+while not os.path.exists(stop):
+    c.execute("BEGIN IMMEDIATE")
+    c.execute("INSERT INTO a(payload) VALUES (randomblob(200))")
+    c.execute("INSERT INTO b(a_id, payload) VALUES (last_insert_rowid(), randomblob(200))")
+    c.execute("UPDATE counter SET n = n + 1")
+    c.execute("COMMIT")
+c.close()
+"""
+
+
+def wait_for_commits(path: Path, at_least: int, proc: subprocess.Popen, deadline_s: float = 60.0) -> int:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"writer died: {proc.stderr.read().decode() if proc.stderr else ''}"
+        c = ro(path)
+        try:
+            c.execute("PRAGMA busy_timeout=5000")
+            n = c.execute("SELECT n FROM counter").fetchone()[0]
+        finally:
+            c.close()
+        if n >= at_least:
+            return n
+        time.sleep(0.005)  # polling interval, not synchronisation: the deadline bounds the wait
+    raise AssertionError(f"writer committed fewer than {at_least} transactions in {deadline_s}s")
+
+
+@pytest.mark.parametrize(
+    ("journal_mode", "method"), [("wal", "sqlite-backup-api"), ("delete", "sqlite-locked-copy")]
+)
+def test_backup_while_another_process_writes_is_a_consistent_snapshot(tmp_path, journal_mode, method):
+    src = make_db(tmp_path / "live.db", rows=20_000, journal_mode=journal_mode)  # ~10 MB
+    stop = tmp_path / "stop"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(src), str(stop)], stderr=subprocess.PIPE)
+    try:
+        start_n = wait_for_commits(src, 20_000 + 50, proc)
+        res = bk.backup_database(url_of(src), tmp_path / "backups", "live", now=NOW)
+        wait_for_commits(src, 20_000 + (start_n - 20_000) * 2 + 20, proc)  # the writer still runs afterwards
+    finally:
+        stop.touch()
+        try:
+            rc = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert rc == 0, proc.stderr.read().decode()
+
+    assert res.method == method and res.verified
+    assert bk.integrity_check(res.path) == (True, "ok")
+    a, b, n, orphans = invariant(res.path)
+    assert a == b == n and orphans == 0, (a, b, n, orphans)
+    assert n >= start_n  # at least what was committed when the backup began
+    assert res.row_counts == {"a": a, "b": b, "counter": 1}
+    assert res.sha256 == sha256(res.path)
+    # the copy is one self-contained rollback-journal file: nothing beside it, header says "legacy"
+    assert backup_files(res.path.parent) == [res.path.name, res.manifest_path.name]
+    with open(res.path, "rb") as f:
+        f.seek(18)
+        assert f.read(2) == b"\x01\x01"
+
+
+def test_missing_source_creates_nothing(tmp_path):
+    backups = tmp_path / "backups"
+    missing = tmp_path / "nope" / "app.db"
+    with pytest.raises(MissingDatabaseError, match="does not exist"):
+        bk.backup_database(url_of(missing), backups, "app", now=NOW)
+    assert not backups.exists()
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_text_file_posing_as_database(tmp_path):
+    fake = tmp_path / "app.db"
+    fake.write_text("id,name\n1,not a database\n")
+    with pytest.raises(NotADatabaseError, match="not a SQLite database"):
+        bk.backup_database(url_of(fake), tmp_path / "backups", "app", now=NOW)
+    assert not (tmp_path / "backups").exists()
+
+
+def test_unwritable_backup_folder_is_a_clear_error(tmp_path):
+    src = make_db(tmp_path / "app.db", rows=5)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("I am a file, not a folder")
+    with pytest.raises(BackupError, match="not writable") as e:
+        bk.backup_database(url_of(src), blocker / "backups", "app", now=NOW)
+    assert "\n" not in str(e.value) and str(blocker / "backups" / "app") in str(e.value)
+    assert blocker.read_text() == "I am a file, not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_backup_folder_leaves_nothing(tmp_path):
+    src = make_db(tmp_path / "app.db", rows=5)
+    folder = tmp_path / "backups" / "app"
+    folder.mkdir(parents=True)
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(BackupError, match="not writable"):
+            bk.backup_database(url_of(src), tmp_path / "backups", "app", now=NOW)
+    finally:
+        folder.chmod(0o700)
+    assert backup_files(folder) == []
+
+
+def test_copy_that_fails_integrity_check_is_deleted(tmp_path):
+    src = make_db(tmp_path / "app.db", rows=2000)
+    size = src.stat().st_size
+    with open(src, "r+b") as f:  # damage a page in the middle, keep the header valid
+        f.seek((size // 4096 // 2) * 4096)
+        f.write(b"\xde\xad\xbe\xef" * 1024)
+    with pytest.raises(BackupError, match="failed verification"):
+        bk.backup_database(url_of(src), tmp_path / "backups", "app", now=NOW)
+    assert backup_files(tmp_path / "backups" / "app") == []
+
+
+def test_bad_target_name_is_refused(tmp_path):
+    src = make_db(tmp_path / "app.db", rows=1)
+    with pytest.raises(BackupError, match="bad backup target"):
+        bk.backup_database(url_of(src), tmp_path / "backups", "../escape", now=NOW)
+    assert not (tmp_path / "backups").exists()
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def test_retention_keeps_pinned_newest_verified_newest_n_and_young(tmp_path):
+    src = make_db(tmp_path / "app.db", rows=5)
+    backups = tmp_path / "backups"
+
+    def make(days_ago: int, **kw) -> Path:
+        return bk.backup_database(url_of(src), backups, "app", now=NOW - timedelta(days=days_ago), **kw).path
+
+    pinned_old = make(100, pinned=True, label="pre_migration")
+    old_verified = make(60)
+    last_good = make(50)  # the newest verified one: everything newer is unverified
+    old_unverified = make(40, verify=False)
+    third_newest = make(35, verify=False)
+    young = make(20, verify=False)
+    newest = make(1, verify=False)
+    folder = backups / "app"
+    stray_db = folder / "copied_by_hand.db"
+    stray_db.write_bytes(src.read_bytes())
+    notes = folder / "notes.txt"
+    notes.write_text("keep me")
+
+    assert bk.newest_verified(backups, "app")["path"] == str(last_good)
+    removed = bk.apply_retention(backups, "app", keep_last=3, keep_days=30, now=NOW)
+
+    assert sorted(removed) == sorted([old_verified, old_unverified])
+    for p in (old_verified, old_unverified):
+        assert not p.exists() and not p.with_suffix(".json").exists()
+    for p in (pinned_old, last_good, third_newest, young, newest):
+        assert p.exists() and p.with_suffix(".json").exists()
+    assert stray_db.exists() and notes.read_text() == "keep me"
+    assert [m["path"] for m in bk.list_backups(backups, "app")] == [
+        str(p) for p in (newest, young, third_newest, last_good, pinned_old)
+    ]
+    # a second pass with nothing left to prune is a no-op
+    assert bk.apply_retention(backups, "app", keep_last=3, keep_days=30, now=NOW) == []
+
+
+def test_retention_keep_nothing_still_keeps_last_good(tmp_path):
+    src = make_db(tmp_path / "app.db", rows=5)
+    backups = tmp_path / "backups"
+    older = bk.backup_database(url_of(src), backups, "app", now=NOW - timedelta(days=9)).path
+    good = bk.backup_database(url_of(src), backups, "app", now=NOW - timedelta(days=8)).path
+    assert bk.apply_retention(backups, "app", keep_last=0, keep_days=0, now=NOW) == [older]
+    assert good.exists()
+    assert bk.list_backups(tmp_path / "elsewhere", "app") == []
+    assert bk.newest_verified(tmp_path / "elsewhere", "app") is None
+
+
+# --------------------------------------------------------------------------- restore
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_restore_round_trip(tmp_path, journal_mode):
+    live = make_db(tmp_path / "live.db", rows=300, journal_mode=journal_mode)
+    res = bk.backup_database(url_of(live), tmp_path / "backups", "live", now=NOW)
+    reader = ro(live)  # a connection that stays open across the restore
+    assert reader.execute("SELECT count(*) FROM a").fetchone()[0] == 300
+
+    c = sqlite3.connect(live, isolation_level=None)
+    c.execute("DELETE FROM b WHERE id > 100")
+    c.execute("INSERT INTO a(payload) VALUES (x'00')")
+    c.execute("CREATE TABLE junk (x)")
+    c.close()
+    assert live_description(live)[0] != res.fingerprint
+
+    out = bk.restore_database(res.path, url_of(live))
+    assert out["fingerprint"] == res.fingerprint
+    assert out["row_counts"] == res.row_counts
+    assert out["matches_manifest"] is True
+    assert live_description(live) == (res.fingerprint, res.row_counts)
+    assert invariant(live) == (300, 300, 300, 0)
+    assert reader.execute("SELECT count(*) FROM b").fetchone()[0] == 300  # other connections see it
+    reader.close()
+    c = sqlite3.connect(live)
+    assert c.execute("PRAGMA journal_mode").fetchone()[0] == journal_mode  # the live file keeps its mode
+    assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    c.close()
+    if journal_mode == "delete":
+        # the same pages; only counters in the 100-byte file header move (change counter, schema
+        # cookie), which is how other connections learn that their caches are stale
+        got, want = live.read_bytes(), res.path.read_bytes()
+        assert len(got) == len(want) and got[100:] == want[100:]
+
+
+def test_restore_with_tampered_backup_leaves_target_untouched(tmp_path):
+    live = make_db(tmp_path / "live.db", rows=300)
+    res = bk.backup_database(url_of(live), tmp_path / "backups", "live", now=NOW)
+    c = sqlite3.connect(live, isolation_level=None)
+    c.execute("DELETE FROM b")
+    c.close()
+    before = live.read_bytes()
+    with open(res.path, "r+b") as f:  # one flipped byte deep inside a data page
+        f.seek(res.bytes - 100)
+        byte = f.read(1)
+        f.seek(res.bytes - 100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(RestoreError, match="does not match its manifest"):
+        bk.restore_database(res.path, url_of(live))
+    assert live.read_bytes() == before
+
+
+def test_restore_refuses_backup_without_manifest_or_missing_target(tmp_path):
+    live = make_db(tmp_path / "live.db", rows=10)
+    res = bk.backup_database(url_of(live), tmp_path / "backups", "live", now=NOW)
+    missing = tmp_path / "gone.db"
+    with pytest.raises(MissingDatabaseError):
+        bk.restore_database(res.path, url_of(missing))
+    assert not missing.exists()
+    res.manifest_path.unlink()
+    before = live.read_bytes()
+    with pytest.raises(RestoreError, match="no manifest"):
+        bk.restore_database(res.path, url_of(live))
+    assert live.read_bytes() == before

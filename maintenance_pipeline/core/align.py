@@ -32,13 +32,16 @@ class DeclaredType(sa.types.UserDefinedType):
         return self.spec
 
 
-def sa_column(c: Column, *, primary_key: bool = False) -> sa.Column:
+def sa_column(c: Column, *, primary_key: bool = False, type_: sa.types.TypeEngine | None = None) -> sa.Column:
+    # an untyped SQLite column ("CREATE TABLE t (a, b)") stays untyped: DeclaredType("") renders nothing
+    # (NullType cannot be rendered in DDL). The default is literal SQL, not a text() clause, so a ":x"
+    # inside a string default is not taken for a bind parameter.
     return sa.Column(
         c.name,
-        DeclaredType(c.type) if c.type else sa.types.NullType(),
+        type_ if type_ is not None else DeclaredType(c.type or ""),
         nullable=c.nullable,
         primary_key=primary_key,
-        server_default=sa.text(c.default) if c.default is not None else None,
+        server_default=sa.literal_column(c.default) if c.default is not None else None,
         autoincrement=False,
     )
 
@@ -116,7 +119,7 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
                 ddl += f" ON DELETE {fk.on_delete}"
             if fk.on_update:
                 ddl += f" ON UPDATE {fk.on_update}"
-            ops.execute(ddl)
+            ops.get_bind().exec_driver_sql(ddl)  # as is: text() would read ":x" in a default as a parameter
             return True
         ops.add_column(ch.table, sa_column(col))
         if fk is not None:

@@ -278,7 +278,7 @@ def main() -> None:
     remove(LIVE)
     subprocess.run(["cp", str(SOURCE), str(LIVE)], check=True)
     fsync_path(LIVE)  # no 1 GiB of dirty pages left to slow down the first round's fsyncs
-    rb = {"copy": [], "during": [], "longest": [], "consistent": []}
+    rb = {"copy": [], "lock_wait": [], "locked": [], "during": [], "longest": [], "consistent": []}
     for _ in range(rounds) if LIVE.exists() else ():
         writer = Writer(LIVE)
         try:
@@ -287,6 +287,8 @@ def main() -> None:
             t1 = time.time()
             rb["during"].append(counter(LIVE) - n0)
             rb["copy"].append(res.timings["copy"])
+            rb["lock_wait"].append(res.timings["lock_wait"])
+            rb["locked"].append(res.timings["locked"])
             rb["consistent"].append(consistent(res.path))
             drop_result(res)
         finally:
@@ -350,7 +352,9 @@ def main() -> None:
           "commit here is an auto-checkpoint's fsync sharing the disk with the backup's)")
     print(f"  copies consistent (integrity_check ok and count(a) = count(b) = counter): {w['consistent']}")
     print("rollback journal + writer (backup with verify=False):")
-    print(f"  copy step {[round(x, 2) for x in rb['copy']]} s; commits during each backup {rb['during']}; the "
+    print(f"  copy step {[round(x, 2) for x in rb['copy']]} s, of which waiting for the read lock "
+          f"{[round(x, 2) for x in rb['lock_wait']]} s and holding it (writers held off) "
+          f"{[round(x, 2) for x in rb['locked']]} s; commits during each backup {rb['during']}; the "
           f"writer's longest single commit {[round(x, 3) for x in rb['longest']]} s (a commit waits while the "
           "SHARED lock is held for the copy)")
     print(f"  copies consistent (count(a) = count(b) = counter): {rb['consistent']}")

@@ -73,6 +73,7 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
     def schema_drift_sensor(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
         requests, notes = [], []
+        references.new_tick()
         for name in sorted(config.targets):
             target = config.targets[name]
             probe, entry = probe_target(target, cursor.get(name), references, search_paths=(config.root,))

@@ -134,14 +134,13 @@ def scrubber(secrets: Iterable[str]) -> Callable[[str], str]:
         if s and str(s).strip():
             values.update({str(s), quote(str(s), safe=""), quote_plus(str(s))})
     pattern = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
-
     return lambda text: mask_secrets(pattern.sub("***", str(text)) if pattern else str(text))
 
 
 def _scrubbed(alert: Alert, scrub) -> Alert:
     """A copy of ``alert`` with every string scrubbed, then the error and changes cut short."""
-    d = {k: [scrub(x) for x in v] if isinstance(v, list) else scrub(v) if isinstance(v, str) else v
-         for k, v in alert.to_dict().items()}
+    d = {k: v if k in ("kind", "created_at") else [scrub(x) for x in v] if isinstance(v, list)
+         else scrub(v) if isinstance(v, str) else v for k, v in alert.to_dict().items()}
     d["error"] = _one_line(d["error"], 500)
     d["changes"] = [_one_line(c, 200) for c in d["changes"]]
     return Alert(**d)

@@ -188,7 +188,7 @@ def _backup_sqlite(
         try:
             os.fchmod(fd, FILE_MODE)
             t = time.perf_counter()
-            method, journal_mode = _sqlite_copy(src, url, tmp, fd, busy_timeout)
+            method, journal_mode = _sqlite_copy(src, url, tmp, fd, busy_timeout, timings)
             os.fsync(fd)
             timings["copy"] = time.perf_counter() - t
         except OSError as e:
@@ -284,17 +284,26 @@ def _backup_sqlite(
 _BACKENDS = {"sqlite": _backup_sqlite}  # seam: "postgresql": _backup_postgresql (pg_dump)
 
 
-def _sqlite_copy(src: Path, url: str, tmp: Path, tmp_fd: int, busy_timeout: float) -> tuple[str, str]:
-    """Copy ``src`` into the open temp file; return (method, journal mode of the source)."""
+def _sqlite_copy(
+    src: Path, url: str, tmp: Path, tmp_fd: int, busy_timeout: float, timings: dict[str, float]
+) -> tuple[str, str]:
+    """Copy ``src`` into the open temp file; return (method, journal mode of the source).
+
+    ``timings`` gets ``lock_wait`` (until the read lock was granted) and, for the locked copy,
+    ``locked`` (how long writers were held off).
+    """
     src_fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         conn = _connect_source(src, busy_timeout)
         try:
+            t = time.perf_counter()
             try:
                 conn.execute("BEGIN")
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SHARED lock / WAL snapshot
             except sqlite3.Error as e:
                 raise translate_error(e, url) from None
+            locked_at = time.perf_counter()
+            timings["lock_wait"] = locked_at - t
             # Read under the lock: in rollback mode nobody can switch the file to WAL while we hold it.
             wal = os.pread(src_fd, 2, 18) == b"\x02\x02"
             if not wal:
@@ -303,6 +312,7 @@ def _sqlite_copy(src: Path, url: str, tmp: Path, tmp_fd: int, busy_timeout: floa
                 if os.fstat(tmp_fd).st_size != size:
                     raise BackupError(f"copy of {src} is incomplete; check the backup folder's disk and rerun")
                 conn.execute("ROLLBACK")
+                timings["locked"] = time.perf_counter() - locked_at
                 return "sqlite-locked-copy", "delete"
             conn.execute("ROLLBACK")
             _backup_api(conn, tmp, url, busy_timeout)

@@ -52,25 +52,38 @@ def _sqlite_version(url: str) -> int:
 
 
 class ReferenceCache:
-    """Reference snapshots kept between ticks, keyed by the reference's own cheap version."""
+    """Reference snapshots kept between ticks, keyed by the reference's own cheap version.
+
+    Targets that share a reference share its snapshot, and its version is read once per tick
+    (call ``new_tick()`` at the start of each tick).
+    """
 
     def __init__(self):
-        self._cache: dict[str, tuple[str, Snapshot]] = {}
+        self._cache: dict[tuple, tuple[str, Snapshot]] = {}
+        self._versions: dict[str, str] = {}
+
+    def new_tick(self) -> None:
+        self._versions.clear()
 
     def version(self, target: Target) -> str:
-        if target.reference_url and sqlite_path(target.reference_url) is not None:
-            return f"sv:{_sqlite_version(target.reference_url)}"
-        return f"static:{target.reference_url or target.reference_metadata}"
+        ref = target.reference_url or target.reference_metadata or ""
+        if ref not in self._versions:
+            if target.reference_url and sqlite_path(target.reference_url) is not None:
+                self._versions[ref] = f"sv:{_sqlite_version(target.reference_url)}"
+            else:
+                self._versions[ref] = f"static:{ref}"
+        return self._versions[ref]
 
     def get(self, target: Target, search_paths=()) -> tuple[str, Snapshot]:
-        key = f"{target.name}|{target.reference_url or target.reference_metadata}"
+        dialect = "sqlite" if sqlite_path(target.url) else "postgresql"
+        key = (target.reference_url or target.reference_metadata, dialect, tuple(target.ignore_tables))
         version = self.version(target)
         hit = self._cache.get(key)
         if hit and hit[0] == version:
             return hit
         snap = reference_snapshot(url=target.reference_url, metadata=target.reference_metadata,
-                                  target_dialect="sqlite" if sqlite_path(target.url) else "postgresql",
-                                  ignore_tables=target.ignore_tables, search_paths=search_paths)
+                                  target_dialect=dialect, ignore_tables=target.ignore_tables,
+                                  search_paths=search_paths)
         self._cache[key] = (version, snap)
         return version, snap
 

@@ -20,6 +20,8 @@ and returns the SQL it ran.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -38,7 +40,7 @@ from alembic.operations import Operations
 
 from . import align as align_mod
 from .config import Target
-from .dburl import mask_url, open_engine, sqlite_path, translate_error
+from .dburl import check_sqlite_file, mask_url, open_engine, sqlite_path, translate_error
 from .diff import diff
 from .errors import MaintenanceError, MigrationError
 from .lock import maintenance_lock
@@ -140,11 +142,34 @@ def split_by_align(changes: list[Change], align: str) -> tuple[list[Change], lis
 
 
 def fk_violations(conn: sa.Connection) -> Counter:
-    """Violations of declared foreign keys, counted per (table, parent)."""
+    """Violations of declared foreign keys, counted per (table, parent).
+
+    A foreign key that SQLite cannot check at all (``foreign key mismatch``: the parent columns are
+    not its primary key or a unique key) is counted once as ``(table, "parent (foreign key mismatch)")``
+    instead of failing the whole check, so such a pre-existing key does not block a run, and one the
+    run introduces is caught like a violation.
+    """
     if conn.dialect.name != "sqlite":
         return Counter()
-    rows = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-    return Counter((r[0], r[2]) for r in rows)
+    try:
+        rows = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        return Counter((r[0], r[2]) for r in rows)
+    except sa.exc.OperationalError as e:
+        if "foreign key mismatch" not in str(e.orig):
+            raise
+    out: Counter = Counter()
+    tables = [r[0] for r in conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
+    quote = conn.dialect.identifier_preparer.quote
+    for t in tables:
+        try:
+            out.update((r[0], r[2]) for r in conn.exec_driver_sql(f"PRAGMA foreign_key_check({quote(t)})"))
+        except sa.exc.OperationalError as e:
+            if "foreign key mismatch" not in str(e.orig):
+                raise
+            for fk in conn.exec_driver_sql(f"SELECT DISTINCT \"table\" FROM pragma_foreign_key_list({quote(t)!r})"):
+                out[(t, f"{fk[0]} (foreign key mismatch)")] = 1
+    return out
 
 
 def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dry_run: bool = False) -> MigrationResult:
@@ -161,6 +186,7 @@ def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dr
 
 
 def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path) -> MigrationResult:
+    check_sqlite_file(path)
     with tempfile.TemporaryDirectory(prefix="maintenance-dryrun-") as tmp:
         scratch = Path(tmp) / path.name
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -172,14 +198,16 @@ def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path
             src.close()
         engine = open_engine(f"sqlite:///{scratch}")
         try:
-            scratch_target = Target(**{**target.__dict__, "url": f"sqlite:///{scratch}"})
-            return _run(engine, scratch_target, reference, align, dry_run=True)
+            scratch_target = dataclasses.replace(target, url=f"sqlite:///{scratch}")
+            return _run(engine, scratch_target, reference, align, dry_run=True, named=target)
         finally:
             engine.dispose()
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry_run: bool) -> MigrationResult:
+def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry_run: bool,
+         named: Target | None = None) -> MigrationResult:
+    """``named``: the target that error messages name (a dry run works on a scratch copy)."""
     sql: list[str] = []
 
     def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
@@ -192,40 +220,52 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
         sql.append(text)
 
     with engine.connect() as conn:
+        fk_setting = None
         if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()
+            # PRAGMA foreign_keys is a no-op inside a transaction, and SQLAlchemy's Connection begins
+            # one on its first execute: set it on the driver connection (autocommit) before BEGIN.
+            # With it on, a rebuild's DROP TABLE would cascade ON DELETE to other tables' rows.
+            raw = conn.connection.driver_connection
+            fk_setting = raw.execute("PRAGMA foreign_keys").fetchone()[0]
+            raw.execute("PRAGMA foreign_keys=OFF")
             conn.info["immediate"] = True
         sa.event.listen(conn, "before_cursor_execute", capture)
-        trans = conn.begin()
+        state = {"phase": "plan", "step": None}
         result = None
-        phase = "plan"
         try:
-            fk_before = fk_violations(conn)
-            plan = plan_revisions(conn, target)
-            result = MigrationResult(plan=plan, dry_run=dry_run, align=align, sql=sql)
-            phase = "alembic"
-            _run_revisions(conn, target, plan, result)
-            phase = "align"
-            _align(conn, target, reference, align, result)
-            phase = "foreign_key_check"
-            fk_after = fk_violations(conn)
-            introduced = {k: n - fk_before.get(k, 0) for k, n in fk_after.items() if n > fk_before.get(k, 0)}
-            if introduced:
-                worst = ", ".join(f"{t} -> {p}: {n}" for (t, p), n in sorted(introduced.items()))
-                raise MigrationError(f"the migration would leave rows pointing at missing parents ({worst})")
-            result.revision_after = _current_revision(conn)
-            after = take_snapshot(conn, ignore_tables=target.ignore_tables)
-            result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables)
-        except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
-            trans.rollback()
-            failing = result.failing_revision if result is not None else None
-            raise _as_migration_error(e, phase, failing, target) from e
-        if dry_run:
-            trans.rollback()
-        else:
-            trans.commit()
-        return result
+            trans = conn.begin()
+            try:
+                if conn.dialect.name == "sqlite" and conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
+                    raise MigrationError("PRAGMA foreign_keys could not be switched off; a table rebuild could "
+                                         "cascade deletes, so nothing was changed")
+                fk_before = fk_violations(conn)
+                plan = plan_revisions(conn, target)
+                result = MigrationResult(plan=plan, dry_run=dry_run, align=align, sql=sql)
+                state["phase"] = "alembic"
+                _run_revisions(conn, target, plan, result)
+                state["phase"] = "align"
+                _align(conn, target, reference, align, result, state)
+                state["phase"], state["step"] = "foreign_key_check", None
+                fk_after = fk_violations(conn)
+                introduced = {k: n - fk_before.get(k, 0) for k, n in fk_after.items() if n > fk_before.get(k, 0)}
+                if introduced:
+                    worst = ", ".join(f"{t} -> {p}: {n}" for (t, p), n in sorted(introduced.items()))
+                    raise MigrationError(f"the migration would leave rows pointing at missing parents ({worst})")
+                result.revision_after = _current_revision(conn)
+                after = take_snapshot(conn, ignore_tables=target.ignore_tables)
+                result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables)
+            except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
+                trans.rollback()
+                failing = result.failing_revision if result is not None else None
+                raise _as_migration_error(e, state, failing, named or target) from e
+            if dry_run:
+                trans.rollback()
+            else:
+                trans.commit()
+            return result
+        finally:
+            if fk_setting:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def _current_revision(conn: sa.Connection) -> str | None:
@@ -271,13 +311,46 @@ def _run_revisions(conn: sa.Connection, target: Target, plan: MigrationPlan, res
             alembic_context.run_migrations()
 
 
-def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str, result: MigrationResult) -> None:
+def _created_index_names(changes: list[Change]) -> set[str]:
+    names = set()
+    for ch in changes:
+        if ch.kind == "add_index":
+            names.add(ch.reference.name)  # type: ignore[union-attr]
+        elif ch.kind == "add_table":
+            names.update(ix.name for ix in ch.reference.indexes)  # type: ignore[union-attr]
+    return names
+
+
+def _order_for_names(changes: list[Change]) -> list[Change]:
+    """Index names are schema-wide on SQLite: an index (or a table's indexes) being dropped whose name is
+    about to be created goes first, or the CREATE INDEX fails with "index ... already exists"."""
+    created = _created_index_names(changes)
+    if not created:
+        return changes
+
+    def frees_a_name(ch: Change) -> bool:
+        if ch.kind == "drop_index":
+            return ch.current.name in created  # type: ignore[union-attr]
+        if ch.kind == "drop_table":
+            return any(ix.name in created for ix in ch.current.indexes)  # type: ignore[union-attr]
+        return False
+
+    first = [c for c in changes if frees_a_name(c)]
+    return first + [c for c in changes if not frees_a_name(c)]
+
+
+def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str, result: MigrationResult,
+           state: dict | None = None) -> None:
+    state = state if state is not None else {}
     live = take_snapshot(conn, ignore_tables=target.ignore_tables)
     changes = diff(live, reference, ignore_tables=target.ignore_tables)
     to_apply, refused = split_by_align(changes, align)
     result.refused = refused
     if not to_apply:
         return
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        to_apply = _order_for_names(to_apply)
     # a single-column FK arriving with its column is added with it (natively on SQLite)
     column_fks = {}
     for ch in to_apply:
@@ -288,11 +361,16 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
     ops = Operations(MigrationContext.configure(conn, opts={"transactional_ddl": True}))
     rebuild: dict[str, list[Change]] = {}
     for ch in to_apply:
-        if ch.kind == "add_foreign_key" and (ch.table, ch.reference.columns[0]) in column_fks and \
-                column_fks[(ch.table, ch.reference.columns[0])] is ch:  # type: ignore[union-attr]
+        if ch.kind == "add_foreign_key" and column_fks.get((ch.table, ch.reference.columns[0])) is ch:  # type: ignore[union-attr]
+            continue
+        if sqlite and ch.kind == "drop_column" and ch.table in rebuild:
+            # the table is rebuilt anyway: dropping the column natively first would rewrite it twice
+            rebuild[ch.table].append(ch)
             continue
         fk_ch = column_fks.get((ch.table, ch.name)) if ch.kind == "add_column" else None
+        state["step"] = ch.describe()
         t0 = time.monotonic()
+        n_sql = len(result.sql)
         if align_mod.apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None):
             desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
             result.applied.append({"source": "align", "description": desc, "seconds": round(time.monotonic() - t0, 4)})
@@ -300,10 +378,12 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
             if fk_ch:
                 result.aligned.append(fk_ch)
         else:
+            del result.sql[n_sql:]  # a native attempt that SQLite refused (rolled back) is not part of the plan
             rebuild.setdefault(ch.table, []).append(ch)
     if rebuild:
         now = take_snapshot(conn, ignore_tables=target.ignore_tables)
         for table, chs in rebuild.items():
+            state["step"] = f"rebuilding table {table} (" + "; ".join(c.describe() for c in chs) + ")"
             t0 = time.monotonic()
             align_mod.rebuild_table(ops, now.tables[table], chs)
             result.applied.append({"source": "align",
@@ -311,22 +391,27 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
                                    + "; ".join(c.describe() for c in chs),
                                    "seconds": round(time.monotonic() - t0, 4)})
             result.aligned.extend(chs)
+    state["step"] = None
 
 
-def _as_migration_error(e: Exception, phase: str, failing, target: Target) -> Exception:
-    if isinstance(e, MaintenanceError) and not isinstance(e, MigrationError) and phase == "plan":
-        return e
-    if isinstance(e, MigrationError) and phase == "plan":
+def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> Exception:
+    phase = state.get("phase", "plan")
+    if isinstance(e, MaintenanceError) and phase == "plan":
         return e
     if isinstance(e, sa.exc.OperationalError) and "locked" in str(e).lower():
         return translate_error(e, target.url)
     line = " ".join(str(getattr(e, "orig", None) or e).split())[:300] or type(e).__name__
+    line = re.sub(r"_alembic_tmp_", "", line)  # Alembic's temporary copy is the table itself to the reader
+    if not isinstance(e, MaintenanceError):
+        line = f"{type(e).__name__}: {line}"
     rolled = f"{mask_url(target.url)} was rolled back to its state before the run"
     if phase == "alembic":
         rev = failing or "?"
-        return MigrationError(f"Alembic revision {rev} failed: {type(e).__name__}: {line}; {rolled}; fix the "
+        return MigrationError(f"Alembic revision {rev} failed: {line}; {rolled}; fix the "
                               "revision and rerun", revision=rev)
     if phase == "align":
-        return MigrationError(f"alignment failed: {type(e).__name__}: {line}; {rolled}; fix the reference or "
-                              "use align: none")
+        step = state.get("step")
+        at = f" at {step}" if step else ""
+        return MigrationError(f"alignment failed{at}: {line}; {rolled}; fix the data or the reference, "
+                              "or use align: none")
     return MigrationError(f"migration failed at {phase}: {line}; {rolled}")

@@ -93,7 +93,7 @@ def test_secrets_of_and_masking():
     s = AlertSettings(log_file="x", webhook_url=f"https://hooks.slack.com/services/T000/B000/{WEBHOOK_TOKEN}",
                       email=EmailSettings(host="h", sender="a@b", to=("c@d",), password="pw-123"))
     found = secrets_of(s)
-    assert s.webhook_url in found and WEBHOOK_TOKEN in found and "pw-123" in found
+    assert set(found) == {s.webhook_url, f"/services/T000/B000/{WEBHOOK_TOKEN}", WEBHOOK_TOKEN, "pw-123"}
     assert mask_endpoint(s.webhook_url) == "https://hooks.slack.com/…"
     assert mask_endpoint("http://127.0.0.1:8080/a/b?c=d") == "http://127.0.0.1:8080/…"
     scrub = scrubber([*found, "p@ss"])
@@ -201,13 +201,25 @@ def test_unwritable_log_does_not_stop_the_other_channels(tmp_path, webhook_recei
 
 def test_concurrent_alerts_append_whole_lines(tmp_path):
     s = settings(tmp_path)
-    alerts = [failure(error="x" * 20000 + str(i), run_id=f"run-{i}") for i in range(16)]
+    big = [f"add_column t{i}.c {'x' * 180}" for i in range(300)]  # ~60 kB per line
+    alerts = [failure(changes=big, run_id=f"run-{i}") for i in range(16)]
     threads = [threading.Thread(target=send_alert, args=(a, s)) for a in alerts]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(line["run_id"] for line in log_lines(s)) == sorted(a.run_id for a in alerts)
+    lines = log_lines(s)  # every line parses: no two writers interleaved
+    assert sorted(line["run_id"] for line in lines) == sorted(a.run_id for a in alerts)
+    assert all(line["changes"] == big for line in lines)
+
+
+def test_long_error_is_cut_after_scrubbing(tmp_path):
+    s = settings(tmp_path)
+    error = "x" * 460 + f" while connecting to {DB_URL}"  # the password sits across the 500-char cut
+    assert error.index("hunter2") < 499 < error.index("hunter2") + 7
+    assert send_alert(failure(error=error), s, secrets=["hunter2"])["log"] == "ok"
+    logged = log_lines(s)[0]["error"]
+    assert len(logged) == 500 and "hun" not in logged and logged.endswith("postgresql://u:***…")
 
 
 def test_secrets_never_leak(tmp_path, webhook_receiver, smtp, caplog):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import importlib.util
 import sys
 from pathlib import Path
@@ -63,3 +64,20 @@ def demo_dir(tmp_path) -> Path:
 @pytest.fixture
 def demo_config(demo_dir):
     return load_config(write_config(demo_dir))
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A real PostgreSQL server for the session; skipped locally when PostgreSQL is missing, never under CI."""
+    from pgserver import INSTALL_HINT, PgServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL binaries not found under CI=true; {INSTALL_HINT}")
+        pytest.skip(f"PostgreSQL binaries not found; {INSTALL_HINT}")
+    server = PgServer(bindir).start()
+    try:
+        yield server
+    finally:
+        server.stop()

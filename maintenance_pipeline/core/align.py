@@ -357,7 +357,9 @@ def rebuild_table(ops: Operations, live: Table, changes: list[Change]) -> None:
     table = sa_table(shape, md, with_indexes=False, table_kwargs=extras.table_kwargs, collations=extras.collations)
     for name, text in extras.checks:
         if not _mentions(text, dropped):
-            table.append_constraint(sa.CheckConstraint(sa.literal_column(text), name=name))
+            # text(), not literal_column(): Alembic keeps a constraint only if the columns it finds in it
+            # exist (a literal_column counts as one odd column); ":" escaped so nothing reads as a parameter
+            table.append_constraint(sa.CheckConstraint(sa.text(text.replace(":", "\\:")), name=name))
     for ix in shape.indexes:
         where = extras.index_where.get(ix.name)
         kw = {"sqlite_where": sa.literal_column(where)} if where and not _mentions(where, dropped) else {}

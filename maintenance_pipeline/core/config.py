@@ -51,6 +51,12 @@ class BackupSettings:
     keep_last: int = 14
     keep_days: int = 30
     pin_pre_migration: bool = True
+    # PostgreSQL (pg_dump): measured on ~0.9 GB, -Fc default compression 27.9 s, -Fc -Z0 4.2 s,
+    # -Fd -j 2 -Z0 3.0 s: compression is the cost, so the default is directory format, 2 jobs, no compression.
+    pg_format: str = "directory"  # directory | custom
+    pg_jobs: int = 2
+    pg_compress: int = 0
+    restore_check: bool = False  # also restore each dump into a scratch database and compare row counts
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,9 @@ class Target:
     on_drift: str = "verify"
     ignore_tables: tuple[str, ...] = DEFAULT_IGNORE
     checks: tuple[UserCheck, ...] = ()
+    schema: str | None = None  # PostgreSQL schema (None = public)
+    lock_timeout: str = "10s"  # PostgreSQL: how long DDL waits for a table lock before failing
+    statement_timeout: str = "0"  # PostgreSQL: per statement limit during migrate ("0" = none)
 
     @property
     def reference_label(self) -> str:
@@ -205,12 +214,19 @@ class _Parser:
     def parse(self, raw: dict) -> MaintenanceConfig:
         top = self.section(raw, "", {"backups", "reports", "schedule", "alerts", "targets", "automation"},
                            {"targets"})
-        b = self.section(top.get("backups"), "backups", {"dir", "keep_last", "keep_days", "pin_pre_migration"})
+        b = self.section(top.get("backups"), "backups", {"dir", "keep_last", "keep_days", "pin_pre_migration",
+                                                         "pg_format", "pg_jobs", "pg_compress", "restore_check"})
+        if b.get("pg_format", "directory") not in ("directory", "custom"):
+            self.fail("backups.pg_format", f"must be directory or custom, got {b.get('pg_format')!r}")
         backups = BackupSettings(
             dir=self.path_(b.get("dir", "backups")),
             keep_last=self.int_(b, "backups", "keep_last", 14, 1),
             keep_days=self.int_(b, "backups", "keep_days", 30, 0),
             pin_pre_migration=self.bool_(b, "backups", "pin_pre_migration", True),
+            pg_format=b.get("pg_format", "directory"),
+            pg_jobs=self.int_(b, "backups", "pg_jobs", 2, 1),
+            pg_compress=self.int_(b, "backups", "pg_compress", 0, 0),
+            restore_check=self.bool_(b, "backups", "restore_check", False),
         )
         r = self.section(top.get("reports"), "reports", {"dir"})
         s = self.section(top.get("schedule"), "schedule", {"cron", "timezone"})
@@ -266,7 +282,8 @@ class _Parser:
             if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", str(name)):
                 self.fail(key, "name may only hold letters, digits, '_', '.' and '-'")
             t = self.section(t, key, {"url", "reference", "migrations", "baseline_revision", "align", "on_drift",
-                                      "ignore_tables", "checks"}, {"url", "reference"})
+                                      "ignore_tables", "checks", "schema", "lock_timeout", "statement_timeout"},
+                             {"url", "reference"})
             ref = self.section(t["reference"], f"{key}.reference", {"url", "metadata"})
             if bool(ref.get("url")) == bool(ref.get("metadata")):
                 self.fail(f"{key}.reference", "needs exactly one of url / metadata")
@@ -300,5 +317,8 @@ class _Parser:
                 on_drift=on_drift,
                 ignore_tables=tuple(ignore),
                 checks=tuple(checks),
+                schema=str(t["schema"]) if t.get("schema") else None,
+                lock_timeout=str(t.get("lock_timeout", "10s")),
+                statement_timeout=str(t.get("statement_timeout", "0")),
             )
         return out

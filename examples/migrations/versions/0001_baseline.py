@@ -23,8 +23,11 @@ down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
-FALSE = sa.text("0")
-TRUE = sa.text("1")
+# sa.false()/sa.true() render as 0/1 on SQLite (same text as the hand-built schema) and as
+# false/true on PostgreSQL, where an integer default on a BOOLEAN column is an error.
+FALSE = sa.false()
+TRUE = sa.true()
+ZERO = sa.text("0")
 
 
 def _audit(deleted: bool = True) -> list[sa.Column]:
@@ -32,6 +35,10 @@ def _audit(deleted: bool = True) -> list[sa.Column]:
     if deleted:
         columns.append(sa.Column("deleted_at", sa.DateTime()))
     return columns
+
+
+def _sqlite() -> bool:
+    return op.get_bind().dialect.name == "sqlite"
 
 
 def upgrade() -> None:
@@ -48,7 +55,7 @@ def upgrade() -> None:
         *_audit(),
         sa.Column("parent_id", sa.Text()),
         sa.Column("root_id", sa.Text()),
-        sa.Column("sort_order", sa.Integer(), nullable=False, server_default=FALSE),
+        sa.Column("sort_order", sa.Integer(), nullable=False, server_default=ZERO),
         sa.Column("targets", sa.Text()),
         sa.Column("relevance_statement", sa.Text()),
         sa.Column("is_smart", sa.Boolean(), nullable=False, server_default=FALSE),
@@ -60,7 +67,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.ForeignKeyConstraint(["parent_id"], ["goals.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["root_id"], ["goals.id"]),
-        sa.ForeignKeyConstraint(["template_id"], ["session_templates.id"], ondelete="SET NULL"),
+        # goals <-> session_templates reference each other. SQLite accepts a forward reference;
+        # other databases get this foreign key once session_templates exists (below).
+        *([sa.ForeignKeyConstraint(["template_id"], ["session_templates.id"], ondelete="SET NULL")]
+          if _sqlite() else []),
     )
     for column in ("parent_id", "root_id", "type", "deleted_at", "template_id", "session_start"):
         op.create_index(f"ix_goals_{column}", "goals", [column])
@@ -81,7 +91,7 @@ def upgrade() -> None:
         sa.Column("root_id", sa.Text(), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("description", sa.Text()),
-        sa.Column("sort_order", sa.Integer(), nullable=False, server_default=FALSE),
+        sa.Column("sort_order", sa.Integer(), nullable=False, server_default=ZERO),
         *_audit(),
         sa.PrimaryKeyConstraint("id"),
         sa.ForeignKeyConstraint(["root_id"], ["goals.id"], ondelete="CASCADE"),
@@ -117,7 +127,7 @@ def upgrade() -> None:
         sa.Column("is_top_set_metric", sa.Boolean(), nullable=False, server_default=FALSE),
         sa.Column("is_multiplicative", sa.Boolean(), nullable=False, server_default=TRUE),
         sa.Column("is_active", sa.Boolean(), nullable=False, server_default=TRUE),
-        sa.Column("sort_order", sa.Integer(), nullable=False, server_default=FALSE),
+        sa.Column("sort_order", sa.Integer(), nullable=False, server_default=ZERO),
         *_audit(),
         sa.PrimaryKeyConstraint("id"),
         sa.ForeignKeyConstraint(["activity_id"], ["activity_definitions.id"], ondelete="CASCADE"),
@@ -132,7 +142,7 @@ def upgrade() -> None:
         sa.Column("activity_id", sa.Text(), nullable=False),
         sa.Column("root_id", sa.Text(), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),
-        sa.Column("sort_order", sa.Integer(), nullable=False, server_default=FALSE),
+        sa.Column("sort_order", sa.Integer(), nullable=False, server_default=ZERO),
         *_audit(),
         sa.PrimaryKeyConstraint("id"),
         sa.ForeignKeyConstraint(["activity_id"], ["activity_definitions.id"], ondelete="CASCADE"),
@@ -150,7 +160,7 @@ def upgrade() -> None:
         sa.Column("time_start", sa.DateTime()),
         sa.Column("time_stop", sa.DateTime()),
         sa.Column("duration_seconds", sa.Integer()),
-        sa.Column("sort_order", sa.Integer(), nullable=False, server_default=FALSE),
+        sa.Column("sort_order", sa.Integer(), nullable=False, server_default=ZERO),
         sa.Column("notes", sa.Text()),
         sa.Column("data", sa.Text()),
         sa.Column("completed", sa.Boolean(), nullable=False, server_default=FALSE),
@@ -193,6 +203,10 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["root_id"], ["goals.id"], ondelete="CASCADE"),
     )
     op.create_index("ix_session_templates_root_id", "session_templates", ["root_id"])
+
+    if not _sqlite():
+        op.create_foreign_key("fk_goals_template_id", "goals", "session_templates", ["template_id"], ["id"],
+                              ondelete="SET NULL")
 
     op.create_table(
         "programs",
@@ -248,7 +262,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Text(), nullable=False),
         sa.Column("program_day_id", sa.Text(), nullable=False),
         sa.Column("session_template_id", sa.Text(), nullable=False),
-        sa.Column("order", sa.Integer(), nullable=False, server_default=FALSE),
+        sa.Column("order", sa.Integer(), nullable=False, server_default=ZERO),
         sa.Column("created_at", sa.DateTime()),
         sa.PrimaryKeyConstraint("id"),
         sa.ForeignKeyConstraint(["program_day_id"], ["program_days.id"], ondelete="CASCADE"),

@@ -66,7 +66,7 @@ def upgrade() -> None:
 
     op.add_column(
         "program_days",
-        sa.Column("is_completed", sa.Boolean(), nullable=False, server_default=sa.text("0")),
+        sa.Column("is_completed", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
 
     op.drop_index("ix_scheduled_sessions_session_template_id", table_name="scheduled_sessions")

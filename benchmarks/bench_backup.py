@@ -215,8 +215,8 @@ class Writer:
 
 
 def longest_in(stats: dict, t0: float, t1: float) -> float:
-    """The writer's longest transaction (BEGIN IMMEDIATE..COMMIT) that started in [t0, t1] (epoch s)."""
-    return max([took for start, took in stats["slow"] if t0 <= start <= t1], default=0.0)
+    """The writer's longest transaction (BEGIN IMMEDIATE..COMMIT) overlapping [t0, t1] (epoch s)."""
+    return max([took for start, took in stats["slow"] if start <= t1 and start + took >= t0], default=0.0)
 
 
 def med(xs: list[float]) -> float:

@@ -6,7 +6,8 @@ adds is the choice of *how* on SQLite: native ``ALTER TABLE`` whenever SQLite ca
 (add/drop column, indexes: milliseconds), and a batch rebuild only for what SQLite
 cannot alter in place (column type/nullability/default, primary key, unique and
 foreign keys). A rebuild gives Alembic the table's desired shape through
-``copy_from``, so rows are copied column by column and every row is kept.
+``copy_from``, so rows are copied column by column and every row is kept, and carries
+over what the snapshot does not describe (see "SQLite table rebuilds" below).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from alembic.operations import Operations
 
 from .errors import MigrationError
 from .model import Change, Column, ForeignKey, Index, Table, UniqueConstraint
+from .snapshot import EXPR
 
 # Kinds SQLite can apply in place; the rest of a table's changes need a rebuild.
 _NATIVE_SQLITE = {"add_table", "drop_table", "add_column", "add_index", "drop_index", "drop_column"}
@@ -183,6 +185,10 @@ def _apply_generic(ops: Operations, ch: Change) -> bool:
     return True
 
 
+def _fk_identity(fk: ForeignKey) -> tuple:
+    return (tuple(fk.columns), fk.ref_table, tuple(fk.ref_columns), fk.on_delete or None, fk.on_update or None)
+
+
 def desired_shape(live: Table, changes: list[Change]) -> Table:
     """The live table with the rebuild-only changes applied, for a batch rebuild's copy_from."""
     columns = {c.name: c for c in live.columns}
@@ -203,8 +209,8 @@ def desired_shape(live: Table, changes: list[Change]) -> Table:
         elif ch.kind == "add_foreign_key":
             fks.append(ch.reference)  # type: ignore[arg-type]
         elif ch.kind == "drop_foreign_key":
-            cur = ch.current
-            fks = [f for f in fks if (f.columns, f.ref_table, f.ref_columns) != (cur.columns, cur.ref_table, cur.ref_columns)]  # type: ignore[union-attr]
+            # the whole key, actions included: a changed ON DELETE is an add and a drop of the same columns
+            fks = [f for f in fks if _fk_identity(f) != _fk_identity(ch.current)]  # type: ignore[arg-type]
     kept = [columns[c.name] for c in live.columns if c.name in columns]
     names = {c.name for c in kept}
     indexes = tuple(ix for ix in live.indexes if set(ix.columns) <= names)
@@ -235,6 +241,7 @@ class LiveExtras:
     index_where: dict[str, str] = field(default_factory=dict)  # index name -> WHERE clause of a partial index
     generated: list[str] = field(default_factory=list)
     triggers: list[str] = field(default_factory=list)  # CREATE TRIGGER statements
+    index_sql: dict[str, str] = field(default_factory=dict)  # index name -> CREATE INDEX statement
     sequence: int | None = None  # sqlite_sequence.seq of an AUTOINCREMENT table
 
 
@@ -301,6 +308,23 @@ def _unquote(ident: str) -> str:
     return ident
 
 
+def _checks(create_sql: str) -> list[tuple[str | None, str]]:
+    """Every CHECK of a CREATE TABLE, column-level or table-level, as (constraint name or None, expression).
+
+    (SQLAlchemy's reflection of CHECK constraints misses one written over several lines.)
+    """
+    out = []
+    for part in _definitions(create_sql):
+        for m in re.finditer(r"\bCHECK\b", _flat(part), re.IGNORECASE):
+            open_at = part.find("(", m.end())
+            close = next((i for i, ch, depth in _scan(part, open_at) if ch == ")" and depth == 0), None)
+            if open_at < 0 or close is None:
+                continue
+            named = re.search(r"\bCONSTRAINT\s+(" + _IDENT + r")\s*$", part[:m.start()], re.IGNORECASE)
+            out.append((_unquote(named.group(1)) if named else None, part[open_at + 1:close].strip()))
+    return out
+
+
 def live_extras(conn: sa.Connection, table: str) -> LiveExtras:
     out = LiveExtras()
     create_sql = conn.exec_driver_sql(
@@ -314,17 +338,21 @@ def live_extras(conn: sa.Connection, table: str) -> LiveExtras:
     for part in _definitions(create_sql):
         if _TABLE_CONSTRAINT.match(part):
             continue
-        m = re.match(_IDENT, part)
-        coll = re.search(r"\bCOLLATE\s+(" + _IDENT + ")", _flat(part), re.IGNORECASE)
-        if m and coll:
-            out.collations[_unquote(m.group(0))] = _unquote(coll.group(1))
-    out.checks = [(c.get("name"), c["sqltext"]) for c in insp.get_check_constraints(table)]
-    for ix in insp.get_indexes(table):
-        where = (ix.get("dialect_options") or {}).get("sqlite_where")
-        if where is not None and ix.get("name"):
-            out.index_where[ix["name"]] = str(where)
+        name = re.match(_IDENT, part)
+        at = re.search(r"\bCOLLATE\b", _flat(part), re.IGNORECASE)  # outside strings and parentheses
+        coll = re.match(_IDENT, part[at.end():].lstrip()) if at else None
+        if name and coll:
+            out.collations[_unquote(name.group(0))] = _unquote(coll.group(0))
+    out.checks = _checks(create_sql)
     out.generated = [r[0] for r in conn.exec_driver_sql(
         "SELECT name FROM pragma_table_xinfo(?) WHERE hidden IN (2, 3)", (table,))]
+    out.index_sql = dict(conn.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,)
+    ).fetchall())
+    for name, sql in out.index_sql.items():
+        where = re.search(r"\bWHERE\b", _flat(sql), re.IGNORECASE)  # a partial index's WHERE, outside parentheses
+        if where:
+            out.index_where[name] = sql[where.end():].strip().rstrip(";").strip()
     out.triggers = [r[0] for r in conn.exec_driver_sql(
         "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? AND sql IS NOT NULL ORDER BY rowid",
         (table,))]
@@ -365,13 +393,17 @@ def rebuild_table(ops: Operations, live: Table, changes: list[Change]) -> None:
         kw = {"sqlite_where": sa.literal_column(where)} if where and not _mentions(where, dropped) else {}
         sa.Index(ix.name, *[table.c[c] for c in ix.columns], unique=ix.unique, **kw)
 
-    views_before = _working_views(conn)
+    legacy = conn.exec_driver_sql("PRAGMA legacy_alter_table").scalar()
     conn.exec_driver_sql("PRAGMA legacy_alter_table=ON")
     try:
         with ops.batch_alter_table(live.name, recreate="always", copy_from=table):
             pass
     finally:
-        conn.exec_driver_sql("PRAGMA legacy_alter_table=OFF")
+        conn.exec_driver_sql(f"PRAGMA legacy_alter_table={'ON' if legacy else 'OFF'}")
+    # an index on an expression is not in the snapshot's terms (its column shows as <expr>): its own SQL
+    for ix in live.indexes:
+        if EXPR in ix.columns and ix.name in extras.index_sql and not _mentions(extras.index_sql[ix.name], dropped):
+            conn.exec_driver_sql(extras.index_sql[ix.name])
     for trigger_sql in extras.triggers:
         conn.exec_driver_sql(trigger_sql)
     if extras.sequence is not None:
@@ -379,11 +411,6 @@ def rebuild_table(ops: Operations, live: Table, changes: list[Change]) -> None:
         conn.exec_driver_sql(
             "INSERT INTO sqlite_sequence (name, seq) SELECT ?, max(?, coalesce((SELECT max(rowid) FROM "
             f"{_quote(ops, live.name)}), 0))", (live.name, extras.sequence))
-    broken = [(v, err) for v, err in ((v, _view_error(conn, v)) for v in views_before) if err]
-    if broken:
-        v, err = broken[0]
-        raise MigrationError(f"rebuilding table {live.name} would break view {v} ({err}); drop or change the view "
-                             "first, or align the reference with it")
 
 
 def _view_error(conn: sa.Connection, view: str) -> str | None:
@@ -394,6 +421,12 @@ def _view_error(conn: sa.Connection, view: str) -> str | None:
     return None
 
 
-def _working_views(conn: sa.Connection) -> list[str]:
+def working_views(conn: sa.Connection) -> list[str]:
+    """SQLite views that can be read now (a rebuild or a dropped table or column can break one)."""
     views = [r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'view'")]
     return [v for v in views if _view_error(conn, v) is None]
+
+
+def broken_views(conn: sa.Connection, were_working: list[str]) -> list[tuple[str, str]]:
+    """(view, error) for each of ``were_working`` that no longer reads."""
+    return [(v, err) for v, err in ((v, _view_error(conn, v)) for v in were_working) if err]

@@ -294,14 +294,17 @@ def _sqlite_copy(
     """
     src_fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        conn = _connect_source(src, busy_timeout)
+        conn = _connect_source(src, "ro")
         try:
             t = time.perf_counter()
             try:
-                conn.execute("BEGIN")
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SHARED lock / WAL snapshot
-            except sqlite3.Error as e:
-                raise translate_error(e, url) from None
+                _begin_read(conn, busy_timeout, url)  # SHARED lock (rollback journal) / snapshot (WAL)
+            except _HotJournal:
+                # A writer crashed mid-transaction: a read-only connection may not roll its journal
+                # back. A read-write one (mode=rw never creates a file) does, as any next user would.
+                conn.close()
+                conn = _connect_source(src, "rw")
+                _begin_read(conn, busy_timeout, url)
             locked_at = time.perf_counter()
             timings["lock_wait"] = locked_at - t
             # Read under the lock: in rollback mode nobody can switch the file to WAL while we hold it.
@@ -322,6 +325,49 @@ def _sqlite_copy(
     finally:
         # Only now: closing a descriptor drops this process's POSIX locks on the file.
         os.close(src_fd)
+
+
+def _begin_read(conn: sqlite3.Connection, busy_timeout: float, url: str) -> None:
+    """Open a read transaction, retrying every millisecond or so until ``busy_timeout``.
+
+    SQLite's own busy handler backs off to 100 ms sleeps; against a writer that commits in a
+    tight loop in rollback-journal mode (PENDING/EXCLUSIVE held for almost all of its time,
+    free for microseconds between commits) such a reader is starved for many seconds. Short,
+    frequent attempts catch a gap between two commits within a fraction of a second.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.0002
+    while True:
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return
+        except sqlite3.OperationalError as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if getattr(e, "sqlite_errorcode", None) == _SQLITE_READONLY_ROLLBACK:
+                raise _HotJournal() from None
+            if not _is_busy(e) or time.monotonic() >= deadline:
+                raise translate_error(e, url) from None
+        except sqlite3.Error as e:
+            raise translate_error(e, url) from None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.001)
+
+
+_SQLITE_READONLY_ROLLBACK = getattr(sqlite3, "SQLITE_READONLY_ROLLBACK", 776)
+
+
+class _HotJournal(Exception):
+    """The source has a hot journal that a read-only connection cannot roll back."""
+
+
+def _is_busy(e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    msg = str(e).lower()
+    return "locked" in msg or "busy" in msg
 
 
 def _backup_api(src_conn: sqlite3.Connection, tmp: Path, url: str, busy_timeout: float) -> None:
@@ -576,10 +622,15 @@ def apply_retention(
             continue
         if m["manifest_path"] in keep or m.get("pinned") or _parse_time(m["created_at"]) > cutoff:
             continue
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as e:
+            raise BackupError(
+                f"cannot remove old backup {path} ({e.strerror or e}); make {folder} writable by this user"
+            ) from None
         _remove_quietly(Path(m["manifest_path"]))
         removed.append(path)
     if removed:
@@ -741,9 +792,9 @@ def _uri(path: Path, mode: str) -> str:
     return f"file:{quote(str(path), safe='/')}?mode={mode}"
 
 
-def _connect_source(src: Path, busy_timeout: float) -> sqlite3.Connection:
-    return sqlite3.connect(_uri(src, "ro"), uri=True, timeout=busy_timeout, isolation_level=None,
-                           check_same_thread=False)
+def _connect_source(src: Path, mode: str) -> sqlite3.Connection:
+    # timeout=0: no SQLite busy handler; _begin_read and the backup progress callback do the waiting
+    return sqlite3.connect(_uri(src, mode), uri=True, timeout=0, isolation_level=None, check_same_thread=False)
 
 
 def _sqlite_size(src: Path) -> int:

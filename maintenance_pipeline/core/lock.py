@@ -5,6 +5,9 @@ is derived from the database file's real path (so two targets files naming the s
 database still share one lock, and nothing is written beside the database). The
 kernel releases it when the process dies, so a crashed run never leaves a stale lock.
 Acquisition never waits: a second run fails fast with ``LockHeldError``.
+
+PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) keyed by the database,
+held on its own connection for the block; the server drops it if the process dies.
 """
 
 from __future__ import annotations
@@ -29,9 +32,51 @@ def lock_file_for(url: str) -> Path:
     return folder / f"{digest}.lock"
 
 
+def advisory_key(url: str) -> int:
+    """A stable signed 64-bit key for the target database (host, port, database; no credentials)."""
+    from .dburl import parse_url
+
+    u = parse_url(url)
+    ident = f"maintenance_pipeline:{u.host}:{u.port}:{u.database}"
+    return int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def _advisory_lock(url: str, holder: str):
+    from .dburl import open_engine, translate_error
+
+    import sqlalchemy as sa
+
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            key = advisory_key(url)
+            try:
+                got = conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (key,)).scalar()
+                conn.commit()
+            except sa.exc.DBAPIError as e:
+                raise translate_error(e, url) from None
+            if not got:
+                raise LockHeldError(
+                    f"another run holds the maintenance lock on {mask_url(url)} (PostgreSQL advisory lock "
+                    f"{key}); wait for it to finish (or check it is not stuck) and rerun"
+                )
+            try:
+                yield key
+            finally:
+                conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (key,))
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
 @contextlib.contextmanager
 def maintenance_lock(url: str, *, holder: str = ""):
     """Hold the lock for the block; raise LockHeldError at once if another run has it."""
+    if sqlite_path(url) is None and mask_url(url).startswith("postgresql"):
+        with _advisory_lock(url, holder) as key:
+            yield key
+        return
     path = lock_file_for(url)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -167,7 +167,7 @@ def fk_violations(conn: sa.Connection) -> Counter:
         except sa.exc.OperationalError as e:
             if "foreign key mismatch" not in str(e.orig):
                 raise
-            for fk in conn.exec_driver_sql(f"SELECT DISTINCT \"table\" FROM pragma_foreign_key_list({quote(t)!r})"):
+            for fk in conn.exec_driver_sql('SELECT DISTINCT "table" FROM pragma_foreign_key_list(?)', (t,)):
                 out[(t, f"{fk[0]} (foreign key mismatch)")] = 1
     return out
 
@@ -233,7 +233,10 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
         state = {"phase": "plan", "step": None}
         result = None
         try:
-            trans = conn.begin()
+            try:
+                trans = conn.begin()  # BEGIN IMMEDIATE: waits busy_timeout for another writer, then fails
+            except sa.exc.DBAPIError as e:
+                raise translate_error(e, (named or target).url) from None
             try:
                 if conn.dialect.name == "sqlite" and conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
                     raise MigrationError("PRAGMA foreign_keys could not be switched off; a table rebuild could "
@@ -351,6 +354,7 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
     sqlite = conn.dialect.name == "sqlite"
     if sqlite:
         to_apply = _order_for_names(to_apply)
+        views = align_mod.working_views(conn)
     # a single-column FK arriving with its column is added with it (natively on SQLite)
     column_fks = {}
     for ch in to_apply:
@@ -361,8 +365,9 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
     ops = Operations(MigrationContext.configure(conn, opts={"transactional_ddl": True}))
     rebuild: dict[str, list[Change]] = {}
     for ch in to_apply:
-        if ch.kind == "add_foreign_key" and column_fks.get((ch.table, ch.reference.columns[0])) is ch:  # type: ignore[union-attr]
-            continue
+        if ch.kind == "add_foreign_key" and \
+                column_fks.get((ch.table, ch.reference.columns[0])) is ch:  # type: ignore[union-attr]
+            continue  # added with its column
         if sqlite and ch.kind == "drop_column" and ch.table in rebuild:
             # the table is rebuilt anyway: dropping the column natively first would rewrite it twice
             rebuild[ch.table].append(ch)
@@ -392,6 +397,13 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
                                    "seconds": round(time.monotonic() - t0, 4)})
             result.aligned.extend(chs)
     state["step"] = None
+    if sqlite:
+        # SQLite checks no view on DROP TABLE, nor during a rebuild (legacy_alter_table): check them here
+        broken = align_mod.broken_views(conn, views)
+        if broken:
+            v, err = broken[0]
+            raise MigrationError(f"the alignment would break view {v} ({err}); drop or change the view first, "
+                                 "or align the reference with it")
 
 
 def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> Exception:

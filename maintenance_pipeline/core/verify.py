@@ -70,12 +70,19 @@ def integrity(path: Path) -> tuple[bool, str]:
 
 
 def fk_check(path: Path) -> Counter:
-    """Rows whose declared foreign key points at a missing parent, enforced or not: (table, parent) -> n."""
-    conn = _open_ro(path)
+    """Rows whose declared foreign key points at a missing parent, enforced or not: (table, parent) -> n.
+
+    Same counting as the migration's own check (a key SQLite cannot check, "foreign key mismatch",
+    counts once instead of failing the whole check).
+    """
+    from .migrate import fk_violations
+
+    engine = open_engine(f"sqlite:///{path}")
     try:
-        return Counter((r[0], r[2]) for r in conn.execute("PRAGMA foreign_key_check"))
+        with engine.connect() as conn:
+            return fk_violations(conn)
     finally:
-        conn.close()
+        engine.dispose()
 
 
 def _fmt_fk(c: Counter) -> str:
@@ -116,10 +123,14 @@ def rows_preserved(live: Path, backup: Path, backup_snapshot: Snapshot, live_sna
                     f"SELECT count(*) FROM bk.{_q(name)} AS b WHERE NOT EXISTS "
                     f"(SELECT 1 FROM main.{_q(name)} AS m WHERE {join} AND {same})"
                 ).fetchone()[0]
-            else:  # no primary key: compare whole rows of kept columns as multisets
+            else:  # no primary key: whole rows of kept columns as multisets (a lost duplicate counts)
                 cols = ", ".join(_q(c) for c in kept)
+                on = " AND ".join(f"m.{_q(c)} IS b.{_q(c)}" for c in kept)
                 missing = conn.execute(
-                    f"SELECT count(*) FROM (SELECT {cols} FROM bk.{_q(name)} EXCEPT SELECT {cols} FROM main.{_q(name)})"
+                    f"SELECT coalesce(sum(b.mp_n_ - coalesce(m.mp_n_, 0)), 0) FROM "
+                    f"(SELECT {cols}, count(*) AS mp_n_ FROM bk.{_q(name)} GROUP BY {cols}) AS b LEFT JOIN "
+                    f"(SELECT {cols}, count(*) AS mp_n_ FROM main.{_q(name)} GROUP BY {cols}) AS m ON {on} "
+                    f"WHERE coalesce(m.mp_n_, 0) < b.mp_n_"
                 ).fetchone()[0]
             compared += 1
             rows_total += n_rows
@@ -237,7 +248,14 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
         got_rows = {t: v["rows"] for t, v in out.tables_after.items()}
         diffs = [t for t in set(want_rows) | set(got_rows)
                  if t not in target.ignore_tables and want_rows.get(t) != got_rows.get(t)]
-        fp_ok = want_fp in (None, live.fingerprint)
+        # the manifest's fingerprint covers every table (ignored ones too): compare like with like
+        engine = open_engine(target.url)
+        try:
+            with engine.connect() as conn:
+                full_fp = take_snapshot(conn).fingerprint
+        finally:
+            engine.dispose()
+        fp_ok = want_fp in (None, full_fp)
         out.checks.append(Check("matches_restored_backup", fp_ok and not diffs,
                                 "schema fingerprint and row counts equal the backup's manifest" if fp_ok and not diffs
                                 else f"differs from the backup: fingerprint {'ok' if fp_ok else 'differs'}; "

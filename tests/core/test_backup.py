@@ -17,7 +17,13 @@ import pytest
 
 from maintenance_pipeline.core import backup as bk
 from maintenance_pipeline.core.dburl import open_engine
-from maintenance_pipeline.core.errors import BackupError, MissingDatabaseError, NotADatabaseError, RestoreError
+from maintenance_pipeline.core.errors import (
+    BackupError,
+    DatabaseLockedError,
+    MissingDatabaseError,
+    NotADatabaseError,
+    RestoreError,
+)
 from maintenance_pipeline.core.snapshot import table_counts, take_snapshot
 
 NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
@@ -149,15 +155,17 @@ def wait_for_commits(path: Path, at_least: int, proc: subprocess.Popen, deadline
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"writer died: {proc.stderr.read().decode() if proc.stderr else ''}"
-        c = ro(path)
+        c = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
         try:
-            c.execute("PRAGMA busy_timeout=5000")
             n = c.execute("SELECT n FROM counter").fetchone()[0]
+        except sqlite3.OperationalError as e:  # a rollback-journal writer in a tight loop: try again
+            assert "locked" in str(e), e
+            n = -1
         finally:
             c.close()
         if n >= at_least:
             return n
-        time.sleep(0.005)  # polling interval, not synchronisation: the deadline bounds the wait
+        time.sleep(0.001)  # polling interval, not synchronisation: the deadline bounds the wait
     raise AssertionError(f"writer committed fewer than {at_least} transactions in {deadline_s}s")
 
 
@@ -193,6 +201,57 @@ def test_backup_while_another_process_writes_is_a_consistent_snapshot(tmp_path, 
     with open(res.path, "rb") as f:
         f.seek(18)
         assert f.read(2) == b"\x01\x01"
+
+
+HOLDER = r"""
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()  # hold the lock until the test closes our stdin
+c.execute("ROLLBACK")
+"""
+
+
+def test_source_locked_longer_than_busy_timeout(tmp_path):
+    src = make_db(tmp_path / "app.db", rows=10)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(src)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        t = time.monotonic()
+        with pytest.raises(DatabaseLockedError, match="locked"):
+            bk.backup_database(url_of(src), tmp_path / "backups", "app", now=NOW, busy_timeout=0.3)
+        assert time.monotonic() - t < 10
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert backup_files(tmp_path / "backups" / "app") == []
+    assert bk.backup_database(url_of(src), tmp_path / "backups", "app", now=NOW).verified  # free again
+
+
+CRASHER = r"""
+import os, sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("PRAGMA cache_size=5")  # spill changed pages into the file before COMMIT
+c.execute("BEGIN")
+c.execute("UPDATE a SET payload = zeroblob(200)")
+os._exit(0)  # crash mid-transaction: a hot journal stays behind
+"""
+
+
+def test_backup_after_a_writer_crashed_mid_transaction(tmp_path):
+    src = make_db(tmp_path / "app.db", rows=2000)
+    c = ro(src)
+    committed = c.execute("SELECT sum(length(payload)), count(DISTINCT payload) FROM a").fetchone()
+    c.close()
+    subprocess.run([sys.executable, "-c", CRASHER, str(src)], check=True)
+    assert Path(f"{src}-journal").exists()  # hot journal: the file holds uncommitted pages
+    res = bk.backup_database(url_of(src), tmp_path / "backups", "app", now=NOW)
+    assert res.verified and res.method == "sqlite-locked-copy"
+    c = ro(res.path)
+    assert c.execute("SELECT sum(length(payload)), count(DISTINCT payload) FROM a").fetchone() == committed
+    c.close()
 
 
 def test_missing_source_creates_nothing(tmp_path):
@@ -234,6 +293,28 @@ def test_read_only_backup_folder_leaves_nothing(tmp_path):
     finally:
         folder.chmod(0o700)
     assert backup_files(folder) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root and mount rights; skipped elsewhere)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_disk_full_is_a_clear_error_and_leaves_nothing(tmp_path, tiny_disk):
+    src = make_db(tmp_path / "app.db", rows=5000)  # ~2-3 MB
+    with pytest.raises(BackupError, match="disk space") as e:
+        bk.backup_database(url_of(src), tiny_disk, "app", now=NOW)
+    assert str(tiny_disk / "app") in str(e.value)
+    assert backup_files(tiny_disk / "app") == []
 
 
 def test_copy_that_fails_integrity_check_is_deleted(tmp_path):

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from maintenance_pipeline.core import dburl
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.diff import diff
-from maintenance_pipeline.core.errors import MigrationError
+from maintenance_pipeline.core.errors import DatabaseLockedError, MigrationError
 from maintenance_pipeline.core.migrate import fk_violations, migrate
 from maintenance_pipeline.core.model import ADDITIVE_KINDS
 from maintenance_pipeline.core.reference import reference_snapshot
@@ -363,9 +363,11 @@ def test_drop_table_of_a_parent_with_cascade_is_refused_not_cascaded(case, monke
 
 
 @pytest.mark.parametrize("target, reference, table", [
-    pytest.param("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes VALUES (1, 'a'), (2, NULL);",
+    pytest.param("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);"
+                 "INSERT INTO notes VALUES (1, 'a'), (2, NULL);",
                  "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);", "notes", id="not-null-on-nulls"),
-    pytest.param("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT); INSERT INTO users VALUES (1, 'a'), (2, 'a');",
+    pytest.param("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);"
+                 "INSERT INTO users VALUES (1, 'a'), (2, 'a');",
                  "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT UNIQUE);", "users", id="unique-on-duplicates"),
     pytest.param("CREATE TABLE notes (id INTEGER PRIMARY KEY); INSERT INTO notes VALUES (1);",
                  "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);", "notes",
@@ -520,6 +522,11 @@ def test_dry_run_failure_names_the_target_not_the_scratch_copy(case):
                  "INSERT INTO t VALUES (1, 'a', 'b');",
                  "CREATE TABLE t (id INTEGER PRIMARY KEY, w TEXT); CREATE INDEX ix_t_w ON t (w);",
                  "ALTER TABLE t DROP COLUMN v", id="drop_column-plain"),
+    # the index goes first (drop_index), then the column drops natively
+    pytest.param("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, w TEXT); CREATE INDEX ix_t ON t (v, w);"
+                 "INSERT INTO t VALUES (1, 'a', 'b');",
+                 "CREATE TABLE t (id INTEGER PRIMARY KEY, w TEXT); CREATE INDEX ix_t ON t (w);",
+                 "ALTER TABLE t DROP COLUMN v", id="drop_column-indexed-with-its-index-replaced"),
 ])
 def test_native_paths_never_rebuild(case, statements, target, reference, expect_sql):
     c = case(target, reference)
@@ -574,24 +581,29 @@ def test_without_rowid_and_composite_primary_key_survive_a_rebuild(case):
 
 
 def test_a_rebuild_keeps_what_the_diff_does_not_compare(case):
-    # AUTOINCREMENT (and its high-water mark), COLLATE, CHECK, a partial index, a trigger, a view
+    # AUTOINCREMENT (and its high-water mark), COLLATE, CHECK, a partial index, an expression index,
+    # a trigger, a view
     c = case("CREATE TABLE u (id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT COLLATE NOCASE UNIQUE,"
-             " age INTEGER CHECK (age >= 0), v TEXT);"
+             " age INTEGER CHECK (age >= 0), v TEXT, CONSTRAINT ck_v CHECK (v IS NULL\n OR v <> 'x:y'));"
              "CREATE INDEX ix_u_v ON u (v) WHERE v IS NOT NULL;"
+             "CREATE INDEX ix_u_lower ON u (lower(email));"
              "CREATE TABLE log (msg TEXT);"
-             "CREATE TRIGGER tr_u AFTER INSERT ON u BEGIN INSERT INTO log VALUES ('new ' || new.email); END;"
+             "CREATE TRIGGER tr_u AFTER INSERT ON u BEGIN INSERT INTO log VALUES ('new: ' || new.email); END;"
              "CREATE VIEW adults AS SELECT email FROM u WHERE age >= 18;"
              "INSERT INTO u VALUES (1, 'A@x', 20, '1'); INSERT INTO u VALUES (9, 'b@x', 3, '2');"
              "DELETE FROM u WHERE id = 9; DELETE FROM log;",
              "CREATE TABLE u (id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT UNIQUE, age INTEGER, v INTEGER);"
              "CREATE INDEX ix_u_v ON u (v);"
+             "CREATE INDEX ix_u_lower ON u (lower(email));"
              "CREATE TABLE log (msg TEXT);")
     result = c.run()
     assert len(rebuilt(result)) == 1
     assert_aligned(c, result)
     sql = c.table_sql("u")
-    assert "AUTOINCREMENT" in sql and "COLLATE NOCASE" in sql and "CHECK" in sql
+    assert "AUTOINCREMENT" in sql and "COLLATE NOCASE" in sql and "CHECK (age >= 0)" in sql
+    assert "CONSTRAINT ck_v CHECK (v IS NULL\n OR v <> 'x:y')" in sql  # over two lines, ":" kept
     assert "WHERE v IS NOT NULL" in c.table_sql("ix_u_v")
+    assert c.table_sql("ix_u_lower") == "CREATE INDEX ix_u_lower ON u (lower(email))"
     assert c.q("SELECT seq FROM sqlite_sequence WHERE name = 'u'") == [(9,)]
     con = sqlite3.connect(c.path)
     with pytest.raises(sqlite3.IntegrityError):
@@ -601,7 +613,7 @@ def test_a_rebuild_keeps_what_the_diff_does_not_compare(case):
     con.execute("INSERT INTO u (email, age) VALUES ('c@x', 40)")
     con.commit()
     assert con.execute("SELECT max(id) FROM u").fetchone() == (10,)  # ids are not reused
-    assert con.execute("SELECT msg FROM log").fetchall() == [("new c@x",)]  # the trigger is back
+    assert con.execute("SELECT msg FROM log").fetchall() == [("new: c@x",)]  # the trigger is back
     assert con.execute("SELECT email FROM adults ORDER BY email").fetchall() == [("A@x",), ("c@x",)]
     con.close()
 
@@ -627,5 +639,58 @@ def test_a_table_with_generated_columns_is_refused_not_flattened(case):
              "INSERT INTO g (id, x) VALUES (1, 'a');",
              "CREATE TABLE g (id INTEGER PRIMARY KEY, x TEXT NOT NULL, y TEXT GENERATED ALWAYS AS (upper(x)) VIRTUAL);")
     with pytest.raises(MigrationError, match=r"table g .*generated column\(s\) y"):
+        c.run()
+    assert c.unchanged()
+
+
+def test_a_changed_on_delete_action_replaces_the_foreign_key(case):
+    schema = ("CREATE TABLE p (id INTEGER PRIMARY KEY);"
+              "CREATE TABLE c (id INTEGER PRIMARY KEY, p_id INTEGER REFERENCES p (id){action});")
+    c = case(schema.format(action="") + "INSERT INTO p VALUES (1); INSERT INTO c VALUES (1, 1);",
+             schema.format(action=" ON DELETE CASCADE"))
+    result = c.run()
+    assert len(rebuilt(result)) == 1
+    assert_aligned(c, result)
+    assert fk_list(c, "c") == {("p", "p_id", "id", "CASCADE")}
+    assert c.q("SELECT * FROM c") == [(1, 1)]
+
+
+def test_names_that_need_quoting_and_a_strict_table(case):
+    schema = ('CREATE TABLE "order" ("group" INTEGER PRIMARY KEY, "my col" TEXT COLLATE "NOCASE" NOT NULL,'
+              ' v {t}) STRICT;'
+              'CREATE INDEX "ix order v" ON "order" (v);'
+              'CREATE TABLE "Line Items" (id INTEGER PRIMARY KEY, "order" INTEGER REFERENCES "order" ("group"));')
+    c = case(schema.format(t="TEXT") + """INSERT INTO "order" VALUES (1, 'a', '5');
+             INSERT INTO "Line Items" VALUES (1, 1);
+             CREATE TRIGGER "tr order" AFTER DELETE ON "order" BEGIN SELECT 1; END;""",
+             schema.format(t="INTEGER"))
+    result = c.run()
+    assert len(rebuilt(result)) == 1
+    assert_aligned(c, result)
+    assert c.q('SELECT * FROM "order"') == [(1, "a", 5)]
+    assert "COLLATE NOCASE" in c.table_sql("order") and c.table_sql("order").rstrip().endswith("STRICT")
+    assert c.q("SELECT name FROM sqlite_master WHERE type = 'trigger'") == [("tr order",)]
+    assert fk_list(c, "Line Items") == {("order", "order", "group", "NO ACTION")}
+
+
+def test_a_database_locked_by_another_writer_is_a_clear_error(case, monkeypatch):
+    original = dburl._sqlite_connect_factory
+    monkeypatch.setattr(dburl, "_sqlite_connect_factory", lambda path, timeout: original(path, 0.1))
+    c = case("CREATE TABLE t (id INTEGER PRIMARY KEY);", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);")
+    other = sqlite3.connect(c.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(DatabaseLockedError, match="locked"):
+            c.run()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert c.unchanged()
+
+
+def test_dropping_a_table_a_view_reads_is_refused(case):
+    c = case("CREATE TABLE a (id INTEGER PRIMARY KEY); CREATE TABLE old (x TEXT); CREATE VIEW vo AS SELECT x FROM old;",
+             "CREATE TABLE a (id INTEGER PRIMARY KEY);")
+    with pytest.raises(MigrationError, match=r"break view vo .*no such table: main.old"):
         c.run()
     assert c.unchanged()

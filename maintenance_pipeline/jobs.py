@@ -27,7 +27,10 @@ def make_jobs(config: MaintenanceConfig) -> list[dg.JobDefinition]:
         return dg.PartitionedConfig(partitions_def=parts, run_config_for_partition_key_fn=lambda key: {},
                                     tags_for_partition_key_fn=lambda key: {"database": key})
 
-    common = dict(executor_def=dg.in_process_executor, partitions_def=parts, tags={"product": "maintenance_pipeline"})
+    # Outputs stay in memory (one process runs the whole job): the run state carries the loaded
+    # targets file, and a pickled copy on disk would hold its passwords and webhook token.
+    common = dict(executor_def=dg.in_process_executor, partitions_def=parts, tags={"product": "maintenance_pipeline"},
+                  resource_defs={"io_manager": dg.mem_io_manager})
 
     @dg.job(name="maintain_database", description=JOB_DESCRIPTIONS["maintain_database"], config=partitioned(),
             **common)

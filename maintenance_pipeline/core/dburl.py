@@ -92,8 +92,15 @@ def check_sqlite_file(path: Path) -> None:
         )
 
 
+def sqlite_uri(path: Path, mode: str = "ro") -> str:
+    """A ``file:`` URI for sqlite3 with the path escaped (a '#' or '?' in a path must not cut it short).
+
+    ``mode=ro``/``rw`` never create a file."""
+    return f"{Path(path).absolute().as_uri()}?mode={mode}"
+
+
 def _sqlite_connect_factory(path: Path, timeout: float):
-    uri = f"file:{path}?mode=rw"
+    uri = sqlite_uri(path, "rw")
 
     def connect():
         return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .config import Target
 from .dburl import check_sqlite_file, open_engine, sqlite_path, translate_error
@@ -42,7 +44,9 @@ def _sqlite_version(url: str) -> int:
     path = sqlite_path(url)
     check_sqlite_file(path)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        # as_uri() percent-encodes the path: a raw "#" or "?" in it would end the URI's path early
+        # (SQLite would then open, and create, a different file without mode=ro)
+        conn = sqlite3.connect(f"{Path(os.path.abspath(path)).as_uri()}?mode=ro", uri=True, timeout=2)
         try:
             return conn.execute("PRAGMA schema_version").fetchone()[0]
         finally:

@@ -1,0 +1,508 @@
+"""End to end: the automation (SPEC §4-5) under a real ``dagster-daemon`` and ``dagster-webserver``.
+
+One test, four phases, against real processes on 127.0.0.1 sharing a temporary DAGSTER_HOME:
+
+(a) a plain ``ALTER TABLE`` on the target -> the daemon's ``schema_drift_sensor`` starts one
+    ``verify_database`` run, which fails ``schema_matches_reference``; the drift alert (and the
+    run-failure alert) arrive by webhook, email and the alerts log;
+(b) three more sensor ticks on the unchanged schema -> no second run, no second drift alert;
+(c) a ``maintain_database`` run launched from the UI's GraphQL API fails another way (the
+    maintenance lock is held) -> the run-failure alert, with the run's UI link, on all three channels;
+(d) the webhook receiver is stopped, another run fails -> email and log still arrive, the daemon lives.
+
+No secret (webhook token, SMTP password; SMTP AUTH is really used) appears in any alert, report,
+process log or Dagster's storage (op outputs stay in memory: they hold the loaded targets file).
+Every process the test
+started is stopped by PID (its whole process group: the code servers and run workers it spawned).
+
+Synchronisation is always a poll with a deadline (``wait_until``); nothing waits a fixed time.
+The daemon's sensor loop runs at most every 5 s (``dagster._daemon.sensor.MIN_INTERVAL_LOOP_TIME``,
+not configurable), so ``sensor_interval_seconds: 1`` yields one tick per ~5 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from conftest import ROOT, build_demo, write_config
+from receivers import WEBHOOK_TOKEN, SmtpReceiver, WebhookReceiver, free_port
+
+from maintenance_pipeline.core.config import load_config
+from maintenance_pipeline.core.lock import maintenance_lock
+from maintenance_pipeline.core.pipeline import run_job
+
+pytestmark = pytest.mark.timeout(300)
+
+BIN = Path(sys.executable).parent
+SMTP_USER, SMTP_PASSWORD = "alerts-bot", "e2e-Smtp-PASSWORD-7f3k"
+LOCATION = "maintenance_pipeline"
+FINISHED = {"SUCCESS", "SKIPPED", "FAILURE"}
+ALL_OK = "{kind} alert for goals: {{'log': 'ok', 'webhook': 'ok', 'email': 'ok'}}"  # the sensors' log line
+
+
+# ---------------------------------------------------------------- processes
+def _group_pids(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+class Proc:
+    """A process started in its own session (so its group id is its PID), output to files."""
+
+    def __init__(self, name: str, args: list[str], env: dict, cwd: Path, logs: Path):
+        self.name = name
+        self.out, self.err = logs / f"{name}.stdout.log", logs / f"{name}.stderr.log"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.popen = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                          start_new_session=True)
+        self.pid = self.popen.pid
+        self.seen: set[int] = {self.pid}  # every PID of its group the test ever saw
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_count(self, text: str) -> int:
+        """How many lines of its stdout+stderr (code servers write there too) contain ``text``."""
+        return sum(line.count(text) for path in (self.out, self.err) if path.exists()
+                   for line in path.read_text(errors="replace").splitlines())
+
+    def group(self) -> list[int]:
+        pids = _group_pids(self.pid)
+        self.seen.update(pids)
+        return pids
+
+    def tail(self, lines: int = 40) -> str:
+        parts = []
+        for path in (self.out, self.err):
+            text = path.read_text(errors="replace") if path.exists() else ""
+            parts.append(f"--- {path.name} (last {lines} lines) ---\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(parts)
+
+    def stop(self, timeout: float = 30.0) -> list[int]:
+        """SIGTERM to the group, wait, SIGKILL what is left; returns PIDs of the group still alive."""
+        self.group()
+        if self.alive():
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        deadline = time.monotonic() + timeout
+        while self.group() and time.monotonic() < deadline:  # code server / run workers shutting down
+            time.sleep(0.2)
+        if self.group() or self.alive():
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.popen.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while self.group() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        return self.group()
+
+
+# ---------------------------------------------------------------- deployment
+class Deployment:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.procs: dict[str, Proc] = {}
+        self.receivers = []
+
+    def log_tails(self) -> str:
+        return "\n".join(f"===== {name} (pid {p.pid}, {'running' if p.alive() else f'exit {p.popen.returncode}'})"
+                         f" =====\n{p.tail()}" for name, p in self.procs.items())
+
+    def wait_until(self, predicate, timeout: float, what: str):
+        """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tails()}", pytrace=False)
+            for proc in self.procs.values():
+                proc.group()  # remember the code servers and run workers each process started
+            dead = [n for n, p in self.procs.items() if not p.alive()]
+            if dead:
+                pytest.fail(f"{', '.join(dead)} exited while waiting for {what}\n{self.log_tails()}", pytrace=False)
+            time.sleep(0.2)
+
+    def start(self, name: str, args: list[str], env: dict, log_name: str | None = None) -> Proc:
+        self.procs[name] = proc = Proc(log_name or name, args, env, self.tmp, self.tmp)
+        return proc
+
+    def teardown(self) -> None:
+        for receiver in self.receivers:
+            receiver.stop()
+        for proc in self.procs.values():
+            proc.stop()
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    dep = Deployment(tmp_path)
+    try:
+        yield dep
+    finally:
+        dep.teardown()  # safety net: the test itself stops everything and checks it is gone
+
+
+def _graphql(ui: str, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(f"{ui}/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        data = json.loads(resp.read())
+    assert "errors" not in data, data
+    return data["data"]
+
+
+LOCATIONS_QUERY = "{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus } } } }"
+LAUNCH = """mutation Launch($p: ExecutionParams!) { launchRun(executionParams: $p) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+RUN_QUERY = """query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { runId jobName status } } }"""
+
+
+def _location_loaded(ui: str) -> bool:
+    try:
+        entries = _graphql(ui, LOCATIONS_QUERY)["workspaceOrError"].get("locationEntries") or []
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return False
+    return any(e["name"] == LOCATION and e["loadStatus"] == "LOADED" for e in entries)
+
+
+def _launch(ui: str, job: str, target: str) -> str:
+    """Launch ``job`` for ``target`` the way the UI's Launch button does."""
+    params = {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "jobName": job},
+              "runConfigData": {},
+              "executionMetadata": {"tags": [{"key": "dagster/partition", "value": target},
+                                             {"key": "database", "value": target},
+                                             {"key": "trigger", "value": "e2e"}]}}
+    result = _graphql(ui, LAUNCH, {"p": params})["launchRun"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    return result["run"]["runId"]
+
+
+# ---------------------------------------------------------------- Dagster state
+def _ticks(instance, sensor_name: str) -> list:
+    state = next((s for s in instance.all_instigator_state() if s.instigator_name == sensor_name), None)
+    if state is None:
+        return []
+    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id))
+
+
+def _finished(ticks) -> list:
+    return [t for t in ticks if t.status.value in FINISHED]
+
+
+def _runs(instance, job: str, target: str = "goals") -> list:
+    return list(instance.get_runs(filters=dg.RunsFilter(job_name=job, tags={"database": target})))
+
+
+def _step_failure(instance, run_id: str):
+    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    assert len(events) == 1, events
+    return events[0].dagster_event
+
+
+def _report(tmp: Path, run_id: str) -> dict:
+    for path in sorted((tmp / "reports" / "goals").glob("*.json")):
+        data = json.loads(path.read_text())
+        if data.get("run_id") == run_id:
+            return data
+    raise AssertionError(f"no JSON report for run {run_id} in {tmp / 'reports' / 'goals'}")
+
+
+# ---------------------------------------------------------------- alerts on the three channels
+class Channels:
+    def __init__(self, tmp: Path, webhook: WebhookReceiver, smtp: SmtpReceiver):
+        self.log_file, self.webhook, self.smtp = tmp / "alerts.jsonl", webhook, smtp
+
+    def log(self, kind: str, **match) -> list[dict]:
+        lines = self.log_file.read_text().splitlines() if self.log_file.exists() else []
+        alerts = [json.loads(line) for line in lines if line.endswith("}")]  # a line is written in one write
+        return [a for a in alerts if a["kind"] == kind and all(a.get(k) == v for k, v in match.items())]
+
+    def hooks(self, kind: str, **match) -> list[dict]:
+        return [b for b in self.webhook.bodies if b["kind"] == kind and all(b.get(k) == v for k, v in match.items())]
+
+    def mails(self, kind: str, **match) -> list:
+        """Messages whose body lists ``kind: <kind>`` and each ``key: value`` of ``match``."""
+        out = []
+        for msg in self.smtp.messages:
+            body = msg.get_body(("plain",)).get_content()
+            fields = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
+            if fields.get("kind") == kind and all(fields.get(k) == str(v) for k, v in match.items()):
+                out.append(msg)
+        return out
+
+    def all(self, kind: str, **match):
+        return self.log(kind, **match), self.hooks(kind, **match), self.mails(kind, **match)
+
+    def arrived(self, kind: str, with_webhook: bool = True, **match):
+        """All expected channels have at least one such alert -> (log, webhook, mail) lists, else None."""
+        log, hooks, mails = self.all(kind, **match)
+        return (log, hooks, mails) if log and mails and (hooks or not with_webhook) else None
+
+
+# ---------------------------------------------------------------- the test
+def test_automation_under_a_real_daemon(deployment):
+    dep, tmp = deployment, deployment.tmp
+    for exe in ("dagster-daemon", "dagster-webserver"):
+        if not (BIN / exe).exists():
+            pytest.skip(f"{exe} not installed next to {sys.executable}")
+
+    # --- the demo, made equal to its reference first (no drift when the daemon starts)
+    build_demo.build(tmp / "data")
+    report = run_job(load_config(write_config(tmp)), "goals", "maintain_database")
+    assert report["status"] == "success", report.get("error")
+
+    webhook = WebhookReceiver()
+    smtp = SmtpReceiver(username=SMTP_USER, password=SMTP_PASSWORD)
+    dep.receivers += [webhook, smtp]
+    assert WEBHOOK_TOKEN in webhook.url
+    target_db = tmp / "data" / "goals.db"
+    channels = Channels(tmp, webhook, smtp)
+
+    def configure(ui: str) -> Path:
+        return write_config(
+            tmp,
+            alerts={"webhook_url": webhook.url, "log_file": "alerts.jsonl", "ui_base_url": ui,
+                    "email": {"host": "127.0.0.1", "port": smtp.port, "sender": "maintenance@example.com",
+                              "to": ["dba@example.com"], "username": SMTP_USER, "password": SMTP_PASSWORD}},
+            automation={"sensor_interval_seconds": 1},
+            schedule={"cron": "0 2 29 2 *", "timezone": "UTC"},  # the nightly run kept out of the way (29 Feb)
+        )
+
+    home = tmp / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump({
+        "telemetry": {"enabled": False},
+        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
+                            "config": {"max_concurrent_runs": 4, "dequeue_interval_seconds": 1,
+                                       "tag_concurrency_limits": [{"key": "database", "limit": 1,
+                                                                   "value": {"applyLimitPerUniqueValue": True}}]}},
+        "run_launcher": {"module": "dagster.core.launcher", "class": "DefaultRunLauncher"},
+        "sensors": {"use_threads": True, "num_workers": 4},
+        "schedules": {"use_threads": True, "num_workers": 2},
+    }))
+    workspace = tmp / "workspace.yaml"
+    workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": {
+        "module_name": "maintenance_pipeline", "working_directory": str(ROOT), "location_name": LOCATION}}]}))
+    config_path = tmp / "maintenance.yaml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST_", "ALERT_"))}
+    env.update({"DAGSTER_HOME": str(home), "MAINTENANCE_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1",
+                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"})
+
+    # the storage schema is created here, once: three processes creating it at once would race
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        assert instance.get_runs() == [] and instance.all_instigator_state() == []
+        t_start = time.monotonic()
+        # the webserver first: its port goes into the targets file (ui_base_url) that both processes load;
+        # if another process takes the free port before the webserver binds it, try another one
+        for attempt in range(1, 4):
+            ui = f"http://127.0.0.1:{free_port()}"
+            configure(ui)
+            web = dep.start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p",
+                                          ui.rsplit(":", 1)[1], "-w", str(workspace)], env,
+                            log_name=f"webserver{attempt}")
+            state = dep.wait_until(lambda: "loaded" if _location_loaded(ui) else None if web.alive() else "exited",
+                                   90, "the webserver to serve the code location")
+            if state == "loaded":
+                break
+            assert dep.procs.pop("webserver").stop() == []
+        else:
+            pytest.fail(f"the webserver did not start in 3 attempts\n{web.tail()}")
+        config = load_config(config_path)
+        assert config.alerts.ui_base_url == ui
+        daemon = dep.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env)
+
+        # both sensors have ticked once on the unchanged target (the run-failure sensor's first tick
+        # sets its cursor; failures before it would be ignored)
+        first = dep.wait_until(lambda: _finished(_ticks(instance, "schema_drift_sensor")), 90,
+                               "the first schema_drift_sensor tick")
+        assert first[-1].status.value == "SKIPPED" and "goals: no drift" in (first[-1].skip_reason or ""), first[-1]
+        dep.wait_until(lambda: _finished(_ticks(instance, "alert_on_run_failure")), 30,
+                       "the first alert_on_run_failure tick")
+        assert not _runs(instance, "verify_database") and channels.log("drift") == []
+        t_ready = time.monotonic()
+
+        # ---------------- (a) drift: a plain ALTER TABLE -> one verify run, failed, drift alert everywhere
+        conn = sqlite3.connect(target_db)
+        try:
+            conn.execute("ALTER TABLE goals ADD COLUMN e2e_surprise TEXT")
+            conn.commit()
+        finally:
+            conn.close()
+
+        runs = dep.wait_until(lambda: [r for r in _runs(instance, "verify_database")
+                                       if r.status == dg.DagsterRunStatus.FAILURE], 90,
+                              "a failed verify_database run for goals")
+        assert len(_runs(instance, "verify_database")) == 1
+        drift_run = runs[0]
+        fingerprint = drift_run.tags["drift.fingerprint"]
+        assert drift_run.tags["trigger"] == "drift" and drift_run.tags["dagster/partition"] == "goals"
+        assert drift_run.tags["dagster/sensor_name"] == "schema_drift_sensor"
+        failure = _step_failure(instance, drift_run.run_id)
+        assert failure.step_key == "verify"
+        assert "schema_matches_reference" in failure.step_failure_data.user_failure_data.description
+        rep = _report(tmp, drift_run.run_id)
+        assert rep["status"] == "failed" and rep["failed_step"] == "verify"
+        assert [c["passed"] for c in rep["checks"] if c["name"] == "schema_matches_reference"] == [False]
+
+        log, hooks, mails = dep.wait_until(lambda: channels.arrived("drift", fingerprint=fingerprint), 30,
+                                           "the drift alert on webhook, email and the alerts log")
+        # ... and the sensor's own log line, in the daemon's log, says all three channels took it
+        dep.wait_until(lambda: daemon.log_count(ALL_OK.format(kind="drift")) == 1, 30,
+                       "the sensor's log line for the drift alert")
+        for alert in (log[0], hooks[0]):
+            assert alert["target"] == "goals" and alert["job"] == "verify_database"
+            assert any("e2e_surprise" in c for c in alert["changes"]), alert
+        assert "e2e_surprise" in hooks[0]["text"]
+        assert mails[0]["Subject"] == "[maintenance] DRIFT on goals" and mails[0]["To"] == "dba@example.com"
+        assert "e2e_surprise" in mails[0].get_body(("plain",)).get_content()
+
+        # the drift run's own failure is alerted too (the same run-failure path as (c))
+        log, hooks, mails = dep.wait_until(
+            lambda: channels.arrived("run_failure", run_id=drift_run.run_id), 30,
+            "the run-failure alert of the drift run")
+        assert log[0]["step"] == "verify" and "schema_matches_reference" in log[0]["error"]
+        assert log[0]["run_url"] == hooks[0]["run_url"] == f"{ui}/runs/{drift_run.run_id}"
+        t_a = time.monotonic()
+
+        # ---------------- (b) no new drift for three more ticks -> no second run, no second alert
+        seen = {t.tick_id for t in _ticks(instance, "schema_drift_sensor")}
+        later = dep.wait_until(
+            lambda: (lambda new: new if len(new) >= 3 else None)(
+                [t for t in _finished(_ticks(instance, "schema_drift_sensor")) if t.tick_id not in seen]),
+            60, "three more schema_drift_sensor ticks")
+        assert all(t.status.value != "FAILURE" and not t.run_ids for t in later), later
+        # the sensor still sees the drift each tick and asks again; the run key makes Dagster skip it
+        assert all(t.run_keys == [f"goals:{fingerprint}"] for t in later), [t.run_keys for t in later]
+        assert daemon.log_count(ALL_OK.format(kind="drift")) == 1
+        assert [r.run_id for r in _runs(instance, "verify_database")] == [drift_run.run_id]
+        assert len(instance.get_runs()) == 1
+        assert [len(x) for x in channels.all("drift")] == [1, 1, 1]
+        assert [len(x) for x in channels.all("run_failure")] == [1, 1, 1]
+        t_b = time.monotonic()
+
+        # ---------------- (c) a run fails another way: the maintenance lock is held by someone else
+        with maintenance_lock(config.targets["goals"].url, holder="e2e test"):
+            locked_run_id = _launch(ui, "maintain_database", "goals")
+            dep.wait_until(lambda: instance.get_run_by_id(locked_run_id).status == dg.DagsterRunStatus.FAILURE,
+                           90, f"maintain_database run {locked_run_id} to fail on the held lock")
+        failure = _step_failure(instance, locked_run_id)
+        assert failure.step_key == "migrate", failure
+        run_url = f"{ui}/runs/{locked_run_id}"
+        log, hooks, mails = dep.wait_until(lambda: channels.arrived("run_failure", run_id=locked_run_id), 30,
+                                           "the run-failure alert on webhook, email and the alerts log")
+        for alert in (log[0], hooks[0]):
+            assert alert["job"] == "maintain_database" and alert["target"] == "goals" and alert["step"] == "migrate"
+            assert "maintenance lock" in alert["error"] and alert["run_url"] == run_url
+            assert alert["report_path"] == _report(tmp, locked_run_id)["report_paths"]["markdown"]
+        assert f"<{run_url}|" in hooks[0]["text"]
+        assert mails[0]["Subject"] == "[maintenance] FAILED maintain_database on goals"
+        assert run_url in mails[0].get_body(("plain",)).get_content()
+        # the link works: the webserver that ui_base_url names serves the run
+        with urllib.request.urlopen(run_url, timeout=10) as resp:
+            assert resp.status == 200
+        run = _graphql(ui, RUN_QUERY, {"id": locked_run_id})["runOrError"]
+        assert run == {"__typename": "Run", "runId": locked_run_id, "jobName": "maintain_database",
+                       "status": "FAILURE"}
+        assert [len(x) for x in channels.all("drift")] == [1, 1, 1]  # still no second drift alert
+        t_c = time.monotonic()
+
+        # ---------------- (d) the webhook is down: email and log still arrive, the daemon carries on
+        webhook.stop()
+        hooks_before = len(webhook.bodies)
+        with maintenance_lock(config.targets["goals"].url, holder="e2e test"):
+            down_run_id = _launch(ui, "maintain_database", "goals")
+            dep.wait_until(lambda: instance.get_run_by_id(down_run_id).status == dg.DagsterRunStatus.FAILURE,
+                           90, f"maintain_database run {down_run_id} to fail")
+        log, _, mails = dep.wait_until(
+            lambda: channels.arrived("run_failure", with_webhook=False, run_id=down_run_id), 60,
+            "the run-failure alert by email and in the alerts log with the webhook down")
+        assert log[0]["run_url"] == f"{ui}/runs/{down_run_id}"
+        assert f"{ui}/runs/{down_run_id}" in mails[0].get_body(("plain",)).get_content()
+        assert len(webhook.bodies) == hooks_before and channels.hooks("run_failure", run_id=down_run_id) == []
+        # the channel that is down is logged (endpoint masked) and the others still report ok
+        port = urllib.parse.urlsplit(webhook.url).port
+        dep.wait_until(lambda: daemon.log_count(f"alert webhook http://127.0.0.1:{port}/… delivery attempt 4/4 "
+                                                "failed: ConnectionRefusedError") == 1, 30,
+                       "the webhook delivery failure in the daemon's log")
+        dep.wait_until(lambda: daemon.log_count("run_failure alert for goals: {'log': 'ok', 'webhook': 'failed: "
+                                                "ConnectionRefusedError") == 1, 30,
+                       "the sensor's log line for the alert with the webhook down")
+        assert daemon.log_count(ALL_OK.format(kind="run_failure")) == 2  # (a) and (c)
+        assert daemon.alive() and web.alive()
+        ticks = _ticks(instance, "alert_on_run_failure")
+        assert not [t for t in ticks if t.status.value == "FAILURE"], [t.error for t in ticks]
+        t_d = time.monotonic()
+
+        # ---------------- no secret anywhere; SMTP AUTH really was used
+        assert smtp.logins and set(smtp.logins) == {SMTP_USER}
+        secrets = [WEBHOOK_TOKEN, SMTP_PASSWORD]
+        for raw in [r["raw"] for r in webhook.requests] + [e[2] for e in smtp.envelopes]:
+            assert not [s for s in secrets if s.encode() in raw], raw[:500]
+        for req in webhook.requests:
+            assert WEBHOOK_TOKEN in req["path"]  # where it belongs: only the URL the alert was posted to
+        scanned = [p for p in tmp.rglob("*") if p.is_file() and p != config_path]
+        assert any(p.name == "alerts.jsonl" for p in scanned) and any(p.suffix == ".md" for p in scanned)
+        leaks = sorted({str(p.relative_to(tmp)) for p in scanned for s in secrets if s.encode() in p.read_bytes()})
+        # op outputs stay in memory (jobs use mem_io_manager), so Dagster's storage holds no copy of the
+        # targets file either: no exception for any file
+        assert leaks == [], "\n".join(leaks)
+        print(f"\n[e2e] timings: ready {t_ready - t_start:.1f}s, (a) {t_a - t_ready:.1f}s, "
+              f"(b) {t_b - t_a:.1f}s, (c) {t_c - t_b:.1f}s, (d) {t_d - t_c:.1f}s")
+    except BaseException:
+        print(f"\n{dep.log_tails()}")  # shown by pytest with the failure
+        raise
+    finally:
+        instance.dispose()
+
+    # ---------------- every process stopped by PID, with its code servers and run workers
+    for name in ("webserver", "daemon"):
+        proc = dep.procs[name]
+        left = proc.stop()
+        assert left == [], f"{name}: processes still alive after stop: {left}"
+        assert proc.popen.returncode is not None
+        assert [pid for pid in proc.seen if _alive(pid)] == [], f"{name}: a process it started is still alive"
+    assert len(dep.procs["daemon"].seen) > 1, "the daemon's code server was never seen in its process group"

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -283,7 +282,9 @@ class Channels:
 
 
 # ---------------------------------------------------------------- the test
-def test_automation_under_a_real_daemon(deployment):
+@pytest.mark.parametrize("storage", ["sqlite", "postgres"])
+def test_automation_under_a_real_daemon(deployment, storage, request):
+    """``storage``: where the Dagster instance keeps runs, events and schedules (dagster-postgres)."""
     dep, tmp = deployment, deployment.tmp
     for exe in ("dagster-daemon", "dagster-webserver"):
         if not (BIN / exe).exists():
@@ -313,7 +314,15 @@ def test_automation_under_a_real_daemon(deployment):
 
     home = tmp / "dagster_home"
     home.mkdir()
+    instance_storage = {}
+    if storage == "postgres":
+        pg = request.getfixturevalue("pg")
+        pg.create_database("dagster_e2e")
+        # the driver is named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, whose server-side
+        # parameters dagster-postgres's NOTIFY statements do not support
+        instance_storage = {"storage": {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}}
     (home / "dagster.yaml").write_text(yaml.safe_dump({
+        **instance_storage,
         "telemetry": {"enabled": False},
         "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
                             "config": {"max_concurrent_runs": 4, "dequeue_interval_seconds": 1,
@@ -330,6 +339,10 @@ def test_automation_under_a_real_daemon(deployment):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST_", "ALERT_"))}
     env.update({"DAGSTER_HOME": str(home), "MAINTENANCE_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1",
                 "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"})
+    if storage == "postgres":
+        pg_url = pg.url("dagster_e2e").replace("+psycopg:", "+psycopg2:")
+        env["DAGSTER_PG_URL"] = pg_url
+        request.getfixturevalue("monkeypatch").setenv("DAGSTER_PG_URL", pg_url)  # this process reads it too
 
     # the storage schema is created here, once: three processes creating it at once would race
     instance = dg.DagsterInstance.from_config(str(home))

@@ -96,8 +96,10 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
                                                 f"starting {job}"), context.log)
                     entry["alerted"] = probe.fingerprint
             else:
-                how = "reflected" if probe.reflected else "schema_version unchanged"
-                notes.append(f"{name}: no drift (schema_version {probe.schema_version}, {how})")
+                sqlite = isinstance(probe.schema_version, int)
+                what = f"schema_version {probe.schema_version}" if sqlite else "catalog fingerprint"
+                how = "reflected" if probe.reflected else f"{'schema_version' if sqlite else 'fingerprint'} unchanged"
+                notes.append(f"{name}: no drift ({what}, {how})")
             cursor[name] = entry
         new_cursor = json.dumps(cursor, sort_keys=True)
         if requests:

@@ -8,6 +8,15 @@ cannot alter in place (column type/nullability/default, primary key, unique and
 foreign keys). A rebuild gives Alembic the table's desired shape through
 ``copy_from``, so rows are copied column by column and every row is kept, and carries
 over what the snapshot does not describe (see "SQLite table rebuilds" below).
+
+PostgreSQL alters everything in place (``_apply_generic``), in the target's schema:
+``alter_column`` changes only what differs (type with a ``USING`` cast, nullability, default;
+a default that could not follow a type change is dropped first and set again after), unique and
+foreign keys are added and dropped by name (the snapshot has every name, PostgreSQL names all
+constraints; an unnamed key from a SQLite or MetaData reference gets PostgreSQL's own name), and
+a primary key change drops the current ``*_pkey`` constraint (its name read from the catalog) and
+adds the new one. A column whose values come from a sequence (``SERIAL``) or an identity is
+created that way (its declared type says so: see ``snapshot``), and altered as its plain type.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from alembic.operations import Operations
 from .errors import MigrationError
 from .model import Change, Column, ForeignKey, Index, Table, UniqueConstraint
 from .snapshot import EXPR
+from .sqltypes import base_type, default_key, type_key
 
 # Kinds SQLite can apply in place; the rest of a table's changes need a rebuild.
 _NATIVE_SQLITE = {"add_table", "drop_table", "add_column", "add_index", "drop_index", "drop_column"}
@@ -52,21 +62,22 @@ def sa_column(c: Column, *, primary_key: bool = False, type_: sa.types.TypeEngin
     )
 
 
-def sa_constraints(t: Table) -> list:
+def sa_constraints(t: Table, schema: str | None = None) -> list:
     out: list = []
     if t.primary_key:
         out.append(sa.PrimaryKeyConstraint(*t.primary_key))
     for u in t.uniques:
         out.append(sa.UniqueConstraint(*u.columns, name=u.name if u.name and not u.name.startswith("sqlite_") else None))
     for fk in t.foreign_keys:
-        out.append(sa_foreign_key(fk))
+        out.append(sa_foreign_key(fk, schema))
     return out
 
 
-def sa_foreign_key(fk: ForeignKey) -> sa.ForeignKeyConstraint:
+def sa_foreign_key(fk: ForeignKey, schema: str | None = None) -> sa.ForeignKeyConstraint:
+    prefix = f"{schema}." if schema else ""
     return sa.ForeignKeyConstraint(
         list(fk.columns),
-        [f"{fk.ref_table}.{c}" for c in fk.ref_columns],
+        [f"{prefix}{fk.ref_table}.{c}" for c in fk.ref_columns],
         name=fk.name,
         ondelete=fk.on_delete,
         onupdate=fk.on_update,
@@ -102,27 +113,29 @@ def _quote(ops: Operations, name: str) -> str:
     return ops.get_bind().dialect.identifier_preparer.quote(name)
 
 
-def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | None = None) -> bool:
+def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | None = None,
+                          schema: str | None = None) -> bool:
     """Apply one change with a single statement if the dialect can; False if it needs a rebuild.
 
     ``column_fk`` is a single-column foreign key that arrives together with an added column.
+    ``schema``: the schema the target's tables live in (PostgreSQL; None = the default schema).
     """
     dialect = ops.get_bind().dialect.name
     if ch.kind == "add_table":
         t: Table = ch.reference  # type: ignore[assignment]
-        ops.create_table(t.name, *[sa_column(c) for c in t.columns], *sa_constraints(t))
+        ops.create_table(t.name, *[sa_column(c) for c in t.columns], *sa_constraints(t, schema), schema=schema)
         for ix in t.indexes:
-            ops.create_index(ix.name, t.name, list(ix.columns), unique=ix.unique)
+            ops.create_index(ix.name, t.name, list(ix.columns), unique=ix.unique, schema=schema)
         return True
     if ch.kind == "drop_table":
-        ops.drop_table(ch.table)
+        ops.drop_table(ch.table, schema=schema)
         return True
     if ch.kind == "add_index":
         ix: Index = ch.reference  # type: ignore[assignment]
-        ops.create_index(ix.name, ch.table, list(ix.columns), unique=ix.unique)
+        ops.create_index(ix.name, ch.table, list(ix.columns), unique=ix.unique, schema=schema)
         return True
     if ch.kind == "drop_index":
-        ops.drop_index(ch.current.name, table_name=ch.table)  # type: ignore[union-attr]
+        ops.drop_index(ch.current.name, table_name=ch.table, schema=schema)  # type: ignore[union-attr]
         return True
     if ch.kind == "add_column":
         col: Column = ch.reference  # type: ignore[assignment]
@@ -138,10 +151,11 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
                 ddl += f" ON UPDATE {fk.on_update}"
             ops.get_bind().exec_driver_sql(ddl)  # as is: text() would read ":x" in a default as a parameter
             return True
-        ops.add_column(ch.table, sa_column(col))
+        ops.add_column(ch.table, sa_column(col), schema=schema)
         if fk is not None:
             ops.create_foreign_key(fk.name, ch.table, fk.ref_table, list(fk.columns), list(fk.ref_columns),
-                                   ondelete=fk.on_delete, onupdate=fk.on_update)
+                                   ondelete=fk.on_delete, onupdate=fk.on_update, source_schema=schema,
+                                   referent_schema=schema)
         return True
     if dialect == "sqlite":
         if ch.kind == "drop_column":
@@ -156,30 +170,74 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
             savepoint.commit()
             return True
         return False
-    return _apply_generic(ops, ch)
+    return _apply_generic(ops, ch, schema)
 
 
-def _apply_generic(ops: Operations, ch: Change) -> bool:
-    """Servers with ALTER for everything (PostgreSQL): one Alembic operation per change."""
+def _alter_column(ops: Operations, table: str, cur: Column, ref: Column, schema: str | None) -> None:
+    """Change only what differs: type (with a USING cast), default, nullability."""
+    dialect = ops.get_bind().dialect.name
+    new_type = base_type(ref.type)
+    type_changed = type_key(dialect, cur.type) != type_key(dialect, ref.type)
+    default_changed = default_key(dialect, cur.default, cur.type) != default_key(dialect, ref.default, ref.type)
+    kw = {"schema": schema, "existing_type": DeclaredType(base_type(cur.type)), "existing_nullable": cur.nullable}
+    if type_changed:
+        if cur.default is not None:
+            # a default is not always castable with the column (e.g. 'x'::text to integer): drop it first,
+            # and set the reference's default after the type change
+            ops.alter_column(table, cur.name, server_default=None, **kw)
+            default_changed = True
+        using = f"{_quote(ops, cur.name)}::{new_type}" if dialect == "postgresql" else None
+        ops.alter_column(table, cur.name, type_=DeclaredType(new_type),
+                         **({"postgresql_using": using} if using else {}), **kw)
+        kw["existing_type"] = DeclaredType(new_type)
+    if default_changed:
+        ops.alter_column(table, cur.name, server_default=sa.text(ref.default.replace(":", "\\:"))
+                         if ref.default is not None else None, **kw)
+    if cur.nullable != ref.nullable:
+        ops.alter_column(table, cur.name, nullable=ref.nullable, **kw)
+
+
+def _primary_key_name(ops: Operations, table: str, schema: str | None) -> str | None:
+    bind = ops.get_bind()
+    if bind.dialect.name != "postgresql":
+        return sa.inspect(bind).get_pk_constraint(table, schema=schema).get("name")
+    qualified = (f"{_quote(ops, schema)}." if schema else "") + _quote(ops, table)
+    return bind.execute(sa.text("SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = "
+                                "CAST(:t AS regclass) AND contype = 'p'"), {"t": qualified}).scalar()
+
+
+def _apply_generic(ops: Operations, ch: Change, schema: str | None = None) -> bool:
+    """Servers with ALTER for everything (PostgreSQL): Alembic operations, in the target's schema."""
     if ch.kind == "drop_column":
-        ops.drop_column(ch.table, ch.name)
+        ops.drop_column(ch.table, ch.name, schema=schema)
     elif ch.kind == "alter_column":
-        ref: Column = ch.reference  # type: ignore[assignment]
-        ops.alter_column(ch.table, ch.name, type_=DeclaredType(ref.type), nullable=ref.nullable,
-                         server_default=sa.text(ref.default) if ref.default is not None else None)
+        _alter_column(ops, ch.table, ch.current, ch.reference, schema)  # type: ignore[arg-type]
     elif ch.kind == "add_unique":
         u: UniqueConstraint = ch.reference  # type: ignore[assignment]
-        ops.create_unique_constraint(u.name, ch.table, list(u.columns))
+        name = u.name if u.name and not u.name.startswith("sqlite_") else None
+        ops.create_unique_constraint(name, ch.table, list(u.columns), schema=schema)
     elif ch.kind == "drop_unique":
-        ops.drop_constraint(ch.current.name, ch.table, type_="unique")  # type: ignore[union-attr]
+        name = ch.current.name  # type: ignore[union-attr]
+        if not name:
+            raise MigrationError(f"cannot drop the unique key {ch.detail} of {ch.table}: it has no name")
+        ops.drop_constraint(name, ch.table, type_="unique", schema=schema)
     elif ch.kind == "add_foreign_key":
         fk: ForeignKey = ch.reference  # type: ignore[assignment]
         ops.create_foreign_key(fk.name, ch.table, fk.ref_table, list(fk.columns), list(fk.ref_columns),
-                               ondelete=fk.on_delete, onupdate=fk.on_update)
+                               ondelete=fk.on_delete, onupdate=fk.on_update, source_schema=schema,
+                               referent_schema=schema)
     elif ch.kind == "drop_foreign_key":
-        ops.drop_constraint(ch.current.name, ch.table, type_="foreignkey")  # type: ignore[union-attr]
+        name = ch.current.name  # type: ignore[union-attr]
+        if not name:
+            raise MigrationError(f"cannot drop the foreign key {ch.detail} of {ch.table}: it has no name")
+        ops.drop_constraint(name, ch.table, type_="foreignkey", schema=schema)
     elif ch.kind == "alter_primary_key":
-        raise NotImplementedError("alter_primary_key on this dialect")
+        old = _primary_key_name(ops, ch.table, schema) if ch.current else None
+        if old:
+            ops.drop_constraint(old, ch.table, type_="primary", schema=schema)
+        if ch.reference:
+            ops.create_primary_key(old or f"{ch.table}_pkey"[:63], ch.table, list(ch.reference),  # type: ignore[arg-type]
+                                   schema=schema)
     else:
         raise ValueError(f"unknown change kind {ch.kind}")
     return True

@@ -36,8 +36,9 @@ Caveat (POSIX locks): closing any file descriptor of a file releases every POSIX
 after its transaction has ended, but do not call ``backup_database`` while the same
 process holds an open transaction on the source through another connection.
 
-The dialect dispatch (``_BACKENDS``) is the seam for PostgreSQL (``pg_dump``, ``.dump``
-files, verified with ``pg_restore --list``); only SQLite is implemented.
+The dialect dispatch (``_BACKENDS`` / ``_RESTORERS``) is the seam for other dialects: PostgreSQL
+lives in ``pg_backup.py`` (``pg_dump`` into ``.dump`` files or folders, verified with
+``pg_restore --list``, restored with ``pg_restore --clean --if-exists`` in one transaction).
 """
 
 from __future__ import annotations
@@ -101,9 +102,10 @@ class BackupResult:
     journal_mode: str | None = None  # of the source at backup time ("delete" | "wal")
     tables: dict[str, dict] = field(default_factory=dict)  # name -> {"columns": n, "rows": r}
     timings: dict[str, float] = field(default_factory=dict)  # copy / verify / snapshot / manifest
+    pg: dict | None = None  # PostgreSQL: format, jobs, compress, schema, server/pg_dump versions
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "path": str(self.path),
             "manifest_path": str(self.manifest_path),
             "target": self.target,
@@ -124,6 +126,9 @@ class BackupResult:
             "tables": {k: dict(v) for k, v in self.tables.items()},
             "timings": dict(self.timings),
         }
+        if self.pg is not None:
+            out["pg"] = dict(self.pg)
+        return out
 
 
 # --------------------------------------------------------------------------- backup
@@ -139,12 +144,19 @@ def backup_database(
     now: datetime | None = None,
     verify: bool = True,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    pg_format: str = "directory",
+    pg_jobs: int = 2,
+    pg_compress: int = 0,
+    restore_check: bool = False,
+    schema: str | None = None,
 ) -> BackupResult:
     """Copy the database at ``url`` into ``backups_dir/<target>/``, verify it, write its manifest.
 
     Raises MissingDatabaseError / NotADatabaseError (nothing created), DatabaseLockedError
     (a writer held the source longer than ``busy_timeout``), BackupError (folder not writable,
     disk full, copy failed verification; no partial file is left behind).
+    ``pg_format`` / ``pg_jobs`` / ``pg_compress`` / ``restore_check`` / ``schema`` apply to PostgreSQL
+    (``backups.*`` and the target's ``schema`` in the targets file); SQLite ignores them.
     """
     _check_name(target, "target")
     _check_name(label, "label")
@@ -153,11 +165,15 @@ def backup_database(
     if impl is None:
         raise BackupError(
             f"backups of {dialect} databases are not supported yet ({mask_url(url)}); "
-            "only SQLite targets can be backed up by this version"
+            "only SQLite and PostgreSQL targets can be backed up by this version"
         )
+    extra = {} if dialect == "sqlite" else {
+        "pg_format": pg_format, "pg_jobs": pg_jobs, "pg_compress": pg_compress, "restore_check": restore_check,
+        "schema": schema,
+    }
     return impl(
         url, Path(backups_dir), target, label=label, pinned=pinned, now=_utc(now), verify=verify,
-        busy_timeout=busy_timeout,
+        busy_timeout=busy_timeout, **extra,
     )
 
 
@@ -281,7 +297,13 @@ def _backup_sqlite(
     )
 
 
-_BACKENDS = {"sqlite": _backup_sqlite}  # seam: "postgresql": _backup_postgresql (pg_dump)
+def _backup_postgresql(url: str, backups_dir: Path, target: str, **kw) -> BackupResult:
+    from .pg_backup import backup_postgresql  # imported late: pg_backup imports this module
+
+    return backup_postgresql(url, backups_dir, target, **kw)
+
+
+_BACKENDS = {"sqlite": _backup_sqlite, "postgresql": _backup_postgresql}
 
 
 def _sqlite_copy(
@@ -645,7 +667,8 @@ def apply_retention(
 
 
 def restore_database(
-    backup_path: str | os.PathLike, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    backup_path: str | os.PathLike, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    schema: str | None = None,
 ) -> dict:
     """Write a backup made by ``backup_database`` into the live database at ``url``.
 
@@ -658,10 +681,12 @@ def restore_database(
     impl = _RESTORERS.get(dialect)
     if impl is None:
         raise RestoreError(
-            f"restoring {dialect} databases is not supported yet ({mask_url(url)}); only SQLite targets can "
-            "be restored by this version"
+            f"restoring {dialect} databases is not supported yet ({mask_url(url)}); only SQLite and PostgreSQL "
+            "targets can be restored by this version"
         )
-    return impl(Path(backup_path), url, busy_timeout)
+    if dialect == "sqlite":
+        return impl(Path(backup_path), url, busy_timeout)
+    return impl(Path(backup_path), url, busy_timeout, schema=schema)  # PostgreSQL: pg_backup.restore_postgresql
 
 
 def _restore_sqlite(backup: Path, url: str, busy_timeout: float) -> dict:
@@ -746,7 +771,13 @@ def _restore_sqlite(backup: Path, url: str, busy_timeout: float) -> dict:
     }
 
 
-_RESTORERS = {"sqlite": _restore_sqlite}  # seam: "postgresql": pg_restore
+def _restore_postgresql(backup: Path, url: str, busy_timeout: float, *, schema: str | None = None) -> dict:
+    from .pg_backup import restore_postgresql
+
+    return restore_postgresql(backup, url, busy_timeout, schema=schema)
+
+
+_RESTORERS = {"sqlite": _restore_sqlite, "postgresql": _restore_postgresql}
 
 
 def _replace_file(backup: Path, target: Path) -> None:

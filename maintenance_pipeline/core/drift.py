@@ -1,8 +1,11 @@
 """Drift detection for the sensor: a cheap "did anything change" first, reflection only when it did.
 
-Per target, per tick: SQLite's ``PRAGMA schema_version`` (microseconds) is compared with the
-value in the cursor; only when it moved (or the reference's own version moved) is the live
-schema snapshotted and diffed. The drift fingerprint is a hash of the sorted change list:
+Per target, per tick: a cheap version of the live schema is compared with the value in the
+cursor; only when it moved (or the reference's own version moved) is the live schema
+snapshotted and diffed. SQLite: ``PRAGMA schema_version`` (microseconds). PostgreSQL: ONE
+catalog query (``pg_checks.catalog_fingerprint``: an md5 over the columns, indexes and
+constraints of the target's schema), ``"pg:<md5>:<items>"``; a PostgreSQL reference is
+versioned the same way, so a change to the development database is noticed too. The drift fingerprint is a hash of the sorted change list:
 the same drift gives the same fingerprint (one run, one alert), different drift a new one.
 """
 
@@ -15,6 +18,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from . import pg_checks
 from .config import Target
 from .dburl import check_sqlite_file, open_engine, sqlite_path, translate_error
 from .diff import diff
@@ -32,7 +38,7 @@ class Probe:
     changes: list[str] = field(default_factory=list)
     error: str | None = None
     reflected: bool = False  # whether this tick had to snapshot the schema
-    schema_version: int | None = None
+    schema_version: int | str | None = None  # SQLite: PRAGMA schema_version; PostgreSQL: "pg:<catalog md5>"
 
 
 def drift_fingerprint(changes) -> str:
@@ -55,6 +61,33 @@ def _sqlite_version(url: str) -> int:
         raise translate_error(e, url) from None
 
 
+def _pg_version(url: str, schema: str | None = None, ignore_tables=()) -> str:
+    """PostgreSQL: the catalog fingerprint of ``schema`` (one query on one connection)."""
+    engine = open_engine(url, check=False)
+    try:
+        with engine.connect() as conn:
+            return "pg:" + pg_checks.catalog_fingerprint(conn, schema, ignore_tables)
+    except sa.exc.DBAPIError as e:
+        raise translate_error(e, url) from None
+    finally:
+        engine.dispose()
+
+
+def _is_postgres(url: str) -> bool:
+    from .dburl import dialect_of
+
+    return dialect_of(url) == "postgresql"
+
+
+def live_version(target: Target) -> int | str | None:
+    """The cheap version of a target's live schema, None for dialects without one."""
+    if sqlite_path(target.url) is not None:
+        return _sqlite_version(target.url)
+    if _is_postgres(target.url):
+        return _pg_version(target.url, target.schema, target.ignore_tables)
+    return None
+
+
 class ReferenceCache:
     """Reference snapshots kept between ticks, keyed by the reference's own cheap version.
 
@@ -74,6 +107,8 @@ class ReferenceCache:
         if ref not in self._versions:
             if target.reference_url and sqlite_path(target.reference_url) is not None:
                 self._versions[ref] = f"sv:{_sqlite_version(target.reference_url)}"
+            elif target.reference_url and _is_postgres(target.reference_url):
+                self._versions[ref] = _pg_version(target.reference_url)
             else:
                 self._versions[ref] = f"static:{ref}"
         return self._versions[ref]
@@ -97,25 +132,26 @@ def probe_target(target: Target, previous: dict | None, references: ReferenceCac
     """One target's state this tick, and its new cursor entry. Never raises for a bad target."""
     previous = previous or {}
     try:
-        live_version = _sqlite_version(target.url) if sqlite_path(target.url) else None
+        version = live_version(target)
         ref_version, ref = references.get(target, search_paths)
-        if (live_version is not None and previous.get("sv") == live_version and previous.get("ref") == ref_version
+        if (version is not None and previous.get("sv") == version and previous.get("ref") == ref_version
                 and "fp" in previous and not previous.get("error")):
             probe = Probe(target.name, "drift" if previous["fp"] else "ok", previous["fp"] or None,
-                          previous.get("changes", []), schema_version=live_version)
+                          previous.get("changes", []), schema_version=version)
             return probe, previous
+        schema = target.schema if sqlite_path(target.url) is None else None
         engine = open_engine(target.url)
         try:
             with engine.connect() as conn:
-                live = take_snapshot(conn, ignore_tables=target.ignore_tables)
+                live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
         finally:
             engine.dispose()
         changes = diff(live, ref, ignore_tables=target.ignore_tables)
         fp = drift_fingerprint(changes) if changes else ""
         described = [c.describe() for c in changes]
         probe = Probe(target.name, "drift" if changes else "ok", fp or None, described, reflected=True,
-                      schema_version=live_version)
-        entry = {"sv": live_version, "ref": ref_version, "fp": fp, "changes": described[:20],
+                      schema_version=version)
+        entry = {"sv": version, "ref": ref_version, "fp": fp, "changes": described[:20],
                  "alerted": previous.get("alerted")}
         return probe, entry
     except MaintenanceError as e:

@@ -2,17 +2,26 @@
 
 The flow of ``migrate()``:
 
-1. take the maintenance lock (a second run fails fast);
+1. take the maintenance lock (a second run fails fast; SQLite: a file lock, PostgreSQL: a
+   session advisory lock);
 2. open one connection; on SQLite switch ``PRAGMA foreign_keys`` off *before* the
    transaction (it cannot change inside one; off means a table rebuild's DROP never
-   cascades) and begin with ``BEGIN IMMEDIATE``;
+   cascades) and begin with ``BEGIN IMMEDIATE``; on PostgreSQL begin and ``SET LOCAL``
+   ``lock_timeout``/``statement_timeout`` (and ``search_path`` for a target with a ``schema``);
 3. stamp a pre-Alembic database at ``baseline_revision``; run the pending revisions with
    Alembic's own machinery (``EnvironmentContext``/``MigrationContext``; the user's
    ``env.py`` is not needed, the revision files are);
 4. snapshot the schema as the transaction now sees it, diff it against the reference and
    apply what ``align`` allows (``align.py``);
-5. ``PRAGMA foreign_key_check``: a violation the run introduced aborts it;
-6. commit, or roll back on any error (the SQLite file is then bytewise what it was).
+5. foreign keys (SQLite: ``PRAGMA foreign_key_check``; PostgreSQL: an anti-join per key the server
+   does not enforce, i.e. ``NOT VALID`` or with disabled triggers): a violation the run introduced
+   aborts it;
+6. commit, or roll back on any error (the SQLite file is then bytewise what it was; PostgreSQL's
+   DDL is transactional, so its schema and rows are exactly what they were).
+
+Alembic runs inside that transaction on both: the revisions see the caller's open transaction and
+commit nothing (``transactional_ddl``; Alembic's per-revision transactions are no-ops inside one).
+On PostgreSQL the version table lives in the target's schema (``version_table_schema``).
 
 A dry run does all of that on a scratch copy (SQLite) or rolls back (other servers),
 and returns the SQL it ran.
@@ -39,6 +48,7 @@ from alembic.util import CommandError
 from alembic.operations import Operations
 
 from . import align as align_mod
+from . import pg_checks
 from .config import Target
 from .dburl import check_sqlite_file, mask_url, open_engine, sqlite_path, translate_error
 from .diff import diff
@@ -98,22 +108,32 @@ def _script(target: Target) -> ScriptDirectory | None:
         raise MigrationError(f"Alembic migrations at {target.migrations} cannot be read: {e}; fix the folder") from None
 
 
-def _user_tables(conn: sa.Connection, ignore: tuple[str, ...]) -> list[str]:
-    names = sa.inspect(conn).get_table_names()
+def _user_tables(conn: sa.Connection, ignore: tuple[str, ...], schema: str | None = None) -> list[str]:
+    names = sa.inspect(conn).get_table_names(schema=schema)
     return [n for n in names if n not in ignore and not n.startswith("sqlite_")]
+
+
+def _schema(conn: sa.Connection, target: Target) -> str | None:
+    """The target's schema on PostgreSQL (None = the default schema); SQLite has none."""
+    return target.schema if conn.dialect.name != "sqlite" else None
+
+
+def _migration_context(conn: sa.Connection, target: Target) -> MigrationContext:
+    return MigrationContext.configure(conn, opts={"version_table_schema": _schema(conn, target)})
 
 
 def plan_revisions(conn: sa.Connection, target: Target) -> MigrationPlan:
     """Which revisions are pending; whether a pre-Alembic database needs stamping first."""
     script = _script(target)
-    mc = MigrationContext.configure(conn)
-    has_table = sa.inspect(conn).has_table("alembic_version")
+    schema = _schema(conn, target)
+    mc = _migration_context(conn, target)
+    has_table = sa.inspect(conn).has_table("alembic_version", schema=schema)
     current = tuple(mc.get_current_heads()) if has_table else ()
     if script is None:
         return MigrationPlan(has_table, current, None, [])
     stamp = None
     if not current:
-        if _user_tables(conn, ("alembic_version",)):
+        if _user_tables(conn, ("alembic_version",), schema):
             if not target.baseline_revision:
                 raise MigrationError(
                     f"target {target.name!r} has tables but no alembic_version table, so its revision is unknown; "
@@ -141,14 +161,19 @@ def split_by_align(changes: list[Change], align: str) -> tuple[list[Change], lis
     return [c for c in changes if c.kind in ADDITIVE_KINDS], [c for c in changes if c.kind not in ADDITIVE_KINDS]
 
 
-def fk_violations(conn: sa.Connection) -> Counter:
+def fk_violations(conn: sa.Connection, schema: str | None = None, *, only_unenforced: bool = False) -> Counter:
     """Violations of declared foreign keys, counted per (table, parent).
+
+    PostgreSQL: an anti-join per key (``pg_checks.fk_violations``; ``only_unenforced`` limits it to
+    the keys the server does not enforce now). SQLite:
 
     A foreign key that SQLite cannot check at all (``foreign key mismatch``: the parent columns are
     not its primary key or a unique key) is counted once as ``(table, "parent (foreign key mismatch)")``
     instead of failing the whole check, so such a pre-existing key does not block a run, and one the
     run introduces is caught like a violation.
     """
+    if conn.dialect.name == "postgresql":
+        return pg_checks.fk_violations(conn, schema, only_unenforced=only_unenforced)
     if conn.dialect.name != "sqlite":
         return Counter()
     try:
@@ -219,6 +244,17 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
             text += f"  -- params {parameters!r}"
         sql.append(text)
 
+    def guard(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        # a revision (or anything else) must not end the run's one transaction: what ran before would stay
+        # committed whatever fails after it
+        words = statement.lstrip().split(None, 2)
+        head = words[0].upper().rstrip(";") if words else ""
+        second = words[1].upper() if len(words) > 1 else ""
+        if head in ("COMMIT", "END", "BEGIN", "START", "ABORT") or (head == "ROLLBACK" and second != "TO") \
+                or (head == "PREPARE" and second == "TRANSACTION"):
+            raise MigrationError(f"{' '.join(statement.split())[:60]!r} would end the migration's single "
+                                 "transaction; remove it from the revision (the pipeline commits once, at the end)")
+
     with engine.connect() as conn:
         fk_setting = None
         if conn.dialect.name == "sqlite":
@@ -237,11 +273,18 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                 trans = conn.begin()  # BEGIN IMMEDIATE: waits busy_timeout for another writer, then fails
             except sa.exc.DBAPIError as e:
                 raise translate_error(e, (named or target).url) from None
+            sa.event.listen(conn, "before_cursor_execute", guard)
             try:
                 if conn.dialect.name == "sqlite" and conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
                     raise MigrationError("PRAGMA foreign_keys could not be switched off; a table rebuild could "
                                          "cascade deletes, so nothing was changed")
-                fk_before = fk_violations(conn)
+                pg = conn.dialect.name == "postgresql"
+                if pg:
+                    pg_checks.begin_migration(conn, target_name=(named or target).name, schema=target.schema,
+                                              lock_timeout=target.lock_timeout,
+                                              statement_timeout=target.statement_timeout)
+                schema = _schema(conn, target)
+                fk_before = fk_violations(conn, schema, only_unenforced=pg)
                 plan = plan_revisions(conn, target)
                 result = MigrationResult(plan=plan, dry_run=dry_run, align=align, sql=sql)
                 state["phase"] = "alembic"
@@ -249,13 +292,13 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                 state["phase"] = "align"
                 _align(conn, target, reference, align, result, state)
                 state["phase"], state["step"] = "foreign_key_check", None
-                fk_after = fk_violations(conn)
+                fk_after = fk_violations(conn, schema, only_unenforced=pg)
                 introduced = {k: n - fk_before.get(k, 0) for k, n in fk_after.items() if n > fk_before.get(k, 0)}
                 if introduced:
                     worst = ", ".join(f"{t} -> {p}: {n}" for (t, p), n in sorted(introduced.items()))
                     raise MigrationError(f"the migration would leave rows pointing at missing parents ({worst})")
-                result.revision_after = _current_revision(conn)
-                after = take_snapshot(conn, ignore_tables=target.ignore_tables)
+                result.revision_after = _current_revision(conn, target)
+                after = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
                 result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables)
             except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
                 trans.rollback()
@@ -267,14 +310,16 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                 trans.commit()
             return result
         finally:
+            if sa.event.contains(conn, "before_cursor_execute", guard):
+                sa.event.remove(conn, "before_cursor_execute", guard)
             if fk_setting:
                 conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
-def _current_revision(conn: sa.Connection) -> str | None:
-    if not sa.inspect(conn).has_table("alembic_version"):
+def _current_revision(conn: sa.Connection, target: Target) -> str | None:
+    if not sa.inspect(conn).has_table("alembic_version", schema=_schema(conn, target)):
         return None
-    heads = MigrationContext.configure(conn).get_current_heads()
+    heads = _migration_context(conn, target).get_current_heads()
     return ",".join(heads) or None
 
 
@@ -305,13 +350,21 @@ def _run_revisions(conn: sa.Connection, target: Target, plan: MigrationPlan, res
         from alembic import context as alembic_context
 
         alembic_context.configure(connection=conn, target_metadata=None, transactional_ddl=True,
-                                  on_version_apply=on_apply, render_as_batch=True)
+                                  on_version_apply=on_apply, render_as_batch=conn.dialect.name == "sqlite",
+                                  version_table_schema=_schema(conn, target))
         mc = alembic_context.get_context()
+        mc.autocommit_block = _no_autocommit_block  # the instance's, so op.get_context().autocommit_block()
         if plan.stamp:  # recorded in plan.to_dict()["stamp"], not as an applied revision
             mc.stamp(script, plan.stamp)
             state["t"] = time.monotonic()
         if plan.pending:
             alembic_context.run_migrations()
+
+
+def _no_autocommit_block():
+    raise MigrationError("the revision uses autocommit_block() (e.g. for CREATE INDEX CONCURRENTLY), which would "
+                         "commit part of the run outside its single transaction; run that statement by hand or in a "
+                         "revision applied outside the pipeline")
 
 
 def _created_index_names(changes: list[Change]) -> set[str]:
@@ -342,19 +395,56 @@ def _order_for_names(changes: list[Change]) -> list[Change]:
     return first + [c for c in changes if not frees_a_name(c)]
 
 
+# PostgreSQL applies every change in place, in this order: new tables first (parents before children),
+# then the drops of keys and indexes (a key on the old primary key or on a column whose type changes
+# would block those changes; an index name is schema-wide and may be reused by an add), then the
+# column and key changes, and the drops of columns and tables last.
+_SERVER_ORDER = ("add_table", "drop_foreign_key", "drop_index", "drop_unique", "add_column", "alter_column",
+                 "alter_primary_key", "add_unique", "add_index", "add_foreign_key", "drop_column", "drop_table")
+
+
+def _order_for_server(changes: list[Change]) -> list[Change]:
+    rank = {k: i for i, k in enumerate(_SERVER_ORDER)}
+    return sorted(changes, key=lambda c: rank.get(c.kind, len(rank)))  # stable: the diff's order within a kind
+
+
+def _blocked_by_kept_names(live: Snapshot, to_apply: list[Change]) -> tuple[list[Change], list[Change]]:
+    """An index whose name is taken by a live index (or unique key, or table) that stays is not created:
+    index names are schema-wide, so it could only be created by dropping the other (refused under
+    ``additive``). It is refused instead of failing the whole run."""
+    taken: set[str] = set()
+    for t in live.tables.values():
+        taken.add(t.name)
+        taken.update(ix.name for ix in t.indexes)
+        taken.update(u.name for u in t.uniques if u.name)
+    for ch in to_apply:
+        if ch.kind in ("drop_index", "drop_unique") and ch.current is not None:
+            taken.discard(ch.current.name)  # type: ignore[union-attr]
+        elif ch.kind == "drop_table":
+            taken.discard(ch.table)
+            taken.difference_update(ix.name for ix in ch.current.indexes)  # type: ignore[union-attr]
+            taken.difference_update(u.name for u in ch.current.uniques if u.name)  # type: ignore[union-attr]
+    blocked = [ch for ch in to_apply if ch.kind == "add_index" and ch.reference.name in taken]  # type: ignore[union-attr]
+    return [ch for ch in to_apply if ch not in blocked], blocked
+
+
 def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str, result: MigrationResult,
            state: dict | None = None) -> None:
     state = state if state is not None else {}
-    live = take_snapshot(conn, ignore_tables=target.ignore_tables)
+    schema = _schema(conn, target)
+    live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
     changes = diff(live, reference, ignore_tables=target.ignore_tables)
     to_apply, refused = split_by_align(changes, align)
-    result.refused = refused
+    to_apply, blocked = _blocked_by_kept_names(live, to_apply)
+    result.refused = refused + blocked
     if not to_apply:
         return
     sqlite = conn.dialect.name == "sqlite"
     if sqlite:
         to_apply = _order_for_names(to_apply)
         views = align_mod.working_views(conn)
+    else:
+        to_apply = _order_for_server(to_apply)
     # a single-column FK arriving with its column is added with it (natively on SQLite)
     column_fks = {}
     for ch in to_apply:
@@ -376,7 +466,7 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
         state["step"] = ch.describe()
         t0 = time.monotonic()
         n_sql = len(result.sql)
-        if align_mod.apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None):
+        if align_mod.apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema):
             desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
             result.applied.append({"source": "align", "description": desc, "seconds": round(time.monotonic() - t0, 4)})
             result.aligned.append(ch)
@@ -410,20 +500,23 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
     phase = state.get("phase", "plan")
     if isinstance(e, MaintenanceError) and phase == "plan":
         return e
-    if isinstance(e, sa.exc.OperationalError) and "locked" in str(e).lower():
+    if isinstance(e, sa.exc.OperationalError) and "locked" in str(e).lower() and "timeout" not in str(e).lower():
         return translate_error(e, target.url)
     line = " ".join(str(getattr(e, "orig", None) or e).split())[:300] or type(e).__name__
+    hint = pg_checks.timeout_hint(line) if isinstance(e, sa.exc.DBAPIError) else None
     line = re.sub(r"_alembic_tmp_", "", line)  # Alembic's temporary copy is the table itself to the reader
     if not isinstance(e, MaintenanceError):
         line = f"{type(e).__name__}: {line}"
     rolled = f"{mask_url(target.url)} was rolled back to its state before the run"
     if phase == "alembic":
         rev = failing or "?"
-        return MigrationError(f"Alembic revision {rev} failed: {line}; {rolled}; fix the "
-                              "revision and rerun", revision=rev)
+        return MigrationError(f"Alembic revision {rev} failed: {line}; {rolled}; "
+                              f"{hint or 'fix the revision and rerun'}", revision=rev)
     if phase == "align":
         step = state.get("step")
         at = f" at {step}" if step else ""
-        return MigrationError(f"alignment failed{at}: {line}; {rolled}; fix the data or the reference, "
-                              "or use align: none")
+        return MigrationError(f"alignment failed{at}: {line}; {rolled}; "
+                              f"{hint or 'fix the data or the reference, or use align: none'}")
+    if hint:
+        return MigrationError(f"migration failed at {phase}: {line}; {rolled}; {hint}")
     return MigrationError(f"migration failed at {phase}: {line}; {rolled}")

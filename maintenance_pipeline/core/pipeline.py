@@ -105,7 +105,10 @@ def step_backup(state: RunState) -> dict:
     label = BACKUP_LABEL[state.job]
     pinned = cfg.backups.pin_pre_migration and state.job != "verify_database"
     with timed(state, "backup"):
-        result = backup_mod.backup_database(t.url, cfg.backups.dir, t.name, label=label, pinned=pinned)
+        b = cfg.backups
+        result = backup_mod.backup_database(t.url, b.dir, t.name, label=label, pinned=pinned, pg_format=b.pg_format,
+                                            pg_jobs=b.pg_jobs, pg_compress=b.pg_compress,
+                                            restore_check=b.restore_check, schema=t.schema)
         state.backup = result.to_dict()
         removed = backup_mod.apply_retention(cfg.backups.dir, t.name, keep_last=cfg.backups.keep_last,
                                              keep_days=cfg.backups.keep_days)
@@ -120,7 +123,7 @@ def step_diff(state: RunState) -> list[Change]:
         engine = open_engine(t.url)
         try:
             with engine.connect() as conn:
-                live = take_snapshot(conn, ignore_tables=t.ignore_tables)
+                live = take_snapshot(conn, ignore_tables=t.ignore_tables, schema=t.schema)
                 if t.migrations is not None and state.job == "maintain_database":
                     state.revisions = plan_revisions(conn, t).to_dict()
         finally:
@@ -160,7 +163,7 @@ def step_restore(state: RunState, backup_path: str = "") -> dict:
             manifest = candidates[0]
             path = Path(manifest["path"])
         with maintenance_lock(t.url, holder=f"restore {t.name}"):
-            backup_mod.restore_database(path, t.url)
+            backup_mod.restore_database(path, t.url, schema=t.schema)
         state.restored_from = {**manifest, "path": str(path)}
     return state.restored_from
 

@@ -24,10 +24,26 @@ What a SQLite snapshot holds:
   parent`` without columns points at the parent's primary key; ``NO ACTION`` is ``None``.
 
 Other dialects (PostgreSQL) are read with SQLAlchemy's inspector, batched
-(``get_multi_*``: a handful of catalog queries, not one per table), with types rendered by
-``type.compile(dialect)``. A PostgreSQL ``serial`` column's implicit ``nextval(...)`` default is
-not reported (it is part of the column being serial, like an identity column), and the
-indexes PostgreSQL creates for unique constraints are reported as ``uniques`` only.
+(``get_multi_*``: a handful of catalog queries, not one per table), in one schema (``schema``,
+default the connection's default schema, ``public``), with types rendered by
+``type.compile(dialect)``. How a PostgreSQL column gets its values is part of its declared type,
+so that a table created from the snapshot gets it too, and ``sqltypes.type_key`` compares by
+meaning (a serial, an identity and a plain integer column are the same type):
+
+* an integer column whose default is ``nextval(...)`` is ``SERIAL`` / ``BIGSERIAL`` /
+  ``SMALLSERIAL`` with no default (the sequence is part of the column);
+* an identity column is ``<type> GENERATED ALWAYS|BY DEFAULT AS IDENTITY``;
+* a stored generated column is ``<type> GENERATED ALWAYS AS (<expr>) STORED``.
+
+Constraint names are kept (PostgreSQL names every constraint), so a drop or an alter can
+name what it changes. The indexes PostgreSQL creates for unique constraints are reported as
+``uniques`` only.
+
+Reading a PostgreSQL schema takes ACCESS SHARE locks (``pg_get_expr`` opens each table), so it
+waits behind a migration's ACCESS EXCLUSIVE locks. A session without a ``lock_timeout`` of its own
+gets ``SNAPSHOT_LOCK_TIMEOUT`` for the read (then its setting back): a sensor tick, a diff or a
+verification never hangs for the length of someone else's migration, it fails with
+``DatabaseLockedError`` instead.
 """
 
 from __future__ import annotations
@@ -39,12 +55,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import dburl
+from .errors import ConfigError, DatabaseLockedError
 from .model import Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
 from .sqltypes import type_key
 
 __all__ = ["take_snapshot", "schema_version", "table_counts"]
 
 EXPR = "<expr>"
+SNAPSHOT_LOCK_TIMEOUT = 10.0  # seconds a PostgreSQL schema read waits for a table lock (if the session sets none)
 
 
 # ------------------------------------------------------------------------ helpers
@@ -73,7 +91,13 @@ class _Conn:
     def __exit__(self, exc_type, exc, tb):
         error = None
         if exc is not None and isinstance(exc, sa.exc.DBAPIError):
-            error = dburl.translate_error(exc, self.url or _describe(self._conn))
+            where = self.url or _describe(self._conn)
+            if "lock timeout" in str(exc.orig).lower():
+                error = DatabaseLockedError(
+                    f"the schema of {dburl.mask_url(where)} could not be read: another session holds a lock on one "
+                    "of its tables (a migration in progress?); wait for it to finish and rerun")
+            else:
+                error = dburl.translate_error(exc, where)
         if self._owned and self._conn is not None:
             self._conn.close()
         if error is not None:
@@ -268,6 +292,7 @@ def _sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> 
 # ---------------------------------------------------------------- other dialects
 
 _NEXTVAL_RE = re.compile(r"^nextval\('.*'(::regclass)?\)$", re.IGNORECASE)
+_SERIAL_OF = {"INTEGER": "SERIAL", "BIGINT": "BIGSERIAL", "SMALLINT": "SMALLSERIAL"}
 
 
 def _render_type(t, dialect) -> str:
@@ -280,6 +305,9 @@ def _render_type(t, dialect) -> str:
 def _inspector_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> Snapshot:
     dialect = conn.dialect
     insp = sa.inspect(conn)
+    if schema and dialect.name == "postgresql" and not insp.has_schema(schema):
+        raise ConfigError(f"schema {schema!r} does not exist in {dburl.mask_url(conn.engine.url)}; create it or "
+                          "fix the target's schema setting in the targets file")
     names = [n for n in insp.get_table_names(schema=schema) if n not in ignore]
     if not names:
         return Snapshot(dialect.name, {})
@@ -301,6 +329,7 @@ def _inspector_snapshot(conn: Connection, ignore: set[str], schema: str | None) 
         return d.get((schema, n), d.get((None, n), [] if d is not all_pk else {}))
 
     tables: dict[str, Table] = {}
+    pg = dialect.name == "postgresql"
     for n in names:
         columns = []
         for c in get(all_cols, n):
@@ -308,6 +337,13 @@ def _inspector_snapshot(conn: Connection, ignore: set[str], schema: str | None) 
             default = c.get("default")
             if default is not None and _NEXTVAL_RE.match(str(default).strip()):
                 default = None  # serial: the sequence is part of the column
+                if pg and rendered.upper() in _SERIAL_OF:
+                    rendered = _SERIAL_OF[rendered.upper()]
+            if pg and c.get("identity"):
+                rendered += " GENERATED ALWAYS AS IDENTITY" if c["identity"].get("always") \
+                    else " GENERATED BY DEFAULT AS IDENTITY"
+            elif pg and c.get("computed"):
+                rendered += f" GENERATED ALWAYS AS ({c['computed']['sqltext']}) STORED"
             columns.append(Column(c["name"], rendered, bool(c.get("nullable", True)),
                                   None if default is None else str(default), type_key(dialect.name, rendered)))
         pk = tuple(get(all_pk, n).get("constrained_columns") or ())
@@ -347,7 +383,16 @@ def take_snapshot(conn_or_engine: Engine | Connection, *, ignore_tables: Iterabl
     with _Conn(conn_or_engine, url) as conn:
         if conn.dialect.name == "sqlite":
             return _sqlite_snapshot(conn, ignore, schema)
-        return _inspector_snapshot(conn, ignore, schema)
+        if conn.dialect.name != "postgresql":
+            return _inspector_snapshot(conn, ignore, schema)
+        own = conn.exec_driver_sql("SELECT current_setting('lock_timeout')").scalar()
+        if own not in ("0", "0ms"):
+            return _inspector_snapshot(conn, ignore, schema)
+        set_local = sa.text("SELECT set_config('lock_timeout', :v, true)")
+        conn.execute(set_local, {"v": f"{max(1, int(SNAPSHOT_LOCK_TIMEOUT * 1000))}ms"})
+        snap = _inspector_snapshot(conn, ignore, schema)
+        conn.execute(set_local, {"v": own})
+        return snap
 
 
 def schema_version(conn_or_engine: Engine | Connection, url=None) -> int:

@@ -4,6 +4,20 @@ Heavy reads stay off the live file where the verified backup copy can answer
 (``verify_database`` changes nothing, so the copy taken by the run *is* the live
 schema and data at that moment), and rows are compared inside SQLite by ATTACHing
 the backup instead of hashing them in Python.
+
+PostgreSQL (in the target's ``schema``):
+
+* ``integrity``: ``amcheck`` (``bt_index_check``, ``verify_heapam``) when installed and allowed,
+  else a passed check whose detail says it was skipped and why (``pg_checks.integrity``);
+* ``foreign_keys``: an anti-join per declared key, ``NOT VALID`` keys named in the detail. In
+  ``verify`` mode every violation fails; after ``maintain`` (and ``restore``) only violations this
+  run introduced fail: when there are any, the backup is restored into a scratch database to count
+  its own (``pg_backup.scratch_restore``);
+* ``rows_preserved``: the backup restored into a scratch database (``pg_backup.scratch_restore``)
+  and compared with the live one (``pg_backup.compare_rows``); a role that may not create a
+  database gets a failed check saying so;
+* ``backup_verified``, ``matches_restored_backup`` and user checks as on SQLite (each user check
+  in its own savepoint, so a failing one does not abort the others).
 """
 
 from __future__ import annotations
@@ -15,9 +29,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from . import pg_checks
 from .config import Target
 from .dburl import open_engine, sqlite_path, translate_error
 from .diff import diff
+from .errors import MaintenanceError
 from .model import Change, Snapshot
 from .snapshot import table_counts, take_snapshot
 
@@ -150,11 +166,17 @@ def rows_preserved(live: Path, backup: Path, backup_snapshot: Snapshot, live_sna
 
 
 def run_user_check(conn: sa.Connection, check) -> Check:
+    # a savepoint on servers: a failed statement would abort the transaction for every later check
+    savepoint = conn.begin_nested() if conn.dialect.name != "sqlite" else None
     try:
         value = conn.exec_driver_sql(check.sql).scalar()
     except sa.exc.DBAPIError as e:
+        if savepoint is not None:
+            savepoint.rollback()
         first = " ".join(str(e.orig).split())[:200]
         return Check(check.name, False, f"SQL failed: {first}")
+    if savepoint is not None:
+        savepoint.commit()
     ok = value == check.expect or str(value) == str(check.expect)
     return Check(check.name, ok, f"returned {value!r}, expected {check.expect!r}")
 
@@ -169,13 +191,25 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
     """
     out = VerifyResult()
     live_path = sqlite_path(target.url)
+    pg_schema = target.schema if live_path is None else None
+    pg_live: dict = {}
     engine = open_engine(target.url)
     try:
         with engine.connect() as conn:
-            live = take_snapshot(conn, ignore_tables=target.ignore_tables)
+            pg = conn.dialect.name == "postgresql"
+            if pg and pg_schema:  # unqualified names in user checks resolve in the target's schema
+                conn.execute(sa.text("SELECT set_config('search_path', :v, false)"),
+                             {"v": pg_checks.quote_ident(pg_schema) + (", public" if pg_schema != "public" else "")})
+            live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=pg_schema)
             out.fingerprint = live.fingerprint
-            out.tables_after = table_counts(conn, sorted(live.tables))
+            out.tables_after = table_counts(conn, sorted(live.tables), schema=pg_schema)
             out.drift_after = diff(live, reference, ignore_tables=target.ignore_tables)
+            if pg:
+                pg_live["integrity"] = pg_checks.integrity(conn, pg_schema)
+                pg_live["fk"] = pg_checks.fk_violations(conn, pg_schema)
+                pg_live["not_valid"] = pg_checks.not_valid_foreign_keys(conn, pg_schema)
+                if mode == "restore" and restored_manifest is not None:
+                    pg_live["full_fp"] = take_snapshot(conn, schema=pg_schema).fingerprint
             user = [run_user_check(conn, c) for c in target.checks]
     except sa.exc.DBAPIError as e:
         raise translate_error(e, target.url) from None
@@ -201,8 +235,13 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
                        f"difference(s): {left}")
     out.checks.append(schema)
 
-    if live_path is None:  # other dialects: added with PostgreSQL support
-        out.checks.extend(user)
+    if live_path is None:
+        if pg_live:
+            out.checks.extend(_postgres_checks(target, out, live, pg_live, backup_path=backup_path, mode=mode,
+                                               restored_manifest=restored_manifest))
+            out.checks.append(Check("backup_verified", bool(backup_verified),
+                                    backup_detail or ("verified" if backup_verified else "backup not verified")))
+        out.checks.extend(user)  # other dialects: the schema and user checks only
         return out
 
     # integrity
@@ -243,11 +282,6 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
         check, out.planned_drops = rows_preserved(live_path, backup_path, bsnap, live, target.ignore_tables)
         out.checks.append(check)
     elif mode == "restore" and restored_manifest is not None:
-        want_fp = restored_manifest.get("fingerprint")
-        want_rows = restored_manifest.get("row_counts") or {}
-        got_rows = {t: v["rows"] for t, v in out.tables_after.items()}
-        diffs = [t for t in set(want_rows) | set(got_rows)
-                 if t not in target.ignore_tables and want_rows.get(t) != got_rows.get(t)]
         # the manifest's fingerprint covers every table (ignored ones too): compare like with like
         engine = open_engine(target.url)
         try:
@@ -255,13 +289,128 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
                 full_fp = take_snapshot(conn).fingerprint
         finally:
             engine.dispose()
-        fp_ok = want_fp in (None, full_fp)
-        out.checks.append(Check("matches_restored_backup", fp_ok and not diffs,
-                                "schema fingerprint and row counts equal the backup's manifest" if fp_ok and not diffs
-                                else f"differs from the backup: fingerprint {'ok' if fp_ok else 'differs'}; "
-                                     f"row counts differ for {', '.join(sorted(diffs)) or 'none'}"))
+        out.checks.append(_matches_manifest(target, out, restored_manifest, full_fp))
 
     out.checks.append(Check("backup_verified", bool(backup_verified),
                             backup_detail or ("verified" if backup_verified else "backup not verified")))
     out.checks.extend(user)
     return out
+
+
+def _matches_manifest(target: Target, out: VerifyResult, manifest: dict, full_fp: str) -> Check:
+    """restore: the schema fingerprint and row counts of the restored backup's manifest."""
+    want_fp = manifest.get("fingerprint")
+    want_rows = manifest.get("row_counts") or {}
+    got_rows = {t: v["rows"] for t, v in out.tables_after.items()}
+    diffs = [t for t in set(want_rows) | set(got_rows)
+             if t not in target.ignore_tables and want_rows.get(t) != got_rows.get(t)]
+    fp_ok = want_fp in (None, full_fp)
+    return Check("matches_restored_backup", fp_ok and not diffs,
+                 "schema fingerprint and row counts equal the backup's manifest" if fp_ok and not diffs
+                 else f"differs from the backup: fingerprint {'ok' if fp_ok else 'differs'}; "
+                      f"row counts differ for {', '.join(sorted(diffs)) or 'none'}")
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+
+
+def _scrub(message: str, *urls: str) -> str:
+    """A message with any password of ``urls`` replaced (a scratch URL carries the target's credentials)."""
+    from sqlalchemy.engine import make_url
+
+    for url in urls:
+        try:
+            password = make_url(url).password
+        except Exception:  # noqa: BLE001 - only for a message
+            continue
+        if password:
+            message = message.replace(str(password), "***")
+    return " ".join(message.split())
+
+
+def _scratch_error(e: BaseException, target: Target) -> str:
+    if isinstance(e, sa.exc.DBAPIError):
+        e = translate_error(e, target.url)
+    text = str(e) if isinstance(e, MaintenanceError) else f"{type(e).__name__}: {e}"
+    if "permission denied to create database" in text.lower() and "createdb" not in text.lower():
+        text += " (the role needs CREATEDB to restore the backup into a scratch database)"
+    return _scrub(text, target.url)
+
+
+def _compare_with_backup(target: Target, live: Snapshot, backup_path: Path, *, rows: bool,
+                         fk_before: bool) -> dict:
+    """Restore the backup into a scratch database once: rows compared, the backup's own FK violations.
+
+    Returns ``{"rows": (passed, detail, drops) | None, "fk_before": Counter | None, "error": str | None}``.
+    """
+    out: dict = {"rows": None, "fk_before": None, "error": None}
+    try:
+        from .pg_backup import compare_rows, scratch_restore
+    except ImportError as e:
+        out["error"] = f"PostgreSQL backup support is not available ({e})"
+        return out
+    schema = target.schema
+    try:
+        with scratch_restore(backup_path, target.url, schema=schema) as scratch_url:
+            engine = open_engine(scratch_url)
+            try:
+                with engine.connect() as sconn:
+                    bsnap = take_snapshot(sconn, ignore_tables=target.ignore_tables, schema=schema)
+                    if fk_before:
+                        out["fk_before"] = pg_checks.fk_violations(sconn, schema)
+            finally:
+                engine.dispose()
+            if rows:
+                out["rows"] = compare_rows(target.url, scratch_url, bsnap, live, target.ignore_tables,
+                                           schema=schema)
+    except Exception as e:  # noqa: BLE001 - any failure is a failed check with its reason, never a crash
+        out["error"] = _scratch_error(e, target)
+    return out
+
+
+def _postgres_checks(target: Target, out: VerifyResult, live: Snapshot, pg_live: dict, *,
+                     backup_path: Path | None, mode: str, restored_manifest: dict | None) -> list[Check]:
+    checks: list[Check] = []
+    ok, detail = pg_live["integrity"]
+    checks.append(Check("integrity", ok, detail))
+
+    now: Counter = pg_live["fk"]
+    not_valid: list[str] = pg_live["not_valid"]
+    nv = (f"; NOT VALID (not enforced for old rows, their rows checked too): {', '.join(not_valid[:5])}"
+          + (f" (+{len(not_valid) - 5} more)" if len(not_valid) > 5 else "")) if not_valid else ""
+    want_rows = backup_path is not None and mode != "restore"
+    want_fk_before = bool(now) and mode != "verify" and backup_path is not None
+    scratch = _compare_with_backup(target, live, backup_path, rows=want_rows, fk_before=want_fk_before) \
+        if (want_rows or want_fk_before) else {"rows": None, "fk_before": None, "error": None}
+
+    if not now:
+        checks.append(Check("foreign_keys", True, "no row points at a missing parent (one anti-join per declared "
+                                                  f"key){nv}"))
+    elif mode == "verify":
+        checks.append(Check("foreign_keys", False, f"{sum(now.values())} orphan row(s): {_fmt_fk(now)}{nv}"))
+    else:
+        before = scratch["fk_before"] if backup_path is not None else Counter()
+        if before is None:
+            checks.append(Check("foreign_keys", False,
+                                f"{sum(now.values())} orphan row(s): {_fmt_fk(now)}; could not compare with the "
+                                f"backup ({scratch['error']}){nv}"))
+        else:
+            introduced = Counter({k: n - before.get(k, 0) for k, n in now.items() if n > before.get(k, 0)})
+            if introduced:
+                checks.append(Check("foreign_keys", False, f"this run introduced {sum(introduced.values())} orphan "
+                                                           f"row(s): {_fmt_fk(introduced)}{nv}"))
+            else:
+                checks.append(Check("foreign_keys", True, f"no new orphans; {sum(now.values())} orphan row(s) "
+                                                          f"existed before this run: {_fmt_fk(now)}{nv}"))
+
+    if want_rows:
+        if scratch["rows"] is None:
+            checks.append(Check("rows_preserved", False, "could not restore the backup into a scratch database to "
+                                                         f"compare rows: {scratch['error']}"))
+        else:
+            passed, detail, drops = scratch["rows"]
+            out.planned_drops = list(drops or [])
+            checks.append(Check("rows_preserved", bool(passed), _scrub(str(detail), target.url)))
+    elif mode == "restore" and restored_manifest is not None:
+        checks.append(_matches_manifest(target, out, restored_manifest, pg_live["full_fp"]))
+    return checks

@@ -1,0 +1,439 @@
+"""PostgreSQL backups and restores against a real throwaway server (the ``pg`` fixture): pg_dump in
+both formats, manifests, verification, restore check, restore round trip, row comparison, and
+clear one-line errors (with the password nowhere) for every way it can fail."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+from conftest import ROOT, write_config
+
+from maintenance_pipeline.core import backup as bk
+from maintenance_pipeline.core import pg_backup as pb
+from maintenance_pipeline.core.config import load_config
+from maintenance_pipeline.core.dburl import mask_url
+from maintenance_pipeline.core.errors import (
+    BackupError,
+    ConnectionFailedError,
+    DatabaseLockedError,
+    RestoreError,
+)
+from maintenance_pipeline.core.snapshot import take_snapshot
+
+PROD, DEV = "bk_goals", "bk_goals_dev"
+NAME_RE = re.compile(r"^goals_(nightly|pre-restore|pre-migration)_\d{8}_\d{6}(_\d+)?\.dump$")
+
+
+def _pg_demo():
+    spec = importlib.util.spec_from_file_location("pg_demo", ROOT / "examples" / "pg_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def demo(pg, tmp_path_factory):
+    """The seed demo loaded into bk_goals / bk_goals_dev once; tests that change data use a copy."""
+    prod, dev = _pg_demo().load(pg.url(), prod=PROD, dev=DEV, data_dir=tmp_path_factory.mktemp("pgdemo") / "data")
+    return prod
+
+
+def copy_db(pg, name: str, template: str = PROD) -> str:
+    pg.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    pg.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return pg.url(name)
+
+
+def assert_one_line_without(err: BaseException, *secrets: str) -> str:
+    msg = str(err)
+    assert "\n" not in msg and msg.strip() == msg and msg
+    for s in secrets:
+        assert s not in msg
+    return msg
+
+
+def nothing_in(folder: Path) -> bool:
+    return not folder.exists() or not any(folder.iterdir())
+
+
+def row_digest(pg, db: str, table: str, order: str = "1") -> str:
+    return pg.psql(f"SELECT md5(string_agg(t::text, '|' ORDER BY {order})) FROM {table} t", db)
+
+
+def snapshot(url: str):
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return take_snapshot(conn)
+    finally:
+        engine.dispose()
+
+
+def scratch_databases(pg) -> list[str]:
+    out = pg.psql("SELECT datname FROM pg_database WHERE datname LIKE '%\\_mp\\_scratch\\_%'")
+    return [x for x in out.splitlines() if x]
+
+
+# --------------------------------------------------------------------------- backup
+
+
+@pytest.mark.parametrize("fmt", ["directory", "custom"])
+def test_backup_each_format_writes_verified_dump_and_manifest(pg, demo, tmp_path, fmt):
+    res = bk.backup_database(demo, tmp_path, "goals", label="nightly", pg_format=fmt, pg_jobs=2, pg_compress=0)
+    folder = tmp_path / "goals"
+    assert NAME_RE.match(res.path.name), res.path.name
+    assert sorted(p.name for p in folder.iterdir()) == sorted([res.path.name, res.manifest_path.name])  # no temp left
+    assert res.path.is_dir() is (fmt == "directory")
+    assert res.verified and res.dialect == "postgresql" and res.method == f"pg_dump-{fmt}"
+
+    m = bk.read_manifest(res.path)
+    assert m["dialect"] == "postgresql" and m["method"] == f"pg_dump-{fmt}"
+    assert m["pg_format"] == fmt and m["pg_jobs"] == (2 if fmt == "directory" else 1) and m["pg_compress"] == 0
+    assert m["label"] == "nightly" and m["pinned"] is False and m["verified"] is True
+    assert m["source"] == mask_url(demo) and "***" in m["source"]
+    assert m["server_version"].startswith("15") and m["pg_dump_version"].startswith("15")
+    # sha256 and bytes: a file's own hash; a folder's is over its files in name order (sha256sum * | sha256sum)
+    if fmt == "directory":
+        files = sorted(p.name for p in res.path.iterdir())
+        listing = "".join(f"{hashlib.sha256((res.path / n).read_bytes()).hexdigest()}  {n}\n" for n in files)
+        assert m["sha256"] == hashlib.sha256(listing.encode()).hexdigest() and m["sha256_of"] == "files"
+        assert m["bytes"] == sum((res.path / n).stat().st_size for n in files)
+        assert set(m["files"]) == set(files)
+        assert stat.S_IMODE(res.path.stat().st_mode) == 0o700
+        assert all(stat.S_IMODE((res.path / n).stat().st_mode) == 0o600 for n in files)
+    else:
+        assert m["sha256"] == hashlib.sha256(res.path.read_bytes()).hexdigest()
+        assert m["bytes"] == res.path.stat().st_size
+        assert stat.S_IMODE(res.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(res.manifest_path.stat().st_mode) == 0o600
+    # schema fingerprint and exact row counts of the live database (all tables), taken in the dump's snapshot
+    assert m["fingerprint"] == snapshot(demo).fingerprint
+    assert m["row_counts"]["goals"] == 39 and len(m["row_counts"]) == 13
+    assert m["row_counts"] == {t: int(pg.psql(f'SELECT count(*) FROM "{t}"', PROD)) for t in m["row_counts"]}
+    assert m["tables"]["goals"] == {"columns": 20, "rows": 39}
+    # verified with pg_restore --list, which lists every table's data
+    assert "pg_restore --list ok" in m["verify_detail"] and "13 tables with data" in m["verify_detail"]
+    listing = pb.list_archive(res.path)
+    assert listing.ok and {e.name for e in listing.of("TABLE DATA")} == set(m["row_counts"])
+    # the password is nowhere
+    text = res.manifest_path.read_text() + json.dumps(res.to_dict())
+    assert "pg-super-secret" not in text
+    assert res.to_dict()["pg"]["format"] == fmt
+    # listing, newest verified, retention treat it like any backup (a folder is removed as a whole)
+    assert bk.newest_verified(tmp_path, "goals")["path"] == str(res.path)
+    res2 = bk.backup_database(demo, tmp_path, "goals", label="nightly", pg_format=fmt)
+    removed = bk.apply_retention(tmp_path, "goals", keep_last=1, keep_days=0)
+    assert removed == [res.path] and not res.path.exists() and res2.path.exists()
+
+
+def test_restore_check_compressed_custom_and_scratch_dropped(pg, demo, tmp_path):
+    res = bk.backup_database(demo, tmp_path, "goals", pg_format="custom", pg_compress=6, restore_check=True)
+    m = bk.read_manifest(res.path)
+    assert m["pg_compress"] == 6 and m["restore_check"]["passed"] is True
+    assert "restore check ok" in res.verify_detail and "13 tables" in m["restore_check"]["detail"]
+    assert scratch_databases(pg) == []
+
+
+def test_list_archive_detects_a_damaged_dump(pg, demo, tmp_path):
+    res = bk.backup_database(demo, tmp_path, "goals")
+    broken = tmp_path / "broken.dump"
+    shutil.copytree(res.path, broken)
+    data = sorted(p for p in broken.iterdir() if p.name.endswith(".dat"))
+    data[0].unlink()
+    listing = pb.list_archive(broken)
+    assert not listing.ok and "missing" in listing.detail
+    (broken / "toc.dat").write_bytes(b"garbage")
+    assert not pb.list_archive(broken).ok
+
+
+def test_pipeline_passes_pg_settings_and_schema(pg, demo, tmp_path):
+    from maintenance_pipeline.core import pipeline
+
+    cfg_path = write_config(tmp_path, {"goals": {"url": demo, "reference": {"url": pg.url(DEV)}}},
+                            backups={"dir": "backups", "pg_format": "custom", "pg_compress": 1,
+                                     "restore_check": True})
+    state = pipeline.start(load_config(cfg_path), "goals", "verify_database")
+    b = pipeline.step_backup(state)
+    assert b["method"] == "pg_dump-custom" and b["pg"]["compress"] == 1 and b["verified"]
+    assert "restore check ok" in b["verify_detail"]
+    assert Path(b["path"]).parent == tmp_path / "backups" / "goals"
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def test_restore_round_trip_brings_data_and_schema_back(pg, demo, tmp_path):
+    url = copy_db(pg, "bk_roundtrip")
+    db = "bk_roundtrip"
+    res = bk.backup_database(url, tmp_path, "goals", label="nightly")
+    before = {t: row_digest(pg, db, t) for t in ("goals", "program_days", "metric_values")}
+    # what a bad maintenance run might leave: changed and deleted rows, a new column, a new table
+    # with a foreign key to a restored table (a plain pg_restore --clean could not drop that parent)
+    pg.psql("UPDATE goals SET name = 'CHANGED' WHERE parent_id IS NULL; DELETE FROM metric_values; "
+            "ALTER TABLE program_days ADD COLUMN is_completed boolean DEFAULT false; "
+            "CREATE TABLE program_day_templates (program_day_id text REFERENCES program_days(id), n int); "
+            "INSERT INTO program_day_templates SELECT id, 1 FROM program_days; "
+            "CREATE VIEW root_goals AS SELECT * FROM goals WHERE parent_id IS NULL", db)
+    assert row_digest(pg, db, "goals") != before["goals"]
+
+    out = bk.restore_database(res.path, url)
+    assert out["matches_manifest"] is True and out["method"] == "pg_restore-single-transaction"
+    assert out["row_counts"] == res.row_counts and out["fingerprint"] == res.fingerprint
+    assert {t: row_digest(pg, db, t) for t in before} == before
+    assert pg.psql("SELECT count(*) FROM pg_class WHERE relname IN ('program_day_templates', 'root_goals')", db) == "0"
+    assert "is_completed" not in pg.psql("SELECT string_agg(column_name, ',') FROM information_schema.columns "
+                                         "WHERE table_name = 'program_days'", db)
+
+
+def test_restore_through_the_pipeline_step(pg, demo, tmp_path):
+    from maintenance_pipeline.core import pipeline
+
+    url = copy_db(pg, "bk_step")
+    cfg = load_config(write_config(tmp_path, {"goals": {"url": url, "reference": {"url": pg.url(DEV)}}}))
+    first = pipeline.step_backup(pipeline.start(cfg, "goals", "verify_database"))
+    pg.psql("DELETE FROM metric_values", "bk_step")
+    state = pipeline.start(cfg, "goals", "restore_database")
+    pipeline.step_backup(state)  # the safety copy
+    restored = pipeline.step_restore(state)
+    assert restored["path"] == first["path"]
+    assert pg.psql("SELECT count(*) FROM metric_values", "bk_step") == str(first["row_counts"]["metric_values"])
+
+
+def test_schema_target_backs_up_and_restores_only_its_schema(pg, demo, tmp_path):
+    url = copy_db(pg, "bk_schema")
+    db = "bk_schema"
+    pg.psql('CREATE SCHEMA "App"; CREATE TABLE "App".items (id int PRIMARY KEY, name text); '
+            'CREATE TABLE "App".notes (body text); INSERT INTO "App".items VALUES (1, \'a\'), (2, \'b\'), (3, \'c\'); '
+            'INSERT INTO "App".notes VALUES (\'x\'), (\'x\')', db)
+    res = bk.backup_database(url, tmp_path, "goals", schema="App", restore_check=True)
+    m = bk.read_manifest(res.path)
+    assert m["pg_schema"] == "App" and m["row_counts"] == {"items": 3, "notes": 2}
+    assert {(e.schema, e.name) for e in pb.list_archive(res.path).of("TABLE")} == {("App", "items"), ("App", "notes")}
+
+    pg.psql('DELETE FROM "App".items WHERE id > 1; CREATE TABLE "App".extra (item int REFERENCES "App".items(id)); '
+            "DELETE FROM public.metric_values", db)
+    out = bk.restore_database(res.path, url, schema="App")
+    assert out["matches_manifest"] and out["row_counts"] == {"items": 3, "notes": 2}
+    assert pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'App' AND tablename = 'extra'", db) == "0"
+    assert pg.psql("SELECT count(*) FROM public.metric_values", db) == "0"  # other schemas are not touched
+
+    # the public schema named explicitly works too (such a dump creates the schema itself)
+    res = bk.backup_database(url, tmp_path, "goals", schema="public", restore_check=True)
+    pg.psql("DELETE FROM goals WHERE parent_id IS NOT NULL", db)
+    assert bk.restore_database(res.path, url, schema="public")["matches_manifest"]
+    assert pg.psql("SELECT count(*) FROM goals", db) == "39"
+
+
+def test_failed_restore_leaves_the_target_unchanged(pg, demo, tmp_path):
+    url = copy_db(pg, "bk_fail")
+    res = bk.backup_database(url, tmp_path, "goals")
+    pg.psql("DELETE FROM metric_values; CREATE SCHEMA other; CREATE VIEW other.v AS SELECT * FROM public.goals",
+            "bk_fail")
+    with pytest.raises(RestoreError) as e:
+        bk.restore_database(res.path, url)
+    msg = assert_one_line_without(e.value, "pg-super-secret")
+    assert "cannot drop table public.goals" in msg and "unchanged" in msg
+    assert pg.psql("SELECT count(*) FROM metric_values", "bk_fail") == "0"  # the preamble's drops rolled back too
+
+    # a dump that no longer matches its manifest is refused before anything is touched
+    victim = sorted(p for p in res.path.iterdir() if p.name.endswith(".dat"))[0]
+    os.chmod(victim, 0o600)
+    victim.write_bytes(victim.read_bytes() + b"x")
+    with pytest.raises(RestoreError, match="does not match its manifest"):
+        bk.restore_database(res.path, url)
+
+
+# --------------------------------------------------------------------------- rows compare
+
+
+def test_compare_rows_finds_changed_value_deleted_row_and_lists_drops(pg, demo, tmp_path):
+    url = copy_db(pg, "bk_rows")
+    db = "bk_rows"
+    pg.psql("CREATE TABLE tags (name text, n int); INSERT INTO tags VALUES ('a', 1), ('a', 1), ('b', NULL)", db)
+    res = bk.backup_database(url, tmp_path, "goals")
+    ignore = ("alembic_version",)
+    with pb.scratch_restore(res.path, url) as scratch:
+        assert scratch.split("/")[-1].startswith("bk_rows_mp_scratch_")
+        bsnap = snapshot(scratch)
+        ok, detail, drops = pb.compare_rows(url, scratch, bsnap, snapshot(url), ignore)
+        assert ok and drops == [] and detail.startswith("all ") and "14 kept tables" in detail
+
+        pg.psql("UPDATE goals SET description = 'changed' WHERE id = (SELECT min(id) FROM goals); "
+                "DELETE FROM metric_values WHERE id = (SELECT min(id) FROM metric_values); "
+                "DELETE FROM tags WHERE ctid = (SELECT min(ctid) FROM tags WHERE name = 'a'); "
+                "ALTER TABLE programs DROP COLUMN description; DROP TABLE scheduled_sessions", db)
+        ok, detail, drops = pb.compare_rows(url, scratch, bsnap, snapshot(url), ignore)
+    assert not ok and "\n" not in detail
+    assert "goals: 1 row(s) missing or changed" in detail
+    assert "metric_values: 1 row(s) missing or changed" in detail
+    assert "tags: 1 row(s) missing or changed" in detail  # no primary key: a lost duplicate counts
+    assert {"table": "programs", "column": "description", "rows": 2,
+            "values": int(pg.psql("SELECT count(description) FROM programs", PROD))} in drops
+    assert {"table": "scheduled_sessions", "column": None, "rows": 4, "values": None} in drops
+    assert "planned drops: " in detail
+    assert scratch_databases(pg) == []
+
+
+def test_scratch_restore_needs_createdb(pg, demo, tmp_path):
+    res = bk.backup_database(demo, tmp_path, "goals")
+    pw = "NoCreateDb-Pw-7731"
+    pg.psql("DROP DATABASE IF EXISTS bk_nocreate WITH (FORCE)")
+    pg.psql("DROP ROLE IF EXISTS nocreate")
+    pg.psql(f"CREATE ROLE nocreate LOGIN PASSWORD '{pw}' NOCREATEDB")
+    pg.psql("CREATE DATABASE bk_nocreate OWNER nocreate")
+    with pytest.raises(BackupError) as e:
+        with pb.scratch_restore(res.path, pg.url("bk_nocreate", user="nocreate", password=pw)):
+            pass
+    msg = assert_one_line_without(e.value, pw)
+    assert "CREATEDB" in msg and "nocreate" in msg
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_password_goes_through_the_environment_never_argv(pg, demo, tmp_path, monkeypatch):
+    pw = "S3cr3t:p@ss/w0rd?#%"
+    url = f"postgresql+psycopg://bkuser:{quote(pw, safe='')}@127.0.0.1:{pg.port}/bk_secret"
+    cmd = pb.build_command("pg_dump", url, ["--format=d", "--file=/tmp/x"])
+    assert all(pw not in a and quote(pw, safe="") not in a for a in cmd.argv)
+    assert cmd.env["PGPASSWORD"] == pw
+    assert "--host=127.0.0.1" in cmd.argv and f"--port={pg.port}" in cmd.argv and "--username=bkuser" in cmd.argv
+    assert "--dbname=bk_secret" in cmd.argv and "--no-password" in cmd.argv
+    assert pw not in repr(cmd)
+
+    # and for real: every child the backup, its restore check and a restore start, through logging wrappers
+    pg.psql("DROP DATABASE IF EXISTS bk_secret WITH (FORCE)")
+    pg.psql("DROP ROLE IF EXISTS bkuser")
+    pg.psql(f"CREATE ROLE bkuser LOGIN SUPERUSER PASSWORD '{pw}'")
+    pg.psql("CREATE DATABASE bk_secret OWNER bkuser TEMPLATE bk_goals")
+    bindir, log = tmp_path / "bin", tmp_path / "argv.log"
+    bindir.mkdir()
+    for tool in ("pg_dump", "pg_restore", "psql"):
+        script = bindir / tool
+        script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0 $*" >> "{log}"\n'
+                          f'[ -n "$PGPASSWORD" ] && echo "{tool} got PGPASSWORD" >> "{log}"\n'
+                          f'exec "{pg.bindir / tool}" "$@"\n')
+        script.chmod(0o755)
+    monkeypatch.setenv(pb.BINDIR_ENV, str(bindir))
+    res = bk.backup_database(url, tmp_path / "backups", "goals", restore_check=True)
+    pg.psql("DELETE FROM goals WHERE parent_id IS NOT NULL", "bk_secret")
+    bk.restore_database(res.path, url)
+    assert pg.psql("SELECT count(*) FROM goals", "bk_secret") == "39"
+    text = log.read_text()
+    assert "pg_dump got PGPASSWORD" in text and "psql got PGPASSWORD" in text and "pg_restore got PGPASSWORD" in text
+    assert pw not in text and quote(pw, safe="") not in text
+    for f in (tmp_path / "backups" / "goals").glob("*.json"):
+        assert pw not in f.read_text()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _fake_tool(folder: Path, name: str, body: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("case", ["wrong_password", "unreachable_port", "missing_database"])
+def test_connection_errors_are_clear_and_leave_nothing(pg, demo, tmp_path, case):
+    from pgserver import free_port
+
+    bad = "Wr0ng-Zebra-Pa55"
+    url = {"wrong_password": pg.url(PROD, password=bad),
+           "unreachable_port": f"postgresql+psycopg://postgres:{bad}@127.0.0.1:{free_port()}/{PROD}",
+           "missing_database": pg.url("bk_no_such_db")}[case]
+    with pytest.raises(ConnectionFailedError) as e:
+        bk.backup_database(url, tmp_path / "backups", "goals")
+    msg = assert_one_line_without(e.value, bad, "pg-super-secret")
+    assert {"wrong_password": "password authentication failed", "unreachable_port": "refused",
+            "missing_database": "does not exist"}[case] in msg
+    assert "***" in msg or case != "wrong_password"
+    assert nothing_in(tmp_path / "backups")
+    assert pg.psql("SELECT count(*) FROM pg_database WHERE datname = 'bk_no_such_db'") == "0"
+
+
+def test_pg_dump_missing(pg, demo, tmp_path, monkeypatch):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv(pb.BINDIR_ENV, str(empty))
+    with pytest.raises(BackupError) as e:
+        bk.backup_database(demo, tmp_path / "backups", "goals")
+    msg = assert_one_line_without(e.value, "pg-super-secret")
+    assert "pg_dump not found" in msg and pb.BINDIR_ENV in msg and "postgresql-client" in msg
+    assert nothing_in(tmp_path / "backups")
+
+
+def test_pg_dump_older_than_server(pg, demo, tmp_path, monkeypatch):
+    bindir = tmp_path / "old-bin"
+    _fake_tool(bindir, "pg_dump", 'echo "pg_dump (PostgreSQL) 12.3"\n')
+    monkeypatch.setenv(pb.BINDIR_ENV, str(bindir))
+    with pytest.raises(BackupError) as e:
+        bk.backup_database(demo, tmp_path / "backups", "goals")
+    msg = assert_one_line_without(e.value, "pg-super-secret")
+    server = pg.psql("SHOW server_version").split()[0]
+    assert "pg_dump 12.3" in msg and f"PostgreSQL {server}" in msg and "older than the server" in msg
+    assert "postgresql-client-15" in msg
+    assert nothing_in(tmp_path / "backups")
+
+
+def test_pg_dump_failing_leaves_no_partial_dump(pg, demo, tmp_path, monkeypatch):
+    bindir = tmp_path / "failing-bin"
+    _fake_tool(bindir, "pg_dump", 'if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) 15.99"; exit 0; fi\n'
+                                  'for a in "$@"; do case "$a" in --file=*) f="${a#--file=}";; esac; done\n'
+                                  'mkdir -p "$f" && echo partial > "$f/toc.dat"\n'
+                                  'echo "pg_dump: error: query failed: ERROR:  out of shared memory" >&2\nexit 1\n')
+    shutil.copy(pg.bindir / "pg_restore", bindir / "pg_restore")
+    monkeypatch.setenv(pb.BINDIR_ENV, str(bindir))
+    with pytest.raises(BackupError) as e:
+        bk.backup_database(demo, tmp_path / "backups", "goals")
+    msg = assert_one_line_without(e.value, "pg-super-secret")
+    assert msg.startswith("pg_dump of postgresql+psycopg://postgres:***@") and "out of shared memory" in msg
+    assert nothing_in(tmp_path / "backups" / "goals")
+
+
+def test_backup_waits_for_a_lock_only_busy_timeout(pg, demo, tmp_path):
+    url = copy_db(pg, "bk_locked")
+    env = {**os.environ, "PGPASSWORD": "pg-super-secret"}
+    holder = subprocess.Popen([str(pg.bindir / "psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
+                               "-d", "bk_locked", "-X", "-q", "-c",
+                               "BEGIN; LOCK TABLE goals IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30);"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if pg.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                       "WHERE c.relname = 'goals' AND l.mode = 'AccessExclusiveLock' AND l.granted", "bk_locked") == "1":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the lock holder never got its lock")
+        with pytest.raises(DatabaseLockedError) as e:
+            bk.backup_database(url, tmp_path / "backups", "goals", busy_timeout=0.5)
+        assert_one_line_without(e.value, "pg-super-secret")
+        assert nothing_in(tmp_path / "backups" / "goals")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_versions_and_names():
+    assert pb.version_tuple(150018) == (15,) and pb.version_tuple(90624) == (9, 6)
+    assert pb.version_tuple("15.18 (Debian)") == (15,) and pb.version_tuple("9.6.24") == (9, 6)
+    assert pb.version_tuple("17beta1") == (17,) and (9, 6) < (15,)
+    name = pb.scratch_name("x" * 80)
+    assert len(name.encode()) <= 63 and "_mp_scratch_" in name
+    assert pb.build_command("psql", "postgresql+psycopg://u@h/we=ird", []).argv[-1] == "--dbname=dbname='we=ird'"

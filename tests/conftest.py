@@ -17,15 +17,17 @@ ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = ROOT / "examples" / "migrations"
 
 
-def _build_demo_module():
-    spec = importlib.util.spec_from_file_location("build_demo", ROOT / "examples" / "build_demo.py")
+def _example_module(name: str):
+    """A script of examples/ imported as a module (examples/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["build_demo"] = module  # dataclasses in the module look themselves up there
+    sys.modules[name] = module  # dataclasses in the module look themselves up there
     spec.loader.exec_module(module)
     return module
 
 
-build_demo = _build_demo_module()
+build_demo = _example_module("build_demo")
+pg_demo = _example_module("pg_demo")
 
 
 def sha256(path: Path) -> str:

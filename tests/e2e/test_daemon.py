@@ -36,8 +36,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 import yaml
-from conftest import ROOT, build_demo, write_config
+from conftest import ROOT, build_demo, demo_target, pg_demo, write_config
 from receivers import WEBHOOK_TOKEN, SmtpReceiver, WebhookReceiver, free_port
 
 from maintenance_pipeline.core.config import load_config
@@ -282,17 +283,30 @@ class Channels:
 
 
 # ---------------------------------------------------------------- the test
-@pytest.mark.parametrize("storage", ["sqlite", "postgres"])
-def test_automation_under_a_real_daemon(deployment, storage, request):
-    """``storage``: where the Dagster instance keeps runs, events and schedules (dagster-postgres)."""
+@pytest.mark.parametrize("target_kind, storage", [("sqlite", "sqlite"), ("sqlite", "postgres"), ("postgres", "sqlite")])
+def test_automation_under_a_real_daemon(deployment, target_kind, storage, request):
+    """``target_kind``: the maintained database (a SQLite file, or PostgreSQL with the password from
+    ``${PGPASSWORD}``); ``storage``: where the Dagster instance keeps runs, events and schedules."""
     dep, tmp = deployment, deployment.tmp
     for exe in ("dagster-daemon", "dagster-webserver"):
         if not (BIN / exe).exists():
             pytest.skip(f"{exe} not installed next to {sys.executable}")
 
     # --- the demo, made equal to its reference first (no drift when the daemon starts)
-    build_demo.build(tmp / "data")
-    report = run_job(load_config(write_config(tmp)), "goals", "maintain_database")
+    targets = None
+    secrets_extra: list[str] = []
+    if target_kind == "postgres":
+        from pgserver import SUPERPASS
+
+        pg = request.getfixturevalue("pg")
+        prod, dev = pg_demo.load(pg.url(), prod="e2e_goals", dev="e2e_goals_dev", data_dir=tmp / "data")
+        as_var = {u: u.replace(f":{SUPERPASS}@", ":${PGPASSWORD}@") for u in (prod, dev)}
+        targets = {"goals": demo_target(url=as_var[prod], reference={"url": as_var[dev]})}
+        request.getfixturevalue("monkeypatch").setenv("PGPASSWORD", SUPERPASS)
+        secrets_extra.append(SUPERPASS)
+    else:
+        build_demo.build(tmp / "data")
+    report = run_job(load_config(write_config(tmp, targets)), "goals", "maintain_database")
     assert report["status"] == "success", report.get("error")
 
     webhook = WebhookReceiver()
@@ -304,7 +318,7 @@ def test_automation_under_a_real_daemon(deployment, storage, request):
 
     def configure(ui: str) -> Path:
         return write_config(
-            tmp,
+            tmp, targets,
             alerts={"webhook_url": webhook.url, "log_file": "alerts.jsonl", "ui_base_url": ui,
                     "email": {"host": "127.0.0.1", "port": smtp.port, "sender": "maintenance@example.com",
                               "to": ["dba@example.com"], "username": SMTP_USER, "password": SMTP_PASSWORD}},
@@ -379,12 +393,18 @@ def test_automation_under_a_real_daemon(deployment, storage, request):
         t_ready = time.monotonic()
 
         # ---------------- (a) drift: a plain ALTER TABLE -> one verify run, failed, drift alert everywhere
-        conn = sqlite3.connect(target_db)
-        try:
-            conn.execute("ALTER TABLE goals ADD COLUMN e2e_surprise TEXT")
-            conn.commit()
-        finally:
-            conn.close()
+        if target_kind == "postgres":
+            engine = sa.create_engine(config.targets["goals"].url)
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE goals ADD COLUMN e2e_surprise TEXT")
+            engine.dispose()
+        else:
+            conn = sqlite3.connect(target_db)
+            try:
+                conn.execute("ALTER TABLE goals ADD COLUMN e2e_surprise TEXT")
+                conn.commit()
+            finally:
+                conn.close()
 
         runs = dep.wait_until(lambda: [r for r in _runs(instance, "verify_database")
                                        if r.status == dg.DagsterRunStatus.FAILURE], 90,
@@ -492,7 +512,7 @@ def test_automation_under_a_real_daemon(deployment, storage, request):
 
         # ---------------- no secret anywhere; SMTP AUTH really was used
         assert smtp.logins and set(smtp.logins) == {SMTP_USER}
-        secrets = [WEBHOOK_TOKEN, SMTP_PASSWORD]
+        secrets = [WEBHOOK_TOKEN, SMTP_PASSWORD, *secrets_extra]
         for raw in [r["raw"] for r in webhook.requests] + [e[2] for e in smtp.envelopes]:
             assert not [s for s in secrets if s.encode() in raw], raw[:500]
         for req in webhook.requests:

@@ -207,3 +207,16 @@ def test_restore_brings_back_the_pre_migration_database(demo_config, demo_dir):
     assert "scheduled_sessions" in report["tables_after"]
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_paths_with_uri_characters_work(tmp_path):
+    """A '#' in a folder name must not cut a sqlite file: URI short (or open another file)."""
+    from conftest import build_demo
+
+    folder = tmp_path / "odd #1"  # ("?" and "%xx" are URL syntax in the targets file's URL itself)
+    build_demo.build(folder / "data")
+    config = load_config(write_config(folder))
+    report = run_job(config, "goals", "maintain_database")
+    assert report["status"] == "success", report["error"]
+    assert run_job(config, "goals", "verify_database")["status"] == "success"
+    assert sorted(p.name for p in (folder / "data").iterdir()) == ["goals.db", "goals_dev.db"]

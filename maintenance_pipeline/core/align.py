@@ -1,4 +1,9 @@
-"""Alignment: turn the diff's changes into Alembic operations.
+"""Alignment: which of the diff's changes are applied, in which order, and as which Alembic operations.
+
+What is applied: ``split_by_align`` (``none`` / ``additive`` / ``full``), less an index whose name
+a kept object holds (``blocked_by_kept_names``); in which order: ``order_for_names`` (SQLite: a
+drop that frees an index name first) and ``order_for_server`` (PostgreSQL, see ``_SERVER_ORDER``).
+``migrate`` drives them inside its transaction.
 
 Alembic does the work (``Operations``: create_table, add_column, create_index,
 drop_table, and ``batch_alter_table`` for SQLite table rebuilds). What this module
@@ -7,7 +12,7 @@ adds is the choice of *how* on SQLite: native ``ALTER TABLE`` whenever SQLite ca
 cannot alter in place (column type/nullability/default, primary key, unique and
 foreign keys). A rebuild gives Alembic the table's desired shape through
 ``copy_from``, so rows are copied column by column and every row is kept, and carries
-over what the snapshot does not describe (see "SQLite table rebuilds" below).
+over what the snapshot does not describe (``sqlite_rebuild.py``).
 
 PostgreSQL alters everything in place (``_apply_generic``), in the target's schema:
 ``alter_column`` changes only what differs (type with a ``USING`` cast, nullability, default;
@@ -21,19 +26,12 @@ created that way (its declared type says so: see ``snapshot``), and altered as i
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-
 import sqlalchemy as sa
 from alembic.operations import Operations
 
 from .errors import MigrationError
-from .model import Change, Column, ForeignKey, Index, Table, UniqueConstraint
-from .snapshot import EXPR
+from .model import ADDITIVE_KINDS, Change, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
 from .sqltypes import base_type, default_key, type_key
-
-# Kinds SQLite can apply in place; the rest of a table's changes need a rebuild.
-_NATIVE_SQLITE = {"add_table", "drop_table", "add_column", "add_index", "drop_index", "drop_column"}
 
 
 class DeclaredType(sa.types.UserDefinedType):
@@ -48,7 +46,7 @@ class DeclaredType(sa.types.UserDefinedType):
         return self.spec
 
 
-def sa_column(c: Column, *, primary_key: bool = False, type_: sa.types.TypeEngine | None = None) -> sa.Column:
+def sa_column(c: Column, *, type_: sa.types.TypeEngine | None = None) -> sa.Column:
     # an untyped SQLite column ("CREATE TABLE t (a, b)") stays untyped: DeclaredType("") renders nothing
     # (NullType cannot be rendered in DDL). The default is literal SQL, not a text() clause, so a ":x"
     # inside a string default is not taken for a bind parameter.
@@ -56,7 +54,6 @@ def sa_column(c: Column, *, primary_key: bool = False, type_: sa.types.TypeEngin
         c.name,
         type_ if type_ is not None else DeclaredType(c.type or ""),
         nullable=c.nullable,
-        primary_key=primary_key,
         server_default=sa.literal_column(c.default) if c.default is not None else None,
         autoincrement=False,
     )
@@ -85,28 +82,80 @@ def sa_foreign_key(fk: ForeignKey, schema: str | None = None) -> sa.ForeignKeyCo
     )
 
 
-def sa_table(t: Table, metadata: sa.MetaData | None = None, *, with_indexes: bool = True,
-             table_kwargs: dict | None = None, collations: dict[str, str] | None = None) -> sa.Table:
-    md = metadata if metadata is not None else sa.MetaData()
-    # referenced tables must exist in the MetaData for ForeignKeyConstraint to resolve columns
-    for fk in t.foreign_keys:
-        if fk.ref_table not in md.tables and fk.ref_table != t.name:
-            sa.Table(fk.ref_table, md, *[sa.Column(c, sa.types.NullType()) for c in fk.ref_columns])
-    kwargs = dict(table_kwargs or {})
-    collations = collations or {}
-    columns = []
-    for c in t.columns:
-        type_ = None
-        if kwargs.get("sqlite_autoincrement") and t.primary_key == (c.name,) and c.type.upper() == "INTEGER":
-            type_ = sa.INTEGER()  # SQLAlchemy writes AUTOINCREMENT only for an Integer-typed key
-        elif c.name in collations:
-            type_ = DeclaredType(f"{c.type} COLLATE {collations[c.name]}".strip())
-        columns.append(sa_column(c, type_=type_))
-    table = sa.Table(t.name, md, *columns, *sa_constraints(t), **kwargs)
-    if with_indexes:
-        for ix in t.indexes:
-            sa.Index(ix.name, *[table.c[c] for c in ix.columns], unique=ix.unique)
-    return table
+# ------------------------------------------------------------------ what is applied, in which order
+
+
+def split_by_align(changes: list[Change], align: str) -> tuple[list[Change], list[Change]]:
+    """(to apply, refused) under an align mode."""
+    if align == "none":
+        return [], []
+    if align == "full":
+        return list(changes), []
+    return [c for c in changes if c.kind in ADDITIVE_KINDS], [c for c in changes if c.kind not in ADDITIVE_KINDS]
+
+
+def _created_index_names(changes: list[Change]) -> set[str]:
+    names = set()
+    for ch in changes:
+        if ch.kind == "add_index":
+            names.add(ch.reference.name)  # type: ignore[union-attr]
+        elif ch.kind == "add_table":
+            names.update(ix.name for ix in ch.reference.indexes)  # type: ignore[union-attr]
+    return names
+
+
+def order_for_names(changes: list[Change]) -> list[Change]:
+    """Index names are schema-wide on SQLite: an index (or a table's indexes) being dropped whose name is
+    about to be created goes first, or the CREATE INDEX fails with "index ... already exists"."""
+    created = _created_index_names(changes)
+    if not created:
+        return changes
+
+    def frees_a_name(ch: Change) -> bool:
+        if ch.kind == "drop_index":
+            return ch.current.name in created  # type: ignore[union-attr]
+        if ch.kind == "drop_table":
+            return any(ix.name in created for ix in ch.current.indexes)  # type: ignore[union-attr]
+        return False
+
+    first = [c for c in changes if frees_a_name(c)]
+    return first + [c for c in changes if not frees_a_name(c)]
+
+
+# PostgreSQL applies every change in place, in this order: new tables first (parents before children),
+# then the drops of keys and indexes (a key on the old primary key or on a column whose type changes
+# would block those changes; an index name is schema-wide and may be reused by an add), then the
+# column and key changes, and the drops of columns and tables last.
+_SERVER_ORDER = ("add_table", "drop_foreign_key", "drop_index", "drop_unique", "add_column", "alter_column",
+                 "alter_primary_key", "add_unique", "add_index", "add_foreign_key", "drop_column", "drop_table")
+
+
+def order_for_server(changes: list[Change]) -> list[Change]:
+    rank = {k: i for i, k in enumerate(_SERVER_ORDER)}
+    return sorted(changes, key=lambda c: rank.get(c.kind, len(rank)))  # stable: the diff's order within a kind
+
+
+def blocked_by_kept_names(live: Snapshot, to_apply: list[Change]) -> tuple[list[Change], list[Change]]:
+    """An index whose name is taken by a live index (or unique key, or table) that stays is not created:
+    index names are schema-wide, so it could only be created by dropping the other (refused under
+    ``additive``). It is refused instead of failing the whole run."""
+    taken: set[str] = set()
+    for t in live.tables.values():
+        taken.add(t.name)
+        taken.update(ix.name for ix in t.indexes)
+        taken.update(u.name for u in t.uniques if u.name)
+    for ch in to_apply:
+        if ch.kind in ("drop_index", "drop_unique") and ch.current is not None:
+            taken.discard(ch.current.name)  # type: ignore[union-attr]
+        elif ch.kind == "drop_table":
+            taken.discard(ch.table)
+            taken.difference_update(ix.name for ix in ch.current.indexes)  # type: ignore[union-attr]
+            taken.difference_update(u.name for u in ch.current.uniques if u.name)  # type: ignore[union-attr]
+    blocked = [ch for ch in to_apply if ch.kind == "add_index" and ch.reference.name in taken]  # type: ignore[union-attr]
+    return [ch for ch in to_apply if ch not in blocked], blocked
+
+
+# ------------------------------------------------------------------ how: Alembic operations
 
 
 def _quote(ops: Operations, name: str) -> str:
@@ -153,9 +202,7 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
             return True
         ops.add_column(ch.table, sa_column(col), schema=schema)
         if fk is not None:
-            ops.create_foreign_key(fk.name, ch.table, fk.ref_table, list(fk.columns), list(fk.ref_columns),
-                                   ondelete=fk.on_delete, onupdate=fk.on_update, source_schema=schema,
-                                   referent_schema=schema)
+            _create_foreign_key(ops, ch.table, fk, schema)
         return True
     if dialect == "sqlite":
         if ch.kind == "drop_column":
@@ -171,6 +218,12 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
             return True
         return False
     return _apply_generic(ops, ch, schema)
+
+
+def _create_foreign_key(ops: Operations, table: str, fk: ForeignKey, schema: str | None) -> None:
+    ops.create_foreign_key(fk.name, table, fk.ref_table, list(fk.columns), list(fk.ref_columns),
+                           ondelete=fk.on_delete, onupdate=fk.on_update, source_schema=schema,
+                           referent_schema=schema)
 
 
 def _alter_column(ops: Operations, table: str, cur: Column, ref: Column, schema: str | None) -> None:
@@ -216,21 +269,14 @@ def _apply_generic(ops: Operations, ch: Change, schema: str | None = None) -> bo
         u: UniqueConstraint = ch.reference  # type: ignore[assignment]
         name = u.name if u.name and not u.name.startswith("sqlite_") else None
         ops.create_unique_constraint(name, ch.table, list(u.columns), schema=schema)
-    elif ch.kind == "drop_unique":
+    elif ch.kind in ("drop_unique", "drop_foreign_key"):
+        what, type_ = ("unique key", "unique") if ch.kind == "drop_unique" else ("foreign key", "foreignkey")
         name = ch.current.name  # type: ignore[union-attr]
         if not name:
-            raise MigrationError(f"cannot drop the unique key {ch.detail} of {ch.table}: it has no name")
-        ops.drop_constraint(name, ch.table, type_="unique", schema=schema)
+            raise MigrationError(f"cannot drop the {what} {ch.detail} of {ch.table}: it has no name")
+        ops.drop_constraint(name, ch.table, type_=type_, schema=schema)
     elif ch.kind == "add_foreign_key":
-        fk: ForeignKey = ch.reference  # type: ignore[assignment]
-        ops.create_foreign_key(fk.name, ch.table, fk.ref_table, list(fk.columns), list(fk.ref_columns),
-                               ondelete=fk.on_delete, onupdate=fk.on_update, source_schema=schema,
-                               referent_schema=schema)
-    elif ch.kind == "drop_foreign_key":
-        name = ch.current.name  # type: ignore[union-attr]
-        if not name:
-            raise MigrationError(f"cannot drop the foreign key {ch.detail} of {ch.table}: it has no name")
-        ops.drop_constraint(name, ch.table, type_="foreignkey", schema=schema)
+        _create_foreign_key(ops, ch.table, ch.reference, schema)  # type: ignore[arg-type]
     elif ch.kind == "alter_primary_key":
         old = _primary_key_name(ops, ch.table, schema) if ch.current else None
         if old:
@@ -241,250 +287,3 @@ def _apply_generic(ops: Operations, ch: Change, schema: str | None = None) -> bo
     else:
         raise ValueError(f"unknown change kind {ch.kind}")
     return True
-
-
-def _fk_identity(fk: ForeignKey) -> tuple:
-    return (tuple(fk.columns), fk.ref_table, tuple(fk.ref_columns), fk.on_delete or None, fk.on_update or None)
-
-
-def desired_shape(live: Table, changes: list[Change]) -> Table:
-    """The live table with the rebuild-only changes applied, for a batch rebuild's copy_from."""
-    columns = {c.name: c for c in live.columns}
-    pk = live.primary_key
-    uniques = list(live.uniques)
-    fks = list(live.foreign_keys)
-    for ch in changes:
-        if ch.kind == "alter_column":
-            columns[ch.name] = ch.reference  # type: ignore[assignment]
-        elif ch.kind == "drop_column":
-            columns.pop(ch.name, None)
-        elif ch.kind == "alter_primary_key":
-            pk = tuple(ch.reference or ())  # type: ignore[arg-type]
-        elif ch.kind == "add_unique":
-            uniques.append(ch.reference)  # type: ignore[arg-type]
-        elif ch.kind == "drop_unique":
-            uniques = [u for u in uniques if u.columns != ch.current.columns]  # type: ignore[union-attr]
-        elif ch.kind == "add_foreign_key":
-            fks.append(ch.reference)  # type: ignore[arg-type]
-        elif ch.kind == "drop_foreign_key":
-            # the whole key, actions included: a changed ON DELETE is an add and a drop of the same columns
-            fks = [f for f in fks if _fk_identity(f) != _fk_identity(ch.current)]  # type: ignore[arg-type]
-    kept = [columns[c.name] for c in live.columns if c.name in columns]
-    names = {c.name for c in kept}
-    indexes = tuple(ix for ix in live.indexes if set(ix.columns) <= names)
-    uniques = [u for u in uniques if set(u.columns) <= names]
-    fks = [f for f in fks if set(f.columns) <= names]
-    return Table(live.name, tuple(kept), tuple(p for p in pk if p in names), indexes, tuple(uniques), tuple(fks))
-
-
-# ------------------------------------------------------------------ SQLite table rebuilds
-#
-# The snapshot (and so ``desired_shape``) knows columns, keys and indexes. A table also has
-# properties the diff does not compare, which a rebuild must carry over or it silently changes
-# the table: WITHOUT ROWID / STRICT, AUTOINCREMENT (and its sqlite_sequence high-water mark),
-# column collations, CHECK constraints, partial-index WHERE clauses, and triggers (dropped with
-# the old table). Views and other tables' triggers that name the table must survive the
-# DROP/RENAME pair: ``legacy_alter_table`` keeps SQLite from re-checking them in between.
-# Generated columns cannot be rebuilt by Alembic's batch copy (it inserts into every column),
-# so such a table is refused with a clear error rather than turned into plain columns.
-
-
-@dataclass
-class LiveExtras:
-    """What a SQLite table has beyond the snapshot, read before its rebuild."""
-
-    table_kwargs: dict = field(default_factory=dict)  # sqlite_with_rowid / sqlite_strict / sqlite_autoincrement
-    collations: dict[str, str] = field(default_factory=dict)  # column -> collation name
-    checks: list[tuple[str | None, str]] = field(default_factory=list)  # (name, sql text)
-    index_where: dict[str, str] = field(default_factory=dict)  # index name -> WHERE clause of a partial index
-    generated: list[str] = field(default_factory=list)
-    triggers: list[str] = field(default_factory=list)  # CREATE TRIGGER statements
-    index_sql: dict[str, str] = field(default_factory=dict)  # index name -> CREATE INDEX statement
-    sequence: int | None = None  # sqlite_sequence.seq of an AUTOINCREMENT table
-
-
-def _scan(sql: str, start: int = 0):
-    """Yield (index, char, depth) over ``sql`` outside quotes/comments; depth counts parentheses."""
-    depth, i, n = 0, start, len(sql)
-    closers = {"'": "'", '"': '"', "`": "`", "[": "]"}
-    while i < n:
-        ch = sql[i]
-        if ch in closers:
-            end = sql.find(closers[ch], i + 1)
-            while end != -1 and ch in "'\"`" and end + 1 < n and sql[end + 1] == ch:  # doubled quote
-                end = sql.find(closers[ch], end + 2)
-            i = n if end == -1 else end + 1
-            continue
-        if sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = n if end == -1 else end + 1
-            continue
-        if sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            i = n if end == -1 else end + 2
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        yield i, ch, depth
-        i += 1
-
-
-def _definitions(create_sql: str) -> list[str]:
-    """The top-level comma-separated parts of a CREATE TABLE's body (column defs and table constraints)."""
-    parts, begin, open_at = [], None, None
-    for i, ch, depth in _scan(create_sql):
-        if ch == "(" and depth == 1 and open_at is None:
-            open_at = begin = i + 1
-        elif open_at is not None and ch == "," and depth == 1:
-            parts.append(create_sql[begin:i])
-            begin = i + 1
-        elif open_at is not None and ch == ")" and depth == 0:
-            parts.append(create_sql[begin:i])
-            break
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _flat(part: str) -> str:
-    """``part`` with quoted text and anything inside parentheses blanked (keeps positions)."""
-    keep = [" "] * len(part)
-    for i, ch, depth in _scan(part):
-        if depth == 0 and ch != ")":
-            keep[i] = ch
-    return "".join(keep)
-
-
-_TABLE_CONSTRAINT = re.compile(r"^(CONSTRAINT|PRIMARY|UNIQUE|CHECK|FOREIGN)\b", re.IGNORECASE)
-_IDENT = r'(?:"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[^\s(]+)'
-
-
-def _unquote(ident: str) -> str:
-    if len(ident) >= 2 and ident[0] in "\"`[" and ident[-1] in "\"`]":
-        inner = ident[1:-1]
-        return inner.replace('""', '"') if ident[0] == '"' else inner
-    return ident
-
-
-def _checks(create_sql: str) -> list[tuple[str | None, str]]:
-    """Every CHECK of a CREATE TABLE, column-level or table-level, as (constraint name or None, expression).
-
-    (SQLAlchemy's reflection of CHECK constraints misses one written over several lines.)
-    """
-    out = []
-    for part in _definitions(create_sql):
-        for m in re.finditer(r"\bCHECK\b", _flat(part), re.IGNORECASE):
-            open_at = part.find("(", m.end())
-            close = next((i for i, ch, depth in _scan(part, open_at) if ch == ")" and depth == 0), None)
-            if open_at < 0 or close is None:
-                continue
-            named = re.search(r"\bCONSTRAINT\s+(" + _IDENT + r")\s*$", part[:m.start()], re.IGNORECASE)
-            out.append((_unquote(named.group(1)) if named else None, part[open_at + 1:close].strip()))
-    return out
-
-
-def live_extras(conn: sa.Connection, table: str) -> LiveExtras:
-    out = LiveExtras()
-    create_sql = conn.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).scalar() or ""
-    insp = sa.inspect(conn)
-    out.table_kwargs.update(insp.get_table_options(table))
-    if re.search(r"\bAUTOINCREMENT\b", _flat(" ".join(_definitions(create_sql))), re.IGNORECASE):
-        out.table_kwargs["sqlite_autoincrement"] = True
-        if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").first():
-            out.sequence = conn.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).scalar()
-    for part in _definitions(create_sql):
-        if _TABLE_CONSTRAINT.match(part):
-            continue
-        name = re.match(_IDENT, part)
-        at = re.search(r"\bCOLLATE\b", _flat(part), re.IGNORECASE)  # outside strings and parentheses
-        coll = re.match(_IDENT, part[at.end():].lstrip()) if at else None
-        if name and coll:
-            out.collations[_unquote(name.group(0))] = _unquote(coll.group(0))
-    out.checks = _checks(create_sql)
-    out.generated = [r[0] for r in conn.exec_driver_sql(
-        "SELECT name FROM pragma_table_xinfo(?) WHERE hidden IN (2, 3)", (table,))]
-    out.index_sql = dict(conn.exec_driver_sql(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,)
-    ).fetchall())
-    for name, sql in out.index_sql.items():
-        where = re.search(r"\bWHERE\b", _flat(sql), re.IGNORECASE)  # a partial index's WHERE, outside parentheses
-        if where:
-            out.index_where[name] = sql[where.end():].strip().rstrip(";").strip()
-    out.triggers = [r[0] for r in conn.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? AND sql IS NOT NULL ORDER BY rowid",
-        (table,))]
-    return out
-
-
-def _mentions(sql_text: str, names: set[str]) -> bool:
-    return any(re.search(r'(?<![\w$])["`\[]?' + re.escape(n) + r'["`\]]?(?![\w$])', sql_text, re.IGNORECASE)
-               for n in names)
-
-
-def rebuild_table(ops: Operations, live: Table, changes: list[Change]) -> None:
-    """SQLite: rebuild one table into its desired shape with Alembic's batch mode (rows kept).
-
-    Alembic creates the new table from ``copy_from``, copies the rows column by column, drops
-    the old table, renames the new one and recreates the indexes. The caller has switched
-    ``PRAGMA foreign_keys`` off (so the DROP cascades nowhere) and holds the transaction.
-    """
-    conn = ops.get_bind()
-    shape = desired_shape(live, changes)
-    extras = live_extras(conn, live.name)
-    if extras.generated:
-        raise MigrationError(
-            f"table {live.name} needs a rebuild ({'; '.join(c.describe() for c in changes)}) but has generated "
-            f"column(s) {', '.join(extras.generated)} that a rebuild cannot copy; change the table by hand or "
-            "exclude these changes")
-    dropped = set(live.column_names) - set(shape.column_names)
-
-    md = sa.MetaData()
-    table = sa_table(shape, md, with_indexes=False, table_kwargs=extras.table_kwargs, collations=extras.collations)
-    for name, text in extras.checks:
-        if not _mentions(text, dropped):
-            # text(), not literal_column(): Alembic keeps a constraint only if the columns it finds in it
-            # exist (a literal_column counts as one odd column); ":" escaped so nothing reads as a parameter
-            table.append_constraint(sa.CheckConstraint(sa.text(text.replace(":", "\\:")), name=name))
-    for ix in shape.indexes:
-        where = extras.index_where.get(ix.name)
-        kw = {"sqlite_where": sa.literal_column(where)} if where and not _mentions(where, dropped) else {}
-        sa.Index(ix.name, *[table.c[c] for c in ix.columns], unique=ix.unique, **kw)
-
-    legacy = conn.exec_driver_sql("PRAGMA legacy_alter_table").scalar()
-    conn.exec_driver_sql("PRAGMA legacy_alter_table=ON")
-    try:
-        with ops.batch_alter_table(live.name, recreate="always", copy_from=table):
-            pass
-    finally:
-        conn.exec_driver_sql(f"PRAGMA legacy_alter_table={'ON' if legacy else 'OFF'}")
-    # an index on an expression is not in the snapshot's terms (its column shows as <expr>): its own SQL
-    for ix in live.indexes:
-        if EXPR in ix.columns and ix.name in extras.index_sql and not _mentions(extras.index_sql[ix.name], dropped):
-            conn.exec_driver_sql(extras.index_sql[ix.name])
-    for trigger_sql in extras.triggers:
-        conn.exec_driver_sql(trigger_sql)
-    if extras.sequence is not None:
-        conn.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (live.name,))
-        conn.exec_driver_sql(
-            "INSERT INTO sqlite_sequence (name, seq) SELECT ?, max(?, coalesce((SELECT max(rowid) FROM "
-            f"{_quote(ops, live.name)}), 0))", (live.name, extras.sequence))
-
-
-def _view_error(conn: sa.Connection, view: str) -> str | None:
-    try:
-        conn.exec_driver_sql(f"SELECT * FROM {conn.dialect.identifier_preparer.quote(view)} LIMIT 0").fetchall()
-    except sa.exc.DBAPIError as e:
-        return " ".join(str(e.orig).split())
-    return None
-
-
-def working_views(conn: sa.Connection) -> list[str]:
-    """SQLite views that can be read now (a rebuild or a dropped table or column can break one)."""
-    views = [r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'view'")]
-    return [v for v in views if _view_error(conn, v) is None]
-
-
-def broken_views(conn: sa.Connection, were_working: list[str]) -> list[tuple[str, str]]:
-    """(view, error) for each of ``were_working`` that no longer reads."""
-    return [(v, err) for v, err in ((v, _view_error(conn, v)) for v in were_working) if err]

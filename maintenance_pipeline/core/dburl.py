@@ -49,6 +49,18 @@ def mask_url(url: str | URL) -> str:
     return u.render_as_string(hide_password=True)
 
 
+def scrub_passwords(text: str, *urls: str | URL) -> str:
+    """``text`` on one line with the password of each of ``urls`` replaced by *** (for messages)."""
+    for url in urls:
+        try:
+            password = (make_url(url) if isinstance(url, str) else url).password
+        except Exception:  # noqa: BLE001 - only for a message
+            continue
+        if password:
+            text = text.replace(str(password), "***")
+    return " ".join(text.split())
+
+
 def dialect_of(url: str | URL) -> str:
     return parse_url(url).get_backend_name()
 

@@ -9,10 +9,10 @@ The flow of ``migrate()``:
    cascades) and begin with ``BEGIN IMMEDIATE``; on PostgreSQL begin and ``SET LOCAL``
    ``lock_timeout``/``statement_timeout`` (and ``search_path`` for a target with a ``schema``);
 3. stamp a pre-Alembic database at ``baseline_revision``; run the pending revisions with
-   Alembic's own machinery (``EnvironmentContext``/``MigrationContext``; the user's
-   ``env.py`` is not needed, the revision files are);
+   Alembic's own machinery (``revisions.py``; the user's ``env.py`` is not needed, the
+   revision files are);
 4. snapshot the schema as the transaction now sees it, diff it against the reference and
-   apply what ``align`` allows (``align.py``);
+   apply what ``align`` allows (``align.py``; SQLite table rebuilds: ``sqlite_rebuild.py``);
 5. foreign keys (SQLite: ``PRAGMA foreign_key_check``; PostgreSQL: an anti-join per key the server
    does not enforce, i.e. ``NOT VALID`` or with disabled triggers): a violation the run introduced
    aborts it;
@@ -40,37 +40,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
 
-from . import align as align_mod
 from . import pg_checks
+from .align import (
+    apply_change_natively,
+    blocked_by_kept_names,
+    order_for_names,
+    order_for_server,
+    split_by_align,
+)
+from .checks import fmt_fk, introduced_violations
 from .config import Target
-from .dburl import check_sqlite_file, mask_url, open_engine, sqlite_path, translate_error
+from .dburl import check_sqlite_file, mask_url, open_engine, sqlite_path, sqlite_uri, translate_error
 from .diff import diff
 from .errors import MaintenanceError, MigrationError
 from .lock import maintenance_lock
-from .model import ADDITIVE_KINDS, Change, Snapshot
+from .model import Change, Snapshot
+from .revisions import MigrationPlan, current_revision, plan_revisions, run_revisions, target_schema
 from .snapshot import take_snapshot
-
-
-@dataclass
-class MigrationPlan:
-    has_version_table: bool
-    current: tuple[str, ...]
-    stamp: str | None
-    pending: list[tuple[str, str]]  # (revision, message) in the order they will run
-
-    def to_dict(self) -> dict:
-        return {
-            "before": ",".join(self.current) or self.stamp or None,
-            "stamp": self.stamp,
-            "pending": [r for r, _ in self.pending],
-        }
+from .sqlite_rebuild import broken_views, rebuild_table, working_views
 
 
 @dataclass
@@ -95,70 +85,6 @@ class MigrationResult:
             "dry_run": self.dry_run,
             "align": self.align,
         }
-
-
-def _script(target: Target) -> ScriptDirectory | None:
-    if target.migrations is None:
-        return None
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(target.migrations))
-    try:
-        return ScriptDirectory.from_config(cfg)
-    except CommandError as e:
-        raise MigrationError(f"Alembic migrations at {target.migrations} cannot be read: {e}; fix the folder") from None
-
-
-def _user_tables(conn: sa.Connection, ignore: tuple[str, ...], schema: str | None = None) -> list[str]:
-    names = sa.inspect(conn).get_table_names(schema=schema)
-    return [n for n in names if n not in ignore and not n.startswith("sqlite_")]
-
-
-def _schema(conn: sa.Connection, target: Target) -> str | None:
-    """The target's schema on PostgreSQL (None = the default schema); SQLite has none."""
-    return target.schema if conn.dialect.name != "sqlite" else None
-
-
-def _migration_context(conn: sa.Connection, target: Target) -> MigrationContext:
-    return MigrationContext.configure(conn, opts={"version_table_schema": _schema(conn, target)})
-
-
-def plan_revisions(conn: sa.Connection, target: Target) -> MigrationPlan:
-    """Which revisions are pending; whether a pre-Alembic database needs stamping first."""
-    script = _script(target)
-    schema = _schema(conn, target)
-    mc = _migration_context(conn, target)
-    has_table = sa.inspect(conn).has_table("alembic_version", schema=schema)
-    current = tuple(mc.get_current_heads()) if has_table else ()
-    if script is None:
-        return MigrationPlan(has_table, current, None, [])
-    stamp = None
-    if not current:
-        if _user_tables(conn, ("alembic_version",), schema):
-            if not target.baseline_revision:
-                raise MigrationError(
-                    f"target {target.name!r} has tables but no alembic_version table, so its revision is unknown; "
-                    "set baseline_revision in the targets file to the revision it is at (never upgraded from base)"
-                )
-            stamp = target.baseline_revision
-    start = stamp or (current[0] if len(current) == 1 else None)
-    try:
-        if stamp is not None:
-            script.get_revision(stamp)
-        revs = list(script.iterate_revisions("heads", start if not current or len(current) == 1 else current))
-    except CommandError as e:
-        raise MigrationError(f"cannot plan Alembic revisions for {target.name!r}: {e}; check baseline_revision "
-                             "and the revision files") from None
-    revs.reverse()
-    return MigrationPlan(has_table, current, stamp, [(r.revision, (r.doc or "").strip()) for r in revs])
-
-
-def split_by_align(changes: list[Change], align: str) -> tuple[list[Change], list[Change]]:
-    """(to apply, refused) under an align mode."""
-    if align == "none":
-        return [], []
-    if align == "full":
-        return list(changes), []
-    return [c for c in changes if c.kind in ADDITIVE_KINDS], [c for c in changes if c.kind not in ADDITIVE_KINDS]
 
 
 def fk_violations(conn: sa.Connection, schema: str | None = None, *, only_unenforced: bool = False) -> Counter:
@@ -214,7 +140,7 @@ def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path
     check_sqlite_file(path)
     with tempfile.TemporaryDirectory(prefix="maintenance-dryrun-") as tmp:
         scratch = Path(tmp) / path.name
-        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        src = sqlite3.connect(sqlite_uri(path), uri=True)
         dst = sqlite3.connect(scratch)
         try:
             src.backup(dst)
@@ -283,21 +209,21 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                     pg_checks.begin_migration(conn, target_name=(named or target).name, schema=target.schema,
                                               lock_timeout=target.lock_timeout,
                                               statement_timeout=target.statement_timeout)
-                schema = _schema(conn, target)
+                schema = target_schema(conn, target)
                 fk_before = fk_violations(conn, schema, only_unenforced=pg)
                 plan = plan_revisions(conn, target)
                 result = MigrationResult(plan=plan, dry_run=dry_run, align=align, sql=sql)
                 state["phase"] = "alembic"
-                _run_revisions(conn, target, plan, result)
+                run_revisions(conn, target, plan, result)
                 state["phase"] = "align"
                 _align(conn, target, reference, align, result, state)
                 state["phase"], state["step"] = "foreign_key_check", None
                 fk_after = fk_violations(conn, schema, only_unenforced=pg)
-                introduced = {k: n - fk_before.get(k, 0) for k, n in fk_after.items() if n > fk_before.get(k, 0)}
+                introduced = introduced_violations(fk_after, fk_before)
                 if introduced:
-                    worst = ", ".join(f"{t} -> {p}: {n}" for (t, p), n in sorted(introduced.items()))
-                    raise MigrationError(f"the migration would leave rows pointing at missing parents ({worst})")
-                result.revision_after = _current_revision(conn, target)
+                    raise MigrationError("the migration would leave rows pointing at missing parents "
+                                         f"({fmt_fk(introduced)})")
+                result.revision_after = current_revision(conn, target)
                 after = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
                 result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables)
             except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
@@ -316,135 +242,23 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                 conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
-def _current_revision(conn: sa.Connection, target: Target) -> str | None:
-    if not sa.inspect(conn).has_table("alembic_version", schema=_schema(conn, target)):
-        return None
-    heads = _migration_context(conn, target).get_current_heads()
-    return ",".join(heads) or None
-
-
-def _run_revisions(conn: sa.Connection, target: Target, plan: MigrationPlan, result: MigrationResult) -> None:
-    """Run pending revisions inside the caller's transaction, tracking which one is running."""
-    script = _script(target)
-    if script is None:
-        return
-    state = {"t": time.monotonic(), "done": 0}
-    result.failing_revision = plan.pending[0][0] if plan.pending else None
-
-    def on_apply(*, ctx, step, heads, run_args):  # noqa: ANN001 - Alembic's callback signature
-        now = time.monotonic()
-        rev, msg = plan.pending[state["done"]]
-        result.applied.append({"source": "alembic", "description": f"revision {rev}: {msg}".rstrip(": "),
-                               "revision": rev, "seconds": round(now - state["t"], 4)})
-        state["done"] += 1
-        state["t"] = now
-        nxt = plan.pending[state["done"]][0] if state["done"] < len(plan.pending) else None
-        result.failing_revision = nxt
-
-    def upgrade(rev, context):  # noqa: ANN001
-        return script._upgrade_revs("heads", rev)
-
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(target.migrations))
-    with EnvironmentContext(cfg, script, fn=upgrade, destination_rev="heads"):
-        from alembic import context as alembic_context
-
-        alembic_context.configure(connection=conn, target_metadata=None, transactional_ddl=True,
-                                  on_version_apply=on_apply, render_as_batch=conn.dialect.name == "sqlite",
-                                  version_table_schema=_schema(conn, target))
-        mc = alembic_context.get_context()
-        mc.autocommit_block = _no_autocommit_block  # the instance's, so op.get_context().autocommit_block()
-        if plan.stamp:  # recorded in plan.to_dict()["stamp"], not as an applied revision
-            mc.stamp(script, plan.stamp)
-            state["t"] = time.monotonic()
-        if plan.pending:
-            alembic_context.run_migrations()
-
-
-def _no_autocommit_block():
-    raise MigrationError("the revision uses autocommit_block() (e.g. for CREATE INDEX CONCURRENTLY), which would "
-                         "commit part of the run outside its single transaction; run that statement by hand or in a "
-                         "revision applied outside the pipeline")
-
-
-def _created_index_names(changes: list[Change]) -> set[str]:
-    names = set()
-    for ch in changes:
-        if ch.kind == "add_index":
-            names.add(ch.reference.name)  # type: ignore[union-attr]
-        elif ch.kind == "add_table":
-            names.update(ix.name for ix in ch.reference.indexes)  # type: ignore[union-attr]
-    return names
-
-
-def _order_for_names(changes: list[Change]) -> list[Change]:
-    """Index names are schema-wide on SQLite: an index (or a table's indexes) being dropped whose name is
-    about to be created goes first, or the CREATE INDEX fails with "index ... already exists"."""
-    created = _created_index_names(changes)
-    if not created:
-        return changes
-
-    def frees_a_name(ch: Change) -> bool:
-        if ch.kind == "drop_index":
-            return ch.current.name in created  # type: ignore[union-attr]
-        if ch.kind == "drop_table":
-            return any(ix.name in created for ix in ch.current.indexes)  # type: ignore[union-attr]
-        return False
-
-    first = [c for c in changes if frees_a_name(c)]
-    return first + [c for c in changes if not frees_a_name(c)]
-
-
-# PostgreSQL applies every change in place, in this order: new tables first (parents before children),
-# then the drops of keys and indexes (a key on the old primary key or on a column whose type changes
-# would block those changes; an index name is schema-wide and may be reused by an add), then the
-# column and key changes, and the drops of columns and tables last.
-_SERVER_ORDER = ("add_table", "drop_foreign_key", "drop_index", "drop_unique", "add_column", "alter_column",
-                 "alter_primary_key", "add_unique", "add_index", "add_foreign_key", "drop_column", "drop_table")
-
-
-def _order_for_server(changes: list[Change]) -> list[Change]:
-    rank = {k: i for i, k in enumerate(_SERVER_ORDER)}
-    return sorted(changes, key=lambda c: rank.get(c.kind, len(rank)))  # stable: the diff's order within a kind
-
-
-def _blocked_by_kept_names(live: Snapshot, to_apply: list[Change]) -> tuple[list[Change], list[Change]]:
-    """An index whose name is taken by a live index (or unique key, or table) that stays is not created:
-    index names are schema-wide, so it could only be created by dropping the other (refused under
-    ``additive``). It is refused instead of failing the whole run."""
-    taken: set[str] = set()
-    for t in live.tables.values():
-        taken.add(t.name)
-        taken.update(ix.name for ix in t.indexes)
-        taken.update(u.name for u in t.uniques if u.name)
-    for ch in to_apply:
-        if ch.kind in ("drop_index", "drop_unique") and ch.current is not None:
-            taken.discard(ch.current.name)  # type: ignore[union-attr]
-        elif ch.kind == "drop_table":
-            taken.discard(ch.table)
-            taken.difference_update(ix.name for ix in ch.current.indexes)  # type: ignore[union-attr]
-            taken.difference_update(u.name for u in ch.current.uniques if u.name)  # type: ignore[union-attr]
-    blocked = [ch for ch in to_apply if ch.kind == "add_index" and ch.reference.name in taken]  # type: ignore[union-attr]
-    return [ch for ch in to_apply if ch not in blocked], blocked
-
-
 def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str, result: MigrationResult,
            state: dict | None = None) -> None:
     state = state if state is not None else {}
-    schema = _schema(conn, target)
+    schema = target_schema(conn, target)
     live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
     changes = diff(live, reference, ignore_tables=target.ignore_tables)
     to_apply, refused = split_by_align(changes, align)
-    to_apply, blocked = _blocked_by_kept_names(live, to_apply)
+    to_apply, blocked = blocked_by_kept_names(live, to_apply)
     result.refused = refused + blocked
     if not to_apply:
         return
     sqlite = conn.dialect.name == "sqlite"
     if sqlite:
-        to_apply = _order_for_names(to_apply)
-        views = align_mod.working_views(conn)
+        to_apply = order_for_names(to_apply)
+        views = working_views(conn)
     else:
-        to_apply = _order_for_server(to_apply)
+        to_apply = order_for_server(to_apply)
     # a single-column FK arriving with its column is added with it (natively on SQLite)
     column_fks = {}
     for ch in to_apply:
@@ -466,7 +280,7 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
         state["step"] = ch.describe()
         t0 = time.monotonic()
         n_sql = len(result.sql)
-        if align_mod.apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema):
+        if apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema):
             desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
             result.applied.append({"source": "align", "description": desc, "seconds": round(time.monotonic() - t0, 4)})
             result.aligned.append(ch)
@@ -480,7 +294,7 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
         for table, chs in rebuild.items():
             state["step"] = f"rebuilding table {table} (" + "; ".join(c.describe() for c in chs) + ")"
             t0 = time.monotonic()
-            align_mod.rebuild_table(ops, now.tables[table], chs)
+            rebuild_table(ops, now.tables[table], chs)
             result.applied.append({"source": "align",
                                    "description": f"rebuilt table {table} (rows kept): "
                                    + "; ".join(c.describe() for c in chs),
@@ -489,7 +303,7 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
     state["step"] = None
     if sqlite:
         # SQLite checks no view on DROP TABLE, nor during a rebuild (legacy_alter_table): check them here
-        broken = align_mod.broken_views(conn, views)
+        broken = broken_views(conn, views)
         if broken:
             v, err = broken[0]
             raise MigrationError(f"the alignment would break view {v} ({err}); drop or change the view first, "

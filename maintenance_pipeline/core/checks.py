@@ -1,0 +1,125 @@
+"""Verify's results and the pieces both dialects' checks share.
+
+``Check`` / ``VerifyResult`` (what ``verify.verify_target`` returns), foreign-key summaries,
+the walk over a backup's tables behind ``rows_preserved`` (SQLite: ``verify.rows_preserved``,
+PostgreSQL: ``pg_rows.compare_rows``), user checks and the restore's manifest comparison.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from .config import Target
+from .model import Change, Snapshot
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass
+class VerifyResult:
+    checks: list[Check] = field(default_factory=list)
+    drift_after: list[Change] = field(default_factory=list)
+    tables_after: dict = field(default_factory=dict)
+    planned_drops: list[dict] = field(default_factory=list)
+    fingerprint: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+
+def fmt_fk(c: Counter) -> str:
+    return ", ".join(f"{t} -> {p}: {n}" for (t, p), n in sorted(c.items()))
+
+
+def introduced_violations(now: Counter, before: Counter) -> Counter:
+    """Foreign-key violations per (table, parent) that ``now`` has beyond ``before``."""
+    return Counter({k: n - before.get(k, 0) for k, n in now.items() if n > before.get(k, 0)})
+
+
+def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore, drops: list[dict], *,
+                      count_rows: Callable[[str], int], count_values: Callable[[str, str], int],
+                      missing_rows: Callable[[str, list[str], list[str] | None], int]) -> tuple[bool, str]:
+    """Every row of every kept table of the backup is still live with the same kept values: (passed, detail).
+
+    By primary key when the backup's key columns are all kept, else as multisets of rows (a lost
+    duplicate counts). The dialect runs the queries: ``count_rows(table)`` and ``count_values(table,
+    column)`` on the backup, ``missing_rows(table, kept columns, key columns or None)``. ``drops``
+    gets the planned drops (``{"table", "column", "rows", "values"}``) as they are found, so a caller
+    whose query fails midway still has those.
+    """
+    problems: list[str] = []
+    compared = rows_total = 0
+    for name, bt in sorted(backup_snapshot.tables.items()):
+        if name in ignore:
+            continue
+        n_rows = count_rows(name)
+        lt = live_snapshot.tables.get(name)
+        if lt is None:
+            drops.append({"table": name, "column": None, "rows": n_rows, "values": None})
+            continue
+        live_cols = set(lt.column_names)
+        kept = [c for c in bt.column_names if c in live_cols]
+        for col in bt.column_names:
+            if col not in live_cols:
+                drops.append({"table": name, "column": col, "rows": n_rows, "values": count_values(name, col)})
+        if not kept:
+            continue
+        keys = [c for c in bt.primary_key if c in live_cols] if bt.primary_key else []
+        missing = missing_rows(name, kept, keys if keys and len(keys) == len(bt.primary_key) else None)
+        compared += 1
+        rows_total += n_rows
+        if missing:
+            problems.append(f"{name}: {missing} row(s) missing or changed")
+    dropped = "; planned drops: " + ", ".join(
+        f"{d['table']}.{d['column']} ({d['values']} values)" if d["column"] else f"{d['table']} ({d['rows']} rows)"
+        for d in drops) if drops else ""
+    if problems:
+        return False, "; ".join(problems[:5]) + dropped
+    return True, f"all {rows_total} rows of {compared} kept tables present with the same values{dropped}"
+
+
+def run_user_check(conn: sa.Connection, check) -> Check:
+    # a savepoint on servers: a failed statement would abort the transaction for every later check
+    savepoint = conn.begin_nested() if conn.dialect.name != "sqlite" else None
+    try:
+        value = conn.exec_driver_sql(check.sql).scalar()
+    except sa.exc.DBAPIError as e:
+        if savepoint is not None:
+            savepoint.rollback()
+        first = " ".join(str(e.orig).split())[:200]
+        return Check(check.name, False, f"SQL failed: {first}")
+    if savepoint is not None:
+        savepoint.commit()
+    ok = value == check.expect or str(value) == str(check.expect)
+    return Check(check.name, ok, f"returned {value!r}, expected {check.expect!r}")
+
+
+def matches_manifest(target: Target, out: VerifyResult, manifest: dict, full_fp: str) -> Check:
+    """restore: the schema fingerprint and row counts of the restored backup's manifest."""
+    want_fp = manifest.get("fingerprint")
+    want_rows = manifest.get("row_counts") or {}
+    got_rows = {t: v["rows"] for t, v in out.tables_after.items()}
+    diffs = [t for t in set(want_rows) | set(got_rows)
+             if t not in target.ignore_tables and want_rows.get(t) != got_rows.get(t)]
+    fp_ok = want_fp in (None, full_fp)
+    return Check("matches_restored_backup", fp_ok and not diffs,
+                 "schema fingerprint and row counts equal the backup's manifest" if fp_ok and not diffs
+                 else f"differs from the backup: fingerprint {'ok' if fp_ok else 'differs'}; "
+                      f"row counts differ for {', '.join(sorted(diffs)) or 'none'}")

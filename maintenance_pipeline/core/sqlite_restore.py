@@ -1,0 +1,108 @@
+"""SQLite restore: write a verified backup back into the live database (``backup.restore_database``).
+
+The backup's sha256 is checked against its manifest and it must pass ``integrity_check``
+before the target is touched. A live database is overwritten with SQLite's online backup API
+in one transaction (it keeps its own journal mode); a file that is not a database at all is
+replaced atomically by a copy of the backup.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+
+from .backup_files import fsync_dir, remove_quietly, sha256_file
+from .dburl import check_sqlite_file, mask_url, open_engine, sqlite_path, sqlite_uri, translate_error
+from .errors import DatabaseLockedError, NotADatabaseError, RestoreError
+from .manifest import describe_tables, expected_sha256, manifest_for_restore, restored, sha256_mismatch
+from .sqlite_backup import SQLITE_SIDECARS, busy_deadline, copy_bytes, integrity_check
+
+
+def restore_sqlite(backup: Path, url: str, busy_timeout: float) -> dict:
+    t_start = time.perf_counter()
+    where = mask_url(url)
+    target = sqlite_path(url)
+    if target is None:
+        raise RestoreError(f"{where} is an in-memory SQLite database; there is no file to restore into")
+    if not target.exists():
+        check_sqlite_file(target)  # raises MissingDatabaseError; nothing is created
+    backup = backup.resolve()
+    if not backup.is_file():
+        raise RestoreError(f"backup file {backup} does not exist; pick one from the target's backup folder")
+    manifest = manifest_for_restore(backup, where)
+    expected = expected_sha256(manifest, backup, where)
+    actual = sha256_file(backup)
+    if actual != expected:
+        raise sha256_mismatch(backup, actual, expected, where)
+    ok, detail = integrity_check(backup)
+    if not ok:
+        raise RestoreError(
+            f"backup {backup.name} fails integrity_check ({detail}); the target {where} was not touched; pick "
+            "another backup"
+        )
+
+    try:
+        check_sqlite_file(target)
+        live_is_db = True
+    except NotADatabaseError:
+        if target.is_dir():
+            raise
+        live_is_db = False  # garbage where the database was: replace the file itself
+
+    if live_is_db:
+        method = "sqlite-backup-api"
+        src = sqlite3.connect(sqlite_uri(backup, "ro"), uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            dest = sqlite3.connect(
+                sqlite_uri(target, "rw"), uri=True, timeout=busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                src.backup(dest, pages=-1, progress=busy_deadline(busy_timeout, url))
+            except sqlite3.Error as e:
+                err = translate_error(e, url)
+                if isinstance(err, DatabaseLockedError):
+                    raise err from None
+                raise RestoreError(
+                    f"restoring {backup.name} into {where} failed: {' '.join(str(e).split())}; the target is "
+                    "unchanged (the restore runs in one transaction)"
+                ) from None
+            finally:
+                dest.close()
+        finally:
+            src.close()
+    else:
+        method = "file-replace"
+        _replace_file(backup, target)
+
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            fingerprint, tables = describe_tables(conn)
+    finally:
+        engine.dispose()
+    return restored(manifest, fingerprint, tables, method=method, backup=backup, sha256=actual, t_start=t_start)
+
+
+def _replace_file(backup: Path, target: Path) -> None:
+    """Atomically put a copy of ``backup`` where a non-database file sits at ``target``."""
+    mode = target.stat().st_mode & 0o777
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.restore"
+    try:
+        with open(backup, "rb") as fsrc:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            try:
+                copy_bytes(fsrc.fileno(), fd, os.fstat(fsrc.fileno()).st_size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        # a journal or WAL left beside a garbage file would be replayed into the restored one
+        remove_quietly(*(Path(f"{target}{s}") for s in SQLITE_SIDECARS))
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except OSError as e:
+        remove_quietly(tmp)
+        raise RestoreError(f"cannot write {target}: {e.strerror or e}; make its folder writable and rerun") from None

@@ -26,6 +26,9 @@ CHANGE_KINDS = (
     "alter_primary_key",
 )
 
+# How a snapshot names an index member that is an expression, not a column.
+EXPR = "<expr>"
+
 # Kinds that never lose data or rewrite existing values.
 ADDITIVE_KINDS = frozenset({"add_table", "add_column", "add_index", "add_unique", "add_foreign_key"})
 

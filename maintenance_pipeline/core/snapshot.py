@@ -56,12 +56,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import dburl
 from .errors import ConfigError, DatabaseLockedError
-from .model import Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
+from .model import EXPR, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint  # noqa: F401 - EXPR re-exported
+from .sqlite_snapshot import action as _action
+from .sqlite_snapshot import sqlite_snapshot as _sqlite_snapshot
 from .sqltypes import type_key
 
 __all__ = ["take_snapshot", "schema_version", "table_counts"]
 
-EXPR = "<expr>"
 SNAPSHOT_LOCK_TIMEOUT = 10.0  # seconds a PostgreSQL schema read waits for a table lock (if the session sets none)
 
 
@@ -118,178 +119,6 @@ def _describe(conn: Connection | None) -> str:
         pass
     return str(conn.engine.url)
 
-
-def _quote_ident(conn: Connection, name: str) -> str:
-    return conn.dialect.identifier_preparer.quote_identifier(name)
-
-
-# --------------------------------------------------------------------------- SQLite
-
-_IDENT = r'(?:"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[A-Za-z_][\w$]*)'
-_CONSTRAINT_RE = re.compile(
-    rf"CONSTRAINT\s+({_IDENT})\s+(UNIQUE|FOREIGN\s+KEY)\s*\(([^)]*)\)", re.IGNORECASE
-)
-
-
-def _unquote(ident: str) -> str:
-    ident = ident.strip()
-    if len(ident) >= 2 and ident[0] in "\"`[" and ident[-1] in "\"`]":
-        inner = ident[1:-1]
-        return inner.replace('""', '"') if ident[0] == '"' else inner
-    return ident
-
-
-def _column_list(text: str) -> tuple[str, ...]:
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.match(_IDENT, part)
-        out.append(_unquote(m.group(0)) if m else part)
-    return tuple(out)
-
-
-def _constraint_names(sql: str | None) -> tuple[dict, dict]:
-    """Names of ``CONSTRAINT x UNIQUE (...)`` / ``CONSTRAINT x FOREIGN KEY (...)`` by column tuple."""
-    uniques: dict[tuple[str, ...], str] = {}
-    fks: dict[tuple[str, ...], str] = {}
-    if not sql or "CONSTRAINT" not in sql.upper():
-        return uniques, fks
-    for m in _CONSTRAINT_RE.finditer(sql):
-        cols = tuple(c.lower() for c in _column_list(m.group(3)))
-        (uniques if m.group(2).upper() == "UNIQUE" else fks).setdefault(cols, _unquote(m.group(1)))
-    return uniques, fks
-
-
-def _action(value: str | None) -> str | None:
-    if value is None:
-        return None
-    v = " ".join(str(value).upper().split())
-    return None if v in ("", "NO ACTION", "NONE") else v
-
-
-def _sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> Snapshot:
-    if schema:
-        master = f"{_quote_ident(conn, schema)}.sqlite_master"
-        sarg = ", :schema"
-        params = {"schema": schema}
-    else:
-        master, sarg, params = "sqlite_master", "", {}
-    where = "m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' " \
-            "AND upper(coalesce(m.sql, '')) NOT LIKE 'CREATE VIRTUAL TABLE%'"
-
-    # every table is read (ignored ones too: a foreign key may point at one); ignored ones are left out at the end
-    tables_sql: dict[str, str | None] = dict(
-        conn.execute(sa.text(f"SELECT m.name, m.sql FROM {master} AS m WHERE {where}"), params).fetchall()
-    )
-
-    # 1. columns (pragma_table_xinfo has generated columns too; hidden=1 is a virtual table's)
-    cols: dict[str, list] = {n: [] for n in tables_sql}
-    rows = conn.execute(
-        sa.text(
-            f'SELECT m.name, p.cid, p.name, p.type, p."notnull", p.dflt_value, p.pk, p.hidden '
-            f"FROM {master} AS m, pragma_table_xinfo(m.name{sarg}) AS p WHERE {where} "
-            f"ORDER BY m.name, p.cid"
-        ),
-        params,
-    )
-    for tname, _cid, cname, ctype, notnull, dflt, pk, hidden in rows:
-        if tname in cols and hidden != 1:
-            cols[tname].append((cname, ctype or "", bool(notnull), dflt, pk))
-
-    # 2. indexes with their columns
-    idx: dict[str, dict[str, dict]] = {n: {} for n in tables_sql}
-    rows = conn.execute(
-        sa.text(
-            f'SELECT m.name, il.seq, il.name, il."unique", il.origin, ii.seqno, ii.name '
-            f"FROM {master} AS m, pragma_index_list(m.name{sarg}) AS il, pragma_index_info(il.name{sarg}) AS ii "
-            f"WHERE {where} ORDER BY m.name, il.seq, ii.seqno"
-        ),
-        params,
-    )
-    for tname, seq, iname, unique, origin, _seqno, colname in rows:
-        if tname not in idx:
-            continue
-        entry = idx[tname].setdefault(iname, {"seq": seq, "unique": bool(unique), "origin": origin, "cols": []})
-        entry["cols"].append(colname if colname is not None else EXPR)
-
-    # 3. foreign keys, grouped by id
-    fkrows: dict[str, dict[int, dict]] = {n: {} for n in tables_sql}
-    rows = conn.execute(
-        sa.text(
-            f'SELECT m.name, fk.id, fk.seq, fk."table", fk."from", fk."to", fk.on_update, fk.on_delete '
-            f"FROM {master} AS m, pragma_foreign_key_list(m.name{sarg}) AS fk "
-            f"WHERE {where} ORDER BY m.name, fk.id, fk.seq"
-        ),
-        params,
-    )
-    for tname, fid, _seq, ref_table, col_from, col_to, on_update, on_delete in rows:
-        if tname not in fkrows:
-            continue
-        entry = fkrows[tname].setdefault(
-            fid, {"ref": ref_table, "from": [], "to": [], "on_update": on_update, "on_delete": on_delete}
-        )
-        entry["from"].append(col_from)
-        entry["to"].append(col_to)
-
-    # the pk of every table to resolve "REFERENCES parent" without columns
-    by_lower = {n.lower(): n for n in tables_sql}
-    pks: dict[str, tuple[str, ...]] = {}
-    colnames: dict[str, dict[str, str]] = {}
-    for tname, clist in cols.items():
-        pks[tname] = tuple(c[0] for c in sorted((c for c in clist if c[4]), key=lambda c: c[4]))
-        colnames[tname] = {c[0].lower(): c[0] for c in clist}
-
-    tables: dict[str, Table] = {}
-    for tname, sql in tables_sql.items():
-        if tname in ignore:
-            continue
-        pk = pks[tname]
-        without_rowid = bool(sql and re.search(r"\)\s*WITHOUT\s+ROWID\s*;?\s*$", sql, re.IGNORECASE))
-        rowid_alias = len(pk) == 1 and not without_rowid
-        columns = []
-        for cname, ctype, notnull, dflt, pkpos in cols[tname]:
-            if rowid_alias and pkpos and ctype.strip().upper() == "INTEGER":
-                notnull = True  # an INTEGER PRIMARY KEY is the rowid: never NULL
-            columns.append(Column(cname, ctype, not notnull, dflt, type_key("sqlite", ctype)))
-        unique_names, fk_names = _constraint_names(sql)
-        indexes, uniques = [], []
-        for iname, e in sorted(idx[tname].items(), key=lambda kv: kv[1]["seq"]):
-            colt = tuple(e["cols"])
-            if e["origin"] == "pk":
-                continue
-            if e["origin"] == "u":
-                uniques.append(UniqueConstraint(unique_names.get(tuple(c.lower() for c in colt)), colt))
-            else:
-                indexes.append(Index(iname, colt, e["unique"]))
-        # pragma_index_list lists newest first; keep declared order
-        uniques.reverse()
-        indexes.sort(key=lambda i: i.name)
-        fks = []
-        for _fid, e in sorted(fkrows[tname].items()):
-            ref = by_lower.get(str(e["ref"]).lower(), e["ref"])
-            to = e["to"]
-            if all(t is None for t in to):
-                to = list(pks.get(ref, ()))
-            ref_cols = colnames.get(ref, {})
-            to = tuple(ref_cols.get(str(t).lower(), t) for t in to)
-            frm = tuple(e["from"])
-            fks.append(
-                ForeignKey(
-                    fk_names.get(tuple(c.lower() for c in frm)),
-                    frm,
-                    ref,
-                    to,
-                    _action(e["on_delete"]),
-                    _action(e["on_update"]),
-                )
-            )
-        tables[tname] = Table(tname, tuple(columns), pk, tuple(indexes), tuple(uniques), tuple(fks))
-    return Snapshot("sqlite", dict(sorted(tables.items())))
-
-
-# ---------------------------------------------------------------- other dialects
 
 _NEXTVAL_RE = re.compile(r"^nextval\('.*'(::regclass)?\)$", re.IGNORECASE)
 _SERIAL_OF = {"INTEGER": "SERIAL", "BIGINT": "BIGSERIAL", "SMALLINT": "SMALLSERIAL"}

@@ -38,9 +38,16 @@ def _need_browser():
 
 
 def _wait(predicate, timeout: float, what: str, log: Path):
+    """Poll ``predicate`` until it returns something truthy. The page re-renders while we look at it:
+    an element that went stale between finding and reading it just means "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         time.sleep(0.2)  # a poll with a deadline
@@ -113,18 +120,26 @@ def test_launch_maintain_database_from_the_launchpad(webserver, browser):
     def buttons(label: str):
         return [b for b in d.find_elements(By.TAG_NAME, "button") if b.text.strip() == label and b.is_enabled()]
 
+    def click(find, what: str, keys: str = ""):
+        """Find, click (and type) in one poll step, so a re-render in between is simply retried."""
+        def attempt():
+            found = find()
+            if found:
+                found[0].click()
+                if keys:
+                    found[0].send_keys(keys)
+                return True
+        return _wait(attempt, 60, what, log)
+
     d.get(f"{ui}/locations/maintenance_pipeline/jobs/maintain_database/playground")
     try:
-        skip = _wait(lambda: buttons("Skip"), 60, "the first-visit dialog", log)  # Dagster's newsletter prompt
-        skip[0].click()
-        box = _wait(lambda: d.find_elements(By.CSS_SELECTOR, "input[placeholder='Partition']"), 60,
-                    "the partition picker", log)[0]
-        box.click()
-        box.send_keys("goals")
-        _wait(lambda: d.find_elements(By.XPATH, "//span[text()='goals']"), 30, "the goals partition", log)[-1].click()
+        click(lambda: buttons("Skip"), "the first-visit dialog")  # Dagster's newsletter prompt
+        click(lambda: d.find_elements(By.CSS_SELECTOR, "input[placeholder='Partition']"), "the partition picker",
+              keys="goals")
+        click(lambda: d.find_elements(By.XPATH, "//span[text()='goals']")[-1:], "the goals partition")
         # the scaffolded run config shows the op config defaults; nothing has to be typed
         assert "dry_run" in d.page_source
-        _wait(lambda: buttons("Launch Run"), 30, "an enabled Launch Run button", log)[0].click()
+        click(lambda: buttons("Launch Run"), "an enabled Launch Run button")
         _wait(lambda: "/runs/" in d.current_url, 60, "the run page", log)
         run_id = d.current_url.rstrip("/").rsplit("/runs/", 1)[1].split("?")[0]
         _wait(lambda: "report written" in d.page_source, 120, "the run to write its report", log)

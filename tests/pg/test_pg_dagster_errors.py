@@ -1,4 +1,5 @@
-"""Bad PostgreSQL connections through the Dagster job: a failed run, an alert, no change, no password anywhere."""
+"""Bad PostgreSQL connections (and a missing pg_dump) through the Dagster job: a failed run, an alert, no
+change, no password anywhere."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pgserver import SUPERPASS, free_port
 PASSWORD = "Sup3r-Secret-Pw-42"
 
 
-@pytest.mark.parametrize("case", ["wrong_password", "unreachable_port", "missing_database"])
+@pytest.mark.parametrize("case", ["wrong_password", "unreachable_port", "missing_database", "pg_dump_missing"])
 def test_bad_connection_fails_the_run_alerts_and_leaks_no_password(pg, tmp_path, monkeypatch, case):
     good = pg.create_database("errs_goals")
     var = "${PW_UNDER_TEST}"  # the targets file names the variable; the value comes from the environment
@@ -23,8 +24,12 @@ def test_bad_connection_fails_the_run_alerts_and_leaks_no_password(pg, tmp_path,
         "wrong_password": pg.url("errs_goals", password=var),
         "unreachable_port": pg.url("errs_goals", password=var).replace(f":{pg.port}/", f":{free_port()}/"),
         "missing_database": pg.url("no_such_db", password=var),
+        "pg_dump_missing": pg.url("errs_goals", password=var),
     }[case]
     secret = PASSWORD if case == "wrong_password" else SUPERPASS  # the right one, for what is not there
+    if case == "pg_dump_missing":
+        (tmp_path / "empty-bin").mkdir()
+        monkeypatch.setenv("MAINTENANCE_PG_BINDIR", str(tmp_path / "empty-bin"))
     monkeypatch.setenv("PW_UNDER_TEST", secret)
     config = load_config(write_config(tmp_path, {"goals": demo_target(url=templated, reference={"url": good},
                                                                       migrations=None, baseline_revision=None)}))
@@ -37,7 +42,8 @@ def test_bad_connection_fails_the_run_alerts_and_leaks_no_password(pg, tmp_path,
         failure = next(e for e in result.all_events if e.is_step_failure)
         assert failure.step_key == "backup"
         message = failure.step_failure_data.user_failure_data.description
-        assert "\n" not in message and "cannot connect" in message.lower()
+        assert "\n" not in message
+        assert ("pg_dump not found" in message) if case == "pg_dump_missing" else ("cannot connect" in message.lower())
         run = instance.get_run_by_id(result.run_id)
         run_failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
         sensor = defs.resolve_sensor_def("alert_on_run_failure")

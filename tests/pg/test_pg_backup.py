@@ -5,7 +5,6 @@ clear one-line errors (with the password nowhere) for every way it can fail."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -18,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from conftest import ROOT, write_config
+from conftest import pg_demo, write_config
 
 from maintenance_pipeline.core import backup as bk
 from maintenance_pipeline.core import pg_backup as pb
@@ -36,17 +35,10 @@ PROD, DEV = "bk_goals", "bk_goals_dev"
 NAME_RE = re.compile(r"^goals_(nightly|pre-restore|pre-migration)_\d{8}_\d{6}(_\d+)?\.dump$")
 
 
-def _pg_demo():
-    spec = importlib.util.spec_from_file_location("pg_demo", ROOT / "examples" / "pg_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def demo(pg, tmp_path_factory):
     """The seed demo loaded into bk_goals / bk_goals_dev once; tests that change data use a copy."""
-    prod, dev = _pg_demo().load(pg.url(), prod=PROD, dev=DEV, data_dir=tmp_path_factory.mktemp("pgdemo") / "data")
+    prod, dev = pg_demo.load(pg.url(), prod=PROD, dev=DEV, data_dir=tmp_path_factory.mktemp("pgdemo") / "data")
     return prod
 
 

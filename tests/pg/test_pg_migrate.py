@@ -6,7 +6,6 @@ each test works on its own copies (``CREATE DATABASE ... TEMPLATE``).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import MIGRATIONS, ROOT
+from conftest import MIGRATIONS, ROOT, pg_demo
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.dburl import open_engine
 from maintenance_pipeline.core.errors import ConnectionFailedError, MaintenanceError, MigrationError
@@ -35,17 +34,10 @@ from maintenance_pipeline.core.verify import verify_target
 _TEMPLATES = ("tpl_goals", "tpl_goals_dev")
 
 
-def _pg_demo():
-    spec = importlib.util.spec_from_file_location("pg_demo", ROOT / "examples" / "pg_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def demo_databases(pg, data_dir: Path) -> tuple[str, str]:
     """Fresh copies of the PostgreSQL seed demo: (production URL, development URL)."""
     if pg.psql(f"SELECT count(*) FROM pg_database WHERE datname IN {_TEMPLATES}") != "2":
-        _pg_demo().load(pg.url(), prod=_TEMPLATES[0], dev=_TEMPLATES[1], data_dir=data_dir)
+        pg_demo.load(pg.url(), prod=_TEMPLATES[0], dev=_TEMPLATES[1], data_dir=data_dir)
     suffix = uuid.uuid4().hex[:8]
     urls = []
     for template in _TEMPLATES:

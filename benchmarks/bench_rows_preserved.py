@@ -25,8 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maintenance_pipeline.core.snapshot import take_snapshot  # noqa: E402
-from maintenance_pipeline.core.dburl import open_engine  # noqa: E402
+from maintenance_pipeline.core.snapshot import snapshot_url  # noqa: E402
 from maintenance_pipeline.core.verify import rows_preserved  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work"
@@ -77,15 +76,6 @@ def python_hash_compare(live: Path, backup: Path, tables: dict[str, list[str]]) 
     return problems
 
 
-def snapshot(path: Path):
-    engine = open_engine(f"sqlite:///{path}")
-    try:
-        with engine.connect() as conn:
-            return take_snapshot(conn)
-    finally:
-        engine.dispose()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=1024)
@@ -104,7 +94,7 @@ def main() -> None:
     with sqlite3.connect(live) as conn:  # the "migration" changed 3 values and lost 2 rows
         conn.execute("UPDATE events SET amount = -1 WHERE id IN (10, 2000, 300000)")
         conn.execute("DELETE FROM events WHERE id IN (77, 78)")
-    bsnap, lsnap = snapshot(backup), snapshot(live)
+    bsnap, lsnap = snapshot_url(f"sqlite:///{backup}", ignore_tables=()), snapshot_url(f"sqlite:///{live}", ignore_tables=())
     tables = {"users": ["id"], "events": ["id"], "tags": ["event_id", "tag"]}
     ours, base = [], []
     found_ours = found_base = None

@@ -16,20 +16,8 @@ from .diff import diff
 from .errors import MaintenanceError
 from .model import Change, Snapshot
 from .pipeline import run_job
-from .snapshot import take_snapshot
+from .snapshot import snapshot_url, take_snapshot
 from .verify import VerifyResult, verify_target
-
-
-def snapshot_url(url: str, *, ignore_tables=("alembic_version", "sqlite_sequence")) -> Snapshot:
-    """Snapshot the schema of the database at ``url`` (a missing SQLite file is an error, never created)."""
-    from .dburl import open_engine
-
-    engine = open_engine(url)
-    try:
-        with engine.connect() as conn:
-            return take_snapshot(conn, ignore_tables=ignore_tables)
-    finally:
-        engine.dispose()
 
 
 __all__ = [

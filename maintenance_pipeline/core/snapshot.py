@@ -61,7 +61,7 @@ from .sqlite_snapshot import action as _action
 from .sqlite_snapshot import sqlite_snapshot as _sqlite_snapshot
 from .sqltypes import type_key
 
-__all__ = ["take_snapshot", "schema_version", "table_counts"]
+__all__ = ["take_snapshot", "snapshot_url", "schema_version", "table_counts"]
 
 SNAPSHOT_LOCK_TIMEOUT = 10.0  # seconds a PostgreSQL schema read waits for a table lock (if the session sets none)
 
@@ -222,6 +222,17 @@ def take_snapshot(conn_or_engine: Engine | Connection, *, ignore_tables: Iterabl
         snap = _inspector_snapshot(conn, ignore, schema)
         conn.execute(set_local, {"v": own})
         return snap
+
+
+def snapshot_url(url: str, *, ignore_tables: Iterable[str] = ("alembic_version", "sqlite_sequence"),
+                 schema: str | None = None) -> Snapshot:
+    """Snapshot the database at ``url`` on its own connection (a missing SQLite file is an error, never created)."""
+    engine = dburl.open_engine(url)
+    try:
+        with engine.connect() as conn:
+            return take_snapshot(conn, ignore_tables=ignore_tables, schema=schema, url=url)
+    finally:
+        engine.dispose()
 
 
 def schema_version(conn_or_engine: Engine | Connection, url=None) -> int:

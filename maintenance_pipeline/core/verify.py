@@ -43,7 +43,7 @@ from .dburl import open_engine, sqlite_path, sqlite_uri, translate_error
 from .diff import diff
 from .model import Change, Snapshot
 from .pg_verify import postgres_checks
-from .snapshot import table_counts, take_snapshot
+from .snapshot import snapshot_url, table_counts, take_snapshot
 
 __all__ = ["Check", "VerifyResult", "fk_check", "integrity", "rows_preserved", "run_user_check", "verify_target"]
 
@@ -214,22 +214,12 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
 
     # rows
     if backup_path is not None and mode != "restore":
-        bconn_engine = open_engine(f"sqlite:///{backup_path}")
-        try:
-            with bconn_engine.connect() as bconn:
-                bsnap = take_snapshot(bconn, ignore_tables=target.ignore_tables)
-        finally:
-            bconn_engine.dispose()
+        bsnap = snapshot_url(f"sqlite:///{backup_path}", ignore_tables=target.ignore_tables)
         check, out.planned_drops = rows_preserved(live_path, backup_path, bsnap, live, target.ignore_tables)
         out.checks.append(check)
     elif mode == "restore" and restored_manifest is not None:
         # the manifest's fingerprint covers every table (ignored ones too): compare like with like
-        engine = open_engine(target.url)
-        try:
-            with engine.connect() as conn:
-                full_fp = take_snapshot(conn).fingerprint
-        finally:
-            engine.dispose()
+        full_fp = snapshot_url(target.url, ignore_tables=()).fingerprint
         out.checks.append(matches_manifest(target, out, restored_manifest, full_fp))
 
     out.checks.append(Check("backup_verified", bool(backup_verified),

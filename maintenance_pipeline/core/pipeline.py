@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import backup as backup_mod
 from .config import MaintenanceConfig, Target
-from .dburl import mask_url, open_engine
+from .dburl import dialect_of, mask_url, open_engine
 from .diff import diff
 from .errors import (
     DestructiveChangeRefusedError,
@@ -70,16 +70,10 @@ class RunState:
         if self.reference is None:
             t = self.target
             self.reference = reference_snapshot(
-                url=t.reference_url, metadata=t.reference_metadata, target_dialect=_dialect(t.url),
+                url=t.reference_url, metadata=t.reference_metadata, target_dialect=dialect_of(t.url),
                 ignore_tables=t.ignore_tables, search_paths=(self.config.root,),
             )
         return self.reference
-
-
-def _dialect(url: str) -> str:
-    from .dburl import dialect_of
-
-    return dialect_of(url)
 
 
 def start(config: MaintenanceConfig, target: str, job: str, *, run_id: str | None = None, trigger: str = "manual",

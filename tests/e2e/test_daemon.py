@@ -517,12 +517,6 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
             assert not [s for s in secrets if s.encode() in raw], raw[:500]
         for req in webhook.requests:
             assert WEBHOOK_TOKEN in req["path"]  # where it belongs: only the URL the alert was posted to
-        scanned = [p for p in tmp.rglob("*") if p.is_file() and p != config_path]
-        assert any(p.name == "alerts.jsonl" for p in scanned) and any(p.suffix == ".md" for p in scanned)
-        leaks = sorted({str(p.relative_to(tmp)) for p in scanned for s in secrets if s.encode() in p.read_bytes()})
-        # op outputs stay in memory (jobs use mem_io_manager), so Dagster's storage holds no copy of the
-        # targets file either: no exception for any file
-        assert leaks == [], "\n".join(leaks)
         print(f"\n[e2e] timings: ready {t_ready - t_start:.1f}s, (a) {t_a - t_ready:.1f}s, "
               f"(b) {t_b - t_a:.1f}s, (c) {t_c - t_b:.1f}s, (d) {t_d - t_c:.1f}s")
     except BaseException:
@@ -539,3 +533,13 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
         assert proc.popen.returncode is not None
         assert [pid for pid in proc.seen if _alive(pid)] == [], f"{name}: a process it started is still alive"
     assert len(dep.procs["daemon"].seen) > 1, "the daemon's code server was never seen in its process group"
+
+    # ---------------- no secret in any file, scanned once every process is gone (a running daemon
+    # creates and removes its SQLite -wal/-shm files between listing a directory and reading a file)
+    scanned = [p for p in tmp.rglob("*") if p.is_file() and p != config_path]
+    assert any(p.name == "alerts.jsonl" for p in scanned) and any(p.suffix == ".md" for p in scanned)
+    leaks = sorted({str(p.relative_to(tmp)) for p in scanned for s in secrets if s.encode() in p.read_bytes()})
+    # op outputs stay in memory (jobs use mem_io_manager), so Dagster's storage holds no copy of the
+    # targets file either: no exception for any file
+    assert leaks == [], "\n".join(leaks)
+

@@ -72,6 +72,7 @@ class Target:
     url: str
     reference_url: str | None = None
     reference_metadata: str | None = None
+    reference_schema: str | None = None  # PostgreSQL reference URL: the schema to read (None = its default)
     migrations: Path | None = None
     baseline_revision: str | None = None
     align: str = "additive"
@@ -284,9 +285,12 @@ class _Parser:
             t = self.section(t, key, {"url", "reference", "migrations", "baseline_revision", "align", "on_drift",
                                       "ignore_tables", "checks", "schema", "lock_timeout", "statement_timeout"},
                              {"url", "reference"})
-            ref = self.section(t["reference"], f"{key}.reference", {"url", "metadata"})
+            ref = self.section(t["reference"], f"{key}.reference", {"url", "metadata", "schema"})
             if bool(ref.get("url")) == bool(ref.get("metadata")):
                 self.fail(f"{key}.reference", "needs exactly one of url / metadata")
+            if ref.get("schema") and (not ref.get("url") or str(ref["url"]).startswith("sqlite")):
+                self.fail(f"{key}.reference.schema", "only applies to a PostgreSQL reference url (a SQLite file "
+                          "has one schema; a MetaData names its tables' schemas itself); remove it")
             align = t.get("align", "additive")
             if align not in ALIGN_MODES:
                 self.fail(f"{key}.align", f"must be one of {', '.join(ALIGN_MODES)}, got {align!r}")
@@ -311,6 +315,7 @@ class _Parser:
                 url=self.url_(t["url"], f"{key}.url"),
                 reference_url=self.url_(ref["url"], f"{key}.reference.url") if ref.get("url") else None,
                 reference_metadata=str(ref["metadata"]) if ref.get("metadata") else None,
+                reference_schema=str(ref["schema"]) if ref.get("schema") else None,
                 migrations=migrations,
                 baseline_revision=str(baseline) if baseline is not None else None,
                 align=align,

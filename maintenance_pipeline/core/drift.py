@@ -97,32 +97,33 @@ class ReferenceCache:
 
     def __init__(self):
         self._cache: dict[tuple, tuple[str, Snapshot]] = {}
-        self._versions: dict[str, str] = {}
+        self._versions: dict[tuple, str] = {}
 
     def new_tick(self) -> None:
         self._versions.clear()
 
     def version(self, target: Target) -> str:
-        ref = target.reference_url or target.reference_metadata or ""
+        ref = (target.reference_url or target.reference_metadata or "", target.reference_schema)
         if ref not in self._versions:
             if target.reference_url and sqlite_path(target.reference_url) is not None:
                 self._versions[ref] = f"sv:{_sqlite_version(target.reference_url)}"
             elif target.reference_url and _is_postgres(target.reference_url):
-                self._versions[ref] = _pg_version(target.reference_url)
+                self._versions[ref] = _pg_version(target.reference_url, target.reference_schema)
             else:
-                self._versions[ref] = f"static:{ref}"
+                self._versions[ref] = f"static:{ref[0]}"
         return self._versions[ref]
 
     def get(self, target: Target, search_paths=()) -> tuple[str, Snapshot]:
         dialect = "sqlite" if sqlite_path(target.url) else "postgresql"
-        key = (target.reference_url or target.reference_metadata, dialect, tuple(target.ignore_tables))
+        key = (target.reference_url or target.reference_metadata, target.reference_schema, dialect,
+               tuple(target.ignore_tables))
         version = self.version(target)
         hit = self._cache.get(key)
         if hit and hit[0] == version:
             return hit
         snap = reference_snapshot(url=target.reference_url, metadata=target.reference_metadata,
                                   target_dialect=dialect, ignore_tables=target.ignore_tables,
-                                  search_paths=search_paths)
+                                  search_paths=search_paths, schema=target.reference_schema)
         self._cache[key] = (version, snap)
         return version, snap
 

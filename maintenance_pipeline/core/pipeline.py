@@ -71,7 +71,7 @@ class RunState:
             t = self.target
             self.reference = reference_snapshot(
                 url=t.reference_url, metadata=t.reference_metadata, target_dialect=dialect_of(t.url),
-                ignore_tables=t.ignore_tables, search_paths=(self.config.root,),
+                ignore_tables=t.ignore_tables, search_paths=(self.config.root,), schema=t.reference_schema,
             )
         return self.reference
 

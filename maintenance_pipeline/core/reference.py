@@ -185,18 +185,19 @@ def _sqlite_from_metadata(metadata: sa.MetaData, ignore_tables: Iterable[str]) -
 
 def reference_snapshot(*, url: str | None = None, metadata: str | sa.MetaData | None = None,
                        target_dialect: str, ignore_tables: Iterable[str] = (),
-                       search_paths: Iterable[str | Path] = ()) -> Snapshot:
+                       search_paths: Iterable[str | Path] = (), schema: str | None = None) -> Snapshot:
     """The reference's schema, as a Snapshot comparable with a ``target_dialect`` target.
 
     Exactly one of ``url`` (a database, opened with ``dburl.open_engine``: a missing SQLite
     file is an error, never created) and ``metadata`` (a MetaData or its import path).
+    ``schema``: the schema a PostgreSQL reference URL is read in (default: its default schema).
     """
     if (url is None) == (metadata is None):
         raise ValueError("reference_snapshot needs exactly one of url / metadata")
     if url is not None:
         engine = dburl.open_engine(url)
         try:
-            return take_snapshot(engine, ignore_tables=ignore_tables, url=url)
+            return take_snapshot(engine, ignore_tables=ignore_tables, url=url, schema=schema)
         finally:
             engine.dispose()
     md = metadata if isinstance(metadata, sa.MetaData) else import_metadata(str(metadata), search_paths)

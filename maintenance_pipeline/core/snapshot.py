@@ -136,7 +136,7 @@ def _inspector_snapshot(conn: Connection, ignore: set[str], schema: str | None) 
     insp = sa.inspect(conn)
     if schema and dialect.name == "postgresql" and not insp.has_schema(schema):
         raise ConfigError(f"schema {schema!r} does not exist in {dburl.mask_url(conn.engine.url)}; create it or "
-                          "fix the target's schema setting in the targets file")
+                          "fix the schema setting (schema: or reference.schema:) in the targets file")
     names = [n for n in insp.get_table_names(schema=schema) if n not in ignore]
     if not names:
         return Snapshot(dialect.name, {})

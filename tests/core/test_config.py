@@ -66,9 +66,13 @@ def test_config_path_from_environment(tmp_path, monkeypatch):
         (GOOD.replace("targets:", "targetz:"), "targetz"),
         (GOOD.replace("url: sqlite:///data/app.db", "url: 'not a url'"), "targets.app.url"),
         (GOOD + "\n  : [\n", "YAML"),
+        (GOOD.replace('{metadata: "models:Base.metadata"}', '{metadata: "models:Base.metadata", schema: dev}'),
+         "targets.app.reference.schema"),
+        (GOOD.replace('{metadata: "models:Base.metadata"}', '{url: "sqlite:///dev.db", schema: dev}'),
+         "targets.app.reference.schema"),
     ],
     ids=["unknown-key", "missing-url", "bad-cron", "bad-timezone", "bad-align", "no-reference", "unknown-top",
-         "bad-url", "bad-yaml"],
+         "bad-url", "bad-yaml", "reference-schema-with-metadata", "reference-schema-with-sqlite"],
 )
 def test_bad_file_gives_one_line_naming_file_and_key(tmp_path, text, must_name):
     p = write(tmp_path, text)

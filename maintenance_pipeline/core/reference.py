@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from . import dburl
 from .errors import ReferenceImportError
 from .model import Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
-from .snapshot import EXPR, take_snapshot
+from .snapshot import EXPR, SERIAL_OF, take_snapshot
 from .sqltypes import type_key
 
 __all__ = ["import_metadata", "reference_snapshot", "metadata_snapshot"]
@@ -125,6 +125,19 @@ def _compile_type(t, dialect) -> str:
         return "" if isinstance(t, sa.types.NullType) else str(t)
 
 
+def _pg_declared(table: sa.Table, c: sa.Column, rendered: str) -> str:
+    """The type PostgreSQL's ``CREATE TABLE`` gives ``c`` (``PGDDLCompiler.get_column_specification``'s
+    rule), written as the live snapshot reads it: the table's autoincrement integer primary key is
+    ``SERIAL`` / ``BIGSERIAL`` / ``SMALLSERIAL``, an ``Identity()`` column ``<type> GENERATED ... AS
+    IDENTITY``; so that aligning a table from models creates it with its sequence or identity."""
+    if c.identity is not None:
+        return f"{rendered} GENERATED {'ALWAYS' if c.identity.always else 'BY DEFAULT'} AS IDENTITY"
+    seq_ok = c.default is None or (isinstance(c.default, sa.Sequence) and c.default.optional)
+    if c.primary_key and c is table.autoincrement_column and seq_ok and rendered.upper() in SERIAL_OF:
+        return SERIAL_OF[rendered.upper()]
+    return rendered
+
+
 def metadata_snapshot(metadata: sa.MetaData, dialect_name: str, *, ignore_tables: Iterable[str] = ()) -> Snapshot:
     """A Snapshot built from MetaData objects, types compiled for ``dialect_name`` (no database needed)."""
     dialect = _dialect(dialect_name)
@@ -141,6 +154,8 @@ def metadata_snapshot(metadata: sa.MetaData, dialect_name: str, *, ignore_tables
                 default = ddl.get_column_default_string(c)
             except Exception:  # noqa: BLE001
                 default = None
+            if dialect.name == "postgresql":
+                rendered = _pg_declared(st, c, rendered)
             columns.append(Column(c.name, rendered, bool(c.nullable), default, type_key(dialect.name, rendered)))
         pk = tuple(c.name for c in st.primary_key.columns)
         uniques = tuple(UniqueConstraint(u.name if isinstance(u.name, str) else None, tuple(c.name for c in u.columns))

@@ -1,8 +1,13 @@
-"""Backups, retention and restore on real SQLite files (no mocks)."""
+"""Backups of real SQLite files (no mocks): the copy and its manifest, consistency under a
+concurrent writer (WAL and rollback journal), a lock held too long, a crashed writer's hot
+journal, and the failures that must leave nothing behind (missing or fake source, unwritable or
+full folder, a copy that fails verification, a bad target name).
+
+Retention is in test_retention.py, restore in test_restore.py; shared helpers in backup_cases.py.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -10,80 +15,20 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from backup_cases import NOW, invariant, live_description, make_db, ro, url_of
+from conftest import sha256
 
 from maintenance_pipeline.core import backup as bk
-from maintenance_pipeline.core.dburl import open_engine
 from maintenance_pipeline.core.errors import (
     BackupError,
     DatabaseLockedError,
     MissingDatabaseError,
     NotADatabaseError,
-    RestoreError,
 )
-from maintenance_pipeline.core.snapshot import table_counts, take_snapshot
-
-NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
-
-
-def url_of(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def make_db(path: Path, *, rows: int = 500, journal_mode: str = "delete") -> Path:
-    """Tables a, b (b.a_id -> a.id, one b per a) and counter(n) = number of pairs."""
-    c = sqlite3.connect(path, isolation_level=None)
-    try:
-        c.execute(f"PRAGMA journal_mode={journal_mode}")
-        c.execute("BEGIN")
-        c.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
-        c.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER NOT NULL REFERENCES a(id), payload BLOB)")
-        c.execute("CREATE INDEX ix_b_a ON b (a_id)")
-        c.execute("CREATE TABLE counter (n INTEGER NOT NULL)")
-        c.execute("INSERT INTO counter VALUES (0)")
-        for _ in range(rows):
-            c.execute("INSERT INTO a(payload) VALUES (randomblob(200))")
-            c.execute("INSERT INTO b(a_id, payload) VALUES (last_insert_rowid(), randomblob(200))")
-        c.execute("UPDATE counter SET n = ?", (rows,))
-        c.execute("COMMIT")
-    finally:
-        c.close()
-    return path
-
-
-def live_description(path: Path) -> tuple[str, dict]:
-    engine = open_engine(url_of(path))
-    try:
-        with engine.connect() as conn:
-            snap = take_snapshot(conn)
-            counts = table_counts(conn, sorted(snap.tables))
-    finally:
-        engine.dispose()
-    return snap.fingerprint, {n: v["rows"] for n, v in counts.items()}
-
-
-def ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-
-
-def invariant(path: Path) -> tuple[int, int, int, int]:
-    """(count(a), count(b), counter.n, orphans): a consistent snapshot has the first three equal, 0 orphans."""
-    c = ro(path)
-    try:
-        a = c.execute("SELECT count(*) FROM a").fetchone()[0]
-        b = c.execute("SELECT count(*) FROM b").fetchone()[0]
-        n = c.execute("SELECT n FROM counter").fetchone()[0]
-        orphans = c.execute("SELECT count(*) FROM b LEFT JOIN a ON a.id = b.a_id WHERE a.id IS NULL").fetchone()[0]
-    finally:
-        c.close()
-    return a, b, n, orphans
 
 
 def backup_files(folder: Path) -> list[str]:
@@ -333,120 +278,3 @@ def test_bad_target_name_is_refused(tmp_path):
     with pytest.raises(BackupError, match="bad backup target"):
         bk.backup_database(url_of(src), tmp_path / "backups", "../escape", now=NOW)
     assert not (tmp_path / "backups").exists()
-
-
-# --------------------------------------------------------------------------- retention
-
-
-def test_retention_keeps_pinned_newest_verified_newest_n_and_young(tmp_path):
-    src = make_db(tmp_path / "app.db", rows=5)
-    backups = tmp_path / "backups"
-
-    def make(days_ago: int, **kw) -> Path:
-        return bk.backup_database(url_of(src), backups, "app", now=NOW - timedelta(days=days_ago), **kw).path
-
-    pinned_old = make(100, pinned=True, label="pre_migration")
-    old_verified = make(60)
-    last_good = make(50)  # the newest verified one: everything newer is unverified
-    old_unverified = make(40, verify=False)
-    third_newest = make(35, verify=False)
-    young = make(20, verify=False)
-    newest = make(1, verify=False)
-    folder = backups / "app"
-    stray_db = folder / "copied_by_hand.db"
-    stray_db.write_bytes(src.read_bytes())
-    notes = folder / "notes.txt"
-    notes.write_text("keep me")
-
-    assert bk.newest_verified(backups, "app")["path"] == str(last_good)
-    removed = bk.apply_retention(backups, "app", keep_last=3, keep_days=30, now=NOW)
-
-    assert sorted(removed) == sorted([old_verified, old_unverified])
-    for p in (old_verified, old_unverified):
-        assert not p.exists() and not p.with_suffix(".json").exists()
-    for p in (pinned_old, last_good, third_newest, young, newest):
-        assert p.exists() and p.with_suffix(".json").exists()
-    assert stray_db.exists() and notes.read_text() == "keep me"
-    assert [m["path"] for m in bk.list_backups(backups, "app")] == [
-        str(p) for p in (newest, young, third_newest, last_good, pinned_old)
-    ]
-    # a second pass with nothing left to prune is a no-op
-    assert bk.apply_retention(backups, "app", keep_last=3, keep_days=30, now=NOW) == []
-
-
-def test_retention_keep_nothing_still_keeps_last_good(tmp_path):
-    src = make_db(tmp_path / "app.db", rows=5)
-    backups = tmp_path / "backups"
-    older = bk.backup_database(url_of(src), backups, "app", now=NOW - timedelta(days=9)).path
-    good = bk.backup_database(url_of(src), backups, "app", now=NOW - timedelta(days=8)).path
-    assert bk.apply_retention(backups, "app", keep_last=0, keep_days=0, now=NOW) == [older]
-    assert good.exists()
-    assert bk.list_backups(tmp_path / "elsewhere", "app") == []
-    assert bk.newest_verified(tmp_path / "elsewhere", "app") is None
-
-
-# --------------------------------------------------------------------------- restore
-
-
-@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
-def test_restore_round_trip(tmp_path, journal_mode):
-    live = make_db(tmp_path / "live.db", rows=300, journal_mode=journal_mode)
-    res = bk.backup_database(url_of(live), tmp_path / "backups", "live", now=NOW)
-    reader = ro(live)  # a connection that stays open across the restore
-    assert reader.execute("SELECT count(*) FROM a").fetchone()[0] == 300
-
-    c = sqlite3.connect(live, isolation_level=None)
-    c.execute("DELETE FROM b WHERE id > 100")
-    c.execute("INSERT INTO a(payload) VALUES (x'00')")
-    c.execute("CREATE TABLE junk (x)")
-    c.close()
-    assert live_description(live)[0] != res.fingerprint
-
-    out = bk.restore_database(res.path, url_of(live))
-    assert out["fingerprint"] == res.fingerprint
-    assert out["row_counts"] == res.row_counts
-    assert out["matches_manifest"] is True
-    assert live_description(live) == (res.fingerprint, res.row_counts)
-    assert invariant(live) == (300, 300, 300, 0)
-    assert reader.execute("SELECT count(*) FROM b").fetchone()[0] == 300  # other connections see it
-    reader.close()
-    c = sqlite3.connect(live)
-    assert c.execute("PRAGMA journal_mode").fetchone()[0] == journal_mode  # the live file keeps its mode
-    assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    c.close()
-    if journal_mode == "delete":
-        # the same pages; only counters in the 100-byte file header move (change counter, schema
-        # cookie), which is how other connections learn that their caches are stale
-        got, want = live.read_bytes(), res.path.read_bytes()
-        assert len(got) == len(want) and got[100:] == want[100:]
-
-
-def test_restore_with_tampered_backup_leaves_target_untouched(tmp_path):
-    live = make_db(tmp_path / "live.db", rows=300)
-    res = bk.backup_database(url_of(live), tmp_path / "backups", "live", now=NOW)
-    c = sqlite3.connect(live, isolation_level=None)
-    c.execute("DELETE FROM b")
-    c.close()
-    before = live.read_bytes()
-    with open(res.path, "r+b") as f:  # one flipped byte deep inside a data page
-        f.seek(res.bytes - 100)
-        byte = f.read(1)
-        f.seek(res.bytes - 100)
-        f.write(bytes([byte[0] ^ 0xFF]))
-    with pytest.raises(RestoreError, match="does not match its manifest"):
-        bk.restore_database(res.path, url_of(live))
-    assert live.read_bytes() == before
-
-
-def test_restore_refuses_backup_without_manifest_or_missing_target(tmp_path):
-    live = make_db(tmp_path / "live.db", rows=10)
-    res = bk.backup_database(url_of(live), tmp_path / "backups", "live", now=NOW)
-    missing = tmp_path / "gone.db"
-    with pytest.raises(MissingDatabaseError):
-        bk.restore_database(res.path, url_of(missing))
-    assert not missing.exists()
-    res.manifest_path.unlink()
-    before = live.read_bytes()
-    with pytest.raises(RestoreError, match="no manifest"):
-        bk.restore_database(res.path, url_of(live))
-    assert live.read_bytes() == before

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("maintenance_pipeline.core.pg_backup", reason="PostgreSQL backups (core/pg_backup.py) missing")
 
 from conftest import ORPHAN_CHECK, ROOT, write_config  # noqa: E402
-from test_pg_migrate import (  # noqa: E402
+from pg_migrate_helpers import (  # noqa: E402
     BLOCKING,
     BROKEN,
     copy_migrations,

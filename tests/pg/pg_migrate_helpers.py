@@ -1,0 +1,107 @@
+"""Helpers shared by the migrate/verify test modules on PostgreSQL (``test_pg_migrate``, ``test_pg_align``,
+``test_pg_verify``; ``test_pg_pipeline`` takes them through ``test_pg_migrate``): per-test copies of the seed
+demo made from two template databases, the demo target and its reference snapshot, a database's full state
+(catalog, snapshot, rows) to compare before and after a failed run, and scratch Alembic revisions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from conftest import MIGRATIONS, pg_demo
+from maintenance_pipeline.core.config import Target
+from maintenance_pipeline.core.dburl import open_engine
+from maintenance_pipeline.core.pg_checks import catalog_fingerprint
+from maintenance_pipeline.core.reference import reference_snapshot
+from maintenance_pipeline.core.snapshot import take_snapshot
+
+_TEMPLATES = ("tpl_goals", "tpl_goals_dev")
+
+
+def demo_databases(pg, data_dir: Path) -> tuple[str, str]:
+    """Fresh copies of the PostgreSQL seed demo: (production URL, development URL)."""
+    if pg.psql(f"SELECT count(*) FROM pg_database WHERE datname IN {_TEMPLATES}") != "2":
+        pg_demo.load(pg.url(), prod=_TEMPLATES[0], dev=_TEMPLATES[1], data_dir=data_dir)
+    suffix = uuid.uuid4().hex[:8]
+    urls = []
+    for template in _TEMPLATES:
+        name = f"{template[4:]}_{suffix}"
+        pg.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        urls.append(pg.url(name))
+    return urls[0], urls[1]
+
+
+def goals_target(prod: str, dev: str, **kw) -> Target:
+    settings = {"name": "goals", "url": prod, "reference_url": dev, "migrations": MIGRATIONS,
+                "baseline_revision": "0001"}
+    settings.update(kw)
+    return Target(**settings)
+
+
+def reference(target: Target):
+    return reference_snapshot(url=target.reference_url, target_dialect="postgresql",
+                              ignore_tables=target.ignore_tables)
+
+
+def db_state(url: str, schema: str = "public") -> dict:
+    """Everything a failed run must leave as it was: the catalog fingerprint (names, indexes, constraints
+    and all), the snapshot fingerprint, and every table's rows (count and an md5 over their text)."""
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = [r[0] for r in conn.execute(sa.text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = :s ORDER BY 1"), {"s": schema})]
+            rows = {}
+            for t in tables:
+                q = f'"{schema}"."{t}"'
+                rows[t] = tuple(conn.exec_driver_sql(
+                    f"SELECT count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) "
+                    f"FROM {q} AS x").one())
+            return {"catalog": catalog_fingerprint(conn, schema), "snapshot": take_snapshot(conn, schema=schema)
+                    .fingerprint, "rows": rows}
+    finally:
+        engine.dispose()
+
+
+def scalar(url: str, sql: str):
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(sql).scalar()
+    finally:
+        engine.dispose()
+
+
+def copy_migrations(tmp_path: Path, extra: dict[str, str]) -> Path:
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, text in extra.items():
+        (folder / "versions" / name).write_text(text)
+    return folder
+
+
+def revision(rev: str, down: str, body: str, imports: str = "") -> str:
+    return (f'"""revision {rev}\n\nRevision ID: {rev}\nRevises: {down}\n"""\nimport sqlalchemy as sa\n'
+            f"from alembic import op\n{imports}\nrevision = {rev!r}\ndown_revision = {down!r}\n"
+            f"branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n{body}\n\n\ndef downgrade():\n    pass\n")
+
+
+# a revision that fails halfway, after changing schema and rows
+BROKEN = revision("0003", "0002", """    op.add_column("goals", sa.Column("halfway", sa.Integer(), nullable=True))
+    op.execute("UPDATE goals SET halfway = 1, name = name || ' (changed)'")
+    op.execute("DELETE FROM practice_session_goals")
+    op.create_table("half_done", sa.Column("id", sa.Integer(), primary_key=True))
+    op.execute("INSERT INTO half_done (id) VALUES (1)")
+    raise RuntimeError("boom in the middle of 0003")""")
+
+# a revision that holds the migration open until the test releases it (MP_STARTED / MP_RELEASE files)
+BLOCKING = revision("0003", "0002", """    op.create_table("run_log", sa.Column("pid", sa.Integer(), nullable=False))
+    op.execute(f"INSERT INTO run_log (pid) VALUES ({os.getpid()})")
+    Path(os.environ["MP_STARTED"]).write_text(str(os.getpid()))
+    deadline = time.time() + 240  # a safety net only: the test releases it once the other run has ended
+    while not Path(os.environ["MP_RELEASE"]).exists() and time.time() < deadline:
+        time.sleep(0.05)""", imports="import os\nimport time\nfrom pathlib import Path\n")

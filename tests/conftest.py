@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,20 +13,16 @@ import yaml
 from maintenance_pipeline.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-MIGRATIONS = ROOT / "examples" / "migrations"
+EXAMPLES = ROOT / "examples"
+MIGRATIONS = EXAMPLES / "migrations"
 
+# The scripts of examples/ (not a package) import each other by name, as they do when run:
+# their folder goes on sys.path and they are imported as plain modules.
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
 
-def _example_module(name: str):
-    """A script of examples/ imported as a module (examples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses in the module look themselves up there
-    spec.loader.exec_module(module)
-    return module
-
-
-build_demo = _example_module("build_demo")
-pg_demo = _example_module("pg_demo")
+import build_demo  # noqa: E402
+import pg_demo  # noqa: E402, F401 - for `from conftest import pg_demo`
 
 
 def sha256(path: Path) -> str:

@@ -22,14 +22,10 @@ not configurable), so ``sensor_interval_seconds: 1`` yields one tick per ~5 s.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -45,241 +41,29 @@ from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.lock import maintenance_lock
 from maintenance_pipeline.core.pipeline import run_job
 
+# deployment's asserts report in full, as in a test module; the deployment fixture comes with it
+pytest.register_assert_rewrite("deployment")
+from deployment import (  # noqa: E402, F401 - deployment is a fixture
+    LOCATION,
+    RUN_QUERY,
+    Channels,
+    deployment,
+    finished_ticks,
+    graphql,
+    job_runs,
+    launch_run,
+    location_loaded,
+    pid_alive,
+    run_report,
+    sensor_ticks,
+    step_failure,
+)
+
 pytestmark = pytest.mark.timeout(300)
 
 BIN = Path(sys.executable).parent
 SMTP_USER, SMTP_PASSWORD = "alerts-bot", "e2e-Smtp-PASSWORD-7f3k"
-LOCATION = "maintenance_pipeline"
-FINISHED = {"SUCCESS", "SKIPPED", "FAILURE"}
 ALL_OK = "{kind} alert for goals: {{'log': 'ok', 'webhook': 'ok', 'email': 'ok'}}"  # the sensors' log line
-
-
-# ---------------------------------------------------------------- processes
-def _group_pids(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
-class Proc:
-    """A process started in its own session (so its group id is its PID), output to files."""
-
-    def __init__(self, name: str, args: list[str], env: dict, cwd: Path, logs: Path):
-        self.name = name
-        self.out, self.err = logs / f"{name}.stdout.log", logs / f"{name}.stderr.log"
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.popen = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
-        self.pid = self.popen.pid
-        self.seen: set[int] = {self.pid}  # every PID of its group the test ever saw
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_count(self, text: str) -> int:
-        """How many lines of its stdout+stderr (code servers write there too) contain ``text``."""
-        return sum(line.count(text) for path in (self.out, self.err) if path.exists()
-                   for line in path.read_text(errors="replace").splitlines())
-
-    def group(self) -> list[int]:
-        pids = _group_pids(self.pid)
-        self.seen.update(pids)
-        return pids
-
-    def tail(self, lines: int = 40) -> str:
-        parts = []
-        for path in (self.out, self.err):
-            text = path.read_text(errors="replace") if path.exists() else ""
-            parts.append(f"--- {path.name} (last {lines} lines) ---\n" + "\n".join(text.splitlines()[-lines:]))
-        return "\n".join(parts)
-
-    def stop(self, timeout: float = 30.0) -> list[int]:
-        """SIGTERM to the group, wait, SIGKILL what is left; returns PIDs of the group still alive."""
-        self.group()
-        if self.alive():
-            try:
-                os.killpg(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        deadline = time.monotonic() + timeout
-        while self.group() and time.monotonic() < deadline:  # code server / run workers shutting down
-            time.sleep(0.2)
-        if self.group() or self.alive():
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.popen.wait(timeout=10)
-            deadline = time.monotonic() + 10
-            while self.group() and time.monotonic() < deadline:
-                time.sleep(0.2)
-        return self.group()
-
-
-# ---------------------------------------------------------------- deployment
-class Deployment:
-    def __init__(self, tmp: Path):
-        self.tmp = tmp
-        self.procs: dict[str, Proc] = {}
-        self.receivers = []
-
-    def log_tails(self) -> str:
-        return "\n".join(f"===== {name} (pid {p.pid}, {'running' if p.alive() else f'exit {p.popen.returncode}'})"
-                         f" =====\n{p.tail()}" for name, p in self.procs.items())
-
-    def wait_until(self, predicate, timeout: float, what: str):
-        """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tails()}", pytrace=False)
-            for proc in self.procs.values():
-                proc.group()  # remember the code servers and run workers each process started
-            dead = [n for n, p in self.procs.items() if not p.alive()]
-            if dead:
-                pytest.fail(f"{', '.join(dead)} exited while waiting for {what}\n{self.log_tails()}", pytrace=False)
-            time.sleep(0.2)
-
-    def start(self, name: str, args: list[str], env: dict, log_name: str | None = None) -> Proc:
-        self.procs[name] = proc = Proc(log_name or name, args, env, self.tmp, self.tmp)
-        return proc
-
-    def teardown(self) -> None:
-        for receiver in self.receivers:
-            receiver.stop()
-        for proc in self.procs.values():
-            proc.stop()
-
-
-@pytest.fixture
-def deployment(tmp_path):
-    dep = Deployment(tmp_path)
-    try:
-        yield dep
-    finally:
-        dep.teardown()  # safety net: the test itself stops everything and checks it is gone
-
-
-def _graphql(ui: str, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    req = urllib.request.Request(f"{ui}/graphql", data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        data = json.loads(resp.read())
-    assert "errors" not in data, data
-    return data["data"]
-
-
-LOCATIONS_QUERY = "{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus } } } }"
-LAUNCH = """mutation Launch($p: ExecutionParams!) { launchRun(executionParams: $p) {
-  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
-RUN_QUERY = """query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { runId jobName status } } }"""
-
-
-def _location_loaded(ui: str) -> bool:
-    try:
-        entries = _graphql(ui, LOCATIONS_QUERY)["workspaceOrError"].get("locationEntries") or []
-    except (urllib.error.URLError, ConnectionError, OSError):
-        return False
-    return any(e["name"] == LOCATION and e["loadStatus"] == "LOADED" for e in entries)
-
-
-def _launch(ui: str, job: str, target: str) -> str:
-    """Launch ``job`` for ``target`` the way the UI's Launch button does."""
-    params = {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "jobName": job},
-              "runConfigData": {},
-              "executionMetadata": {"tags": [{"key": "dagster/partition", "value": target},
-                                             {"key": "database", "value": target},
-                                             {"key": "trigger", "value": "e2e"}]}}
-    result = _graphql(ui, LAUNCH, {"p": params})["launchRun"]
-    assert result["__typename"] == "LaunchRunSuccess", result
-    return result["run"]["runId"]
-
-
-# ---------------------------------------------------------------- Dagster state
-def _ticks(instance, sensor_name: str) -> list:
-    state = next((s for s in instance.all_instigator_state() if s.instigator_name == sensor_name), None)
-    if state is None:
-        return []
-    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id))
-
-
-def _finished(ticks) -> list:
-    return [t for t in ticks if t.status.value in FINISHED]
-
-
-def _runs(instance, job: str, target: str = "goals") -> list:
-    return list(instance.get_runs(filters=dg.RunsFilter(job_name=job, tags={"database": target})))
-
-
-def _step_failure(instance, run_id: str):
-    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-    assert len(events) == 1, events
-    return events[0].dagster_event
-
-
-def _report(tmp: Path, run_id: str) -> dict:
-    for path in sorted((tmp / "reports" / "goals").glob("*.json")):
-        data = json.loads(path.read_text())
-        if data.get("run_id") == run_id:
-            return data
-    raise AssertionError(f"no JSON report for run {run_id} in {tmp / 'reports' / 'goals'}")
-
-
-# ---------------------------------------------------------------- alerts on the three channels
-class Channels:
-    def __init__(self, tmp: Path, webhook: WebhookReceiver, smtp: SmtpReceiver):
-        self.log_file, self.webhook, self.smtp = tmp / "alerts.jsonl", webhook, smtp
-
-    def log(self, kind: str, **match) -> list[dict]:
-        lines = self.log_file.read_text().splitlines() if self.log_file.exists() else []
-        alerts = [json.loads(line) for line in lines if line.endswith("}")]  # a line is written in one write
-        return [a for a in alerts if a["kind"] == kind and all(a.get(k) == v for k, v in match.items())]
-
-    def hooks(self, kind: str, **match) -> list[dict]:
-        return [b for b in self.webhook.bodies if b["kind"] == kind and all(b.get(k) == v for k, v in match.items())]
-
-    def mails(self, kind: str, **match) -> list:
-        """Messages whose body lists ``kind: <kind>`` and each ``key: value`` of ``match``."""
-        out = []
-        for msg in self.smtp.messages:
-            body = msg.get_body(("plain",)).get_content()
-            fields = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
-            if fields.get("kind") == kind and all(fields.get(k) == str(v) for k, v in match.items()):
-                out.append(msg)
-        return out
-
-    def all(self, kind: str, **match):
-        return self.log(kind, **match), self.hooks(kind, **match), self.mails(kind, **match)
-
-    def arrived(self, kind: str, with_webhook: bool = True, **match):
-        """All expected channels have at least one such alert -> (log, webhook, mail) lists, else None."""
-        log, hooks, mails = self.all(kind, **match)
-        return (log, hooks, mails) if log and mails and (hooks or not with_webhook) else None
 
 
 # ---------------------------------------------------------------- the test
@@ -371,7 +155,7 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
             web = dep.start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p",
                                           ui.rsplit(":", 1)[1], "-w", str(workspace)], env,
                             log_name=f"webserver{attempt}")
-            state = dep.wait_until(lambda: "loaded" if _location_loaded(ui) else None if web.alive() else "exited",
+            state = dep.wait_until(lambda: "loaded" if location_loaded(ui) else None if web.alive() else "exited",
                                    90, "the webserver to serve the code location")
             if state == "loaded":
                 break
@@ -384,12 +168,12 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
 
         # both sensors have ticked once on the unchanged target (the run-failure sensor's first tick
         # sets its cursor; failures before it would be ignored)
-        first = dep.wait_until(lambda: _finished(_ticks(instance, "schema_drift_sensor")), 90,
+        first = dep.wait_until(lambda: finished_ticks(sensor_ticks(instance, "schema_drift_sensor")), 90,
                                "the first schema_drift_sensor tick")
         assert first[-1].status.value == "SKIPPED" and "goals: no drift" in (first[-1].skip_reason or ""), first[-1]
-        dep.wait_until(lambda: _finished(_ticks(instance, "alert_on_run_failure")), 30,
+        dep.wait_until(lambda: finished_ticks(sensor_ticks(instance, "alert_on_run_failure")), 30,
                        "the first alert_on_run_failure tick")
-        assert not _runs(instance, "verify_database") and channels.log("drift") == []
+        assert not job_runs(instance, "verify_database") and channels.log("drift") == []
         t_ready = time.monotonic()
 
         # ---------------- (a) drift: a plain ALTER TABLE -> one verify run, failed, drift alert everywhere
@@ -406,18 +190,18 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
             finally:
                 conn.close()
 
-        runs = dep.wait_until(lambda: [r for r in _runs(instance, "verify_database")
+        runs = dep.wait_until(lambda: [r for r in job_runs(instance, "verify_database")
                                        if r.status == dg.DagsterRunStatus.FAILURE], 90,
                               "a failed verify_database run for goals")
-        assert len(_runs(instance, "verify_database")) == 1
+        assert len(job_runs(instance, "verify_database")) == 1
         drift_run = runs[0]
         fingerprint = drift_run.tags["drift.fingerprint"]
         assert drift_run.tags["trigger"] == "drift" and drift_run.tags["dagster/partition"] == "goals"
         assert drift_run.tags["dagster/sensor_name"] == "schema_drift_sensor"
-        failure = _step_failure(instance, drift_run.run_id)
+        failure = step_failure(instance, drift_run.run_id)
         assert failure.step_key == "verify"
         assert "schema_matches_reference" in failure.step_failure_data.user_failure_data.description
-        rep = _report(tmp, drift_run.run_id)
+        rep = run_report(tmp, drift_run.run_id)
         assert rep["status"] == "failed" and rep["failed_step"] == "verify"
         assert [c["passed"] for c in rep["checks"] if c["name"] == "schema_matches_reference"] == [False]
 
@@ -442,16 +226,16 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
         t_a = time.monotonic()
 
         # ---------------- (b) no new drift for three more ticks -> no second run, no second alert
-        seen = {t.tick_id for t in _ticks(instance, "schema_drift_sensor")}
+        seen = {t.tick_id for t in sensor_ticks(instance, "schema_drift_sensor")}
         later = dep.wait_until(
             lambda: (lambda new: new if len(new) >= 3 else None)(
-                [t for t in _finished(_ticks(instance, "schema_drift_sensor")) if t.tick_id not in seen]),
+                [t for t in finished_ticks(sensor_ticks(instance, "schema_drift_sensor")) if t.tick_id not in seen]),
             60, "three more schema_drift_sensor ticks")
         assert all(t.status.value != "FAILURE" and not t.run_ids for t in later), later
         # the sensor still sees the drift each tick and asks again; the run key makes Dagster skip it
         assert all(t.run_keys == [f"goals:{fingerprint}"] for t in later), [t.run_keys for t in later]
         assert daemon.log_count(ALL_OK.format(kind="drift")) == 1
-        assert [r.run_id for r in _runs(instance, "verify_database")] == [drift_run.run_id]
+        assert [r.run_id for r in job_runs(instance, "verify_database")] == [drift_run.run_id]
         assert len(instance.get_runs()) == 1
         assert [len(x) for x in channels.all("drift")] == [1, 1, 1]
         assert [len(x) for x in channels.all("run_failure")] == [1, 1, 1]
@@ -459,10 +243,10 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
 
         # ---------------- (c) a run fails another way: the maintenance lock is held by someone else
         with maintenance_lock(config.targets["goals"].url, holder="e2e test"):
-            locked_run_id = _launch(ui, "maintain_database", "goals")
+            locked_run_id = launch_run(ui, "maintain_database", "goals")
             dep.wait_until(lambda: instance.get_run_by_id(locked_run_id).status == dg.DagsterRunStatus.FAILURE,
                            90, f"maintain_database run {locked_run_id} to fail on the held lock")
-        failure = _step_failure(instance, locked_run_id)
+        failure = step_failure(instance, locked_run_id)
         assert failure.step_key == "migrate", failure
         run_url = f"{ui}/runs/{locked_run_id}"
         log, hooks, mails = dep.wait_until(lambda: channels.arrived("run_failure", run_id=locked_run_id), 30,
@@ -470,14 +254,14 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
         for alert in (log[0], hooks[0]):
             assert alert["job"] == "maintain_database" and alert["target"] == "goals" and alert["step"] == "migrate"
             assert "maintenance lock" in alert["error"] and alert["run_url"] == run_url
-            assert alert["report_path"] == _report(tmp, locked_run_id)["report_paths"]["markdown"]
+            assert alert["report_path"] == run_report(tmp, locked_run_id)["report_paths"]["markdown"]
         assert f"<{run_url}|" in hooks[0]["text"]
         assert mails[0]["Subject"] == "[maintenance] FAILED maintain_database on goals"
         assert run_url in mails[0].get_body(("plain",)).get_content()
         # the link works: the webserver that ui_base_url names serves the run
         with urllib.request.urlopen(run_url, timeout=10) as resp:
             assert resp.status == 200
-        run = _graphql(ui, RUN_QUERY, {"id": locked_run_id})["runOrError"]
+        run = graphql(ui, RUN_QUERY, {"id": locked_run_id})["runOrError"]
         assert run == {"__typename": "Run", "runId": locked_run_id, "jobName": "maintain_database",
                        "status": "FAILURE"}
         assert [len(x) for x in channels.all("drift")] == [1, 1, 1]  # still no second drift alert
@@ -487,7 +271,7 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
         webhook.stop()
         hooks_before = len(webhook.bodies)
         with maintenance_lock(config.targets["goals"].url, holder="e2e test"):
-            down_run_id = _launch(ui, "maintain_database", "goals")
+            down_run_id = launch_run(ui, "maintain_database", "goals")
             dep.wait_until(lambda: instance.get_run_by_id(down_run_id).status == dg.DagsterRunStatus.FAILURE,
                            90, f"maintain_database run {down_run_id} to fail")
         log, _, mails = dep.wait_until(
@@ -506,7 +290,7 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
                        "the sensor's log line for the alert with the webhook down")
         assert daemon.log_count(ALL_OK.format(kind="run_failure")) == 2  # (a) and (c)
         assert daemon.alive() and web.alive()
-        ticks = _ticks(instance, "alert_on_run_failure")
+        ticks = sensor_ticks(instance, "alert_on_run_failure")
         assert not [t for t in ticks if t.status.value == "FAILURE"], [t.error for t in ticks]
         t_d = time.monotonic()
 
@@ -531,7 +315,7 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
         left = proc.stop()
         assert left == [], f"{name}: processes still alive after stop: {left}"
         assert proc.popen.returncode is not None
-        assert [pid for pid in proc.seen if _alive(pid)] == [], f"{name}: a process it started is still alive"
+        assert [pid for pid in proc.seen if pid_alive(pid)] == [], f"{name}: a process it started is still alive"
     assert len(dep.procs["daemon"].seen) > 1, "the daemon's code server was never seen in its process group"
 
     # ---------------- no secret in any file, scanned once every process is gone (a running daemon

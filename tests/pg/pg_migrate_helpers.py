@@ -6,13 +6,18 @@ demo made from two template databases, the demo target and its reference snapsho
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from conftest import MIGRATIONS, pg_demo
+from conftest import MIGRATIONS, ROOT, pg_demo
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.dburl import open_engine
 from maintenance_pipeline.core.pg_checks import catalog_fingerprint
@@ -105,3 +110,30 @@ BLOCKING = revision("0003", "0002", """    op.create_table("run_log", sa.Column(
     deadline = time.time() + 240  # a safety net only: the test releases it once the other run has ended
     while not Path(os.environ["MP_RELEASE"]).exists() and time.time() < deadline:
         time.sleep(0.05)""", imports="import os\nimport time\nfrom pathlib import Path\n")
+
+
+def race_two(tmp_path: Path, script: str, arg: str, timeout: float = 180) -> list[dict]:
+    """Run ``python -c script arg`` twice at once against a target whose pending revision is BLOCKING;
+    release the blocked one once the other has finished; the JSON each printed last, and their output."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    env = {**os.environ, "MP_STARTED": str(started), "MP_RELEASE": str(release)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, arg], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(2)]
+    try:
+        # one of them is inside revision 0003 holding the lock; the other ends meanwhile
+        deadline = time.monotonic() + 240
+        while not (started.exists() and any(p.poll() is not None for p in procs)):
+            assert time.monotonic() < deadline, "the two runs never overlapped"
+            time.sleep(0.05)
+        release.write_text("go")
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        release.write_text("go")
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    try:
+        return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    except (IndexError, json.JSONDecodeError):
+        raise AssertionError(f"a run printed no result: {outs}") from None
+

@@ -10,15 +10,11 @@ each test works on its own copies (``CREATE DATABASE ... TEMPLATE``). The helper
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 import sqlalchemy as sa
 
-from conftest import ROOT
 from maintenance_pipeline.core.errors import MigrationError
 from maintenance_pipeline.core.lock import maintenance_lock
 from maintenance_pipeline.core.migrate import migrate
@@ -30,6 +26,7 @@ from pg_migrate_helpers import (
     db_state,
     demo_databases,
     goals_target,
+    race_two,
     reference,
     revision,
     scalar,
@@ -136,34 +133,12 @@ except MaintenanceError as e:
 """
 
 
-def _wait_until(predicate, seconds: float = 240) -> None:
-    deadline = time.time() + seconds
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
-
-
 def test_two_processes_migrating_one_target_only_one_migrates(pg, tmp_path):
     prod, dev = demo_databases(pg, tmp_path / "data")
     migrations = copy_migrations(tmp_path, {"0003_blocking.py": BLOCKING})
-    started, release = tmp_path / "started", tmp_path / "release"
-    env = {**os.environ, "MP_STARTED": str(started), "MP_RELEASE": str(release)}
     args = json.dumps({"url": prod, "ref": dev, "migrations": str(migrations)})
-    procs = [subprocess.Popen([sys.executable, "-c", MIGRATE_SCRIPT, args], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(2)]
-    try:
-        # one of them is inside revision 0003 holding the lock; the other fails fast meanwhile
-        _wait_until(lambda: started.exists() and any(p.poll() is not None for p in procs))
-        release.write_text("go")
-        outs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        release.write_text("go")
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    results = [json.loads(out.strip().splitlines()[-1]) for out, err in outs]
-    assert sorted(r["ok"] for r in results) == [False, True], outs
+    results = race_two(tmp_path, MIGRATE_SCRIPT, args, timeout=120)
+    assert sorted(r["ok"] for r in results) == [False, True], results
     winner = next(r for r in results if r["ok"])
     loser = next(r for r in results if not r["ok"])
     assert winner["after"] == "0003"

@@ -4,10 +4,6 @@ migrate -> verify -> report), against the real throwaway server of the ``pg`` fi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +19,7 @@ from pg_migrate_helpers import (  # noqa: E402
     db_state,
     demo_databases,
     goals_target,
+    race_two,
     reference,
     scalar,
 )
@@ -113,24 +110,8 @@ def test_two_concurrent_maintain_runs_only_one_migrates(pg, tmp_path):
     migrations = copy_migrations(tmp_path, {"0003_blocking.py": BLOCKING})
     path = write_config(tmp_path, {"goals": pg_target(prod, dev, migrations=str(migrations),
                                                       ignore_tables=["alembic_version", "run_log"])})
-    started, release = tmp_path / "started", tmp_path / "release"
-    env = {**os.environ, "MP_STARTED": str(started), "MP_RELEASE": str(release)}
-    procs = [subprocess.Popen([sys.executable, "-c", RUN_JOB_SCRIPT, str(path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(2)]
-    try:
-        deadline = time.time() + 240
-        while not (started.exists() and any(p.poll() is not None for p in procs)):
-            assert time.time() < deadline, "the two runs never overlapped"
-            time.sleep(0.05)
-        release.write_text("go")
-        outs = [p.communicate(timeout=180) for p in procs]
-    finally:
-        release.write_text("go")
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    assert sorted(r["status"] for r in results) == ["failed", "success"], outs
+    results = race_two(tmp_path, RUN_JOB_SCRIPT, str(path))
+    assert sorted(r["status"] for r in results) == ["failed", "success"], results
     winner = next(r for r in results if r["status"] == "success")
     assert winner["applied"] == ["0003"]
     loser = next(r for r in results if r["status"] == "failed")

@@ -220,3 +220,41 @@ def test_paths_with_uri_characters_work(tmp_path):
     assert report["status"] == "success", report["error"]
     assert run_job(config, "goals", "verify_database")["status"] == "success"
     assert sorted(p.name for p in (folder / "data").iterdir()) == ["goals.db", "goals_dev.db"]
+
+
+def _app_edits(db: Path) -> None:
+    """What the application does at any moment: edit one goal, delete another."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute("UPDATE goals SET name = name || ' (edited)' WHERE id = (SELECT min(id) FROM goals)")
+            conn.execute("DELETE FROM goals WHERE id = (SELECT max(id) FROM goals) AND id NOT IN "
+                         "(SELECT parent_id FROM goals WHERE parent_id IS NOT NULL)")
+    finally:
+        conn.close()
+
+
+def test_application_writes_during_a_verify_run_are_not_reported_as_lost_rows(demo_config, demo_dir):
+    """verify_database writes nothing, so rows the application changes between the run's backup and its
+    checks are its own writes, not losses; a maintain run still compares every row with its backup."""
+    from maintenance_pipeline.core import pipeline
+
+    assert run_job(demo_config, "goals", "maintain_database")["status"] == "success"
+    state = pipeline.start(demo_config, "goals", "verify_database")
+    pipeline.step_backup(state)
+    pipeline.step_diff(state)
+    _app_edits(demo_dir / "data" / "goals.db")
+    pipeline.step_verify(state)
+    report = pipeline.finish(state)
+    assert report["status"] == "success", report["error"]
+    rows = next(c for c in report["checks"] if c["name"] == "rows_preserved")
+    assert rows["passed"] and "changed no row" in rows["detail"]
+
+    # the same edits inside a maintain run are compared with its backup, and fail it
+    state = pipeline.start(demo_config, "goals", "maintain_database")
+    pipeline.step_backup(state)
+    pipeline.step_diff(state)
+    pipeline.step_migrate(state)
+    _app_edits(demo_dir / "data" / "goals.db")
+    with pytest.raises(Exception, match="rows_preserved"):
+        pipeline.step_verify(state)

@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import pg_checks
-from .checks import Check, VerifyResult, fmt_fk, introduced_violations, matches_manifest
+from .checks import UNCHANGED_ROWS, Check, VerifyResult, fmt_fk, introduced_violations, matches_manifest
 from .config import Target
 from .dburl import open_engine, scrub_passwords, translate_error
 from .errors import MaintenanceError
@@ -74,7 +74,7 @@ def postgres_checks(target: Target, out: VerifyResult, live: Snapshot, pg_live: 
     not_valid: list[str] = pg_live["not_valid"]
     nv = (f"; NOT VALID (not enforced for old rows, their rows checked too): {', '.join(not_valid[:5])}"
           + (f" (+{len(not_valid) - 5} more)" if len(not_valid) > 5 else "")) if not_valid else ""
-    want_rows = backup_path is not None and mode != "restore"
+    want_rows = backup_path is not None and mode not in ("restore", "verify")
     want_fk_before = bool(now) and mode != "verify" and backup_path is not None
     scratch = _compare_with_backup(target, live, backup_path, rows=want_rows, fk_before=want_fk_before) \
         if (want_rows or want_fk_before) else {"rows": None, "fk_before": None, "error": None}
@@ -107,6 +107,8 @@ def postgres_checks(target: Target, out: VerifyResult, live: Snapshot, pg_live: 
             passed, detail, drops = scratch["rows"]
             out.planned_drops = list(drops or [])
             checks.append(Check("rows_preserved", bool(passed), scrub_passwords(str(detail), target.url)))
+    elif backup_path is not None and mode == "verify":
+        checks.append(UNCHANGED_ROWS)
     elif mode == "restore" and restored_manifest is not None:
         checks.append(matches_manifest(target, out, restored_manifest, pg_live["full_fp"]))
     return checks

@@ -3,7 +3,9 @@
 Heavy reads stay off the live file where the verified backup copy can answer
 (``verify_database`` changes nothing, so the copy taken by the run *is* the live
 schema and data at that moment), and rows are compared inside SQLite by ATTACHing
-the backup instead of hashing them in Python.
+the backup instead of hashing them in Python. ``rows_preserved`` compares rows only after a run
+that changed something (``maintain``): in ``verify`` mode the run wrote nothing, so a row that differs
+from its backup was written by the application, not lost (``checks.UNCHANGED_ROWS``).
 
 PostgreSQL (in the target's ``schema``; the checks are in ``pg_verify.py``):
 
@@ -13,7 +15,7 @@ PostgreSQL (in the target's ``schema``; the checks are in ``pg_verify.py``):
   ``verify`` mode every violation fails; after ``maintain`` (and ``restore``) only violations this
   run introduced fail: when there are any, the backup is restored into a scratch database to count
   its own (``pg_rows.scratch_restore``);
-* ``rows_preserved``: the backup restored into a scratch database (``pg_rows.scratch_restore``)
+* ``rows_preserved`` (after ``maintain``): the backup restored into a scratch database (``pg_rows.scratch_restore``)
   and compared with the live one (``pg_rows.compare_rows``); a role that may not create a
   database gets a failed check saying so;
 * ``backup_verified``, ``matches_restored_backup`` and user checks as on SQLite (each user check
@@ -36,6 +38,7 @@ from .checks import (
     fmt_fk,
     introduced_violations,
     matches_manifest,
+    UNCHANGED_ROWS,
     run_user_check,
 )
 from .config import Target
@@ -213,7 +216,9 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
             out.checks.append(Check("foreign_keys", True, "no row points at a missing parent"))
 
     # rows
-    if backup_path is not None and mode != "restore":
+    if backup_path is not None and mode == "verify":
+        out.checks.append(UNCHANGED_ROWS)
+    elif backup_path is not None and mode != "restore":
         bsnap = snapshot_url(f"sqlite:///{backup_path}", ignore_tables=target.ignore_tables)
         check, out.planned_drops = rows_preserved(live_path, backup_path, bsnap, live, target.ignore_tables)
         out.checks.append(check)

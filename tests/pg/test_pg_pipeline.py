@@ -74,6 +74,7 @@ def test_seed_scenario_on_postgresql(pg, tmp_path):
     # verify afterwards passes too, and a second maintain run finds nothing to do
     again = run_job(config, "goals", "verify_database")
     assert again["status"] == "success", again["error"]
+    assert "changed no row" in check(again, "rows_preserved")["detail"]  # no scratch restore for a read-only run
     second = run_job(config, "goals", "maintain_database")
     assert second["status"] == "success" and second["drift_before"] == [] and second["applied"] == []
 
@@ -130,7 +131,7 @@ def test_rows_preserved_without_createdb_is_a_clear_failed_check(pg, tmp_path):
             f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}", db)
     url = pg.url(db, user=role, password="role-Pa55")
     config = config_for(tmp_path, url, dev, migrations=None, baseline_revision=None)
-    report = run_job(config, "goals", "verify_database")
+    report = run_job(config, "goals", "maintain_database", align="none")  # changes nothing, compares rows
     assert report["backup"] and report["backup"]["verified"], report["error"]
     rows = check(report, "rows_preserved")
     assert not rows["passed"] and "may not create databases" in rows["detail"] and "CREATEDB" in rows["detail"]

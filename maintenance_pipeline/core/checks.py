@@ -91,7 +91,8 @@ def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore
         f"{d['table']}.{d['column']} ({d['values']} values)" if d["column"] else f"{d['table']} ({d['rows']} rows)"
         for d in drops) if drops else ""
     if problems:
-        return False, "; ".join(problems[:5]) + dropped
+        return False, ("; ".join(problems[:5]) + " (compared with this run's backup: a change by the run and a "
+                       "write by another session since the backup both count)" + dropped)
     return True, f"all {rows_total} rows of {compared} kept tables present with the same values{dropped}"
 
 

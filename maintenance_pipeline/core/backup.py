@@ -31,7 +31,7 @@ from pathlib import Path
 from .backup_files import DEFAULT_BUSY_TIMEOUT, sha256_file
 from .dburl import dialect_of, mask_url
 from .errors import BackupError, RestoreError
-from .manifest import BackupResult, list_backups, newest_verified, read_manifest, utc
+from .manifest import BackupResult, list_backups, newest_verified, read_manifest, set_pinned, utc
 from .pg_backup import backup_postgresql
 from .pg_restore import restore_postgresql
 from .retention import apply_retention
@@ -125,6 +125,7 @@ __all__ = [
     "read_manifest",
     "list_backups",
     "newest_verified",
+    "set_pinned",
     "apply_retention",
     "restore_database",
     "integrity_check",

@@ -141,6 +141,21 @@ def write_manifest(path: Path, manifest: dict) -> None:
         raise os_backup_error(e, path.parent) from None
 
 
+def set_pinned(path: str | os.PathLike, pinned: bool) -> dict:
+    """Pin a backup (retention never removes it) or unpin it; ``path`` is the backup or its manifest.
+
+    Only the manifest's ``pinned`` changes (rewritten atomically); returns the manifest as read back.
+    """
+    m = read_manifest(path)
+    mpath, backup = Path(m.pop("manifest_path")), Path(m.pop("path"))
+    if not backup.exists():
+        raise BackupError(f"backup {backup} does not exist (only its manifest does); list the backups with "
+                          "'python -m maintenance_pipeline backups list TARGET'")
+    m["pinned"] = bool(pinned)
+    write_manifest(mpath, m)
+    return read_manifest(mpath)
+
+
 def describe_tables(conn, schema: str | None = None) -> tuple[str, dict[str, dict]]:
     """Schema fingerprint (over all tables) and {table: {"columns", "rows"}}: what a manifest records."""
     from .snapshot import table_counts, take_snapshot

@@ -136,6 +136,11 @@ def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = 
     with timed(state, "migrate"):
         state.migration = migrate(state.target, state.reference_snapshot, align=state.align, dry_run=dry_run)
         state.revisions = state.migration.to_dict()["revisions"]
+        m = state.migration
+        if state.backup.get("pinned") and (dry_run or not (m.applied or (m.plan and m.plan.stamp))):
+            # nothing was changed: the pre-migration backup is an ordinary one, left to retention
+            backup_mod.set_pinned(state.backup["path"], False)
+            state.backup["pinned"] = False
     return state.migration
 
 

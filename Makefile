@@ -33,6 +33,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_diff.py
 	$(BIN)/python benchmarks/bench_backup.py
 	$(BIN)/python benchmarks/bench_rows_preserved.py
+	$(BIN)/python benchmarks/bench_rows_guard.py
+	$(BIN)/python benchmarks/bench_sensor_tick.py
+	$(BIN)/python benchmarks/bench_pg_backup.py
+	$(BIN)/python benchmarks/bench_pg_fingerprint.py
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) reports/*/ backups/*/ examples/data/*.db

@@ -55,15 +55,18 @@ def introduced_violations(now: Counter, before: Counter) -> Counter:
 
 def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore, drops: list[dict], *,
                       count_rows: Callable[[str], int], count_values: Callable[[str, str], int],
-                      missing_rows: Callable[[str, list[str], list[str] | None], int]) -> tuple[bool, str]:
+                      missing_rows: Callable[[str, list[str], list[str] | None], int],
+                      not_compared: dict[str, str] | None = None, failure_note: str = "") -> tuple[bool, str]:
     """Every row of every kept table of the backup is still live with the same kept values: (passed, detail).
 
     By primary key when the backup's key columns are all kept, else as multisets of rows (a lost
     duplicate counts). The dialect runs the queries: ``count_rows(table)`` and ``count_values(table,
     column)`` on the backup, ``missing_rows(table, kept columns, key columns or None)``. ``drops``
     gets the planned drops (``{"table", "column", "rows", "values"}``) as they are found, so a caller
-    whose query fails midway still has those.
+    whose query fails midway still has those. ``not_compared``: tables left out, with the reason
+    (named in the detail; they do not fail the check).
     """
+    not_compared = not_compared or {}
     problems: list[str] = []
     compared = rows_total = 0
     for name, bt in sorted(backup_snapshot.tables.items()):
@@ -79,7 +82,7 @@ def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore
         for col in bt.column_names:
             if col not in live_cols:
                 drops.append({"table": name, "column": col, "rows": n_rows, "values": count_values(name, col)})
-        if not kept:
+        if not kept or name in not_compared:
             continue
         keys = [c for c in bt.primary_key if c in live_cols] if bt.primary_key else []
         missing = missing_rows(name, kept, keys if keys and len(keys) == len(bt.primary_key) else None)
@@ -87,13 +90,19 @@ def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore
         rows_total += n_rows
         if missing:
             problems.append(f"{name}: {missing} row(s) missing or changed")
+    skipped = "; not compared: " + ", ".join(f"{t} ({why})" for t, why in sorted(not_compared.items())) \
+        if not_compared else ""
     dropped = "; planned drops: " + ", ".join(
         f"{d['table']}.{d['column']} ({d['values']} values)" if d["column"] else f"{d['table']} ({d['rows']} rows)"
         for d in drops) if drops else ""
     if problems:
-        return False, ("; ".join(problems[:5]) + " (compared with this run's backup: a change by the run and a "
-                       "write by another session since the backup both count)" + dropped)
-    return True, f"all {rows_total} rows of {compared} kept tables present with the same values{dropped}"
+        return False, "; ".join(problems[:5]) + failure_note + skipped + dropped
+    return True, f"all {rows_total} rows of {compared} kept tables present with the same values{skipped}{dropped}"
+
+
+# said with a failed comparison made after the run's commit: the application may have written since the backup
+AFTER_COMMIT_NOTE = (" (compared with this run's backup after its commit: a change by the run and a write by "
+                     "another session since the backup both count)")
 
 
 def run_user_check(conn: sa.Connection, check) -> Check:

@@ -16,7 +16,10 @@ The flow of ``migrate()``:
 5. foreign keys (SQLite: ``PRAGMA foreign_key_check``; PostgreSQL: an anti-join per key the server
    does not enforce, i.e. ``NOT VALID`` or with disabled triggers): a violation the run introduced
    aborts it;
-6. commit, or roll back on any error (the SQLite file is then bytewise what it was; PostgreSQL's
+6. SQLite, given the run's backup: its rows compared with the database as the transaction sees it
+   (``sqlite_rows.RowsGuard``: exact, since no other writer can commit meanwhile; the result goes to
+   verify's ``rows_preserved``, it does not undo the migration: a data migration may mean it);
+7. commit, or roll back on any error (the SQLite file is then bytewise what it was; PostgreSQL's
    DDL is transactional, so its schema and rows are exactly what they were).
 
 Alembic runs inside that transaction on both: the revisions see the caller's open transaction and
@@ -61,6 +64,7 @@ from .model import Change, Snapshot
 from .revisions import MigrationPlan, current_revision, plan_revisions, run_revisions, target_schema
 from .snapshot import take_snapshot
 from .sqlite_rebuild import broken_views, rebuild_table, working_views
+from .sqlite_rows import BACKUP_SCHEMA, RowsGuard, explain_denied
 
 
 @dataclass
@@ -75,6 +79,7 @@ class MigrationResult:
     revision_after: str | None = None
     failing_revision: str | None = None  # the revision running when a failure happened
     drift_after: list[Change] = field(default_factory=list)  # what the plan leaves (seen inside the transaction)
+    rows: tuple[bool, str, list[dict]] | None = None  # SQLite: rows_preserved inside the transaction (sqlite_rows)
 
     def to_dict(self) -> dict:
         return {
@@ -123,20 +128,25 @@ def fk_violations(conn: sa.Connection, schema: str | None = None, *, only_unenfo
     return out
 
 
-def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dry_run: bool = False) -> MigrationResult:
+def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dry_run: bool = False,
+            backup: Path | None = None) -> MigrationResult:
+    """``backup``: the run's verified SQLite backup; its rows are then compared with the database inside
+    the transaction, before COMMIT (``result.rows``; ``sqlite_rows.RowsGuard``)."""
     align = align or target.align
     path = sqlite_path(target.url)
+    backup = Path(backup) if backup is not None and path is not None else None
     if dry_run and path is not None:
-        return _dry_run_on_copy(target, reference, align, path)
+        return _dry_run_on_copy(target, reference, align, path, backup)
     with maintenance_lock(target.url, holder=f"migrate {target.name}"):
         engine = open_engine(target.url)
         try:
-            return _run(engine, target, reference, align, dry_run)
+            return _run(engine, target, reference, align, dry_run, backup=backup)
         finally:
             engine.dispose()
 
 
-def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path) -> MigrationResult:
+def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path,
+                     backup: Path | None = None) -> MigrationResult:
     check_sqlite_file(path)
     with tempfile.TemporaryDirectory(prefix="maintenance-dryrun-") as tmp:
         scratch = Path(tmp) / path.name
@@ -150,14 +160,14 @@ def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path
         engine = open_engine(f"sqlite:///{scratch}")
         try:
             scratch_target = dataclasses.replace(target, url=f"sqlite:///{scratch}")
-            return _run(engine, scratch_target, reference, align, dry_run=True, named=target)
+            return _run(engine, scratch_target, reference, align, dry_run=True, named=target, backup=backup)
         finally:
             engine.dispose()
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry_run: bool,
-         named: Target | None = None) -> MigrationResult:
+         named: Target | None = None, backup: Path | None = None) -> MigrationResult:
     """``named``: the target that error messages name (a dry run works on a scratch copy)."""
     sql: list[str] = []
 
@@ -170,7 +180,7 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
             text += f"  -- params {parameters!r}"
         sql.append(text)
 
-    def guard(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def no_commit(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
         # a revision (or anything else) must not end the run's one transaction: what ran before would stay
         # committed whatever fails after it
         words = statement.lstrip().split(None, 2)
@@ -191,15 +201,18 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
             fk_setting = raw.execute("PRAGMA foreign_keys").fetchone()[0]
             raw.execute("PRAGMA foreign_keys=OFF")
             conn.info["immediate"] = True
+        guard = None
         sa.event.listen(conn, "before_cursor_execute", capture)
         state = {"phase": "plan", "step": None}
         result = None
         try:
+            if backup is not None and fk_setting is not None:
+                guard = RowsGuard.attach(raw, sqlite_path(target.url), backup)
             try:
                 trans = conn.begin()  # BEGIN IMMEDIATE: waits busy_timeout for another writer, then fails
             except sa.exc.DBAPIError as e:
                 raise translate_error(e, (named or target).url) from None
-            sa.event.listen(conn, "before_cursor_execute", guard)
+            sa.event.listen(conn, "before_cursor_execute", no_commit)
             try:
                 if conn.dialect.name == "sqlite" and conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
                     raise MigrationError("PRAGMA foreign_keys could not be switched off; a table rebuild could "
@@ -210,6 +223,11 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                                               lock_timeout=target.lock_timeout,
                                               statement_timeout=target.statement_timeout)
                 schema = target_schema(conn, target)
+                if guard is not None:
+                    with guard.reading():
+                        backup_snap = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=BACKUP_SCHEMA)
+                    guard.at_begin(backup_snap, take_snapshot(conn, ignore_tables=target.ignore_tables),
+                                   target.ignore_tables)
                 fk_before = fk_violations(conn, schema, only_unenforced=pg)
                 plan = plan_revisions(conn, target)
                 result = MigrationResult(plan=plan, dry_run=dry_run, align=align, sql=sql)
@@ -226,6 +244,9 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                 result.revision_after = current_revision(conn, target)
                 after = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
                 result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables)
+                if guard is not None:
+                    state["phase"] = "rows_preserved"
+                    result.rows = guard.at_end(backup_snap, after, target.ignore_tables)
             except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
                 trans.rollback()
                 failing = result.failing_revision if result is not None else None
@@ -236,8 +257,10 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                 trans.commit()
             return result
         finally:
-            if sa.event.contains(conn, "before_cursor_execute", guard):
-                sa.event.remove(conn, "before_cursor_execute", guard)
+            if sa.event.contains(conn, "before_cursor_execute", no_commit):
+                sa.event.remove(conn, "before_cursor_execute", no_commit)
+            if guard is not None:
+                guard.close()
             if fk_setting:
                 conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
@@ -319,6 +342,7 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
     line = " ".join(str(getattr(e, "orig", None) or e).split())[:300] or type(e).__name__
     hint = pg_checks.timeout_hint(line) if isinstance(e, sa.exc.DBAPIError) else None
     line = re.sub(r"_alembic_tmp_", "", line)  # Alembic's temporary copy is the table itself to the reader
+    line = explain_denied(line)
     if not isinstance(e, MaintenanceError):
         line = f"{type(e).__name__}: {line}"
     rolled = f"{mask_url(target.url)} was rolled back to its state before the run"

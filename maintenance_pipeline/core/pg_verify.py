@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import pg_checks
-from .checks import UNCHANGED_ROWS, Check, VerifyResult, fmt_fk, introduced_violations, matches_manifest
+from .checks import AFTER_COMMIT_NOTE, UNCHANGED_ROWS, Check, VerifyResult, fmt_fk, introduced_violations, matches_manifest
 from .config import Target
 from .dburl import open_engine, scrub_passwords, translate_error
 from .errors import MaintenanceError
@@ -106,6 +106,8 @@ def postgres_checks(target: Target, out: VerifyResult, live: Snapshot, pg_live: 
         else:
             passed, detail, drops = scratch["rows"]
             out.planned_drops = list(drops or [])
+            if not passed and not str(detail).startswith("could not"):
+                detail = f"{detail}{AFTER_COMMIT_NOTE}"
             checks.append(Check("rows_preserved", bool(passed), scrub_passwords(str(detail), target.url)))
     elif backup_path is not None and mode == "verify":
         checks.append(UNCHANGED_ROWS)

@@ -134,7 +134,8 @@ def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = 
     if state.backup is None or not state.backup.get("verified"):
         raise MaintenanceError("refusing to migrate without a verified backup; run the backup step first")
     with timed(state, "migrate"):
-        state.migration = migrate(state.target, state.reference_snapshot, align=state.align, dry_run=dry_run)
+        state.migration = migrate(state.target, state.reference_snapshot, align=state.align, dry_run=dry_run,
+                                  backup=Path(state.backup["path"]))
         state.revisions = state.migration.to_dict()["revisions"]
         m = state.migration
         if state.backup.get("pinned") and (dry_run or not (m.applied or (m.plan and m.plan.stamp))):
@@ -178,6 +179,7 @@ def step_verify(state: RunState) -> VerifyResult:
             backup_verified=bool(b.get("verified")), backup_detail=b.get("verify_detail") or "",
             mode=mode, refused=refused, restored_manifest=state.restored_from,
             planned_drift=state.migration.drift_after if state.migration and state.migration.dry_run else None,
+            migration_rows=state.migration.rows if state.migration else None,
         )
     failed = state.verification.failed
     if failed:

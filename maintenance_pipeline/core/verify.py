@@ -34,7 +34,7 @@ from . import pg_checks
 from .checks import (
     Check,
     VerifyResult,
-    compare_kept_rows,
+    AFTER_COMMIT_NOTE,
     fmt_fk,
     introduced_violations,
     matches_manifest,
@@ -47,12 +47,9 @@ from .diff import diff
 from .model import Change, Snapshot
 from .pg_verify import postgres_checks
 from .snapshot import snapshot_url, table_counts, take_snapshot
+from .sqlite_rows import compare_attached
 
 __all__ = ["Check", "VerifyResult", "fk_check", "integrity", "rows_preserved", "run_user_check", "verify_target"]
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _open_ro(path: Path) -> sqlite3.Connection:
@@ -89,35 +86,16 @@ def fk_check(path: Path) -> Counter:
 
 def rows_preserved(live: Path, backup: Path, backup_snapshot: Snapshot, live_snapshot: Snapshot,
                    ignore: tuple[str, ...]) -> tuple[Check, list[dict]]:
-    """Every row of every kept table of the backup is still in the live file with the same kept values."""
+    """Every row of every kept table of the backup is still in the live file with the same kept values
+    (compared now, on its own connection: after a migration's commit; ``sqlite_rows.RowsGuard`` compares
+    inside the migration's transaction)."""
     conn = sqlite3.connect(sqlite_uri(live), uri=True)
     drops: list[dict] = []
-
-    def count(sql: str) -> int:
-        return conn.execute(sql).fetchone()[0]
-
-    def missing_rows(name: str, kept: list[str], keys: list[str] | None) -> int:
-        if keys:
-            join = " AND ".join(f"m.{_q(c)} = b.{_q(c)}" for c in keys)
-            same = " AND ".join(f"m.{_q(c)} IS b.{_q(c)}" for c in kept if c not in keys) or "1"
-            return count(f"SELECT count(*) FROM bk.{_q(name)} AS b WHERE NOT EXISTS "
-                         f"(SELECT 1 FROM main.{_q(name)} AS m WHERE {join} AND {same})")
-        # no primary key: whole rows of kept columns as multisets (a lost duplicate counts)
-        cols = ", ".join(_q(c) for c in kept)
-        on = " AND ".join(f"m.{_q(c)} IS b.{_q(c)}" for c in kept)
-        return count(f"SELECT coalesce(sum(b.mp_n_ - coalesce(m.mp_n_, 0)), 0) FROM "
-                     f"(SELECT {cols}, count(*) AS mp_n_ FROM bk.{_q(name)} GROUP BY {cols}) AS b LEFT JOIN "
-                     f"(SELECT {cols}, count(*) AS mp_n_ FROM main.{_q(name)} GROUP BY {cols}) AS m ON {on} "
-                     f"WHERE coalesce(m.mp_n_, 0) < b.mp_n_")
-
     try:
         conn.execute("PRAGMA mmap_size=2147483648")
         conn.execute("ATTACH DATABASE ? AS bk", (sqlite_uri(backup),))
-        passed, detail = compare_kept_rows(
-            backup_snapshot, live_snapshot, ignore, drops,
-            count_rows=lambda name: count(f"SELECT count(*) FROM bk.{_q(name)}"),
-            count_values=lambda name, col: count(f"SELECT count({_q(col)}) FROM bk.{_q(name)}"),
-            missing_rows=missing_rows)
+        passed, detail = compare_attached(conn, "bk", backup_snapshot, live_snapshot, ignore, drops,
+                                          failure_note=AFTER_COMMIT_NOTE)
     except sqlite3.DatabaseError as e:
         return Check("rows_preserved", False, f"could not compare rows: {e}"), drops
     finally:
@@ -127,11 +105,15 @@ def rows_preserved(live: Path, backup: Path, backup_snapshot: Snapshot, live_sna
 
 def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | None, backup_verified: bool,
                   backup_detail: str = "", mode: str = "maintain", refused: list[Change] = (),
-                  restored_manifest: dict | None = None, planned_drift: list[Change] | None = None) -> VerifyResult:
+                  restored_manifest: dict | None = None, planned_drift: list[Change] | None = None,
+                  migration_rows: tuple[bool, str, list[dict]] | None = None) -> VerifyResult:
     """Run every check. ``mode``: maintain (changes were made), verify (nothing changed), restore.
 
     ``planned_drift``: for a dry run, what the planned changes would leave (computed on a scratch
     copy); the schema check then judges the plan, since the target itself was not changed.
+    ``migration_rows``: SQLite ``rows_preserved`` as the migration compared it inside its transaction
+    (``MigrationResult.rows``); used instead of comparing again now, when the application may have
+    written since the commit.
     """
     out = VerifyResult()
     live_path = sqlite_path(target.url)
@@ -218,6 +200,11 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
     # rows
     if backup_path is not None and mode == "verify":
         out.checks.append(UNCHANGED_ROWS)
+    elif migration_rows is not None and mode == "maintain":
+        passed, detail, out.planned_drops = migration_rows
+        where = ("dry run, compared on the scratch copy after the planned changes" if planned_drift is not None
+                 else "compared inside the migration's transaction, before its commit")
+        out.checks.append(Check("rows_preserved", passed, f"{detail} ({where})"))
     elif backup_path is not None and mode != "restore":
         bsnap = snapshot_url(f"sqlite:///{backup_path}", ignore_tables=target.ignore_tables)
         check, out.planned_drops = rows_preserved(live_path, backup_path, bsnap, live, target.ignore_tables)

@@ -1,7 +1,7 @@
 """Shared helpers for the SQLite alignment tests (test_migrate, test_rebuild, test_rebuild_keeps).
 
 A ``Case`` is a target and a reference file built in tmp_path with plain CREATE TABLE/INSERT;
-``run()`` aligns the target with ``migrate()``, ``remaining()`` diffs a fresh snapshot against
+``run()`` aligns the target with ``migrate()`` (given a byte copy as the run's backup, as the pipeline does), ``remaining()`` diffs a fresh snapshot against
 the reference, ``q()`` reads the file with sqlite3 and ``unchanged()`` compares its sha256 with
 the one taken before the run. Import the ``case`` fixture into the test module that uses it.
 Test modules register this module for pytest's assertion rewriting before importing it, so
@@ -10,6 +10,7 @@ Test modules register this module for pytest's assertion rewriting before import
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -44,7 +45,10 @@ class Case:
         self.sha_before = sha256(self.path)
 
     def run(self, align: str = "full", dry_run: bool = False):
-        return migrate(self.target, self.ref, align=align, dry_run=dry_run)
+        # as the pipeline runs it: with the run's backup attached (rows compared inside the transaction)
+        backup = self.path.with_name("backup.db")
+        shutil.copyfile(self.path, backup)
+        return migrate(self.target, self.ref, align=align, dry_run=dry_run, backup=backup)
 
     def remaining(self) -> list:
         engine = dburl.open_engine(self.target.url)
@@ -91,5 +95,6 @@ def fk_list(c: Case, table: str) -> set[tuple]:
 def assert_aligned(c: Case, result) -> None:
     assert c.remaining() == [], [ch.describe() for ch in c.remaining()]
     assert result.drift_after == []
+    assert result.rows is not None, "the rows were not compared inside the transaction"
     assert c.q("PRAGMA integrity_check") == [("ok",)]
     assert c.q("PRAGMA foreign_key_check") == []

@@ -1,0 +1,137 @@
+"""rows_preserved of a maintain run on SQLite is compared inside the migration's transaction
+(``core/sqlite_rows.RowsGuard``): the application's writes after the commit are not counted as the run's,
+writes between the backup and the migration are named and not judged, a row the migration itself loses
+or changes is found, and the attached backup never stands in for a table the migration dropped."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import MIGRATIONS, demo_target, sha256, write_config
+from maintenance_pipeline.core import pipeline
+from maintenance_pipeline.core.config import load_config
+from maintenance_pipeline.core.pipeline import run_job
+
+
+def _app_edits(db: Path) -> None:
+    """What the application does at any moment: edit one goal, delete another."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute("UPDATE goals SET name = name || ' (edited)' WHERE id = (SELECT min(id) FROM goals)")
+            conn.execute("DELETE FROM goals WHERE id = (SELECT max(id) FROM goals) AND id NOT IN "
+                         "(SELECT parent_id FROM goals WHERE parent_id IS NOT NULL)")
+    finally:
+        conn.close()
+
+
+def _rows_check(report: dict) -> dict:
+    return next(c for c in report["checks"] if c["name"] == "rows_preserved")
+
+
+def _steps_until_migrate(config, *, edit_before_migrate: Path | None = None):
+    state = pipeline.start(config, "goals", "maintain_database")
+    pipeline.step_backup(state)
+    pipeline.step_diff(state)
+    if edit_before_migrate is not None:
+        _app_edits(edit_before_migrate)
+    pipeline.step_migrate(state)
+    return state
+
+
+def test_verify_database_does_not_count_the_applications_writes(demo_config, demo_dir):
+    assert run_job(demo_config, "goals", "maintain_database")["status"] == "success"
+    state = pipeline.start(demo_config, "goals", "verify_database")
+    pipeline.step_backup(state)
+    pipeline.step_diff(state)
+    _app_edits(demo_dir / "data" / "goals.db")
+    pipeline.step_verify(state)
+    report = pipeline.finish(state)
+    assert report["status"] == "success", report["error"]
+    assert _rows_check(report)["passed"] and "changed no row" in _rows_check(report)["detail"]
+
+
+def test_writes_after_the_migration_commits_are_not_the_runs(demo_config, demo_dir):
+    state = _steps_until_migrate(demo_config)
+    assert state.migration.applied  # the seed's revision and alignment
+    _app_edits(demo_dir / "data" / "goals.db")  # after the commit, before verify
+    pipeline.step_verify(state)
+    rows = _rows_check(pipeline.finish(state))
+    assert rows["passed"] and "inside the migration's transaction" in rows["detail"]
+    assert "all 94 rows of 12 kept tables present" in rows["detail"]
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_writes_between_the_backup_and_the_migration_are_named_not_judged(demo_dir, journal_mode):
+    db = demo_dir / "data" / "goals.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA journal_mode={journal_mode}")
+    conn.close()
+    config = load_config(write_config(demo_dir))
+    state = _steps_until_migrate(config, edit_before_migrate=db)
+    pipeline.step_verify(state)
+    report = pipeline.finish(state)
+    assert report["status"] == "success", report["error"]
+    detail = _rows_check(report)["detail"]
+    assert re.search(r"not compared: goals \(\d+ row\(s\) changed by another session between the backup and "
+                     r"the migration\)", detail), detail
+    assert "rows of 11 kept tables present" in detail  # every other table still compared
+
+
+LOSES_A_ROW = '''"""a data migration that deletes a goal and renames another
+
+Revision ID: 0003
+Revises: 0002
+"""
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("DELETE FROM practice_session_goals")
+    op.execute("UPDATE programs SET name = 'renamed' WHERE id = (SELECT min(id) FROM programs)")
+
+
+def downgrade():
+    pass
+'''
+
+READS_A_DROPPED_TABLE = LOSES_A_ROW.replace('''    op.execute("DELETE FROM practice_session_goals")
+    op.execute("UPDATE programs SET name = 'renamed' WHERE id = (SELECT min(id) FROM programs)")''', '''    # scheduled_sessions was dropped by 0002: it exists only in the run's (attached) backup
+    op.execute("CREATE TABLE old_sessions AS SELECT * FROM scheduled_sessions")''')
+
+
+def _with_revision(demo_dir: Path, text: str):
+    migrations = demo_dir / "migrations"
+    shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    (migrations / "versions" / "0003_extra.py").write_text(text)
+    return load_config(write_config(demo_dir, {"goals": demo_target(migrations=str(migrations))}))
+
+
+def test_rows_the_migration_loses_or_changes_fail_the_check(demo_dir):
+    report = run_job(_with_revision(demo_dir, LOSES_A_ROW), "goals", "maintain_database")
+    assert report["status"] == "failed" and report["failed_step"] == "verify"
+    detail = _rows_check(report)["detail"]
+    assert not _rows_check(report)["passed"]
+    assert "practice_session_goals: 6 row(s) missing or changed" in detail and "programs: 1 row(s)" in detail
+    assert "inside the migration's transaction" in detail
+    assert report["revisions"]["after"] == "0003"  # committed: a data migration may mean it; the owner decides
+
+
+def test_the_attached_backup_never_stands_in_for_a_dropped_table(demo_dir):
+    config = _with_revision(demo_dir, READS_A_DROPPED_TABLE)
+    db = demo_dir / "data" / "goals.db"
+    before = sha256(db)
+    report = run_job(config, "goals", "maintain_database")
+    assert report["status"] == "failed" and report["failed_step"] == "migrate"
+    assert "0003" in report["error"] and "no such table: scheduled_sessions" in report["error"]
+    assert sha256(db) == before

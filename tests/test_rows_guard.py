@@ -1,5 +1,6 @@
 """rows_preserved of a maintain run on SQLite is compared inside the migration's transaction
-(``core/sqlite_rows.RowsGuard``): the application's writes after the commit are not counted as the run's,
+(``core/sqlite_rows.RowsGuard``): the application's writes after the commit are not counted as the run's
+(nor are orphans it writes then: the migration checked its own inside the transaction),
 writes between the backup and the migration are named and not judged, a row the migration itself loses
 or changes is found, and the attached backup never stands in for a table the migration dropped."""
 
@@ -64,6 +65,19 @@ def test_writes_after_the_migration_commits_are_not_the_runs(demo_config, demo_d
     rows = _rows_check(pipeline.finish(state))
     assert rows["passed"] and "inside the migration's transaction" in rows["detail"]
     assert "all 94 rows of 12 kept tables present" in rows["detail"]
+
+
+def test_orphans_written_after_the_commit_are_not_the_runs(demo_dir):
+    # (without the demo's own "no orphaned goals" check, which fails on any orphan, as its owner wants)
+    state = _steps_until_migrate(load_config(write_config(demo_dir, {"goals": demo_target(checks=None)})))
+    with sqlite3.connect(demo_dir / "data" / "goals.db") as conn:  # the application: foreign keys off
+        conn.execute("UPDATE goals SET parent_id = 'no-such-goal' WHERE id = (SELECT min(id) FROM goals)")
+    pipeline.step_verify(state)
+    report = pipeline.finish(state)
+    assert report["status"] == "success", report["error"]
+    fk = next(c for c in report["checks"] if c["name"] == "foreign_keys")
+    assert fk["passed"] and "the migration introduced no orphan (checked inside its transaction)" in fk["detail"]
+    assert "1 orphan row(s) written by another session since the backup: goals -> goals: 1" in fk["detail"]
 
 
 @pytest.mark.parametrize("journal_mode", ["delete", "wal"])

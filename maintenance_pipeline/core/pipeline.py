@@ -180,6 +180,7 @@ def step_verify(state: RunState) -> VerifyResult:
             mode=mode, refused=refused, restored_manifest=state.restored_from,
             planned_drift=state.migration.drift_after if state.migration and state.migration.dry_run else None,
             migration_rows=state.migration.rows if state.migration else None,
+            migrated=state.migration is not None,
         )
     failed = state.verification.failed
     if failed:

@@ -106,14 +106,16 @@ def rows_preserved(live: Path, backup: Path, backup_snapshot: Snapshot, live_sna
 def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | None, backup_verified: bool,
                   backup_detail: str = "", mode: str = "maintain", refused: list[Change] = (),
                   restored_manifest: dict | None = None, planned_drift: list[Change] | None = None,
-                  migration_rows: tuple[bool, str, list[dict]] | None = None) -> VerifyResult:
+                  migration_rows: tuple[bool, str, list[dict]] | None = None, migrated: bool = False) -> VerifyResult:
     """Run every check. ``mode``: maintain (changes were made), verify (nothing changed), restore.
 
     ``planned_drift``: for a dry run, what the planned changes would leave (computed on a scratch
     copy); the schema check then judges the plan, since the target itself was not changed.
     ``migration_rows``: SQLite ``rows_preserved`` as the migration compared it inside its transaction
     (``MigrationResult.rows``); used instead of comparing again now, when the application may have
-    written since the commit.
+    written since the commit. ``migrated``: this run's migration ran, and its own foreign-key check
+    (inside its transaction) let nothing through that it introduced; orphans found now were there
+    before or were written by another session.
     """
     out = VerifyResult()
     live_path = sqlite_path(target.url)
@@ -164,7 +166,7 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
     if live_path is None:
         if pg_live:
             out.checks.extend(postgres_checks(target, out, live, pg_live, backup_path=backup_path, mode=mode,
-                                               restored_manifest=restored_manifest))
+                                               restored_manifest=restored_manifest, migrated=migrated))
             out.checks.append(Check("backup_verified", bool(backup_verified),
                                     backup_detail or ("verified" if backup_verified else "backup not verified")))
         out.checks.extend(user)  # other dialects: the schema and user checks only
@@ -188,7 +190,12 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
         now = fk_check(live_path)
         before = fk_check(backup_path) if backup_path is not None else Counter()
         introduced = introduced_violations(now, before)
-        if introduced:
+        if introduced and migrated:
+            out.checks.append(Check("foreign_keys", True, (
+                "the migration introduced no orphan (checked inside its transaction); "
+                f"{sum(introduced.values())} orphan row(s) written by another session since the backup: "
+                f"{fmt_fk(introduced)}" + (f"; {sum(before.values())} existed before this run" if before else ""))))
+        elif introduced:
             out.checks.append(Check("foreign_keys", False, f"this run introduced {sum(introduced.values())} "
                                                            f"orphan row(s): {fmt_fk(introduced)}"))
         elif now:

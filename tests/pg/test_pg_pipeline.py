@@ -26,6 +26,7 @@ from pg_migrate_helpers import (  # noqa: E402
 
 from maintenance_pipeline.core.config import load_config  # noqa: E402
 from maintenance_pipeline.core.migrate import migrate  # noqa: E402
+from maintenance_pipeline.core import pipeline  # noqa: E402
 from maintenance_pipeline.core.pipeline import run_job  # noqa: E402
 
 
@@ -153,6 +154,20 @@ def test_orphans_that_existed_before_do_not_fail_maintain_but_fail_verify(pg, tm
     assert fk["passed"] and "existed before this run: c -> p: 1" in fk["detail"] and "c.c_pid_fk" in fk["detail"]
     report = run_job(config, "goals", "verify_database")
     assert report["status"] == "failed" and not check(report, "foreign_keys")["passed"]
+
+    # an orphan another session writes after a migration's commit is not counted as the run's
+    pg.psql("ALTER TABLE c ADD COLUMN extra int", ref_name)
+    state = pipeline.start(config, "goals", "maintain_database")
+    for step in (pipeline.step_backup, pipeline.step_diff, pipeline.step_migrate):
+        step(state)
+    assert state.migration.applied
+    pg.psql("ALTER TABLE c DISABLE TRIGGER ALL; INSERT INTO c (id, pid) VALUES (3, 42); "
+            "ALTER TABLE c ENABLE TRIGGER ALL", live_name)
+    pipeline.step_verify(state)
+    fk = check(pipeline.finish(state), "foreign_keys")
+    assert fk["passed"], fk
+    assert "1 orphan row(s) written by another session since the backup: c -> p: 1" in fk["detail"]
+    assert "1 existed before this run" in fk["detail"]
 
 
 def test_restore_brings_back_the_pre_migration_database(pg, tmp_path):

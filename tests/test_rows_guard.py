@@ -64,7 +64,9 @@ def test_writes_after_the_migration_commits_are_not_the_runs(demo_config, demo_d
     pipeline.step_verify(state)
     rows = _rows_check(pipeline.finish(state))
     assert rows["passed"] and "inside the migration's transaction" in rows["detail"]
-    assert "all 94 rows of 12 kept tables present" in rows["detail"]
+    # only the tables the migration wrote to (goals, program_days; scheduled_sessions is a planned drop)
+    assert "all 45 rows of 2 kept tables present" in rows["detail"]
+    assert "10 other table(s) not written by the migration" in rows["detail"]
 
 
 def test_orphans_written_after_the_commit_are_not_the_runs(demo_dir):
@@ -94,7 +96,8 @@ def test_writes_between_the_backup_and_the_migration_are_named_not_judged(demo_d
     detail = _rows_check(report)["detail"]
     assert re.search(r"not compared: goals \(\d+ row\(s\) changed by another session between the backup and "
                      r"the migration\)", detail), detail
-    assert "rows of 11 kept tables present" in detail  # every other table still compared
+    assert "all 6 rows of 1 kept table present" in detail  # program_days, also written by the migration
+    assert "10 other table(s) not written by the migration" in detail
 
 
 LOSES_A_ROW = '''"""a data migration that deletes a goal and renames another
@@ -124,6 +127,14 @@ READS_A_DROPPED_TABLE = LOSES_A_ROW.replace('''    op.execute("DELETE FROM pract
     op.execute("CREATE TABLE old_sessions AS SELECT * FROM scheduled_sessions")''')
 
 
+LOSES_ROWS_THROUGH_A_TRIGGER = LOSES_A_ROW.replace('''    op.execute("DELETE FROM practice_session_goals")
+    op.execute("UPDATE programs SET name = 'renamed' WHERE id = (SELECT min(id) FROM programs)")''', '''\
+    # the statement names programs only; the trigger it fires empties another table
+    op.execute("CREATE TRIGGER mp_wipe AFTER UPDATE ON programs BEGIN DELETE FROM practice_session_goals; END")
+    op.execute("UPDATE programs SET name = name")
+    op.execute("DROP TRIGGER mp_wipe")''')
+
+
 def _with_revision(demo_dir: Path, text: str):
     migrations = demo_dir / "migrations"
     shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
@@ -139,6 +150,14 @@ def test_rows_the_migration_loses_or_changes_fail_the_check(demo_dir):
     assert "practice_session_goals: 6 row(s) missing or changed" in detail and "programs: 1 row(s)" in detail
     assert "inside the migration's transaction" in detail
     assert report["revisions"]["after"] == "0003"  # committed: a data migration may mean it; the owner decides
+
+
+def test_a_table_written_only_by_a_trigger_is_compared_too(demo_dir):
+    report = run_job(_with_revision(demo_dir, LOSES_ROWS_THROUGH_A_TRIGGER), "goals", "maintain_database")
+    assert report["status"] == "failed" and report["failed_step"] == "verify"
+    detail = _rows_check(report)["detail"]
+    assert "practice_session_goals: 6 row(s) missing or changed" in detail
+    assert "programs:" not in detail  # written and compared: name = name changed nothing
 
 
 def test_the_attached_backup_never_stands_in_for_a_dropped_table(demo_dir):

@@ -8,7 +8,7 @@ PostgreSQL: ``pg_rows.compare_rows``), user checks and the restore's manifest co
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -56,7 +56,8 @@ def introduced_violations(now: Counter, before: Counter) -> Counter:
 def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore, drops: list[dict], *,
                       count_rows: Callable[[str], int], count_values: Callable[[str, str], int],
                       missing_rows: Callable[[str, list[str], list[str] | None], int],
-                      not_compared: dict[str, str] | None = None, failure_note: str = "") -> tuple[bool, str]:
+                      not_compared: dict[str, str] | None = None, failure_note: str = "",
+                      only: Collection[str] | None = None) -> tuple[bool, str]:
     """Every row of every kept table of the backup is still live with the same kept values: (passed, detail).
 
     By primary key when the backup's key columns are all kept, else as multisets of rows (a lost
@@ -64,13 +65,14 @@ def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore
     column)`` on the backup, ``missing_rows(table, kept columns, key columns or None)``. ``drops``
     gets the planned drops (``{"table", "column", "rows", "values"}``) as they are found, so a caller
     whose query fails midway still has those. ``not_compared``: tables left out, with the reason
-    (named in the detail; they do not fail the check).
+    (named in the detail; they do not fail the check). ``only``: look at these tables only (the
+    caller knows the others did not change).
     """
     not_compared = not_compared or {}
     problems: list[str] = []
     compared = rows_total = 0
     for name, bt in sorted(backup_snapshot.tables.items()):
-        if name in ignore:
+        if name in ignore or (only is not None and name not in only):
             continue
         n_rows = count_rows(name)
         lt = live_snapshot.tables.get(name)
@@ -97,7 +99,8 @@ def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore
         for d in drops) if drops else ""
     if problems:
         return False, "; ".join(problems[:5]) + failure_note + skipped + dropped
-    return True, f"all {rows_total} rows of {compared} kept tables present with the same values{skipped}{dropped}"
+    tables = f"{compared} kept table{'' if compared == 1 else 's'}"
+    return True, f"all {rows_total} rows of {tables} present with the same values{skipped}{dropped}"
 
 
 # said with a failed comparison made after the run's commit: the application may have written since the backup

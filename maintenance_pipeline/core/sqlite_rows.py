@@ -4,11 +4,12 @@ no row crosses into Python), for verify's ``rows_preserved`` and for the migrati
 ``RowsGuard`` makes ``rows_preserved`` of a maintain run exact. Compared after the commit, a row
 the application edited between the run's backup and the check looks like a row the run changed.
 The guard compares inside the migration's transaction instead, just before COMMIT, while
-``BEGIN IMMEDIATE`` keeps every other writer out; so only writes between the backup and the
-BEGIN can still mix in, and the guard finds those first (one compare at BEGIN, skipped when the
-backup is a byte copy whose header, change counter included, still equals the live file's: in
-rollback-journal mode every commit bumps that counter). Tables another session changed in that
-window are named and not judged.
+``BEGIN IMMEDIATE`` keeps every other writer out, and only the tables the migration wrote to (the
+others cannot have changed). Writes another session made between the backup and the BEGIN are
+found first and those tables named, not judged: nothing to do when the backup is a byte copy whose
+header, change counter included, still equals the live file's (rollback-journal mode bumps that
+counter on every commit); in WAL mode a second, read-only connection still sees the database as it
+was at BEGIN and compares the written tables at the end; otherwise every table is compared at BEGIN.
 
 SQLite cannot ATTACH inside a transaction, so the backup is attached before BEGIN, read-only, under
 a schema name of its own; an authorizer denies every statement that touches it except the guard's
@@ -92,13 +93,26 @@ def _byte_copy_unchanged(live: Path, backup: Path) -> bool:
         return False
 
 
+_WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_DROP_TABLE}
+
+
 class RowsGuard:
-    """The backup attached to the migration's connection; ``at_begin`` / ``at_end`` inside its transaction."""
+    """The backup attached to the migration's connection; ``at_begin`` / ``at_end`` inside its transaction.
+
+    The authorizer also records every table of ``main`` a statement writes to (SQLite asks it for
+    each INSERT/UPDATE/DELETE/DROP/ALTER when a statement is prepared, including what a trigger the
+    statement fires does, and re-prepares statements prepared before it was set). Under the write
+    lock no one else can change a table the migration did not write to, so only written tables are
+    compared: the cost follows what the migration touched, not the size of the database.
+    """
 
     def __init__(self, raw: sqlite3.Connection, live: Path, backup: Path):
         self.raw, self.live, self.backup = raw, live, backup
         self.allowed = False
+        self.written: set[str] = set()
         self.changed_before: dict[str, int] = {}
+        self.begin_snapshot: Snapshot | None = None  # set when the check at BEGIN is left to a WAL reader
+        self.checked_at_begin = False
 
     @classmethod
     def attach(cls, raw: sqlite3.Connection, live: Path, backup: Path) -> "RowsGuard":
@@ -113,7 +127,15 @@ class RowsGuard:
         return guard
 
     def _authorize(self, action, arg1, arg2, db_name, inner):  # noqa: ANN001 - sqlite3's callback
-        return sqlite3.SQLITE_DENY if db_name == BACKUP_SCHEMA and not self.allowed else sqlite3.SQLITE_OK
+        if self.allowed:
+            return sqlite3.SQLITE_OK
+        if db_name == BACKUP_SCHEMA:
+            return sqlite3.SQLITE_DENY
+        if action in _WRITES and db_name == "main":
+            self.written.add(arg1)
+        elif action == sqlite3.SQLITE_ALTER_TABLE and arg1 == "main":
+            self.written.add(arg2)
+        return sqlite3.SQLITE_OK
 
     @contextmanager
     def reading(self):
@@ -124,10 +146,25 @@ class RowsGuard:
             self.allowed = False
 
     def at_begin(self, backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore) -> None:
-        """Right after BEGIN IMMEDIATE, before any change: the tables another session changed since the backup."""
+        """Right after BEGIN IMMEDIATE, before any change: did another session write since the backup?
+
+        Free when the backup is a byte copy with the live file's header; in WAL mode the question is
+        answered at the end, for the written tables only, by a reader (it still sees the database as it
+        was at BEGIN); otherwise every table is compared now.
+        """
         if _byte_copy_unchanged(self.live, self.backup):
             return
-        q = _Queries(self.raw, BACKUP_SCHEMA)
+        with self.reading():
+            wal = self.raw.execute("PRAGMA main.journal_mode").fetchone()[0].lower() == "wal"
+        if wal:
+            self.begin_snapshot = live_snapshot
+            return
+        self.checked_at_begin = True
+        self._record_changed(self.raw, BACKUP_SCHEMA, backup_snapshot, live_snapshot, ignore, None)
+
+    def _record_changed(self, conn: sqlite3.Connection, bk: str, backup_snapshot: Snapshot, live_snapshot: Snapshot,
+                        ignore, only) -> None:
+        q = _Queries(conn, bk)
 
         def record(name: str, kept: list[str], keys: list[str] | None) -> int:
             n = q.missing_rows(name, kept, keys)
@@ -137,19 +174,36 @@ class RowsGuard:
 
         with self.reading():
             compare_kept_rows(backup_snapshot, live_snapshot, ignore, [], count_rows=q.count_rows,
-                              count_values=lambda name, col: 0, missing_rows=record)
+                              count_values=lambda name, col: 0, missing_rows=record, only=only)
+
+    def _check_begin_state_with_a_reader(self, backup_snapshot: Snapshot, ignore, only: set[str]) -> None:
+        reader = sqlite3.connect(sqlite_uri(self.live), uri=True, timeout=30)
+        try:
+            reader.execute("ATTACH DATABASE ? AS bk", (sqlite_uri(self.backup),))
+            reader.execute("BEGIN")
+            self._record_changed(reader, "bk", backup_snapshot, self.begin_snapshot, ignore, only)
+        finally:
+            reader.close()
 
     def at_end(self, backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore) -> tuple[bool, str, list[dict]]:
-        """Just before COMMIT: every kept row of the backup still there with the same values."""
+        """Just before COMMIT: every kept row of a table the migration wrote to still there, same values."""
         drops: list[dict] = []
-        not_compared = {t: f"{n} row(s) changed by another session between the backup and the migration"
-                        for t, n in self.changed_before.items()}
+        kept = {n for n in backup_snapshot.tables if n not in ignore}
+        written = kept & self.written
         try:
+            if self.begin_snapshot is not None and written:
+                self._check_begin_state_with_a_reader(backup_snapshot, ignore, written)
+            not_compared = {t: f"{n} row(s) changed by another session between the backup and the migration"
+                            for t, n in self.changed_before.items() if t in written}
             with self.reading():
                 passed, detail = compare_attached(self.raw, BACKUP_SCHEMA, backup_snapshot, live_snapshot, ignore,
-                                                  drops, not_compared=not_compared)
+                                                  drops, not_compared=not_compared, only=written)
         except sqlite3.DatabaseError as e:  # the check fails; the migration itself is not undone for it
             return False, f"could not compare rows: {e}", drops
+        untouched = len(kept - written)
+        if untouched:
+            detail += (f"; {untouched} other table(s) not written by the migration, so unchanged under its "
+                       "write lock")
         return passed, detail, drops
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,6 +24,22 @@ if str(EXAMPLES) not in sys.path:
 
 import build_demo  # noqa: E402
 import pg_demo  # noqa: E402, F401 - for `from conftest import pg_demo`
+
+
+def copy_migrations(folder: Path, extra: dict[str, str]) -> Path:
+    """The demo's migrations folder copied into ``folder``, plus ``extra`` revision files (name -> text)."""
+    target = folder / "migrations"
+    shutil.copytree(MIGRATIONS, target, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, text in extra.items():
+        (target / "versions" / name).write_text(text)
+    return target
+
+
+def revision(rev: str, down: str, body: str, imports: str = "") -> str:
+    """The text of an Alembic revision file whose ``upgrade()`` is ``body`` (indented)."""
+    return (f'"""revision {rev}\n\nRevision ID: {rev}\nRevises: {down}\n"""\nimport sqlalchemy as sa\n'
+            f"from alembic import op\n{imports}\nrevision = {rev!r}\ndown_revision = {down!r}\n"
+            f"branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n{body}\n\n\ndef downgrade():\n    pass\n")
 
 
 def sha256(path: Path) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from conftest import MIGRATIONS, demo_target, sha256, write_config
+from conftest import copy_migrations, demo_target, revision, sha256, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.pipeline import run_job
 
@@ -105,36 +104,14 @@ def test_dry_run_changes_nothing_and_reports_sql(demo_config, demo_dir):
     assert not list((demo_dir / "data").glob("goals.db-*"))  # no journal or WAL left beside it
 
 
-BROKEN = '''"""a revision that fails halfway
-
-Revision ID: 0003
-Revises: 0002
-"""
-import sqlalchemy as sa
-from alembic import op
-
-revision = "0003"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    op.add_column("goals", sa.Column("halfway", sa.Integer(), nullable=True))
+BROKEN = revision("0003", "0002", """    op.add_column("goals", sa.Column("halfway", sa.Integer(), nullable=True))
     op.execute("UPDATE goals SET halfway = 1")
     op.create_table("half_done", sa.Column("id", sa.Integer(), primary_key=True))
-    raise RuntimeError("boom in the middle of 0003")
-
-
-def downgrade():
-    pass
-'''
+    raise RuntimeError("boom in the middle of 0003")""")
 
 
 def test_revision_that_raises_halfway_leaves_the_file_bytewise_as_before(demo_dir):
-    migrations = demo_dir / "migrations"
-    shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
-    (migrations / "versions" / "0003_broken.py").write_text(BROKEN)
+    migrations = copy_migrations(demo_dir, {"0003_broken.py": BROKEN})
     config = load_config(write_config(demo_dir, {"goals": demo_target(migrations=str(migrations))}))
     db = demo_dir / "data" / "goals.db"
     report = run_job(config, "goals", "maintain_database")

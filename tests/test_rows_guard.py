@@ -7,13 +7,12 @@ or changes is found, and the attached backup never stands in for a table the mig
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from conftest import MIGRATIONS, demo_target, sha256, write_config
+from conftest import copy_migrations, demo_target, revision, sha256, write_config
 from maintenance_pipeline.core import pipeline
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.pipeline import run_job
@@ -100,45 +99,23 @@ def test_writes_between_the_backup_and_the_migration_are_named_not_judged(demo_d
     assert "10 other table(s) not written by the migration" in detail
 
 
-LOSES_A_ROW = '''"""a data migration that deletes a goal and renames another
+# a data migration that deletes the links of sessions to goals and renames a program
+LOSES_A_ROW = revision("0003", "0002", """    op.execute("DELETE FROM practice_session_goals")
+    op.execute("UPDATE programs SET name = 'renamed' WHERE id = (SELECT min(id) FROM programs)")""")
 
-Revision ID: 0003
-Revises: 0002
-"""
-from alembic import op
-
-revision = "0003"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    op.execute("DELETE FROM practice_session_goals")
-    op.execute("UPDATE programs SET name = 'renamed' WHERE id = (SELECT min(id) FROM programs)")
-
-
-def downgrade():
-    pass
-'''
-
-READS_A_DROPPED_TABLE = LOSES_A_ROW.replace('''    op.execute("DELETE FROM practice_session_goals")
-    op.execute("UPDATE programs SET name = 'renamed' WHERE id = (SELECT min(id) FROM programs)")''', '''    # scheduled_sessions was dropped by 0002: it exists only in the run's (attached) backup
-    op.execute("CREATE TABLE old_sessions AS SELECT * FROM scheduled_sessions")''')
-
-
-LOSES_ROWS_THROUGH_A_TRIGGER = LOSES_A_ROW.replace('''    op.execute("DELETE FROM practice_session_goals")
-    op.execute("UPDATE programs SET name = 'renamed' WHERE id = (SELECT min(id) FROM programs)")''', '''\
-    # the statement names programs only; the trigger it fires empties another table
+# the statement names programs only; the trigger it fires empties another table
+LOSES_ROWS_THROUGH_A_TRIGGER = revision("0003", "0002", """\
     op.execute("CREATE TRIGGER mp_wipe AFTER UPDATE ON programs BEGIN DELETE FROM practice_session_goals; END")
     op.execute("UPDATE programs SET name = name")
-    op.execute("DROP TRIGGER mp_wipe")''')
+    op.execute("DROP TRIGGER mp_wipe")""")
+
+# scheduled_sessions was dropped by 0002: it exists only in the run's (attached) backup
+READS_A_DROPPED_TABLE = revision("0003", "0002", """\
+    op.execute("CREATE TABLE old_sessions AS SELECT * FROM scheduled_sessions")""")
 
 
 def _with_revision(demo_dir: Path, text: str):
-    migrations = demo_dir / "migrations"
-    shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
-    (migrations / "versions" / "0003_extra.py").write_text(text)
+    migrations = copy_migrations(demo_dir, {"0003_extra.py": text})
     return load_config(write_config(demo_dir, {"goals": demo_target(migrations=str(migrations))}))
 
 

@@ -1,14 +1,14 @@
 """Helpers shared by the migrate/verify test modules on PostgreSQL (``test_pg_migrate``, ``test_pg_align``,
-``test_pg_verify``; ``test_pg_pipeline`` takes them through ``test_pg_migrate``): per-test copies of the seed
+``test_pg_verify``, ``test_pg_pipeline``): per-test copies of the seed
 demo made from two template databases, the demo target and its reference snapshot, a database's full state
-(catalog, snapshot, rows) to compare before and after a failed run, and scratch Alembic revisions.
+(catalog, snapshot, rows) to compare before and after a failed run, and two scratch Alembic revisions
+(``copy_migrations`` and ``revision`` come from ``conftest``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from conftest import MIGRATIONS, ROOT, pg_demo
+from conftest import MIGRATIONS, ROOT, copy_migrations, pg_demo, revision  # noqa: F401 - re-exported
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.dburl import open_engine
 from maintenance_pipeline.core.pg_checks import catalog_fingerprint
@@ -79,20 +79,6 @@ def scalar(url: str, sql: str):
             return conn.exec_driver_sql(sql).scalar()
     finally:
         engine.dispose()
-
-
-def copy_migrations(tmp_path: Path, extra: dict[str, str]) -> Path:
-    folder = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for name, text in extra.items():
-        (folder / "versions" / name).write_text(text)
-    return folder
-
-
-def revision(rev: str, down: str, body: str, imports: str = "") -> str:
-    return (f'"""revision {rev}\n\nRevision ID: {rev}\nRevises: {down}\n"""\nimport sqlalchemy as sa\n'
-            f"from alembic import op\n{imports}\nrevision = {rev!r}\ndown_revision = {down!r}\n"
-            f"branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n{body}\n\n\ndef downgrade():\n    pass\n")
 
 
 # a revision that fails halfway, after changing schema and rows

@@ -80,6 +80,7 @@ class MigrationResult:
     failing_revision: str | None = None  # the revision running when a failure happened
     drift_after: list[Change] = field(default_factory=list)  # what the plan leaves (seen inside the transaction)
     rows: tuple[bool, str, list[dict]] | None = None  # SQLite: rows_preserved inside the transaction (sqlite_rows)
+    written: set[str] | None = None  # PostgreSQL: tables whose existing rows the migration may have changed
 
     def to_dict(self) -> dict:
         return {
@@ -229,6 +230,9 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                     guard.at_begin(backup_snap, take_snapshot(conn, ignore_tables=target.ignore_tables),
                                    target.ignore_tables)
                 fk_before = fk_violations(conn, schema, only_unenforced=pg)
+                if pg:
+                    storage_before = pg_checks.table_storage(conn, schema)
+                    schema_before = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
                 plan = plan_revisions(conn, target)
                 result = MigrationResult(plan=plan, dry_run=dry_run, align=align, sql=sql)
                 state["phase"] = "alembic"
@@ -247,6 +251,9 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                 if guard is not None:
                     state["phase"] = "rows_preserved"
                     result.rows = guard.at_end(backup_snap, after, target.ignore_tables)
+                if pg:  # also a table whose columns changed: a dropped column is a planned drop to list
+                    result.written = pg_checks.tables_written(conn, storage_before, schema) | {
+                        t for t, tb in schema_before.tables.items() if after.tables.get(t) != tb}
             except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
                 trans.rollback()
                 failing = result.failing_revision if result is not None else None

@@ -121,6 +121,29 @@ def begin_migration(conn: sa.Connection, *, target_name: str, schema: str | None
                      {"v": quote_ident(schema) + (", public" if schema != "public" else "")})
 
 
+_STORAGE_SQL = sa.text(
+    "SELECT c.relname, c.relfilenode FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+    "ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relkind IN ('r', 'p')")
+_XACT_WRITES_SQL = sa.text(
+    "SELECT relname FROM pg_catalog.pg_stat_xact_user_tables WHERE schemaname = :schema "
+    "AND n_tup_upd + n_tup_del > 0")
+
+
+def table_storage(conn: sa.Connection, schema: str | None = None) -> dict[str, int]:
+    """{table: relfilenode}: a table rewritten or truncated in the transaction gets a new one."""
+    return dict(conn.execute(_STORAGE_SQL, {"schema": schema_of(conn, schema)}).all())
+
+
+def tables_written(conn: sa.Connection, storage_before: dict[str, int], schema: str | None = None) -> set[str]:
+    """Tables whose existing rows this transaction may have changed: rows updated or deleted (by any
+    statement, trigger or cascade: ``pg_stat_xact_user_tables`` counts this transaction's own), or the
+    table rewritten, truncated or dropped (its ``relfilenode`` moved or is gone)."""
+    name = schema_of(conn, schema)
+    written = {r[0] for r in conn.execute(_XACT_WRITES_SQL, {"schema": name})}
+    now = table_storage(conn, name)
+    return written | {t for t, node in storage_before.items() if now.get(t) != node}
+
+
 def timeout_hint(message: str) -> str | None:
     """A fix for PostgreSQL's lock/statement timeout messages, None for other errors."""
     low = message.lower()

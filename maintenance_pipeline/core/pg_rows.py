@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checks import compare_kept_rows
+from .checks import AFTER_COMMIT_NOTE, compare_kept_rows
 from .dburl import mask_url, parse_url, scrub_passwords
 from .errors import BackupError, MaintenanceError
 from .pg_archive import list_archive
@@ -164,7 +164,7 @@ def _merge_counts(backup_rows, live_rows) -> int:
 
 
 def compare_rows(live_url: str, scratch_url: str, backup_snapshot, live_snapshot, ignore_tables: Sequence[str],
-                 schema: str | None = None) -> tuple[bool, str, list[dict]]:
+                 schema: str | None = None, only: set[str] | None = None) -> tuple[bool, str, list[dict]]:
     """Every row of every kept table of the backup (restored at ``scratch_url``) is still in the live database.
 
     Same semantics as SQLite's ``verify.rows_preserved`` (``checks.compare_kept_rows``): by primary key
@@ -173,7 +173,7 @@ def compare_rows(live_url: str, scratch_url: str, backup_snapshot, live_snapshot
     ``md5(ROW(kept columns)::text)`` per row and streams ``(key as text, hash)`` ordered by the key's
     text under the "C" collation (so both sides and Python agree on the order); the two ordered
     streams are merged here. Returns (passed, one-line detail, planned drops: ``{"table", "column",
-    "rows", "values"}``).
+    "rows", "values"}``). ``only``: compare these tables only (those the migration wrote to).
     """
     ignore = set(ignore_tables or ())
     prefix = f"{_qi(schema)}." if schema else ""
@@ -204,7 +204,11 @@ def compare_rows(live_url: str, scratch_url: str, backup_snapshot, live_snapshot
             count_rows=lambda name: int(_scalar(bconn, f"SELECT count(*) FROM {prefix}{_qi(name)}")),
             count_values=lambda name, col: int(_scalar(bconn,
                                                        f"SELECT count({_qi(col)}) FROM {prefix}{_qi(name)}")),
-            missing_rows=missing_rows)
+            missing_rows=missing_rows, failure_note=AFTER_COMMIT_NOTE, only=only)
+        if only is not None:
+            untouched = len({n for n in backup_snapshot.tables if n not in ignore} - only)
+            if untouched:
+                detail += f"; {untouched} other table(s) not written by the migration"
     except MaintenanceError as e:
         return False, f"could not compare rows: {e}", drops
     except Exception as e:  # noqa: BLE001 - psycopg errors: one line, no secrets

@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import pg_checks
-from .checks import AFTER_COMMIT_NOTE, UNCHANGED_ROWS, Check, VerifyResult, fmt_fk, introduced_violations, matches_manifest
+from .checks import UNCHANGED_ROWS, Check, VerifyResult, fmt_fk, introduced_violations, matches_manifest
 from .config import Target
 from .dburl import open_engine, scrub_passwords, translate_error
 from .errors import MaintenanceError
@@ -34,7 +34,7 @@ def _scratch_error(e: BaseException, target: Target) -> str:
 
 
 def _compare_with_backup(target: Target, live: Snapshot, backup_path: Path, *, rows: bool,
-                         fk_before: bool) -> dict:
+                         fk_before: bool, only: set[str] | None = None) -> dict:
     """Restore the backup into a scratch database once: rows compared, the backup's own FK violations.
 
     Returns ``{"rows": (passed, detail, drops) | None, "fk_before": Counter | None, "error": str | None}``.
@@ -53,7 +53,7 @@ def _compare_with_backup(target: Target, live: Snapshot, backup_path: Path, *, r
                 engine.dispose()
             if rows:
                 out["rows"] = compare_rows(target.url, scratch_url, bsnap, live, target.ignore_tables,
-                                           schema=schema)
+                                           schema=schema, only=only)
     except Exception as e:  # noqa: BLE001 - any failure is a failed check with its reason, never a crash
         out["error"] = _scratch_error(e, target)
     return out
@@ -61,7 +61,7 @@ def _compare_with_backup(target: Target, live: Snapshot, backup_path: Path, *, r
 
 def postgres_checks(target: Target, out: VerifyResult, live: Snapshot, pg_live: dict, *,
                      backup_path: Path | None, mode: str, restored_manifest: dict | None,
-                     migrated: bool = False) -> list[Check]:
+                     migrated: bool = False, written: set[str] | None = None) -> list[Check]:
     """integrity, foreign_keys and rows_preserved (or matches_restored_backup) of a PostgreSQL target.
 
     ``pg_live``: what ``verify_target`` read on the live database (``integrity``, ``fk``, ``not_valid``,
@@ -77,7 +77,8 @@ def postgres_checks(target: Target, out: VerifyResult, live: Snapshot, pg_live: 
           + (f" (+{len(not_valid) - 5} more)" if len(not_valid) > 5 else "")) if not_valid else ""
     want_rows = backup_path is not None and mode not in ("restore", "verify")
     want_fk_before = bool(now) and mode != "verify" and backup_path is not None
-    scratch = _compare_with_backup(target, live, backup_path, rows=want_rows, fk_before=want_fk_before) \
+    scratch = _compare_with_backup(target, live, backup_path, rows=want_rows, fk_before=want_fk_before,
+                                   only=written) \
         if (want_rows or want_fk_before) else {"rows": None, "fk_before": None, "error": None}
 
     if not now:
@@ -115,8 +116,6 @@ def postgres_checks(target: Target, out: VerifyResult, live: Snapshot, pg_live: 
         else:
             passed, detail, drops = scratch["rows"]
             out.planned_drops = list(drops or [])
-            if not passed and not str(detail).startswith("could not"):
-                detail = f"{detail}{AFTER_COMMIT_NOTE}"
             checks.append(Check("rows_preserved", bool(passed), scrub_passwords(str(detail), target.url)))
     elif backup_path is not None and mode == "verify":
         checks.append(UNCHANGED_ROWS)

@@ -181,6 +181,7 @@ def step_verify(state: RunState) -> VerifyResult:
             planned_drift=state.migration.drift_after if state.migration and state.migration.dry_run else None,
             migration_rows=state.migration.rows if state.migration else None,
             migrated=state.migration is not None,
+            written=state.migration.written if state.migration else None,
         )
     failed = state.verification.failed
     if failed:

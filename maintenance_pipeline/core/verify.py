@@ -106,7 +106,8 @@ def rows_preserved(live: Path, backup: Path, backup_snapshot: Snapshot, live_sna
 def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | None, backup_verified: bool,
                   backup_detail: str = "", mode: str = "maintain", refused: list[Change] = (),
                   restored_manifest: dict | None = None, planned_drift: list[Change] | None = None,
-                  migration_rows: tuple[bool, str, list[dict]] | None = None, migrated: bool = False) -> VerifyResult:
+                  migration_rows: tuple[bool, str, list[dict]] | None = None, migrated: bool = False,
+                  written: set[str] | None = None) -> VerifyResult:
     """Run every check. ``mode``: maintain (changes were made), verify (nothing changed), restore.
 
     ``planned_drift``: for a dry run, what the planned changes would leave (computed on a scratch
@@ -115,7 +116,8 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
     (``MigrationResult.rows``); used instead of comparing again now, when the application may have
     written since the commit. ``migrated``: this run's migration ran, and its own foreign-key check
     (inside its transaction) let nothing through that it introduced; orphans found now were there
-    before or were written by another session.
+    before or were written by another session. ``written``: PostgreSQL, the tables whose rows the
+    migration may have changed (``MigrationResult.written``): only those are compared.
     """
     out = VerifyResult()
     live_path = sqlite_path(target.url)
@@ -166,7 +168,8 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
     if live_path is None:
         if pg_live:
             out.checks.extend(postgres_checks(target, out, live, pg_live, backup_path=backup_path, mode=mode,
-                                               restored_manifest=restored_manifest, migrated=migrated))
+                                               restored_manifest=restored_manifest, migrated=migrated,
+                                               written=written))
             out.checks.append(Check("backup_verified", bool(backup_verified),
                                     backup_detail or ("verified" if backup_verified else "backup not verified")))
         out.checks.extend(user)  # other dialects: the schema and user checks only

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("maintenance_pipeline.core.pg_backup", reason="PostgreSQL backups (core/pg_backup.py) missing")
 
-from conftest import ORPHAN_CHECK, ROOT, write_config  # noqa: E402
+from conftest import ORPHAN_CHECK, ROOT, revision, write_config  # noqa: E402
 from pg_migrate_helpers import (  # noqa: E402
     BLOCKING,
     BROKEN,
@@ -194,3 +194,25 @@ def test_dry_run_changes_nothing_and_reports_the_sql(pg, tmp_path):
     assert "CREATE TABLE program_day_templates" in sql and "ADD COLUMN completed_at" in sql
     assert check(report, "schema_matches_reference")["passed"]
     assert db_state(prod) == before
+
+
+def test_rows_are_compared_in_the_tables_the_migration_wrote_to(pg, tmp_path):
+    """PostgreSQL compares rows after the commit (a scratch restore of the backup), but only in the tables
+    whose rows the migration may have changed (pg_stat_xact_user_tables, relfilenode, columns): the
+    application's writes to the other tables are not counted as the run's; a row the migration lost is."""
+    prod, dev = demo_databases(pg, tmp_path / "data")
+    wipe = revision("0003", "0002", '    op.execute("DELETE FROM practice_session_goals")')
+    config = config_for(tmp_path, prod, dev, migrations=str(copy_migrations(tmp_path, {"0003_wipe.py": wipe})))
+    state = pipeline.start(config, "goals", "maintain_database")
+    for step in (pipeline.step_backup, pipeline.step_diff, pipeline.step_migrate):
+        step(state)
+    assert {"practice_session_goals", "goals", "program_days", "scheduled_sessions"} <= state.migration.written
+    assert "programs" not in state.migration.written
+    db = prod.rsplit("/", 1)[1]
+    pg.psql("UPDATE programs SET name = name || ' (edited by the app)'", db)  # after the commit
+    with pytest.raises(Exception, match="rows_preserved"):
+        pipeline.step_verify(state)
+    rows = next(c for c in state.verification.checks if c.name == "rows_preserved")
+    assert not rows.passed and "practice_session_goals: 6 row(s) missing or changed" in rows.detail
+    assert "programs" not in rows.detail.split(" (compared")[0]  # edited by the app, not compared
+    assert "other table(s) not written by the migration" in rows.detail

@@ -252,8 +252,10 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                     state["phase"] = "rows_preserved"
                     result.rows = guard.at_end(backup_snap, after, target.ignore_tables)
                 if pg:  # also a table whose columns changed: a dropped column is a planned drop to list
-                    result.written = pg_checks.tables_written(conn, storage_before, schema) | {
-                        t for t, tb in schema_before.tables.items() if after.tables.get(t) != tb}
+                    written = pg_checks.tables_written(conn, storage_before, schema)
+                    if written is not None:
+                        result.written = written | {t for t, tb in schema_before.tables.items()
+                                                    if after.tables.get(t) != tb}
             except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
                 trans.rollback()
                 failing = result.failing_revision if result is not None else None

@@ -134,10 +134,13 @@ def table_storage(conn: sa.Connection, schema: str | None = None) -> dict[str, i
     return dict(conn.execute(_STORAGE_SQL, {"schema": schema_of(conn, schema)}).all())
 
 
-def tables_written(conn: sa.Connection, storage_before: dict[str, int], schema: str | None = None) -> set[str]:
+def tables_written(conn: sa.Connection, storage_before: dict[str, int], schema: str | None = None) -> set[str] | None:
     """Tables whose existing rows this transaction may have changed: rows updated or deleted (by any
     statement, trigger or cascade: ``pg_stat_xact_user_tables`` counts this transaction's own), or the
-    table rewritten, truncated or dropped (its ``relfilenode`` moved or is gone)."""
+    table rewritten, truncated or dropped (its ``relfilenode`` moved or is gone). None when the server
+    does not count (``track_counts`` off): then every table may have changed."""
+    if conn.exec_driver_sql("SELECT current_setting('track_counts')").scalar() != "on":
+        return None
     name = schema_of(conn, schema)
     written = {r[0] for r in conn.execute(_XACT_WRITES_SQL, {"schema": name})}
     now = table_storage(conn, name)

@@ -178,10 +178,7 @@ def step_verify(state: RunState) -> VerifyResult:
             t, state.reference_snapshot, backup_path=Path(b["path"]) if b.get("path") else None,
             backup_verified=bool(b.get("verified")), backup_detail=b.get("verify_detail") or "",
             mode=mode, refused=refused, restored_manifest=state.restored_from,
-            planned_drift=state.migration.drift_after if state.migration and state.migration.dry_run else None,
-            migration_rows=state.migration.rows if state.migration else None,
-            migrated=state.migration is not None,
-            written=state.migration.written if state.migration else None,
+            migration=state.migration,
         )
     failed = state.verification.failed
     if failed:

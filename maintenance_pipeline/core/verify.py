@@ -27,6 +27,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -45,6 +46,9 @@ from .config import Target
 from .dburl import open_engine, sqlite_path, sqlite_uri, translate_error
 from .diff import diff
 from .model import Change, Snapshot
+
+if TYPE_CHECKING:
+    from .migrate import MigrationResult
 from .pg_verify import postgres_checks
 from .snapshot import snapshot_url, table_counts, take_snapshot
 from .sqlite_rows import compare_attached
@@ -105,20 +109,20 @@ def rows_preserved(live: Path, backup: Path, backup_snapshot: Snapshot, live_sna
 
 def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | None, backup_verified: bool,
                   backup_detail: str = "", mode: str = "maintain", refused: list[Change] = (),
-                  restored_manifest: dict | None = None, planned_drift: list[Change] | None = None,
-                  migration_rows: tuple[bool, str, list[dict]] | None = None, migrated: bool = False,
-                  written: set[str] | None = None) -> VerifyResult:
+                  restored_manifest: dict | None = None, migration: MigrationResult | None = None) -> VerifyResult:
     """Run every check. ``mode``: maintain (changes were made), verify (nothing changed), restore.
 
-    ``planned_drift``: for a dry run, what the planned changes would leave (computed on a scratch
-    copy); the schema check then judges the plan, since the target itself was not changed.
-    ``migration_rows``: SQLite ``rows_preserved`` as the migration compared it inside its transaction
-    (``MigrationResult.rows``); used instead of comparing again now, when the application may have
-    written since the commit. ``migrated``: this run's migration ran, and its own foreign-key check
-    (inside its transaction) let nothing through that it introduced; orphans found now were there
-    before or were written by another session. ``written``: PostgreSQL, the tables whose rows the
-    migration may have changed (``MigrationResult.written``): only those are compared.
+    ``migration``: this run's migration, when it ran. Its own checks, made inside its transaction,
+    are used instead of comparing again now, when the application may have written since the commit:
+    a dry run's ``drift_after`` (what the planned changes would leave, computed on a scratch copy: the
+    schema check judges the plan), SQLite's ``rows`` (``rows_preserved`` before COMMIT), PostgreSQL's
+    ``written`` (only those tables are compared); and its foreign-key check let nothing through that it
+    introduced, so orphans found now were there before or were written by another session.
     """
+    migrated = migration is not None
+    planned_drift = migration.drift_after if migrated and migration.dry_run else None
+    migration_rows = migration.rows if migrated else None
+    written = migration.written if migrated else None
     out = VerifyResult()
     live_path = sqlite_path(target.url)
     pg_schema = target.schema if live_path is None else None

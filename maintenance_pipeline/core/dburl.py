@@ -6,6 +6,7 @@ connection is made with ``mode=rw`` so that SQLite itself refuses to create one.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .errors import (
     NotADatabaseError,
 )
 
-SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_NOTADB = getattr(sqlite3, "SQLITE_NOTADB", 26)
 
 
 def parse_url(url: str | URL) -> URL:
@@ -79,29 +80,44 @@ def sqlite_path(url: str | URL) -> Path | None:
 
 
 def check_sqlite_file(path: Path) -> None:
-    """Raise a clear error unless ``path`` is an existing SQLite database file."""
-    if not path.exists():
+    """Raise a clear error unless ``path`` is an existing SQLite database file.
+
+    Only SQLite opens the file (the live-file rule, ``live_file.py``: this process may hold a
+    connection to it, and closing any other descriptor of the file would drop that connection's
+    locks): its size comes from ``stat``, its header is judged by a read-only SQLite connection.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         raise MissingDatabaseError(
             f"database file {path} does not exist (nothing was created); check the target's url "
             "in the targets file or restore the file from a backup"
-        )
-    if path.is_dir():
-        raise NotADatabaseError(f"{path} is a directory, not a SQLite database file; fix the target's url")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
+        ) from None
     except PermissionError:
         raise NotADatabaseError(f"cannot read {path}: permission denied; give this user read/write access") from None
-    if len(head) == 0:
+    if path.is_dir():
+        raise NotADatabaseError(f"{path} is a directory, not a SQLite database file; fix the target's url")
+    if not os.access(path, os.R_OK):
+        raise NotADatabaseError(f"cannot read {path}: permission denied; give this user read/write access")
+    if st.st_size == 0:
         raise NotADatabaseError(
             f"{path} is an empty file, not a SQLite database; point the target at the real database "
             "or restore it from a backup"
         )
-    if head != SQLITE_HEADER:
-        raise NotADatabaseError(
-            f"{path} is not a SQLite database (no SQLite header); point the target at the real "
-            "database file or restore it from a backup"
-        )
+    try:
+        conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()  # reads the header
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        if getattr(e, "sqlite_errorcode", None) == SQLITE_NOTADB or "not a database" in str(e).lower():
+            raise NotADatabaseError(
+                f"{path} is not a SQLite database (no SQLite header); point the target at the real "
+                "database file or restore it from a backup"
+            ) from None
+        # busy, a hot journal a read-only connection may not roll back, …: the caller's own connection
+        # meets it and reports it
 
 
 def sqlite_uri(path: Path, mode: str = "ro") -> str:

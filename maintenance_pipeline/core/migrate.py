@@ -39,6 +39,7 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,7 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
-from . import pg_checks
+from . import live_file, pg_checks
 from .align import (
     apply_change_natively,
     blocked_by_kept_names,
@@ -139,11 +140,15 @@ def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dr
     if dry_run and path is not None:
         return _dry_run_on_copy(target, reference, align, path, backup)
     with maintenance_lock(target.url, holder=f"migrate {target.name}"):
-        engine = open_engine(target.url)
-        try:
-            return _run(engine, target, reference, align, dry_run, backup=backup)
-        finally:
-            engine.dispose()
+        # the live file's header is read (RowsGuard's free check) through a descriptor opened before the
+        # engine's first connection and closed after its last: live_file.py
+        with live_file.pinned(path) if backup is not None else nullcontext() as live_fd:
+            engine = open_engine(target.url)
+            try:
+                return _run(engine, target, reference, align, dry_run, backup=backup,
+                            live_header=(lambda: live_file.header(live_fd)) if live_fd is not None else None)
+            finally:
+                engine.dispose()
 
 
 def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path,
@@ -168,7 +173,7 @@ def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path
 
 
 def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry_run: bool,
-         named: Target | None = None, backup: Path | None = None) -> MigrationResult:
+         named: Target | None = None, backup: Path | None = None, live_header=None) -> MigrationResult:
     """``named``: the target that error messages name (a dry run works on a scratch copy)."""
     sql: list[str] = []
 
@@ -208,7 +213,7 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
         result = None
         try:
             if backup is not None and fk_setting is not None:
-                guard = RowsGuard.attach(raw, sqlite_path(target.url), backup)
+                guard = RowsGuard.attach(raw, sqlite_path(target.url), backup, live_header=live_header)
             try:
                 trans = conn.begin()  # BEGIN IMMEDIATE: waits busy_timeout for another writer, then fails
             except sa.exc.DBAPIError as e:

@@ -20,10 +20,10 @@ Consistency strategy
 The source is never opened by a connection that could create it: the file is checked
 with ``dburl.check_sqlite_file`` first and opened through ``file:…?mode=ro`` URIs.
 
-Caveat (POSIX locks): closing any file descriptor of a file releases every POSIX lock the
-*process* holds on it, SQLite's included. The locked copy closes its own descriptor only
-after its transaction has ended, but do not call ``backup_database`` while the same
-process holds an open transaction on the source through another connection.
+The live-file rule (``live_file.py``): closing any descriptor of a file releases every POSIX lock
+the *process* holds on it, SQLite's included. The locked copy's descriptor is pinned: opened
+before its connection and closed after it. Do not call ``backup_database`` while the same process
+holds another connection to the source.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from .backup_files import (
     remove_quietly,
     sha256_file,
 )
+from . import live_file
 from .dburl import check_sqlite_file, mask_url, sqlite_path, sqlite_uri, translate_error
 from .errors import BackupError, DatabaseLockedError, MaintenanceError
 from .manifest import BackupResult, describe_tables, manifest_head, manifest_tail, write_manifest
@@ -153,8 +154,9 @@ def _sqlite_copy(
     ``timings`` gets ``lock_wait`` (until the read lock was granted) and, for the locked copy,
     ``locked`` (how long writers were held off).
     """
-    src_fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
+    # the descriptor is opened before the connection and closed after it (live_file.py): closing a
+    # descriptor drops this process's POSIX locks on the file, SQLite's included
+    with live_file.pinned(src) as src_fd:
         conn = _connect_source(src, "ro")
         try:
             t = time.perf_counter()
@@ -183,9 +185,6 @@ def _sqlite_copy(
             return "sqlite-backup-api", "wal"
         finally:
             conn.close()
-    finally:
-        # Only now: closing a descriptor drops this process's POSIX locks on the file.
-        os.close(src_fd)
 
 
 def _connect_source(src: Path, mode: str) -> sqlite3.Connection:

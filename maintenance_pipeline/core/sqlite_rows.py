@@ -8,7 +8,8 @@ The guard compares inside the migration's transaction instead, just before COMMI
 others cannot have changed). Writes another session made between the backup and the BEGIN are
 found first and those tables named, not judged: nothing to do when the backup is a byte copy whose
 header, change counter included, still equals the live file's (rollback-journal mode bumps that
-counter on every commit); in WAL mode a second, read-only connection still sees the database as it
+counter on every commit; the live header is read through a descriptor pinned before the migration's
+first connection, never opened beside it: ``live_file.py``); in WAL mode a second, read-only connection still sees the database as it
 was at BEGIN and compares the written tables at the end; otherwise every table is compared at BEGIN.
 
 SQLite cannot ATTACH inside a transaction, so the backup is attached before BEGIN, read-only, under
@@ -21,12 +22,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 from .checks import compare_kept_rows
 from .dburl import sqlite_uri
 from .errors import MigrationError
+from .live_file import HEADER_BYTES, unchanged_rollback_copy
 from .model import Snapshot
 
 BACKUP_SCHEMA = "mp_run_backup"
@@ -83,16 +86,6 @@ def explain_denied(message: str) -> str:
     return message.replace(m.group(0), f"no such table: {m.group(1)} (only the run's backup still has it)")
 
 
-def _byte_copy_unchanged(live: Path, backup: Path) -> bool:
-    """``backup`` is a byte copy of ``live`` in rollback-journal mode and nothing committed since."""
-    try:
-        with open(live, "rb") as a, open(backup, "rb") as b:
-            head = a.read(100)
-            return len(head) == 100 and head[18] == 1 and head == b.read(100)
-    except OSError:
-        return False
-
-
 _WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_DROP_TABLE}
 
 
@@ -106,8 +99,10 @@ class RowsGuard:
     compared: the cost follows what the migration touched, not the size of the database.
     """
 
-    def __init__(self, raw: sqlite3.Connection, live: Path, backup: Path):
+    def __init__(self, raw: sqlite3.Connection, live: Path, backup: Path, *,
+                 live_header: Callable[[], bytes] | None = None, backup_header: bytes = b""):
         self.raw, self.live, self.backup = raw, live, backup
+        self.live_header, self.backup_header = live_header, backup_header
         self.allowed = False
         self.written: set[str] = set()
         self.changed_before: dict[str, int] = {}
@@ -115,14 +110,26 @@ class RowsGuard:
         self.checked_at_begin = False
 
     @classmethod
-    def attach(cls, raw: sqlite3.Connection, live: Path, backup: Path) -> "RowsGuard":
-        """Attach ``backup`` to ``raw`` (outside any transaction) and guard it; MigrationError if it cannot be."""
+    def attach(cls, raw: sqlite3.Connection, live: Path, backup: Path, *,
+               live_header: Callable[[], bytes] | None = None) -> "RowsGuard":
+        """Attach ``backup`` to ``raw`` (outside any transaction) and guard it; MigrationError if it cannot be.
+
+        ``live_header``: reads the live file's header through a descriptor pinned before the migration's
+        first connection (``live_file.pinned``); without it the free check at BEGIN is skipped.
+        """
+        backup_header = b""
+        if live_header is not None:
+            try:  # before ATTACH: no connection of this process has the backup open yet (live_file.py)
+                with open(backup, "rb") as f:
+                    backup_header = f.read(HEADER_BYTES)
+            except OSError:
+                live_header = None
         try:
             raw.execute(f"ATTACH DATABASE ? AS {BACKUP_SCHEMA}", (sqlite_uri(backup),))
         except sqlite3.Error as e:
             raise MigrationError(f"cannot open the run's backup {backup} to compare rows ({e}); nothing was "
                                  "changed; run the backup step again") from None
-        guard = cls(raw, live, backup)
+        guard = cls(raw, live, backup, live_header=live_header, backup_header=backup_header)
         raw.set_authorizer(guard._authorize)
         return guard
 
@@ -152,7 +159,7 @@ class RowsGuard:
         answered at the end, for the written tables only, by a reader (it still sees the database as it
         was at BEGIN); otherwise every table is compared now.
         """
-        if _byte_copy_unchanged(self.live, self.backup):
+        if self.live_header is not None and unchanged_rollback_copy(self.live_header(), self.backup_header):
             return
         with self.reading():
             wal = self.raw.execute("PRAGMA main.journal_mode").fetchone()[0].lower() == "wal"

@@ -1,0 +1,56 @@
+"""The live-file rule, enforced: every job (and the backup alone, and the drift sensor's probe) runs with
+each open/close of a database file recorded; none may happen while a SQLite connection of this process to
+that file is open (closing any descriptor of a file drops the process's POSIX locks on it, SQLite's too)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import write_config
+from live_app import set_journal_mode
+from live_file_watch import watching
+from maintenance_pipeline.core import backup, drift, sqlite_rows
+from maintenance_pipeline.core.config import load_config
+from maintenance_pipeline.core.pipeline import run_job
+
+
+def _config(demo_dir, journal_mode):
+    set_journal_mode(demo_dir / "data" / "goals.db", journal_mode)
+    return load_config(write_config(demo_dir))
+
+
+def _assert_clean(watch):
+    assert not watch.violations, "\n\n".join(watch.violations[:3])
+    assert watch.opens_checked > 0  # the watch saw opens of files while connections were open: it was looking
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_no_job_touches_a_database_file_beside_its_own_connection(demo_dir, journal_mode):
+    config = _config(demo_dir, journal_mode)
+    with watching() as watch:
+        reports = [run_job(config, "goals", "maintain_database", dry_run=True),
+                   run_job(config, "goals", "maintain_database"),
+                   run_job(config, "goals", "verify_database"),
+                   run_job(config, "goals", "restore_database")]
+        t = config.target("goals")
+        backup.backup_database(t.url, config.backups.dir, "goals", label="alone")
+        probe, _ = drift.probe_target(t, None, drift.ReferenceCache(), (config.root,))
+    assert [r["status"] for r in reports] == ["success"] * 4, [r["error"] for r in reports]
+    assert probe.status == "ok", probe.error
+    _assert_clean(watch)
+
+
+def test_the_watch_catches_the_bug_it_is_for(demo_dir, monkeypatch):
+    """The first version read the live file's header with open() inside the migration's transaction."""
+    config = _config(demo_dir, "delete")
+    real = sqlite_rows.RowsGuard.at_begin
+
+    def at_begin(self, *args, **kw):
+        with open(self.live, "rb") as f:
+            f.read(100)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(sqlite_rows.RowsGuard, "at_begin", at_begin)
+    with watching() as watch:
+        run_job(config, "goals", "maintain_database")
+    assert watch.violations and "goals.db while 1 SQLite connection(s)" in watch.violations[0]

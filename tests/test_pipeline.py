@@ -75,14 +75,16 @@ def _no_migrations_config(folder: Path):
 
 def test_additive_refuses_drop_table_and_full_applies_it(demo_dir):
     config = _no_migrations_config(demo_dir)
+    db = demo_dir / "data" / "goals.db"
+    before = sha256(db)
     report = run_job(config, "goals", "maintain_database")  # align: additive (the target's default)
-    assert report["status"] == "failed"
+    assert report["status"] == "failed" and report["failed_step"] == "migrate"
     assert kinds(report["refused"]) == {"drop_table scheduled_sessions"}
     assert report["refused"][0]["destructive"] is True
     assert "align: full" in report["error"] and "scheduled_sessions" in report["error"]
-    assert kinds(report["drift_after"]) == {"drop_table scheduled_sessions"}  # the additive part was applied
-    with sqlite3.connect(demo_dir / "data" / "goals.db") as conn:
-        assert conn.execute("SELECT count(*) FROM scheduled_sessions").fetchone()[0] > 0
+    assert sha256(db) == before  # refused as a whole: not even the additive part was committed
+    md = Path(report["report_paths"]["markdown"]).read_text()
+    assert "drop_table" in md and "scheduled_sessions" in md and "align: full" in md
 
     report = run_job(config, "goals", "maintain_database", align="full")
     assert report["status"] == "success", report["error"]

@@ -68,7 +68,33 @@ class MigrationError(MaintenanceError):
 
 
 class DestructiveChangeRefusedError(MaintenanceError):
+    """``align: additive`` meets a destructive difference: the whole run is refused before COMMIT."""
+
     kind = "destructive_refused"
+
+
+class SchemaLeftDifferentError(MaintenanceError):
+    """After the revisions and the alignment the schema would still differ from the reference."""
+
+    kind = "schema_left_different"
+
+
+class RowsLostError(MaintenanceError):
+    """The migration would lose or change rows of a kept table that no revision declared."""
+
+    kind = "rows_lost"
+
+
+class UserCheckError(ConfigError):
+    """A check in the targets file that does not run, writes, or fails on the migrated database."""
+
+    kind = "bad_check"
+
+
+class DatabaseDamagedError(MaintenanceError):
+    """An I/O error or a corrupt page met mid-run: the file needs checking; the last good state is named."""
+
+    kind = "database_damaged"
 
 
 class BackupError(MaintenanceError):

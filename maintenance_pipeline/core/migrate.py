@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
-from . import live_file, pg_checks
+from . import live_file, pg_checks, pg_rows
 from .align import (
     apply_change_natively,
     blocked_by_kept_names,
@@ -55,17 +55,26 @@ from .align import (
     order_for_server,
     split_by_align,
 )
-from .checks import fmt_fk, introduced_violations
+from .checks import RowsVerdict, describe_loss, fmt_fk, introduced_violations
 from .config import Target
-from .dburl import check_sqlite_file, mask_url, open_engine, sqlite_path, sqlite_uri, translate_error
+from .dburl import check_sqlite_file, mask_url, open_engine, scrub_passwords, sqlite_path, sqlite_uri, translate_error
 from .diff import diff
-from .errors import MaintenanceError, MigrationError
+from .errors import (
+    DatabaseDamagedError,
+    DestructiveChangeRefusedError,
+    MaintenanceError,
+    MigrationError,
+    RowsLostError,
+    SchemaLeftDifferentError,
+    UserCheckError,
+)
 from .lock import maintenance_lock
 from .model import Change, Snapshot
 from .revisions import MigrationPlan, current_revision, plan_revisions, run_revisions, target_schema
 from .snapshot import take_snapshot
 from .sqlite_rebuild import broken_views, rebuild_table, working_views
 from .sqlite_rows import BACKUP_SCHEMA, RowsGuard, explain_denied
+from .user_checks import validate_in_migration
 
 
 @dataclass
@@ -80,8 +89,11 @@ class MigrationResult:
     revision_after: str | None = None
     failing_revision: str | None = None  # the revision running when a failure happened
     drift_after: list[Change] = field(default_factory=list)  # what the plan leaves (seen inside the transaction)
-    rows: tuple[bool, str, list[dict]] | None = None  # SQLite: rows_preserved inside the transaction (sqlite_rows)
+    rows: tuple[bool, str, list[dict]] | None = None  # rows_preserved, decided inside the transaction
     written: set[str] | None = None  # PostgreSQL: tables whose existing rows the migration may have changed
+    declared_rows: dict[str, str] = field(default_factory=dict)  # table -> revision declaring changes_rows
+    checks: list = field(default_factory=list)  # the user checks as run inside the transaction
+    rolled_back: bool = False  # the run failed: everything in ``applied`` was undone
 
     def to_dict(self) -> dict:
         return {
@@ -132,23 +144,41 @@ def fk_violations(conn: sa.Connection, schema: str | None = None, *, only_unenfo
 
 def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dry_run: bool = False,
             backup: Path | None = None) -> MigrationResult:
-    """``backup``: the run's verified SQLite backup; its rows are then compared with the database inside
-    the transaction, before COMMIT (``result.rows``; ``sqlite_rows.RowsGuard``)."""
+    """``backup``: the run's verified backup; the rows of the tables the migration writes are compared with
+    the state it started from inside the transaction, before COMMIT, and a loss rolls the run back
+    (``result.rows``; SQLite: ``sqlite_rows.RowsGuard``).
+
+    Any failure raises a ``MaintenanceError`` after the rollback; its ``result`` attribute (when the
+    plan got that far) is the ``MigrationResult`` with ``rolled_back`` set: what was tried and undone.
+    """
     align = align or target.align
     path = sqlite_path(target.url)
-    backup = Path(backup) if backup is not None and path is not None else None
+    backup = Path(backup) if backup is not None else None
     if dry_run and path is not None:
         return _dry_run_on_copy(target, reference, align, path, backup)
     with maintenance_lock(target.url, holder=f"migrate {target.name}"):
-        # the live file's header is read (RowsGuard's free check) through a descriptor opened before the
-        # engine's first connection and closed after its last: live_file.py
-        with live_file.pinned(path) if backup is not None else nullcontext() as live_fd:
-            engine = open_engine(target.url)
-            try:
-                return _run(engine, target, reference, align, dry_run, backup=backup,
-                            live_header=(lambda: live_file.header(live_fd)) if live_fd is not None else None)
-            finally:
-                engine.dispose()
+        # PostgreSQL: the backup is restored into a scratch database beside the migration, for its rows check
+        scratch = pg_rows.Scratch(backup, target.url).start() if backup is not None and path is None else None
+        try:
+            return _run_on(target.url, target, reference, align, dry_run, backup=backup, scratch=scratch)
+        finally:
+            if scratch is not None:
+                scratch.drop()
+
+
+def _run_on(url: str, target: Target, reference: Snapshot, align: str, dry_run: bool, *, backup: Path | None,
+            named: Target | None = None, scratch=None) -> MigrationResult:
+    """``_run`` on a fresh engine. A SQLite file whose rows are guarded is pinned first: its header and, when
+    needed, its bytes at BEGIN are read through a descriptor opened before the engine's first connection
+    and closed after its last (``live_file.py``)."""
+    path = sqlite_path(url)
+    with live_file.pinned(path) if backup is not None and path is not None else nullcontext() as live_fd:
+        engine = open_engine(url)
+        try:
+            return _run(engine, dataclasses.replace(target, url=url) if named else target, reference, align,
+                        dry_run, named=named, backup=backup, live_fd=live_fd, scratch=scratch)
+        finally:
+            engine.dispose()
 
 
 def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path,
@@ -163,23 +193,28 @@ def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path
         finally:
             dst.close()
             src.close()
-        engine = open_engine(f"sqlite:///{scratch}")
         try:
-            scratch_target = dataclasses.replace(target, url=f"sqlite:///{scratch}")
-            return _run(engine, scratch_target, reference, align, dry_run=True, named=target, backup=backup)
+            return _run_on(f"sqlite:///{scratch}", target, reference, align, True, backup=backup, named=target)
         finally:
-            engine.dispose()
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+# decided inside the transaction: a real run raises them (rolled back), a dry run reports them
+_VERDICTS = (DestructiveChangeRefusedError, SchemaLeftDifferentError, RowsLostError)
+
+
 def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry_run: bool,
-         named: Target | None = None, backup: Path | None = None, live_header=None) -> MigrationResult:
-    """``named``: the target that error messages name (a dry run works on a scratch copy)."""
+         named: Target | None = None, backup: Path | None = None, live_fd: int | None = None,
+         scratch=None) -> MigrationResult:
+    """``named``: the target that error messages name (a dry run works on a scratch copy). ``live_fd``: the
+    SQLite file pinned for its rows guard; ``scratch``: PostgreSQL, the backup being restored for the rows
+    check (``pg_rows.Scratch``)."""
     sql: list[str] = []
+    shown = named or target
 
     def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
         head = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
-        if head in ("SELECT", "PRAGMA", "BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"):
+        if head in ("SELECT", "PRAGMA", "BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "EXPLAIN", "SET"):
             return
         text = " ".join(statement.split())
         if parameters:
@@ -197,8 +232,15 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
             raise MigrationError(f"{' '.join(statement.split())[:60]!r} would end the migration's single "
                                  "transaction; remove it from the revision (the pipeline commits once, at the end)")
 
+    def begin():
+        try:
+            return conn.begin()  # SQLite: BEGIN IMMEDIATE: waits busy_timeout for another writer, then fails
+        except sa.exc.DBAPIError as e:
+            raise translate_error(e, shown.url) from None
+
     with engine.connect() as conn:
         fk_setting = None
+        raw = None
         if conn.dialect.name == "sqlite":
             # PRAGMA foreign_keys is a no-op inside a transaction, and SQLAlchemy's Connection begins
             # one on its first execute: set it on the driver connection (autocommit) before BEGIN.
@@ -207,68 +249,35 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
             fk_setting = raw.execute("PRAGMA foreign_keys").fetchone()[0]
             raw.execute("PRAGMA foreign_keys=OFF")
             conn.info["immediate"] = True
+        elif conn.dialect.name == "postgresql":
+            # the rows check sees the database as it was at BEGIN plus the migration's own changes, not the rows
+            # other sessions commit meanwhile; a revision updating a row the application updated meanwhile fails
+            # with a serialization error (rolled back) instead of overwriting it
+            conn.execution_options(isolation_level="REPEATABLE READ")
         guard = None
         sa.event.listen(conn, "before_cursor_execute", capture)
         state = {"phase": "plan", "step": None}
-        result = None
+        result = MigrationResult(plan=MigrationPlan(False, (), None, []), dry_run=dry_run, align=align, sql=sql)
         try:
-            if backup is not None and fk_setting is not None:
-                guard = RowsGuard.attach(raw, sqlite_path(target.url), backup, live_header=live_header)
+            if backup is not None and raw is not None and live_fd is not None:
+                guard = RowsGuard.attach(raw, sqlite_path(target.url), backup, live_fd)
+            trans = begin()
             try:
-                trans = conn.begin()  # BEGIN IMMEDIATE: waits busy_timeout for another writer, then fails
-            except sa.exc.DBAPIError as e:
-                raise translate_error(e, (named or target).url) from None
-            sa.event.listen(conn, "before_cursor_execute", no_commit)
-            try:
-                if conn.dialect.name == "sqlite" and conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
-                    raise MigrationError("PRAGMA foreign_keys could not be switched off; a table rebuild could "
-                                         "cascade deletes, so nothing was changed")
-                pg = conn.dialect.name == "postgresql"
-                if pg:
-                    pg_checks.begin_migration(conn, target_name=(named or target).name, schema=target.schema,
-                                              lock_timeout=target.lock_timeout,
-                                              statement_timeout=target.statement_timeout)
-                schema = target_schema(conn, target)
-                if guard is not None:
-                    with guard.reading():
-                        backup_snap = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=BACKUP_SCHEMA)
-                    guard.at_begin(backup_snap, take_snapshot(conn, ignore_tables=target.ignore_tables),
-                                   target.ignore_tables)
-                fk_before = fk_violations(conn, schema, only_unenforced=pg)
-                if pg:
-                    storage_before = pg_checks.table_storage(conn, schema)
-                    schema_before = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
-                plan = plan_revisions(conn, target)
-                result = MigrationResult(plan=plan, dry_run=dry_run, align=align, sql=sql)
-                state["phase"] = "alembic"
-                run_revisions(conn, target, plan, result)
-                state["phase"] = "align"
-                _align(conn, target, reference, align, result, state)
-                state["phase"], state["step"] = "foreign_key_check", None
-                fk_after = fk_violations(conn, schema, only_unenforced=pg)
-                introduced = introduced_violations(fk_after, fk_before)
-                if introduced:
-                    raise MigrationError("the migration would leave rows pointing at missing parents "
-                                         f"({fmt_fk(introduced)})")
-                result.revision_after = current_revision(conn, target)
-                after = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
-                result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables)
-                if guard is not None:
-                    state["phase"] = "rows_preserved"
-                    result.rows = guard.at_end(backup_snap, after, target.ignore_tables)
-                if pg:  # also a table whose columns changed: a dropped column is a planned drop to list
-                    written = pg_checks.tables_written(conn, storage_before, schema)
-                    if written is not None:
-                        result.written = written | {t for t, tb in schema_before.tables.items()
-                                                    if after.tables.get(t) != tb}
+                if guard is not None:  # may end the still empty transaction and begin again (see RowsGuard)
+                    trans = guard.settle(trans, begin)
+                sa.event.listen(conn, "before_cursor_execute", no_commit)
+                _migrate_in_transaction(conn, target, shown, reference, align, result, state, guard, scratch)
             except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
-                trans.rollback()
-                failing = result.failing_revision if result is not None else None
-                raise _as_migration_error(e, state, failing, named or target) from e
+                _rollback(trans)
+                raise _failed(e, state, result, shown) from e
             if dry_run:
                 trans.rollback()
-            else:
+                return result
+            try:
                 trans.commit()
+            except sa.exc.DBAPIError as e:
+                _rollback(trans)
+                raise _commit_failed(e, result, shown, backup) from None
             return result
         finally:
             if sa.event.contains(conn, "before_cursor_execute", no_commit):
@@ -277,6 +286,102 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
                 guard.close()
             if fk_setting:
                 conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def _rollback(trans) -> None:
+    try:
+        trans.rollback()
+    except sa.exc.DBAPIError:  # the connection is gone: the server (or SQLite's journal) undoes the transaction
+        pass
+
+
+def _migrate_in_transaction(conn: sa.Connection, target: Target, shown: Target, reference: Snapshot, align: str,
+                            result: MigrationResult, state: dict, guard: RowsGuard | None, scratch=None) -> None:
+    """Everything between BEGIN and COMMIT: revisions, alignment, then every verdict that would fail the run
+    (refused changes, a schema still different, orphans, lost rows, the user checks): raised, so nothing is
+    committed; a dry run records them instead (its verify step reports them)."""
+    dry_run = result.dry_run
+    pg = conn.dialect.name == "postgresql"
+    if conn.dialect.name == "sqlite" and conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        raise MigrationError("PRAGMA foreign_keys could not be switched off; a table rebuild could "
+                             "cascade deletes, so nothing was changed")
+    if pg:
+        pg_checks.begin_migration(conn, target_name=shown.name, schema=target.schema,
+                                  lock_timeout=target.lock_timeout, statement_timeout=target.statement_timeout)
+    schema = target_schema(conn, target)
+    begin_snap = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
+    if guard is not None:
+        with guard.reading():
+            reference_snap = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=BACKUP_SCHEMA)
+    fk_before = fk_violations(conn, schema, only_unenforced=pg)
+    if pg:
+        storage_before = pg_checks.table_storage(conn, schema)
+    result.plan = plan_revisions(conn, target)
+    state["phase"] = "alembic"
+    run_revisions(conn, target, result.plan, result)
+    state["phase"] = "align"
+    _align(conn, target, reference, align, result, state)
+    state["phase"], state["step"] = "foreign_key_check", None
+    introduced = introduced_violations(fk_violations(conn, schema, only_unenforced=pg), fk_before)
+    if introduced:
+        raise MigrationError("the migration would leave rows pointing at missing parents "
+                             f"({fmt_fk(introduced)})")
+    result.revision_after = current_revision(conn, target)
+    after = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
+    result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables)
+    if result.drift_after and not dry_run:
+        raise SchemaLeftDifferentError(
+            f"after the revisions and align: {align} the schema would still differ from the reference in "
+            f"{len(result.drift_after)} place(s) ({'; '.join(c.describe() for c in result.drift_after[:4])}); "
+            "nothing was committed; add a revision for them, use align: additive or full, or update the reference")
+    state["phase"] = "checks"
+    result.checks = validate_in_migration(conn, target.checks, judge=not dry_run,
+                                          restore_authorizer=guard.authorizer if guard is not None else None)
+    if guard is not None:
+        state["phase"] = "rows_preserved"
+        verdict = guard.at_end(reference_snap, begin_snap, after, target.ignore_tables, result.declared_rows)
+        result.rows = (verdict.passed, verdict.detail, verdict.drops)
+        if not dry_run:
+            _judge_rows(verdict, shown)
+    if pg:  # also a table whose columns changed: a dropped column is a planned drop to list
+        written = pg_checks.tables_written(conn, storage_before, schema)
+        if written is not None:
+            result.written = written | {t for t, tb in begin_snap.tables.items() if after.tables.get(t) != tb}
+        if scratch is not None and (result.written is None or result.written):
+            state["phase"] = "rows_preserved"
+            verdict = _pg_rows_verdict(conn, scratch, target, after, result)
+            result.rows = (verdict.passed, verdict.detail, verdict.drops)
+            if not dry_run:
+                _judge_rows(verdict, shown, note=" (a row another session updated or deleted between the backup and "
+                                                 "the migration counts too: if that is what happened, rerun)")
+
+
+def _pg_rows_verdict(conn: sa.Connection, scratch, target: Target, after: Snapshot, result: MigrationResult):
+    """PostgreSQL: the backup (restored beside the migration) against the migration's own transaction."""
+    try:
+        scratch_url = scratch.wait()
+        engine = open_engine(scratch_url)
+        try:
+            backup_snap = take_snapshot(engine, ignore_tables=target.ignore_tables, schema=target.schema)
+        finally:
+            engine.dispose()
+    except MaintenanceError as e:
+        msg = scrub_passwords(str(e), target.url)
+        return RowsVerdict(False, f"could not compare rows: {msg}", [], [], error=msg)
+    return pg_rows.compare_in_transaction(conn, scratch_url, backup_snap, after, target.ignore_tables,
+                                          schema=target.schema, only=result.written, declared=result.declared_rows)
+
+
+def _judge_rows(verdict, shown: Target, note: str = "") -> None:
+    if verdict.error is not None:
+        raise RowsLostError(f"could not compare the rows of the tables the migration wrote with the state before it "
+                            f"({verdict.error}); nothing was committed; rerun, and report it if it persists")
+    if verdict.losses:
+        lost = "; ".join(describe_loss(x) for x in verdict.losses[:4])
+        tables = ", ".join(repr(x["table"]) for x in verdict.losses[:3])
+        raise RowsLostError(f"the migration would lose or change rows of kept tables ({lost}){note}; nothing was "
+                            f"committed; fix the revision, or if it means to change those rows declare them in it: "
+                            f"changes_rows = ({tables},)")
 
 
 def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str, result: MigrationResult,
@@ -288,6 +393,13 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
     to_apply, refused = split_by_align(changes, align)
     to_apply, blocked = blocked_by_kept_names(live, to_apply)
     result.refused = refused + blocked
+    if result.refused and not result.dry_run:
+        names = "; ".join(c.describe() for c in result.refused[:4])
+        more = f" (+{len(result.refused) - 4} more)" if len(result.refused) > 4 else ""
+        raise DestructiveChangeRefusedError(
+            f"align: {align} refuses {len(result.refused)} destructive change(s): {names}{more}; the whole run was "
+            "refused, nothing was committed; review them and rerun with align: full to apply them, or change "
+            "the reference")
     if not to_apply:
         return
     sqlite = conn.dialect.name == "sqlite"
@@ -347,12 +459,23 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
                                  "or align the reference with it")
 
 
+def _failed(e: Exception, state: dict, result: MigrationResult, target: Target) -> Exception:
+    """The one-line error of a failed (rolled back) migration, carrying ``result`` (``rolled_back`` set)."""
+    result.rolled_back = not result.dry_run
+    err = _as_migration_error(e, state, result.failing_revision, target)
+    err.result = result  # type: ignore[attr-defined]
+    return err
+
+
 def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> Exception:
     phase = state.get("phase", "plan")
-    if isinstance(e, MaintenanceError) and phase == "plan":
+    if isinstance(e, MaintenanceError) and (phase == "plan" or isinstance(e, (*_VERDICTS, UserCheckError))):
         return e
     if isinstance(e, sa.exc.OperationalError) and "locked" in str(e).lower() and "timeout" not in str(e).lower():
         return translate_error(e, target.url)
+    damaged = _damage(e, target)
+    if damaged is not None:
+        return damaged
     line = " ".join(str(getattr(e, "orig", None) or e).split())[:300] or type(e).__name__
     hint = pg_checks.timeout_hint(line) if isinstance(e, sa.exc.DBAPIError) else None
     line = re.sub(r"_alembic_tmp_", "", line)  # Alembic's temporary copy is the table itself to the reader
@@ -372,3 +495,29 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
     if hint:
         return MigrationError(f"migration failed at {phase}: {line}; {rolled}; {hint}")
     return MigrationError(f"migration failed at {phase}: {line}; {rolled}")
+
+
+# what SQLite and PostgreSQL say when the file or the disk under the database is failing
+_DAMAGE = ("disk i/o error", "database disk image is malformed", "file is not a database", "could not read block",
+           "could not write block", "invalid page in block", "no space left on device", "database or disk is full")
+
+
+def _damage(e: BaseException, target: Target, backup: Path | None = None) -> Exception | None:
+    """A failing disk or a corrupt file met mid-run, said in one line: what happened, check the file, where
+    the last good state is. None for any other error."""
+    text = " ".join(str(getattr(e, "orig", None) or e).split())
+    if not any(k in text.lower() for k in _DAMAGE):
+        return None
+    good = f"the last good state is in this run's backup {backup}" if backup is not None else \
+        "restore the newest verified backup if it is"
+    return DatabaseDamagedError(f"{mask_url(target.url)}: {text[:160]} during the migration; it was rolled back, but "
+                                f"check the file and its disk (PRAGMA integrity_check, the system log); {good}")
+
+
+def _commit_failed(e: sa.exc.DBAPIError, result: MigrationResult, target: Target, backup: Path | None) -> Exception:
+    result.rolled_back = True
+    err = _damage(e, target, backup) or translate_error(e, target.url)
+    if not isinstance(err, DatabaseDamagedError):
+        err = MigrationError(f"COMMIT failed ({err}); the migration was rolled back; rerun")
+    err.result = result  # type: ignore[attr-defined]
+    return err

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checks import AFTER_COMMIT_NOTE, compare_kept_rows
+from .checks import AFTER_COMMIT_NOTE, RowsVerdict, compare_kept_rows, merge_counted, merge_keyed
 from .dburl import mask_url, parse_url, scrub_passwords
 from .errors import BackupError, MaintenanceError
 from .pg_archive import list_archive
@@ -57,30 +58,69 @@ def scratch_restore(backup_path: str | os.PathLike, url: str, *, jobs: int = DEF
     that may create databases can do it, with ``jobs`` parallel jobs. ``schema`` is informational: the
     dump holds what it holds (a target with a schema is dumped with ``--schema``).
     """
-    import psycopg
-
-    dump = Path(backup_path)
-    if not dump.exists():
-        raise BackupError(f"backup {dump} does not exist; pick one from the target's backup folder")
-    source = mask_url(url)
-    u = parse_url(url)
-    name = scratch_name(u.database)
-    scratch_url = u.set(database=name).render_as_string(hide_password=False)
-    admin = psycopg_connect(url, autocommit=True)
+    scratch = Scratch(backup_path, url, jobs=jobs)
     try:
+        scratch.restore()
+        yield scratch.url
+    finally:
+        scratch.drop()
+
+
+class Scratch:
+    """A scratch database holding a dump: ``restore()`` (or ``start()`` it in a thread and ``wait()``), ``drop()``.
+
+    A maintain run starts the restore of its backup before the migration's BEGIN, so it runs beside
+    the migration and is ready for the rows check before COMMIT."""
+
+    def __init__(self, backup_path: str | os.PathLike, url: str, *, jobs: int = DEFAULT_JOBS):
+        self.dump, self.source_url = Path(backup_path), url
+        self.jobs = jobs
+        u = parse_url(url)
+        self.name = scratch_name(u.database)
+        self.url = u.set(database=self.name).render_as_string(hide_password=False)
+        self._admin = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> "Scratch":
+        def work() -> None:
+            try:
+                self.restore()
+            except BaseException as e:  # noqa: BLE001 - re-raised by wait()
+                self._error = e
+
+        self._thread = threading.Thread(target=work, name=f"scratch-restore-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self) -> str:
+        """The scratch database's URL once the restore finished; its error if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.url
+
+    def restore(self) -> None:
+        import psycopg
+
+        if not self.dump.exists():
+            raise BackupError(f"backup {self.dump} does not exist; pick one from the target's backup folder")
+        source = mask_url(self.source_url)
+        self._admin = admin = psycopg_connect(self.source_url, autocommit=True)
         try:
             info = admin.execute(
                 "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
                 "WHERE datname = current_database()").fetchone()
             options = f" ENCODING {_ql(info[0])} LC_COLLATE {_ql(info[1])} LC_CTYPE {_ql(info[2])}"
             try:
-                admin.execute(f"CREATE DATABASE {_qi(name)} TEMPLATE template0{options}")
+                admin.execute(f"CREATE DATABASE {_qi(self.name)} TEMPLATE template0{options}")
             except psycopg.errors.InsufficientPrivilege:
                 raise
             except psycopg.Error:  # e.g. an ICU database: the server's defaults will do for a scratch copy
-                admin.execute(f"CREATE DATABASE {_qi(name)} TEMPLATE template0")
+                admin.execute(f"CREATE DATABASE {_qi(self.name)} TEMPLATE template0")
         except psycopg.errors.InsufficientPrivilege:
-            user = u.username or "this role"
+            user = parse_url(self.source_url).username or "this role"
             raise BackupError(
                 f"cannot create a scratch database on {source} to restore the backup into: role {user!r} may not "
                 f"create databases; grant it (ALTER ROLE {_qi(user)} CREATEDB) or turn off backups.restore_check"
@@ -88,33 +128,43 @@ def scratch_restore(backup_path: str | os.PathLike, url: str, *, jobs: int = DEF
         except psycopg.Error as e:
             raise BackupError(f"cannot create a scratch database on {source}: {first_error(str(e))}; check "
                               "the server and rerun") from None
+        tool = find_tool("pg_restore")
+        listing = list_archive(self.dump, tool)
+        if not listing.ok:
+            raise BackupError(f"backup {self.dump.name} cannot be read ({listing.detail}); pick another backup")
+        schemas = [e.name for e in listing.of("SCHEMA")]
+        if schemas:  # a dump of the public schema alone creates it: the fresh database already has it
+            with psycopg_connect(self.url, autocommit=True) as fresh:
+                for s in schemas:
+                    fresh.execute(f"DROP SCHEMA IF EXISTS {_qi(s)}")
+        args = ["--no-owner", "--no-privileges", "--exit-on-error"]
+        if self.jobs > 1:
+            args.append(f"--jobs={self.jobs}")
+        args.append(str(self.dump))
+        cmd = build_command(tool.path, self.source_url, args, dbname=self.name)
+        out = run(cmd)
+        if out.returncode != 0:
+            raise classify(cmd, out.stderr, source, "restoring the backup into a scratch database on",
+                           "check that the dump is complete and the server log")
+
+    def drop(self) -> None:
+        """Drop the scratch database (after the restore, if one is running); never raises."""
+        import psycopg
+
+        if self._thread is not None:
+            self._thread.join()
+        if self._admin is None:
+            return
         try:
-            tool = find_tool("pg_restore")
-            listing = list_archive(dump, tool)
-            if not listing.ok:
-                raise BackupError(f"backup {dump.name} cannot be read ({listing.detail}); pick another backup")
-            schemas = [e.name for e in listing.of("SCHEMA")]
-            if schemas:  # a dump of the public schema alone creates it: the fresh database already has it
-                with psycopg_connect(scratch_url, autocommit=True) as fresh:
-                    for s in schemas:
-                        fresh.execute(f"DROP SCHEMA IF EXISTS {_qi(s)}")
-            args = ["--no-owner", "--no-privileges", "--exit-on-error"]
-            if jobs > 1:
-                args.append(f"--jobs={jobs}")
-            args.append(str(dump))
-            cmd = build_command(tool.path, url, args, dbname=name)
-            out = run(cmd)
-            if out.returncode != 0:
-                raise classify(cmd, out.stderr, source, "restoring the backup into a scratch database on",
-                               "check that the dump is complete and the server log")
-            yield scratch_url
+            _drop_database(self._admin, self.name)
+        except psycopg.Error:
+            pass
         finally:
             try:
-                _drop_database(admin, name)
+                self._admin.close()
             except psycopg.Error:
                 pass
-    finally:
-        admin.close()
+            self._admin = None
 
 
 # --------------------------------------------------------------------------- row comparison
@@ -131,36 +181,34 @@ def _scalar(conn, sql: str):
     return conn.execute(sql).fetchone()[0]
 
 
-def _merge_pk(backup_rows, live_rows) -> int:
-    """Rows of ``backup_rows`` ((key..., hash) ordered by key) with no equal row in ``live_rows``."""
-    missing = 0
-    live = iter(live_rows)
-    cur = next(live, None)
-    for row in backup_rows:
-        key, h = row[:-1], row[-1]
-        while cur is not None and cur[:-1] < key:
-            cur = next(live, None)
-        hashes = set()
-        while cur is not None and cur[:-1] == key:  # the live table's own key may differ: keep all matches
-            hashes.add(cur[-1])
-            cur = next(live, None)
-        if h not in hashes:
-            missing += 1
-    return missing
+def _keyed(rows, n_keys: int):
+    """``(k1, …, kn, digest)`` rows as ``(key, digest)`` for ``checks.merge_keyed`` (a one-column key as itself)."""
+    for r in rows:
+        yield (r[0] if n_keys == 1 else tuple(r[:n_keys]), r[n_keys])
 
 
-def _merge_counts(backup_rows, live_rows) -> int:
-    """Rows of the multiset ``backup_rows`` ((hash, n) ordered by hash) not in ``live_rows``."""
-    missing = 0
-    live = iter(live_rows)
-    cur = next(live, None)
-    for h, n in backup_rows:
-        while cur is not None and cur[0] < h:
-            cur = next(live, None)
-        have = cur[1] if cur is not None and cur[0] == h else 0
-        if have < n:
-            missing += n - have
-    return missing
+def _key_label(key) -> str:
+    return repr(key) if not isinstance(key, tuple) else "(" + ", ".join(repr(k) for k in key) + ")"
+
+
+def row_queries(qualified: str, kept: list[str], keys: list[str] | None) -> str:
+    """The query both sides stream for one table: ``md5(ROW(kept columns)::text)`` per row, with the key's
+    text under the "C" collation (so both sides and Python agree on the order); without a usable key,
+    ``(digest, count)`` per distinct row."""
+    row_hash = f"md5(ROW({', '.join(_qi(c) for c in kept)})::text)"
+    if keys:
+        cols = ", ".join(f'({_qi(k)})::text COLLATE "C"' for k in keys)
+        order = ", ".join(str(i + 1) for i in range(len(keys)))
+        return f"SELECT {cols}, {row_hash} FROM {qualified} ORDER BY {order}"
+    return f'SELECT {row_hash} COLLATE "C", count(*) FROM {qualified} GROUP BY 1 ORDER BY 1'
+
+
+def merge_streams(ref_rows, live_rows, keys: list[str] | None) -> tuple[int, list[str]]:
+    """Rows of the reference missing or changed on the live side: (how many, a few keys)."""
+    if keys:
+        n, sample = merge_keyed(_keyed(ref_rows, len(keys)), _keyed(live_rows, len(keys)))
+        return n, [_key_label(k) for k in sample]
+    return merge_counted(ref_rows, live_rows)
 
 
 def compare_rows(live_url: str, scratch_url: str, backup_snapshot, live_snapshot, ignore_tables: Sequence[str],
@@ -180,16 +228,9 @@ def compare_rows(live_url: str, scratch_url: str, backup_snapshot, live_snapshot
     drops: list[dict] = []
     bconn = lconn = None
 
-    def missing_rows(name: str, kept: list[str], keys: list[str] | None) -> int:
-        qt = prefix + _qi(name)
-        row_hash = f"md5(ROW({', '.join(_qi(c) for c in kept)})::text)"
-        if keys:
-            cols = ", ".join(f'({_qi(k)})::text COLLATE "C"' for k in keys)
-            order = ", ".join(str(i + 1) for i in range(len(keys)))
-            sql = f"SELECT {cols}, {row_hash} FROM {qt} ORDER BY {order}"
-            return _merge_pk(_stream(bconn, sql), _stream(lconn, sql))
-        sql = f'SELECT {row_hash} COLLATE "C", count(*) FROM {qt} GROUP BY 1 ORDER BY 1'
-        return _merge_counts(_stream(bconn, sql), _stream(lconn, sql))
+    def missing_rows(name: str, kept: list[str], keys: list[str] | None) -> tuple[int, list[str]]:
+        sql = row_queries(prefix + _qi(name), kept, keys)
+        return merge_streams(_stream(bconn, sql), _stream(lconn, sql), keys)
 
     try:
         bconn = psycopg_connect(scratch_url)
@@ -223,3 +264,51 @@ def compare_rows(live_url: str, scratch_url: str, backup_snapshot, live_snapshot
                 except Exception:  # noqa: BLE001
                     pass
     return passed, detail, drops
+
+
+def compare_in_transaction(conn, scratch_url: str, backup_snapshot, live_snapshot, ignore_tables: Sequence[str], *,
+                           schema: str | None, only: set[str] | None, declared: dict[str, str]) -> RowsVerdict:
+    """``rows_preserved`` of a migration, decided before its COMMIT: the backup (restored at ``scratch_url``)
+    against the migration's own transaction (``conn``: its SQLAlchemy connection, which sees its own
+    changes; REPEATABLE READ, so rows other sessions commit meanwhile are not seen), table by table,
+    both sides streamed in key order and merged here. ``only``: the tables the migration wrote to."""
+    ignore = set(ignore_tables or ())
+    prefix = f"{_qi(schema)}." if schema else ""
+    drops: list[dict] = []
+    losses: list[dict] = []
+    live = conn.connection.driver_connection  # psycopg: its named cursors run inside the open transaction
+    bconn = None
+
+    def missing_rows(name: str, kept: list[str], keys: list[str] | None) -> tuple[int, list[str]]:
+        sql = row_queries(prefix + _qi(name), kept, keys)
+        return merge_streams(_stream(bconn, sql), _stream(live, sql), keys)
+
+    try:
+        import psycopg
+
+        bconn = psycopg_connect(scratch_url)
+        bconn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        bconn.read_only = True
+        passed, detail = compare_kept_rows(
+            backup_snapshot, live_snapshot, ignore, drops,
+            count_rows=lambda name: int(_scalar(bconn, f"SELECT count(*) FROM {prefix}{_qi(name)}")),
+            count_values=lambda name, col: int(_scalar(bconn,
+                                                       f"SELECT count({_qi(col)}) FROM {prefix}{_qi(name)}")),
+            missing_rows=missing_rows, only=only, declared=declared, losses=losses)
+        if only is not None:
+            untouched = len({n for n in backup_snapshot.tables if n not in ignore} - only)
+            if untouched:
+                detail += f"; {untouched} other table(s) not written by the migration"
+    except MaintenanceError as e:
+        return RowsVerdict(False, f"could not compare rows: {e}", drops, [], error=str(e))
+    except Exception as e:  # noqa: BLE001 - psycopg errors: one line, no secrets
+        msg = scrub_passwords(" ".join(str(e).split()), scratch_url)[:300]
+        return RowsVerdict(False, f"could not compare rows: {msg}", drops, [], error=msg)
+    finally:
+        if bconn is not None:
+            try:
+                bconn.rollback()
+                bconn.close()
+            except Exception:  # noqa: BLE001
+                pass
+    return RowsVerdict(passed, detail, drops, losses)

@@ -61,7 +61,8 @@ def _compare_with_backup(target: Target, live: Snapshot, backup_path: Path, *, r
 
 def postgres_checks(target: Target, out: VerifyResult, live: Snapshot, pg_live: dict, *,
                      backup_path: Path | None, mode: str, restored_manifest: dict | None,
-                     migrated: bool = False, written: set[str] | None = None) -> list[Check]:
+                     migrated: bool = False, migration_rows: tuple | None = None,
+                     dry_run: bool = False) -> list[Check]:
     """integrity, foreign_keys and rows_preserved (or matches_restored_backup) of a PostgreSQL target.
 
     ``pg_live``: what ``verify_target`` read on the live database (``integrity``, ``fk``, ``not_valid``,
@@ -75,10 +76,11 @@ def postgres_checks(target: Target, out: VerifyResult, live: Snapshot, pg_live: 
     not_valid: list[str] = pg_live["not_valid"]
     nv = (f"; NOT VALID (not enforced for old rows, their rows checked too): {', '.join(not_valid[:5])}"
           + (f" (+{len(not_valid) - 5} more)" if len(not_valid) > 5 else "")) if not_valid else ""
-    want_rows = backup_path is not None and mode not in ("restore", "verify")
+    # after a migration its own rows check, made inside its transaction before COMMIT, is the verdict; a
+    # migration that wrote no existing table's rows made none, and there is nothing to compare
+    want_rows = backup_path is not None and mode not in ("restore", "verify") and not migrated
     want_fk_before = bool(now) and mode != "verify" and backup_path is not None
-    scratch = _compare_with_backup(target, live, backup_path, rows=want_rows, fk_before=want_fk_before,
-                                   only=written) \
+    scratch = _compare_with_backup(target, live, backup_path, rows=want_rows, fk_before=want_fk_before) \
         if (want_rows or want_fk_before) else {"rows": None, "fk_before": None, "error": None}
 
     if not now:
@@ -109,7 +111,17 @@ def postgres_checks(target: Target, out: VerifyResult, live: Snapshot, pg_live: 
                 checks.append(Check("foreign_keys", True, f"no new orphans; {sum(now.values())} orphan row(s) "
                                                           f"existed before this run: {fmt_fk(now)}{nv}"))
 
-    if want_rows:
+    if migrated and mode == "maintain":
+        if migration_rows is None:
+            checks.append(Check("rows_preserved", True, "the migration changed no existing table's rows (no update, "
+                                                        "delete, rewrite or column change inside its transaction)"))
+        else:
+            passed, detail, drops = migration_rows
+            out.planned_drops = list(drops or [])
+            where = ("dry run, compared inside its transaction before the rollback" if dry_run
+                     else "compared inside the migration's transaction, before its commit")
+            checks.append(Check("rows_preserved", bool(passed), f"{scrub_passwords(str(detail), target.url)} ({where})"))
+    elif want_rows:
         if scratch["rows"] is None:
             checks.append(Check("rows_preserved", False, "could not restore the backup into a scratch database to "
                                                          f"compare rows: {scratch['error']}"))

@@ -134,8 +134,15 @@ def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = 
     if state.backup is None or not state.backup.get("verified"):
         raise MaintenanceError("refusing to migrate without a verified backup; run the backup step first")
     with timed(state, "migrate"):
-        state.migration = migrate(state.target, state.reference_snapshot, align=state.align, dry_run=dry_run,
-                                  backup=Path(state.backup["path"]))
+        try:
+            state.migration = migrate(state.target, state.reference_snapshot, align=state.align, dry_run=dry_run,
+                                      backup=Path(state.backup["path"]))
+        except MaintenanceError as e:
+            # rolled back: the report shows what was tried and undone, and what was refused
+            state.migration = getattr(e, "result", None)
+            if state.migration is not None:
+                state.revisions = state.migration.to_dict()["revisions"]
+            raise
         state.revisions = state.migration.to_dict()["revisions"]
         m = state.migration
         if state.backup.get("pinned") and (dry_run or not (m.applied or (m.plan and m.plan.stamp))):
@@ -197,9 +204,9 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
     t = state.target
     mig = state.migration
     ver = state.verification
-    applied = mig.applied if mig and not mig.dry_run else []
+    applied = mig.applied if mig and not mig.dry_run and not mig.rolled_back else []
     planned = []
-    if mig and mig.dry_run:
+    if mig and (mig.dry_run or mig.rolled_back):  # a rolled-back run shows what it tried, and its SQL
         planned = [{"source": a["source"], "description": a["description"]} for a in mig.applied]
         if mig.sql:
             planned.append({"source": "sql", "description": "statements", "sql": mig.sql})
@@ -223,7 +230,8 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "revisions": state.revisions,
         "drift_before": [c.to_dict() for c in state.drift_before],
         "planned": planned,
-        "sql": mig.sql if mig and mig.dry_run else [],
+        "sql": mig.sql if mig and (mig.dry_run or mig.rolled_back) else [],
+        "rolled_back": bool(mig and mig.rolled_back),
         "applied": applied,
         "refused": [c.to_dict() for c in mig.refused] if mig else [],
         "drift_after": [c.to_dict() for c in ver.drift_after] if ver else None,

@@ -119,6 +119,8 @@ def run_revisions(conn: sa.Connection, target: Target, plan: MigrationPlan, resu
     def on_apply(*, ctx, step, heads, run_args):  # noqa: ANN001 - Alembic's callback signature
         now = time.monotonic()
         rev, msg = plan.pending[state["done"]]
+        for table in declared_row_changes(script, rev):
+            result.declared_rows.setdefault(table, rev)
         result.applied.append({"source": "alembic", "description": f"revision {rev}: {msg}".rstrip(": "),
                                "revision": rev, "seconds": round(now - state["t"], 4)})
         state["done"] += 1
@@ -142,6 +144,23 @@ def run_revisions(conn: sa.Connection, target: Target, plan: MigrationPlan, resu
             state["t"] = time.monotonic()
         if plan.pending:
             alembic_context.run_migrations()
+
+
+def declared_row_changes(script: ScriptDirectory, rev: str) -> tuple[str, ...]:
+    """The tables whose rows revision ``rev`` says it changes: its module-level ``changes_rows``.
+
+    A data migration that updates or deletes rows on purpose declares them, e.g.
+    ``changes_rows = ("goal_levels",)``; the run then reports those tables' changed rows with their
+    counts instead of rolling back for them. A table the revision drops needs no declaration (a
+    planned drop, listed with the values it held)."""
+    module = script.get_revision(rev).module
+    value = getattr(module, "changes_rows", ())
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (tuple, list, set, frozenset)) or not all(isinstance(v, str) for v in value):
+        raise MigrationError(f"revision {rev}: changes_rows must be a tuple of table names, e.g. "
+                             f"changes_rows = (\"goals\",); got {value!r}", revision=rev)
+    return tuple(value)
 
 
 def _no_autocommit_block():

@@ -1,18 +1,14 @@
 """SQLite: the rows of a backup compared with a live database inside SQLite (the backup ATTACHed, so
 no row crosses into Python), for verify's ``rows_preserved`` and for the migration's own check.
 
-``RowsGuard`` makes ``rows_preserved`` of a maintain run exact. Compared after the commit, a row
-the application edited between the run's backup and the check looks like a row the run changed.
-The guard compares inside the migration's transaction instead, just before COMMIT, while
-``BEGIN IMMEDIATE`` keeps every other writer out, and only the tables the migration wrote to (the
-others cannot have changed). Writes another session made between the backup and the BEGIN are
-found first and those tables named, not judged: nothing to do when the backup is a byte copy whose
-header, change counter included, still equals the live file's (rollback-journal mode bumps that
-counter on every commit; the live header is read through a descriptor pinned before the migration's
-first connection, never opened beside it: ``live_file.py``); in WAL mode a second, read-only connection still sees the database as it
-was at BEGIN and compares the written tables at the end; otherwise every table is compared at BEGIN.
+``RowsGuard`` makes ``rows_preserved`` of a maintain run exact and decides it before COMMIT: a row the
+migration loses or changes, in a table no revision declared (``changes_rows``), rolls the run back.
+It compares inside the migration's transaction, while ``BEGIN IMMEDIATE`` keeps every other writer
+out, only the tables the migration wrote to (the others cannot have changed), against the state the
+migration started from (the run's backup, or the file as it was at BEGIN when another session wrote
+since the backup: see the class), so the application's writes never count as the run's.
 
-SQLite cannot ATTACH inside a transaction, so the backup is attached before BEGIN, read-only, under
+SQLite cannot ATTACH inside a transaction, so the reference is attached before BEGIN, read-only, under
 a schema name of its own; an authorizer denies every statement that touches it except the guard's
 own reads, so a revision that names a table missing from ``main`` fails as it would without the
 attachment instead of reading the backup's copy.
@@ -20,16 +16,19 @@ attachment instead of reading the backup's copy.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import sqlite3
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checks import compare_kept_rows
+from .backup_files import FILE_MODE, check_free_space, remove_quietly
+from .checks import SAMPLE_KEYS, RowsVerdict, compare_kept_rows, describe_loss, merge_counted, merge_keyed
 from .dburl import sqlite_uri
-from .errors import MigrationError
-from .live_file import HEADER_BYTES, unchanged_rollback_copy
+from .errors import MaintenanceError, MigrationError
+from .live_file import HEADER_BYTES, header, unchanged_rollback_copy
+from .sqlite_backup import copy_bytes
 from .model import Snapshot
 
 BACKUP_SCHEMA = "mp_run_backup"
@@ -54,20 +53,39 @@ class _Queries:
     def count_values(self, name: str, col: str) -> int:
         return self.count(f"SELECT count({_q(col)}) FROM {self.bk}.{_q(name)}")
 
-    def missing_rows(self, name: str, kept: list[str], keys: list[str] | None) -> int:
+    def missing_rows(self, name: str, kept: list[str], keys: list[str] | None) -> tuple[int, list[str]]:
         bk = self.bk
         if keys:
             join = " AND ".join(f"m.{_q(c)} = b.{_q(c)}" for c in keys)
             same = " AND ".join(f"m.{_q(c)} IS b.{_q(c)}" for c in kept if c not in keys) or "1"
-            return self.count(f"SELECT count(*) FROM {bk}.{_q(name)} AS b WHERE NOT EXISTS "
-                              f"(SELECT 1 FROM main.{_q(name)} AS m WHERE {join} AND {same})")
+            where = (f"FROM {bk}.{_q(name)} AS b WHERE NOT EXISTS "
+                     f"(SELECT 1 FROM main.{_q(name)} AS m WHERE {join} AND {same})")
+            n = self.count(f"SELECT count(*) {where}")
+            sample = [r[0] for r in self.conn.execute(
+                f"SELECT {key_text(keys, 'b.')} {where} LIMIT {SAMPLE_KEYS}")] if n else []
+            return n, sample
         # no primary key: whole rows of kept columns as multisets (a lost duplicate counts)
         cols = ", ".join(_q(c) for c in kept)
         on = " AND ".join(f"m.{_q(c)} IS b.{_q(c)}" for c in kept)
         return self.count(f"SELECT coalesce(sum(b.mp_n_ - coalesce(m.mp_n_, 0)), 0) FROM "
                           f"(SELECT {cols}, count(*) AS mp_n_ FROM {bk}.{_q(name)} GROUP BY {cols}) AS b LEFT JOIN "
                           f"(SELECT {cols}, count(*) AS mp_n_ FROM main.{_q(name)} GROUP BY {cols}) AS m ON {on} "
-                          f"WHERE coalesce(m.mp_n_, 0) < b.mp_n_")
+                          f"WHERE coalesce(m.mp_n_, 0) < b.mp_n_"), []
+
+
+def key_text(keys: list[str], prefix: str = "") -> str:
+    """SQL for a row's key as one text value (``quote()`` of each part): sortable, and readable in a message."""
+    return " || ', ' || ".join(f"quote({prefix}{_q(k)})" for k in keys)
+
+
+def _rows_in_order(conn: sqlite3.Connection, schema: str, name: str, kept: list[str], keys: list[str] | None):
+    """The table's rows for ``checks.merge_keyed`` / ``merge_counted``: ``(key text, kept values…)`` ordered by
+    the key's text, or ``(row text, n)`` ordered by the row's text for a table without a usable key."""
+    table = f"{_q(schema)}.{_q(name)}"
+    if keys:
+        cols = ", ".join(_q(c) for c in kept)
+        return conn.execute(f"SELECT {key_text(keys)} AS mp_key_, {cols} FROM {table} ORDER BY 1")
+    return conn.execute(f"SELECT {key_text(kept)} AS mp_row_, count(*) FROM {table} GROUP BY 1 ORDER BY 1")
 
 
 def compare_attached(conn: sqlite3.Connection, bk: str, backup_snapshot: Snapshot, live_snapshot: Snapshot,
@@ -87,10 +105,26 @@ def explain_denied(message: str) -> str:
 
 
 _WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_DROP_TABLE}
+SETTLE_ATTEMPTS = 5
 
 
 class RowsGuard:
-    """The backup attached to the migration's connection; ``at_begin`` / ``at_end`` inside its transaction.
+    """The state before the migration attached to its connection; ``settle`` / ``at_end`` inside its transaction.
+
+    The attached reference is the run's backup, or, when another session committed since that backup,
+    a copy of the file taken at BEGIN: every row is then judged against the state the migration
+    started from, so the application's writes never count as the run's and the run's own losses are
+    always seen.
+
+    * rollback journal: the live header's change counter (read through the descriptor pinned before
+      the migration's first connection, ``live_file.py``) says whether anything committed since the
+      byte-copy backup; if so, the file is copied at BEGIN under the write lock (``cp`` speed, the
+      pinned descriptor) and attached instead (SQLite cannot ATTACH inside a transaction: the empty
+      transaction is rolled back, the copy attached, BEGIN IMMEDIATE again, and the header must not
+      have moved meanwhile);
+    * WAL: a second, read-only connection still sees the database as it was at BEGIN; at the end it
+      compares the written tables with the backup, and the tables another session changed since the
+      backup are compared with that state at BEGIN instead (both connections' rows merged in order).
 
     The authorizer also records every table of ``main`` a statement writes to (SQLite asks it for
     each INSERT/UPDATE/DELETE/DROP/ALTER when a statement is prepared, including what a trigger the
@@ -99,39 +133,36 @@ class RowsGuard:
     compared: the cost follows what the migration touched, not the size of the database.
     """
 
-    def __init__(self, raw: sqlite3.Connection, live: Path, backup: Path, *,
-                 live_header: Callable[[], bytes] | None = None, backup_header: bytes = b""):
-        self.raw, self.live, self.backup = raw, live, backup
-        self.live_header, self.backup_header = live_header, backup_header
+    def __init__(self, raw: sqlite3.Connection, live: Path, backup: Path, live_fd: int):
+        self.raw, self.live, self.backup, self.live_fd = raw, live, backup, live_fd
+        self.reference = backup  # the attached file: the backup, or the copy taken at BEGIN
         self.allowed = False
         self.written: set[str] = set()
-        self.changed_before: dict[str, int] = {}
-        self.begin_snapshot: Snapshot | None = None  # set when the check at BEGIN is left to a WAL reader
-        self.checked_at_begin = False
+        self.wal = False
+        self.begin_copy: Path | None = None
 
     @classmethod
-    def attach(cls, raw: sqlite3.Connection, live: Path, backup: Path, *,
-               live_header: Callable[[], bytes] | None = None) -> "RowsGuard":
+    def attach(cls, raw: sqlite3.Connection, live: Path, backup: Path, live_fd: int) -> "RowsGuard":
         """Attach ``backup`` to ``raw`` (outside any transaction) and guard it; MigrationError if it cannot be.
 
-        ``live_header``: reads the live file's header through a descriptor pinned before the migration's
-        first connection (``live_file.pinned``); without it the free check at BEGIN is skipped.
-        """
-        backup_header = b""
-        if live_header is not None:
-            try:  # before ATTACH: no connection of this process has the backup open yet (live_file.py)
-                with open(backup, "rb") as f:
-                    backup_header = f.read(HEADER_BYTES)
-            except OSError:
-                live_header = None
-        try:
-            raw.execute(f"ATTACH DATABASE ? AS {BACKUP_SCHEMA}", (sqlite_uri(backup),))
-        except sqlite3.Error as e:
-            raise MigrationError(f"cannot open the run's backup {backup} to compare rows ({e}); nothing was "
-                                 "changed; run the backup step again") from None
-        guard = cls(raw, live, backup, live_header=live_header, backup_header=backup_header)
+        ``live_fd``: the live file's descriptor, pinned before the migration's first connection."""
+        guard = cls(raw, live, backup, live_fd)
+        guard._attach(backup)
         raw.set_authorizer(guard._authorize)
         return guard
+
+    def _attach(self, path: Path) -> None:
+        try:
+            self.raw.execute(f"ATTACH DATABASE ? AS {BACKUP_SCHEMA}", (sqlite_uri(path),))
+        except sqlite3.Error as e:
+            raise MigrationError(f"cannot open the run's backup {path} to compare rows ({e}); nothing was "
+                                 "changed; run the backup step again") from None
+        self.reference = path
+
+    @property
+    def authorizer(self):
+        """The guard's authorizer, for code that sets another one for a while and puts this one back."""
+        return self._authorize
 
     def _authorize(self, action, arg1, arg2, db_name, inner):  # noqa: ANN001 - sqlite3's callback
         if self.allowed:
@@ -152,66 +183,151 @@ class RowsGuard:
         finally:
             self.allowed = False
 
-    def at_begin(self, backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore) -> None:
-        """Right after BEGIN IMMEDIATE, before any change: did another session write since the backup?
-
-        Free when the backup is a byte copy with the live file's header; in WAL mode the question is
-        answered at the end, for the written tables only, by a reader (it still sees the database as it
-        was at BEGIN); otherwise every table is compared now.
-        """
-        if self.live_header is not None and unchanged_rollback_copy(self.live_header(), self.backup_header):
-            return
+    def settle(self, trans, begin):
+        """Right after BEGIN IMMEDIATE (``trans``), before any change: make the attached reference the
+        state the migration starts from (see the class). ``begin()`` opens the transaction again; returns
+        the transaction to go on with."""
+        if unchanged_rollback_copy(header(self.live_fd), self._file_header(self.backup)):
+            return trans
         with self.reading():
-            wal = self.raw.execute("PRAGMA main.journal_mode").fetchone()[0].lower() == "wal"
-        if wal:
-            self.begin_snapshot = live_snapshot
-            return
-        self.checked_at_begin = True
-        self._record_changed(self.raw, BACKUP_SCHEMA, backup_snapshot, live_snapshot, ignore, None)
+            self.wal = self.raw.execute("PRAGMA main.journal_mode").fetchone()[0].lower() == "wal"
+        if self.wal:
+            return trans
+        for _ in range(SETTLE_ATTEMPTS):
+            copy = self._copy_at_begin()
+            trans.rollback()
+            self.raw.execute(f"DETACH DATABASE {BACKUP_SCHEMA}")
+            self._drop_begin_copy()
+            self.begin_copy = copy
+            self._attach(copy)
+            trans = begin()
+            if unchanged_rollback_copy(header(self.live_fd), self._file_header(copy)):
+                return trans
+        trans.rollback()
+        raise MigrationError(f"another session committed to {self.live} each time the migration reopened its "
+                             f"transaction ({SETTLE_ATTEMPTS} times); nothing was changed; rerun")
 
-    def _record_changed(self, conn: sqlite3.Connection, bk: str, backup_snapshot: Snapshot, live_snapshot: Snapshot,
-                        ignore, only) -> None:
-        q = _Queries(conn, bk)
-
-        def record(name: str, kept: list[str], keys: list[str] | None) -> int:
-            n = q.missing_rows(name, kept, keys)
-            if n:
-                self.changed_before[name] = n
-            return n
-
-        with self.reading():
-            compare_kept_rows(backup_snapshot, live_snapshot, ignore, [], count_rows=q.count_rows,
-                              count_values=lambda name, col: 0, missing_rows=record, only=only)
-
-    def _check_begin_state_with_a_reader(self, backup_snapshot: Snapshot, ignore, only: set[str]) -> None:
-        reader = sqlite3.connect(sqlite_uri(self.live), uri=True, timeout=30)
+    @staticmethod
+    def _file_header(path: Path) -> bytes:
+        # a file no connection of this process has open: ``reference`` is attached only after this is read
         try:
-            reader.execute("ATTACH DATABASE ? AS bk", (sqlite_uri(self.backup),))
-            reader.execute("BEGIN")
-            self._record_changed(reader, "bk", backup_snapshot, self.begin_snapshot, ignore, only)
-        finally:
-            reader.close()
+            with open(path, "rb") as f:
+                return f.read(HEADER_BYTES)
+        except OSError:
+            return b""
 
-    def at_end(self, backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore) -> tuple[bool, str, list[dict]]:
-        """Just before COMMIT: every kept row of a table the migration wrote to still there, same values."""
+    def _copy_at_begin(self) -> Path:
+        """A byte copy of the live file, taken under the migration's write lock before it changed anything."""
+        folder = self.backup.parent
+        copy = folder / f".{self.backup.stem}.begin.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        size = os.fstat(self.live_fd).st_size
+        try:
+            check_free_space(folder, size)
+            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+            try:
+                copy_bytes(self.live_fd, fd, size)
+            finally:
+                os.close(fd)
+        except (OSError, MaintenanceError) as e:
+            remove_quietly(copy)
+            reason = e.strerror if isinstance(e, OSError) else str(e)
+            raise MigrationError(f"cannot copy {self.live} at the start of the migration to compare its rows "
+                                 f"({reason}); nothing was changed; free space in {folder} and rerun") from None
+        return copy
+
+    def _drop_begin_copy(self) -> None:
+        if self.begin_copy is not None:
+            remove_quietly(self.begin_copy)
+            self.begin_copy = None
+
+    def at_end(self, reference_snapshot: Snapshot, begin_snapshot: Snapshot, live_snapshot: Snapshot, ignore,
+               declared: dict[str, str] | None = None) -> RowsVerdict:
+        """Just before COMMIT: every kept row of a table the migration wrote to still there with the same
+        values, unless a revision declared that it changes that table's rows (``declared``)."""
         drops: list[dict] = []
-        kept = {n for n in backup_snapshot.tables if n not in ignore}
+        losses: list[dict] = []
+        kept = {n for n in reference_snapshot.tables if n not in ignore}
         written = kept & self.written
         try:
-            if self.begin_snapshot is not None and written:
-                self._check_begin_state_with_a_reader(backup_snapshot, ignore, written)
-            not_compared = {t: f"{n} row(s) changed by another session between the backup and the migration"
-                            for t, n in self.changed_before.items() if t in written}
+            changed_since_backup = self._changed_since_backup(reference_snapshot, begin_snapshot, ignore, written) \
+                if self.wal and written else {}
+            begin_losses = self._compare_with_begin_state(begin_snapshot, live_snapshot, changed_since_backup,
+                                                          declared or {})
             with self.reading():
-                passed, detail = compare_attached(self.raw, BACKUP_SCHEMA, backup_snapshot, live_snapshot, ignore,
-                                                  drops, not_compared=not_compared, only=written)
-        except sqlite3.DatabaseError as e:  # the check fails; the migration itself is not undone for it
-            return False, f"could not compare rows: {e}", drops
+                passed, detail = compare_attached(self.raw, BACKUP_SCHEMA, reference_snapshot, live_snapshot, ignore,
+                                                  drops, only=written - set(changed_since_backup),
+                                                  declared=declared, losses=losses)
+        except sqlite3.DatabaseError as e:
+            return RowsVerdict(False, f"could not compare rows: {e}", drops, [], error=str(e))
+        if begin_losses:
+            lost = "; ".join(describe_loss(x) for x in begin_losses[:5])
+            detail = f"{lost}; {detail}" if not passed else f"{lost}; other written tables: {detail}"
+            passed = False
+            losses.extend(begin_losses)
         untouched = len(kept - written)
+        if changed_since_backup:
+            detail += (f"; compared with the state at BEGIN (another session wrote since the backup): "
+                       f"{', '.join(sorted(changed_since_backup))}")
+        elif self.begin_copy is not None:
+            detail += "; compared with the file as it was at BEGIN (another session wrote since the backup)"
         if untouched:
             detail += (f"; {untouched} other table(s) not written by the migration, so unchanged under its "
                        "write lock")
-        return passed, detail, drops
+        return RowsVerdict(passed, detail, drops, losses)
+
+    def _begin_reader(self) -> sqlite3.Connection:
+        """WAL: a read-only connection that sees the database as it was at BEGIN (the migration holds the
+        write lock, so nothing committed since)."""
+        reader = sqlite3.connect(sqlite_uri(self.live), uri=True, timeout=30, isolation_level=None)
+        reader.execute("BEGIN")
+        return reader
+
+    def _changed_since_backup(self, backup_snapshot: Snapshot, begin_snapshot: Snapshot, ignore,
+                              only: set[str]) -> dict[str, int]:
+        """WAL: the written tables whose rows at BEGIN differ from the backup's (another session wrote)."""
+        changed: dict[str, int] = {}
+        reader = self._begin_reader()
+        try:
+            reader.execute("ATTACH DATABASE ? AS bk", (sqlite_uri(self.backup),))
+            q = _Queries(reader, "bk")
+
+            def record(name: str, kept: list[str], keys: list[str] | None) -> tuple[int, list[str]]:
+                n, sample = q.missing_rows(name, kept, keys)
+                if n:
+                    changed[name] = n
+                return n, sample
+
+            compare_kept_rows(backup_snapshot, begin_snapshot, ignore, [], count_rows=q.count_rows,
+                              count_values=lambda name, col: 0, missing_rows=record, only=only)
+        finally:
+            reader.close()
+        return changed
+
+    def _compare_with_begin_state(self, begin_snapshot: Snapshot, live_snapshot: Snapshot,
+                                  tables: dict[str, int], declared: dict[str, str]) -> list[dict]:
+        """The rows of ``tables`` at BEGIN (a reader) against the migration's (this connection), merged in order."""
+        losses: list[dict] = []
+        if not tables:
+            return losses
+        reader = self._begin_reader()
+        try:
+            for name in sorted(tables):
+                bt, lt = begin_snapshot.tables.get(name), live_snapshot.tables.get(name)
+                if bt is None or lt is None or name in declared:
+                    continue
+                kept = [c for c in bt.column_names if c in set(lt.column_names)]
+                if not kept:
+                    continue
+                keys = list(bt.primary_key) if bt.primary_key and set(bt.primary_key) <= set(kept) else None
+                merge = merge_keyed if keys else merge_counted
+                with self.reading():
+                    n, sample = merge(_rows_in_order(reader, "main", name, kept, keys),
+                                      _rows_in_order(self.raw, "main", name, kept, keys))
+                if n:
+                    losses.append({"table": name, "rows": n, "keys": sample})
+        finally:
+            reader.close()
+        return losses
 
     def close(self) -> None:
         self.raw.set_authorizer(None)
@@ -219,3 +335,4 @@ class RowsGuard:
             self.raw.execute(f"DETACH DATABASE {BACKUP_SCHEMA}")
         except sqlite3.Error:
             pass
+        self._drop_begin_copy()

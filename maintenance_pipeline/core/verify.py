@@ -40,7 +40,6 @@ from .checks import (
     introduced_violations,
     matches_manifest,
     UNCHANGED_ROWS,
-    run_user_check,
 )
 from .config import Target
 from .dburl import open_engine, sqlite_path, sqlite_uri, translate_error
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
 from .pg_verify import postgres_checks
 from .snapshot import snapshot_url, table_counts, take_snapshot
 from .sqlite_rows import compare_attached
+from .user_checks import run_user_check
 
 __all__ = ["Check", "VerifyResult", "fk_check", "integrity", "rows_preserved", "run_user_check", "verify_target"]
 
@@ -173,7 +173,8 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
         if pg_live:
             out.checks.extend(postgres_checks(target, out, live, pg_live, backup_path=backup_path, mode=mode,
                                                restored_manifest=restored_manifest, migrated=migrated,
-                                               written=written))
+                                               migration_rows=migration_rows,
+                                               dry_run=planned_drift is not None))
             out.checks.append(Check("backup_verified", bool(backup_verified),
                                     backup_detail or ("verified" if backup_verified else "backup not verified")))
         out.checks.extend(user)  # other dialects: the schema and user checks only

@@ -14,7 +14,12 @@ import sqlite3
 import pytest
 
 from maintenance_pipeline.core import dburl
-from maintenance_pipeline.core.errors import DatabaseLockedError, MigrationError
+from maintenance_pipeline.core.errors import (
+    DatabaseLockedError,
+    DestructiveChangeRefusedError,
+    MigrationError,
+    SchemaLeftDifferentError,
+)
 from maintenance_pipeline.core.migrate import fk_violations
 from maintenance_pipeline.core.model import ADDITIVE_KINDS
 
@@ -131,22 +136,38 @@ CREATE TABLE new (id INTEGER PRIMARY KEY);
 """
 
 
-def test_additive_applies_only_additive_kinds_and_returns_the_rest(case):
+def test_additive_with_a_destructive_difference_refuses_the_whole_run(case):
     c = case(MIXED_TARGET, MIXED_REFERENCE)
+    with pytest.raises(DestructiveChangeRefusedError, match="align: full") as err:
+        c.run(align="additive")
+    assert c.unchanged()  # not even the additive part: the plan is refused before COMMIT
+    result = err.value.result
+    assert sorted(ch.describe() for ch in result.refused) == [
+        "alter_column a.v (type TEXT -> INTEGER)", "drop_column a.gone (TEXT NULL)", "drop_table old (1 columns)"]
+    for refused in result.refused:
+        assert refused.describe() in str(err.value)
+    assert result.rolled_back and result.applied == []
+
+
+def test_additive_applies_additive_kinds_when_nothing_is_refused(case):
+    c = case(MIXED_TARGET, """
+CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT, gone TEXT, added TEXT);
+CREATE INDEX ix_a_added ON a (added);
+CREATE TABLE old (id INTEGER PRIMARY KEY);
+CREATE TABLE new (id INTEGER PRIMARY KEY);
+""")
     result = c.run(align="additive")
     assert {ch.kind for ch in result.aligned} == {"add_table", "add_column", "add_index"}
     assert all(ch.kind in ADDITIVE_KINDS for ch in result.aligned)
-    assert sorted(ch.describe() for ch in result.refused) == [
-        "alter_column a.v (type TEXT -> INTEGER)", "drop_column a.gone (TEXT NULL)", "drop_table old (1 columns)"]
-    assert rebuilt(result) == []
-    assert sorted(ch.describe() for ch in c.remaining()) == sorted(ch.describe() for ch in result.refused)
-    assert sorted(ch.describe() for ch in result.drift_after) == sorted(ch.describe() for ch in result.refused)
+    assert result.refused == [] and rebuilt(result) == [] and c.remaining() == []
     assert c.q("SELECT id, v, gone, added FROM a") == [(1, "1", "g", None)]
 
 
-def test_align_none_applies_nothing(case):
+def test_align_none_with_a_difference_left_commits_nothing(case):
     c = case(MIXED_TARGET, MIXED_REFERENCE)
-    result = c.run(align="none")
+    with pytest.raises(SchemaLeftDifferentError, match="6 place") as err:
+        c.run(align="none")
+    result = err.value.result
     assert result.applied == [] and result.aligned == [] and result.refused == []
     assert len(result.drift_after) == 6
     assert c.unchanged()

@@ -14,7 +14,7 @@ import pytest
 from conftest import MIGRATIONS
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.dburl import open_engine
-from maintenance_pipeline.core.errors import MigrationError
+from maintenance_pipeline.core.errors import DestructiveChangeRefusedError, MigrationError
 from maintenance_pipeline.core.migrate import migrate
 from maintenance_pipeline.core.verify import verify_target
 from pg_migrate_helpers import db_state, reference, revision, scalar
@@ -101,16 +101,18 @@ def test_full_alignment_with_alter_column_keys_and_primary_key(pg):
     assert all(c.passed for c in verified.checks), verified.checks
 
 
-def test_additive_applies_only_additive_changes_and_refuses_the_rest(pg):
+def test_additive_with_destructive_differences_refuses_the_whole_run(pg):
     live_name, live, ref_url = _two_databases(pg, REF_SCHEMA, LIVE_SCHEMA)
     target = Target(name="pets", url=live, reference_url=ref_url)
-    result = migrate(target, reference(target))
-    assert {c.kind for c in result.aligned} <= {"add_table", "add_column", "add_index", "add_unique",
-                                                "add_foreign_key"}
+    before = db_state(live)
+    with pytest.raises(DestructiveChangeRefusedError, match="align: full") as err:
+        migrate(target, reference(target))
+    result = err.value.result
     assert any(c.kind == "drop_table" and c.table == "old_stuff" for c in result.refused)
     # the wanted index's name is taken by a live index that additive may not drop: refused, not a failure
     assert any(c.kind == "add_index" and c.name == "pets_name_ix" for c in result.refused)
-    assert any(c.kind == "add_table" and c.table == "new_things" for c in result.aligned)
+    assert not any(c.kind in ("drop_table", "drop_column", "alter_column") for c in result.aligned)
+    assert db_state(live) == before  # not even the additive part (new_things) was committed
     assert scalar(live, "SELECT count(*) FROM old_stuff") == 2
 
 

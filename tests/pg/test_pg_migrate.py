@@ -123,7 +123,7 @@ from maintenance_pipeline.core.migrate import migrate
 from maintenance_pipeline.core.reference import reference_snapshot
 a = json.loads(sys.argv[1])
 t = Target(name="goals", url=a["url"], reference_url=a["ref"], migrations=Path(a["migrations"]),
-           baseline_revision="0001")
+           baseline_revision="0001", ignore_tables=("alembic_version", "run_log"))
 ref = reference_snapshot(url=a["ref"], target_dialect="postgresql", ignore_tables=t.ignore_tables)
 try:
     r = migrate(t, ref)

@@ -4,6 +4,7 @@ migrate -> verify -> report), against the real throwaway server of the ``pg`` fi
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from pg_migrate_helpers import (  # noqa: E402
 )
 
 from maintenance_pipeline.core.config import load_config  # noqa: E402
+from maintenance_pipeline.core.errors import RowsLostError  # noqa: E402
 from maintenance_pipeline.core.migrate import migrate  # noqa: E402
 from maintenance_pipeline.core import pipeline  # noqa: E402
 from maintenance_pipeline.core.pipeline import run_job  # noqa: E402
@@ -123,19 +125,25 @@ def test_two_concurrent_maintain_runs_only_one_migrates(pg, tmp_path):
     assert scalar(prod, "SELECT version_num FROM alembic_version") == "0003"
 
 
-def test_rows_preserved_without_createdb_is_a_clear_failed_check(pg, tmp_path):
-    prod, dev = demo_databases(pg, tmp_path / "data")
-    db = prod.rsplit("/", 1)[1]
-    role = f"nocreatedb_{uuid.uuid4().hex[:6]}"
+def test_without_createdb_a_migration_that_writes_rows_is_refused(pg, tmp_path):
+    """The rows check restores the backup into a scratch database: a role that may not create one cannot
+    prove its migration lost nothing, so the migration is rolled back with a message naming CREATEDB."""
+    suffix = uuid.uuid4().hex[:6]
+    role, name, ref_name = f"nocreatedb_{suffix}", f"nocdb_{suffix}", f"nocdbref_{suffix}"
     pg.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'role-Pa55' NOCREATEDB")
-    pg.psql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; "
-            f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}", db)
-    url = pg.url(db, user=role, password="role-Pa55")
-    config = config_for(tmp_path, url, dev, migrations=None, baseline_revision=None)
-    report = run_job(config, "goals", "maintain_database", align="none")  # changes nothing, compares rows
+    pg.psql(f"CREATE DATABASE {name} OWNER {role}")
+    pg.psql(f"CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'); "
+            f"ALTER TABLE t OWNER TO {role}", name)
+    ref = pg.create_database(ref_name)
+    pg.psql("CREATE TABLE t (id int PRIMARY KEY, v text, w text)", ref_name)
+    url = pg.url(name, user=role, password="role-Pa55")
+    config = load_config(write_config(tmp_path, {"goals": {"url": url, "reference": {"url": ref}}}))
+    report = run_job(config, "goals", "maintain_database")
     assert report["backup"] and report["backup"]["verified"], report["error"]
-    rows = check(report, "rows_preserved")
-    assert not rows["passed"] and "may not create databases" in rows["detail"] and "CREATEDB" in rows["detail"]
+    assert report["status"] == "failed" and report["failed_step"] == "migrate"
+    assert "may not create databases" in report["error"] and "CREATEDB" in report["error"]
+    assert "nothing was committed" in report["error"]
+    assert scalar(url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 't'") == 2
     assert "role-Pa55" not in json.dumps(report)
 
 
@@ -196,25 +204,39 @@ def test_dry_run_changes_nothing_and_reports_the_sql(pg, tmp_path):
     assert db_state(prod) == before
 
 
-def test_rows_are_compared_in_the_tables_the_migration_wrote_to(pg, tmp_path):
-    """PostgreSQL compares rows after the commit (a scratch restore of the backup), but only in the tables
-    whose rows the migration may have changed (pg_stat_xact_user_tables, relfilenode, columns): the
-    application's writes to the other tables are not counted as the run's; a row the migration lost is."""
+def test_rows_the_migration_loses_roll_it_back_and_a_declared_change_is_reported(pg, tmp_path):
+    """PostgreSQL decides rows_preserved before COMMIT: the backup, restored into a scratch database beside the
+    migration, against the migration's own transaction, in the tables whose rows it may have changed
+    (pg_stat_xact_user_tables, relfilenode, columns). A loss rolls the run back; the application's writes to
+    other tables do not count; a revision that declares its row changes is reported, not failed."""
     prod, dev = demo_databases(pg, tmp_path / "data")
+    db = prod.rsplit("/", 1)[1]
     wipe = revision("0003", "0002", '    op.execute("DELETE FROM practice_session_goals")')
     config = config_for(tmp_path, prod, dev, migrations=str(copy_migrations(tmp_path, {"0003_wipe.py": wipe})))
     state = pipeline.start(config, "goals", "maintain_database")
-    for step in (pipeline.step_backup, pipeline.step_diff, pipeline.step_migrate):
+    pipeline.step_backup(state)
+    pipeline.step_diff(state)
+    before = db_state(prod)
+    pg.psql("UPDATE programs SET name = name || ' (edited by the app)'", db)  # a table the migration never writes
+    with pytest.raises(RowsLostError) as err:
+        pipeline.step_migrate(state)
+    assert re.search(r"practice_session_goals: 6 row\(s\) missing or changed \(keys: \('", str(err.value)), err.value
+    assert "programs" not in str(err.value).split("practice_session_goals")[0] and "changes_rows" in str(err.value)
+    assert state.migration.rolled_back and scalar(prod, "SELECT count(*) FROM practice_session_goals") == 6
+    pg.psql("UPDATE programs SET name = replace(name, ' (edited by the app)', '')", db)
+    assert db_state(prod) == before  # nothing committed
+
+    declared = wipe.replace("revision = '0003'", "revision = '0003'\nchanges_rows = ('practice_session_goals',)")
+    config = config_for(tmp_path, prod, dev,
+                        migrations=str(copy_migrations(tmp_path / "declared", {"0003_wipe.py": declared})))
+    state = pipeline.start(config, "goals", "maintain_database")
+    for step in (pipeline.step_backup, pipeline.step_diff, pipeline.step_migrate, pipeline.step_verify):
         step(state)
     assert {"practice_session_goals", "goals", "program_days", "scheduled_sessions"} <= state.migration.written
     assert "programs" not in state.migration.written
-    db = prod.rsplit("/", 1)[1]
-    pg.psql("UPDATE programs SET name = name || ' (edited by the app)'", db)  # after the commit
-    with pytest.raises(Exception, match="rows_preserved"):
-        pipeline.step_verify(state)
     rows = next(c for c in state.verification.checks if c.name == "rows_preserved")
-    assert not rows.passed and "practice_session_goals: 6 row(s) missing or changed" in rows.detail
-    assert "programs" not in rows.detail.split(" (compared")[0]  # edited by the app, not compared
+    assert rows.passed and "practice_session_goals: 6 row(s) changed as revision 0003 declares" in rows.detail
+    assert "compared inside the migration's transaction, before its commit" in rows.detail
     assert "other table(s) not written by the migration" in rows.detail
 
 

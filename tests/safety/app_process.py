@@ -6,6 +6,9 @@
         after its COMMIT returned, so LOG lists exactly what the application knows it committed.
     python app_process.py reader DB [--interval S]
         open -> SELECT count(*) FROM goals -> close, in a loop (a web request, a cron script).
+    python app_process.py pgwriter URL LOG [--interval S]
+        the writer on PostgreSQL (psycopg 3, URL ``postgresql://…``): BEGIN; INSERT INTO goals …; COMMIT
+        on one connection, a new connection after any error; LOG as for ``writer``.
 
 Runs until SIGTERM/SIGINT; then prints one JSON line: commits, reads, errors (with the first few).
 """
@@ -63,6 +66,41 @@ def writer(db: str, log: str, short: bool, interval: float) -> dict:
     return out
 
 
+def pgwriter(url: str, log: str, interval: float) -> dict:
+    import psycopg
+
+    out = {"commits": 0, "errors": 0, "first_errors": []}
+    conn = None
+    n = 0
+    with open(log, "a", buffering=1) as lf:
+        while not STOP:
+            n += 1
+            gid = f"app-{os.getpid()}-{n}"
+            try:
+                if conn is None:
+                    conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+                with conn.transaction():  # BEGIN … COMMIT (ROLLBACK on an error inside)
+                    conn.execute("INSERT INTO goals (id, type, name) VALUES (%s, 'task', %s)",
+                                 (gid, f"written by app {n}"))
+                lf.write(gid + "\n")
+                out["commits"] += 1
+            except psycopg.Error as e:
+                out["errors"] += 1
+                if len(out["first_errors"]) < 5:
+                    out["first_errors"].append(f"{type(e).__name__}: {' '.join(str(e).split())}")
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except psycopg.Error:
+                        pass
+                    conn = None
+            if interval:
+                time.sleep(interval)
+    if conn is not None:
+        conn.close()
+    return out
+
+
 def reader(db: str, interval: float) -> dict:
     out = {"reads": 0, "errors": 0, "first_errors": []}
     while not STOP:
@@ -84,7 +122,7 @@ def reader(db: str, interval: float) -> dict:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("role", choices=("writer", "reader"))
+    p.add_argument("role", choices=("writer", "reader", "pgwriter"))
     p.add_argument("db")
     p.add_argument("log", nargs="?")
     p.add_argument("--short", action="store_true")
@@ -95,6 +133,8 @@ def main(argv: list[str]) -> int:
     print("ready", flush=True)
     if a.role == "writer":
         out = writer(a.db, a.log, a.short, 0.005 if a.interval is None else a.interval)
+    elif a.role == "pgwriter":
+        out = pgwriter(a.db, a.log, 0.005 if a.interval is None else a.interval)
     else:
         out = reader(a.db, 0.0 if a.interval is None else a.interval)
     print(json.dumps(out), flush=True)

@@ -1,8 +1,9 @@
 """Real application processes beside a run (``app_process.py``), and what must hold afterwards.
 
-``LiveApp`` starts writers and readers on a SQLite file and stops them; ``committed`` is every row id
-a writer saw COMMIT return for. ``invariants`` checks a database against them: ``integrity_check``
-ok, every committed application row present, every row of a reference set present.
+``LiveApp`` starts writers and readers on a SQLite file (or ``pg_writers`` on a PostgreSQL URL) and
+stops them; ``committed`` is every row id a writer saw COMMIT return for, ``sequences`` the same per
+writer in commit order. The functions below read a SQLite file with plain ``sqlite3`` (never the
+product's code): ``integrity_check``, the ids of a table, the Alembic revision, the migrated schema.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ from pathlib import Path
 APP = Path(__file__).with_name("app_process.py")
 
 
-class LiveApp:
-    """``writers`` writer processes (``short``: a connection per write) and ``readers`` open-read-close loops."""
+BUSY = ("database is locked", "database table is locked", "busy")
 
-    def __init__(self, db: Path, folder: Path, *, writers: int = 1, short: bool = False, readers: int = 0,
-                 interval: float | None = None):
-        self.db, self.folder = Path(db), Path(folder)
-        self.spec = [("writer", short)] * writers + [("reader", False)] * readers
+
+class LiveApp:
+    """``writers`` writer processes (``short``: a connection per write) and ``readers`` open-read-close loops
+    on a SQLite file; ``pg_writers`` writers on a PostgreSQL database (``db`` is then its URL, SQLAlchemy's
+    ``postgresql+psycopg://`` form or libpq's)."""
+
+    def __init__(self, db: Path | str, folder: Path, *, writers: int = 1, short: bool = False, readers: int = 0,
+                 interval: float | None = None, pg_writers: int = 0):
+        self.db = db if isinstance(db, str) and "://" in db else Path(db)
+        self.folder = Path(folder)
+        self.spec = ([("writer", short)] * writers + [("reader", False)] * readers
+                     + [("pgwriter", False)] * pg_writers)
         self.interval = interval
         self.procs: list[subprocess.Popen] = []
         self.logs: list[Path] = []
@@ -32,8 +40,9 @@ class LiveApp:
     def __enter__(self) -> "LiveApp":
         self.folder.mkdir(parents=True, exist_ok=True)
         for i, (role, short) in enumerate(self.spec):
-            argv = [sys.executable, str(APP), role, str(self.db)]
-            if role == "writer":
+            db = str(self.db).replace("postgresql+psycopg://", "postgresql://", 1)
+            argv = [sys.executable, str(APP), role, db]
+            if role in ("writer", "pgwriter"):
                 log = self.folder / f"committed_{i}.log"
                 self.logs.append(log)
                 argv.append(str(log))
@@ -80,10 +89,29 @@ class LiveApp:
 
     def committed(self) -> set[str]:
         ids: set[str] = set()
-        for log in self.logs:
-            if log.exists():
-                ids.update(x for x in log.read_text().split("\n") if x)
+        for seq in self.sequences():
+            ids.update(seq)
         return ids
+
+    def sequences(self) -> list[list[str]]:
+        """Per writer, the ids it committed, in commit order (a line is written only once it is whole)."""
+        out = []
+        for log in self.logs:
+            text = log.read_text() if log.exists() else ""
+            out.append([x for x in text.split("\n")[:-1] if x])  # the last piece is "" or a line being written
+        return out
+
+    def errors(self) -> list[str]:
+        """The first errors each process reported (after ``stop``)."""
+        return [e for r in self.results for e in r.get("first_errors", [])]
+
+    def non_busy_errors(self) -> list[str]:
+        """Errors other than busy/locked (a busy timeout running out is not damage; anything else is)."""
+        return [e for e in self.errors() if not any(b in e.lower() for b in BUSY)]
+
+    @property
+    def error_count(self) -> int:
+        return sum(r.get("errors", 0) for r in self.results)
 
     @property
     def commits(self) -> int:
@@ -121,6 +149,27 @@ def revision(db: Path) -> str | None:
         return None
     finally:
         conn.close()
+
+
+def journal_mode(db: Path) -> str:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("PRAGMA journal_mode").fetchone()[0].lower()
+    finally:
+        conn.close()
+
+
+def migrated_schema(db: Path) -> dict:
+    """What revision 0002 of the demo leaves, read from ``sqlite_master`` and ``pragma_table_info``:
+    the revision, whether ``program_day_templates`` exists and whether ``goals`` has ``program_day_id``."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        goals = {r[0] for r in conn.execute("SELECT name FROM pragma_table_info('goals')")}
+    finally:
+        conn.close()
+    return {"revision": revision(db), "program_day_templates": "program_day_templates" in tables,
+            "goals.program_day_id": "program_day_id" in goals}
 
 
 def set_journal_mode(db: Path, mode: str) -> None:

@@ -43,14 +43,14 @@ def test_no_job_touches_a_database_file_beside_its_own_connection(demo_dir, jour
 def test_the_watch_catches_the_bug_it_is_for(demo_dir, monkeypatch):
     """The first version read the live file's header with open() inside the migration's transaction."""
     config = _config(demo_dir, "delete")
-    real = sqlite_rows.RowsGuard.at_begin
+    real = sqlite_rows.RowsGuard.settle
 
-    def at_begin(self, *args, **kw):
+    def settle(self, *args, **kw):
         with open(self.live, "rb") as f:
             f.read(100)
         return real(self, *args, **kw)
 
-    monkeypatch.setattr(sqlite_rows.RowsGuard, "at_begin", at_begin)
+    monkeypatch.setattr(sqlite_rows.RowsGuard, "settle", settle)
     with watching() as watch:
         run_job(config, "goals", "maintain_database")
     assert watch.violations and "goals.db while 1 SQLite connection(s)" in watch.violations[0]

@@ -13,7 +13,7 @@ import dagster as dg
 
 from .core import pipeline
 from .core.config import ALIGN_MODES, MaintenanceConfig
-from .core.errors import ConfigError, MaintenanceError
+from .core.errors import ConfigError
 from .core.pipeline import RunState
 
 
@@ -66,7 +66,7 @@ def run_step(context: dg.OpExecutionContext, state: RunState, step: str, fn: Cal
     try:
         fn(state)
     except Exception as e:  # noqa: BLE001 - every failure becomes a report and a clear Failure
-        message = str(e) if isinstance(e, MaintenanceError) else f"internal error in {step}: {type(e).__name__}: {e}"
+        message = pipeline.failure_line(state, step, e)
         context.log.error(f"{step} failed: {message}")
         report = pipeline.finish(state, error=message, failed_step=step)
         raise dg.Failure(description=message, metadata=_report_metadata(report)) from e

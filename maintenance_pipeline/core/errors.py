@@ -97,6 +97,17 @@ class DatabaseDamagedError(MaintenanceError):
     kind = "database_damaged"
 
 
+# what SQLite, PostgreSQL and the OS say when the file or the disk under a database is failing
+_DAMAGE = ("disk i/o error", "database disk image is malformed", "file is not a database", "could not read block",
+           "could not write block", "invalid page in block", "input/output error")
+
+
+def says_damaged(text: str) -> bool:
+    """Whether a driver's message says the database file or its disk is failing."""
+    low = text.lower()
+    return any(k in low for k in _DAMAGE)
+
+
 class BackupError(MaintenanceError):
     """Backup folder not writable, disk full, or the copy failed verification."""
 

@@ -27,7 +27,11 @@ from .errors import LockHeldError
 
 
 def lock_file_for(url: str) -> Path:
-    key = str(sqlite_path(url) or mask_url(url))
+    return lock_path(str(sqlite_path(url) or mask_url(url)))
+
+
+def lock_path(key: str) -> Path:
+    """A lock file for ``key`` in the system's temp folder (nothing is written beside the thing locked)."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     folder = Path(tempfile.gettempdir()) / "maintenance_pipeline-locks"
     folder.mkdir(mode=0o700, exist_ok=True)

@@ -48,10 +48,12 @@ class BackupResult:
     tables: dict[str, dict] = field(default_factory=dict)  # name -> {"columns": n, "rows": r}
     timings: dict[str, float] = field(default_factory=dict)  # copy / verify / snapshot / manifest
     pg: dict | None = None  # PostgreSQL: format, jobs, compress, schema, server/pg_dump versions
+    cleaned: list[str] = field(default_factory=list)  # leftovers of a killed run removed first (leftovers.py)
 
     @classmethod
     def from_manifest(cls, manifest: dict, path: Path, manifest_path: Path, *, t_start: float,
-                      timings: dict[str, float], pg: dict | None = None) -> BackupResult:
+                      timings: dict[str, float], pg: dict | None = None,
+                      cleaned: list[str] | None = None) -> BackupResult:
         """The result of a backup whose ``manifest`` was just written; ``t_start``: its perf_counter start."""
         return cls(
             path=path,
@@ -74,6 +76,7 @@ class BackupResult:
             tables=manifest["tables"],
             timings={k: round(v, 4) for k, v in timings.items()},
             pg=pg,
+            cleaned=list(cleaned or []),
         )
 
     def to_dict(self) -> dict:
@@ -97,6 +100,7 @@ class BackupResult:
             "journal_mode": self.journal_mode,
             "tables": {k: dict(v) for k, v in self.tables.items()},
             "timings": dict(self.timings),
+            "cleaned": list(self.cleaned),
         }
         if self.pg is not None:
             out["pg"] = dict(self.pg)
@@ -294,10 +298,13 @@ def sha256_mismatch(backup: Path, actual: str, expected: str, where: str, which:
 
 
 def restored(manifest: dict, fingerprint: str | None, tables: dict[str, dict], *, method: str, backup: Path,
-             sha256: str, t_start: float) -> dict:
-    """What ``restore_database`` returns: the restored target described, compared with the manifest."""
+             sha256: str, t_start: float, exact: bool = True) -> dict:
+    """What ``restore_database`` returns: the restored target described, compared with the manifest.
+    ``exact``: the description is of the restored content itself (measured before any other session could
+    write, or checked inside the restore's own transaction), not of the application's writes since."""
     row_counts = {n: v["rows"] for n, v in tables.items()}
     return {
+        "exact": exact,
         "fingerprint": fingerprint,
         "row_counts": row_counts,
         "tables": tables,

@@ -67,6 +67,7 @@ from .errors import (
     RowsLostError,
     SchemaLeftDifferentError,
     UserCheckError,
+    says_damaged,
 )
 from .lock import maintenance_lock
 from .model import Change, Snapshot
@@ -232,6 +233,10 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
             raise MigrationError(f"{' '.join(statement.split())[:60]!r} would end the migration's single "
                                  "transaction; remove it from the revision (the pipeline commits once, at the end)")
 
+    def names_moved(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if statement.lstrip()[:6].upper() in ("CREATE", "DROP T", "DROP V", "ALTER "):
+            guard.refresh_names()
+
     def begin():
         try:
             return conn.begin()  # SQLite: BEGIN IMMEDIATE: waits busy_timeout for another writer, then fails
@@ -265,10 +270,13 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
             try:
                 if guard is not None:  # may end the still empty transaction and begin again (see RowsGuard)
                     trans = guard.settle(trans, begin)
+                    sa.event.listen(conn, "after_cursor_execute", names_moved)
                 sa.event.listen(conn, "before_cursor_execute", no_commit)
                 _migrate_in_transaction(conn, target, shown, reference, align, result, state, guard, scratch)
             except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
                 _rollback(trans)
+                state["denied"] = guard.last_denied if guard is not None else None
+                state["backup"] = backup
                 raise _failed(e, state, result, shown) from e
             if dry_run:
                 trans.rollback()
@@ -282,6 +290,8 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
         finally:
             if sa.event.contains(conn, "before_cursor_execute", no_commit):
                 sa.event.remove(conn, "before_cursor_execute", no_commit)
+            if sa.event.contains(conn, "after_cursor_execute", names_moved):
+                sa.event.remove(conn, "after_cursor_execute", names_moved)
             if guard is not None:
                 guard.close()
             if fk_setting:
@@ -336,7 +346,8 @@ def _migrate_in_transaction(conn: sa.Connection, target: Target, shown: Target, 
             "nothing was committed; add a revision for them, use align: additive or full, or update the reference")
     state["phase"] = "checks"
     result.checks = validate_in_migration(conn, target.checks, judge=not dry_run,
-                                          restore_authorizer=guard.authorizer if guard is not None else None)
+                                          restore_authorizer=guard.authorizer if guard is not None else None,
+                                          hidden=guard.resolves_to_reference if guard is not None else None)
     if guard is not None:
         state["phase"] = "rows_preserved"
         verdict = guard.at_end(reference_snap, begin_snap, after, target.ignore_tables, result.declared_rows)
@@ -473,13 +484,13 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
         return e
     if isinstance(e, sa.exc.OperationalError) and "locked" in str(e).lower() and "timeout" not in str(e).lower():
         return translate_error(e, target.url)
-    damaged = _damage(e, target)
+    damaged = _damage(e, target, state.get("backup"))
     if damaged is not None:
         return damaged
     line = " ".join(str(getattr(e, "orig", None) or e).split())[:300] or type(e).__name__
     hint = pg_checks.timeout_hint(line) if isinstance(e, sa.exc.DBAPIError) else None
     line = re.sub(r"_alembic_tmp_", "", line)  # Alembic's temporary copy is the table itself to the reader
-    line = explain_denied(line)
+    line = explain_denied(line, state.get("denied"))
     if not isinstance(e, MaintenanceError):
         line = f"{type(e).__name__}: {line}"
     rolled = f"{mask_url(target.url)} was rolled back to its state before the run"
@@ -497,21 +508,17 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
     return MigrationError(f"migration failed at {phase}: {line}; {rolled}")
 
 
-# what SQLite and PostgreSQL say when the file or the disk under the database is failing
-_DAMAGE = ("disk i/o error", "database disk image is malformed", "file is not a database", "could not read block",
-           "could not write block", "invalid page in block", "no space left on device", "database or disk is full")
-
-
 def _damage(e: BaseException, target: Target, backup: Path | None = None) -> Exception | None:
     """A failing disk or a corrupt file met mid-run, said in one line: what happened, check the file, where
     the last good state is. None for any other error."""
     text = " ".join(str(getattr(e, "orig", None) or e).split())
-    if not any(k in text.lower() for k in _DAMAGE):
+    if not says_damaged(text):
         return None
     good = f"the last good state is in this run's backup {backup}" if backup is not None else \
         "restore the newest verified backup if it is"
-    return DatabaseDamagedError(f"{mask_url(target.url)}: {text[:160]} during the migration; it was rolled back, but "
-                                f"check the file and its disk (PRAGMA integrity_check, the system log); {good}")
+    return DatabaseDamagedError(f"{mask_url(target.url)}: {text[:160]} during the migration, which stopped without "
+                                f"committing; check the file and its disk (PRAGMA integrity_check, the system log) "
+                                f"before the next run; {good}")
 
 
 def _commit_failed(e: sa.exc.DBAPIError, result: MigrationResult, target: Target, backup: Path | None) -> Exception:

@@ -58,6 +58,7 @@ from .backup_files import (
 )
 from .dburl import mask_url, open_engine, translate_error
 from .errors import BackupError, DatabaseLockedError, MaintenanceError
+from .leftovers import FolderHold
 from .manifest import BackupResult, describe_tables, describe_url, manifest_head, manifest_tail, write_manifest
 from .pg_archive import dump_files, dump_size, list_archive, sha256_dump
 from .pg_checks import quote_ident
@@ -110,6 +111,8 @@ def backup_postgresql(
     staging: Path | None = None
     final: Path | None = None
     manifest_path: Path | None = None
+    hold = FolderHold(folder)
+    cleaned: list[str] = []
 
     engine = open_engine(url)  # ConnectionFailedError / BadUrlError before anything is created
     try:
@@ -148,6 +151,7 @@ def backup_postgresql(
                                       "setting in the targets file")
 
             ensure_folder(folder)
+            cleaned = hold.acquire()  # what a killed run left here is removed first (leftovers.py)
             check_free_space(folder, size_estimate if pg_compress == 0 else size_estimate // 3)
             try:
                 try:
@@ -253,9 +257,11 @@ def backup_postgresql(
         remove_tree(staging, final, manifest_path)
         raise
     finally:
+        hold.release()
         engine.dispose()
     remove_tree(staging)
-    return BackupResult.from_manifest(manifest, final, manifest_path, t_start=t_start, timings=timings, pg=pg)
+    return BackupResult.from_manifest(manifest, final, manifest_path, t_start=t_start, timings=timings, pg=pg,
+                                      cleaned=cleaned)
 
 
 def _check_settings(pg_format: str, pg_jobs: int, pg_compress: int) -> None:

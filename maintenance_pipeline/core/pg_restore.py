@@ -183,10 +183,13 @@ def restore_postgresql(backup: Path, url: str, busy_timeout: float = DEFAULT_BUS
     try:
         pre = work / "preamble.sql"
         pre.write_text(preamble)
+        post = work / "check.sql"
+        post.write_text(_row_count_check(manifest.get("row_counts") or {}, schema))
         producer = build_command(pg_restore.path, url, ["--clean", "--if-exists", "--file=-", str(backup)],
                                  connect=False)
         consumer = build_command(psql.path, url, ["--single-transaction", "--quiet", "--no-psqlrc",
-                                                  "--set=ON_ERROR_STOP=1", f"--file={pre}", "--file=-"])
+                                                  "--set=ON_ERROR_STOP=1", f"--file={pre}", "--file=-",
+                                                  f"--file={post}"])
         consumer.env["PGOPTIONS"] = (consumer.env.get("PGOPTIONS", "") + " -c client_min_messages=warning").strip()
         with tempfile.TemporaryFile() as err_p, tempfile.TemporaryFile() as err_c:
             rc_p, rc_c = _pipe(producer, consumer, err_p, err_c)
@@ -210,5 +213,27 @@ def restore_postgresql(backup: Path, url: str, busy_timeout: float = DEFAULT_BUS
         raise RestoreError(f"restoring {backup.name} into {where} failed (psql exit {rc_c}); {unchanged}")
 
     fingerprint, tables = describe_url(url, schema)
+    if manifest.get("row_counts"):  # checked inside the restore's transaction: what it committed is the backup's
+        tables = {n: {**v, "rows": manifest["row_counts"].get(n, v["rows"])} for n, v in tables.items()}
     return restored(manifest, fingerprint, tables, method="pg_restore-single-transaction", backup=backup,
-                    sha256=actual, t_start=t_start)
+                    sha256=actual, t_start=t_start, exact=bool(manifest.get("row_counts")))
+
+
+CHECK_MARK = "maintenance_pipeline restore check"
+
+
+def _row_count_check(row_counts: dict, schema: str | None) -> str:
+    """SQL run last inside the restore's single transaction: every table holds the manifest's row count, or
+    the whole restore rolls back (``schema``: the dump's; a dump of the whole database holds ``public``). The count is decided there, before COMMIT, so the application's writes
+    after the restore never make it look wrong (nor a wrong restore look right)."""
+    if not row_counts:
+        return ""
+    prefix = f"{quote_ident(schema or 'public')}."  # pg_restore's script empties the search_path
+    lines = [f"DO $mp_check$ DECLARE n bigint; BEGIN"]
+    for table, want in sorted(row_counts.items()):
+        name = table.replace("'", "''")
+        lines.append(f"  SELECT count(*) INTO n FROM {prefix}{quote_ident(table)}; IF n <> {int(want)} THEN "
+                     f"RAISE EXCEPTION '{CHECK_MARK}: table {name} has % rows, the backup''s manifest says {int(want)}',"
+                     f" n; END IF;")
+    lines.append("END $mp_check$;")
+    return "\n".join(lines) + "\n"

@@ -17,13 +17,15 @@ from pathlib import Path
 
 from . import backup as backup_mod
 from .config import MaintenanceConfig, Target
-from .dburl import dialect_of, mask_url, open_engine
+from .dburl import dialect_of, mask_url, open_engine, scrub_passwords
 from .diff import diff
 from .errors import (
+    DatabaseDamagedError,
     DestructiveChangeRefusedError,
     MaintenanceError,
     RestoreError,
     VerificationFailedError,
+    says_damaged,
 )
 from .lock import maintenance_lock
 from .migrate import MigrationResult, migrate, plan_revisions
@@ -170,8 +172,9 @@ def step_restore(state: RunState, backup_path: str = "") -> dict:
             manifest = candidates[0]
             path = Path(manifest["path"])
         with maintenance_lock(t.url, holder=f"restore {t.name}"):
-            backup_mod.restore_database(path, t.url, schema=t.schema)
-        state.restored_from = {**manifest, "path": str(path)}
+            measured = backup_mod.restore_database(path, t.url, schema=t.schema)
+        # "measured": the restored database as the restore itself saw it (verify compares that with the manifest)
+        state.restored_from = {**manifest, "path": str(path), "measured": measured}
     return state.restored_from
 
 
@@ -272,6 +275,24 @@ def run_job(config: MaintenanceConfig, target: str, job: str, *, dry_run: bool =
     for name, fn in steps:
         try:
             fn(state)
-        except MaintenanceError as e:
-            return finish(state, error=e, failed_step=name)
+        except Exception as e:  # noqa: BLE001 - a report exists for every run, whatever failed
+            return finish(state, error=failure_line(state, name, e), failed_step=name)
     return finish(state)
+
+
+def failure_line(state: RunState, step: str, e: BaseException) -> str:
+    """The one line a failed step is reported with (report, Dagster, alerts): our own errors as they are; an
+    I/O error or a corrupt page says so, that the file needs checking and which backup holds the last good
+    state; anything else is an internal error named with its step. Never a password."""
+    if isinstance(e, MaintenanceError):
+        return str(e)
+    t = state.target
+    text = scrub_passwords(" ".join(str(getattr(e, "orig", None) or e).split()), t.url, t.reference_url or "")
+    if says_damaged(text):
+        backup = (state.backup or {}).get("path") if (state.backup or {}).get("verified") else None
+        good = (f"the last good state is in backup {backup}" if backup else
+                f"the last good state is in the newest verified backup in {state.config.backups.dir / t.name}")
+        return str(DatabaseDamagedError(
+            f"{mask_url(t.url)}: {text[:200]} in step {step}; the file or its disk may be failing: check it "
+            f"(PRAGMA integrity_check, the system log) before the next run; {good}"))
+    return f"internal error in {step}: {type(e).__name__}: {text[:300]}"

@@ -315,6 +315,11 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
                         human_bytes(b.get("bytes")), _yes(b.get("verified")), _yes(b.get("pinned")),
                         _cell(b.get("label")), _cell(b.get("method"))]])
                if b else ["No backup was taken."])
+        cleaned = b.get("cleaned") if b else None
+        if cleaned:
+            out += ["", "**Left by an interrupted run and removed before this backup** (temp files, copies "
+                        "without a manifest):"]
+            out += [f"- {_code(p)}" for p in cleaned]
         removed = report.get("retention_removed")
         if isinstance(removed, list):
             out += ["", "**Retention removed:**" + ("" if removed else " nothing.")]

@@ -52,6 +52,7 @@ from .backup_files import (
 from . import live_file
 from .dburl import check_sqlite_file, mask_url, sqlite_path, sqlite_uri, translate_error
 from .errors import BackupError, DatabaseLockedError, MaintenanceError
+from .leftovers import FolderHold
 from .manifest import BackupResult, describe_tables, manifest_head, manifest_tail, write_manifest
 
 MMAP_SIZE = 1 << 40  # SQLite caps this at its compile-time SQLITE_MAX_MMAP_SIZE
@@ -72,6 +73,18 @@ def backup_sqlite(
 
     folder = backups_dir / target
     ensure_folder(folder)
+    hold = FolderHold(folder)
+    try:
+        cleaned = hold.acquire()  # what a killed run left here is removed first (leftovers.py)
+        return _backup_sqlite(src, url, folder, target, label=label, pinned=pinned, now=now, verify=verify,
+                              busy_timeout=busy_timeout, cleaned=cleaned, t_start=t_start)
+    finally:
+        hold.release()
+
+
+def _backup_sqlite(src: Path, url: str, folder: Path, target: str, *, label: str, pinned: bool, now: datetime,
+                   verify: bool, busy_timeout: float, cleaned: list[str], t_start: float) -> BackupResult:
+    source = mask_url(url)
     check_free_space(folder, _sqlite_size(src))
 
     stem = backup_stem(target, label, now)
@@ -140,7 +153,8 @@ def backup_sqlite(
             remove_quietly(final, final.with_suffix(".json"))
         raise
     remove_quietly(tmp)
-    return BackupResult.from_manifest(manifest, final, manifest_path, t_start=t_start, timings=timings)
+    return BackupResult.from_manifest(manifest, final, manifest_path, t_start=t_start, timings=timings,
+                                      cleaned=cleaned)
 
 
 # --------------------------------------------------------------------------- copying

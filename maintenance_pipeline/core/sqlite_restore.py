@@ -14,6 +14,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from .backup_files import fsync_dir, remove_quietly, sha256_file
 from .dburl import check_sqlite_file, mask_url, open_engine, sqlite_path, sqlite_uri, translate_error
 from .errors import DatabaseLockedError, NotADatabaseError, RestoreError
@@ -54,12 +56,32 @@ def restore_sqlite(backup: Path, url: str, busy_timeout: float) -> dict:
 
     if live_is_db:
         method = "sqlite-backup-api"
-        src = sqlite3.connect(sqlite_uri(backup, "ro"), uri=True, isolation_level=None, check_same_thread=False)
+        fingerprint, tables, exact = _restore_in_place(backup, target, url, where, busy_timeout)
+    else:
+        method = "file-replace"
+        _replace_file(backup, target)
+        engine = open_engine(url)
         try:
-            dest = sqlite3.connect(
-                sqlite_uri(target, "rw"), uri=True, timeout=busy_timeout, isolation_level=None,
-                check_same_thread=False,
-            )
+            with engine.connect() as conn:
+                fingerprint, tables = describe_tables(conn)
+        finally:
+            engine.dispose()
+        exact = True  # no one could have written to a file that was not a database
+    return restored(manifest, fingerprint, tables, method=method, backup=backup, sha256=actual, t_start=t_start,
+                    exact=exact)
+
+
+def _restore_in_place(backup: Path, target: Path, url: str, where: str, busy_timeout: float):
+    """The online backup API copies the backup into the live file in one transaction; the restored file is
+    then described on the same connection. (fingerprint, tables, exact): ``exact`` when no other connection
+    committed since the restore began (``PRAGMA data_version``, which the copy itself does not move), so the
+    description is of the backup's content and not of the application's writes since."""
+    src = sqlite3.connect(sqlite_uri(backup, "ro"), uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        dest = sqlite3.connect(sqlite_uri(target, "rw"), uri=True, timeout=busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            version = dest.execute("PRAGMA data_version").fetchone()[0]
             try:
                 src.backup(dest, pages=-1, progress=busy_deadline(busy_timeout, url))
             except sqlite3.Error as e:
@@ -70,21 +92,21 @@ def restore_sqlite(backup: Path, url: str, busy_timeout: float) -> dict:
                     f"restoring {backup.name} into {where} failed: {' '.join(str(e).split())}; the target is "
                     "unchanged (the restore runs in one transaction)"
                 ) from None
+            engine = sa.create_engine("sqlite://", creator=lambda: dest, poolclass=sa.pool.StaticPool,
+                                      pool_reset_on_return=None)
+            dest.execute("BEGIN")  # one read snapshot for the description and the version
+            try:
+                with engine.connect() as conn:
+                    fingerprint, tables = describe_tables(conn)
+                    exact = dest.execute("PRAGMA data_version").fetchone()[0] == version
             finally:
-                dest.close()
+                if dest.in_transaction:
+                    dest.execute("ROLLBACK")
+            return fingerprint, tables, exact
         finally:
-            src.close()
-    else:
-        method = "file-replace"
-        _replace_file(backup, target)
-
-    engine = open_engine(url)
-    try:
-        with engine.connect() as conn:
-            fingerprint, tables = describe_tables(conn)
+            dest.close()
     finally:
-        engine.dispose()
-    return restored(manifest, fingerprint, tables, method=method, backup=backup, sha256=actual, t_start=t_start)
+        src.close()
 
 
 def _replace_file(backup: Path, target: Path) -> None:

@@ -27,6 +27,7 @@ from .backup_files import FILE_MODE, check_free_space, remove_quietly
 from .checks import SAMPLE_KEYS, RowsVerdict, compare_kept_rows, describe_loss, merge_counted, merge_keyed
 from .dburl import sqlite_uri
 from .errors import MaintenanceError, MigrationError
+from .leftovers import FolderHold
 from .live_file import HEADER_BYTES, header, unchanged_rollback_copy
 from .sqlite_backup import copy_bytes
 from .model import Snapshot
@@ -96,10 +97,13 @@ def compare_attached(conn: sqlite3.Connection, bk: str, backup_snapshot: Snapsho
                              count_values=q.count_values, missing_rows=q.missing_rows, **kw)
 
 
-def explain_denied(message: str) -> str:
-    """The authorizer's refusal said the way SQLite says it without the attachment: no such table."""
+def explain_denied(message: str, table: str | None = None) -> str:
+    """The authorizer's refusal said the way SQLite says it without the attachment: no such table.
+    ``table``: the one the guard last denied (SQLite's own message then says only "not authorized")."""
     m = re.search(rf"access to {BACKUP_SCHEMA}\.([^.\s]+)(?:\.\S+)? is prohibited", message)
     if not m:
+        if table and message.endswith("not authorized"):
+            return f"{message[:-len('not authorized')]}no such table: {table} (only the run's backup still has it)"
         return message
     return message.replace(m.group(0), f"no such table: {m.group(1)} (only the run's backup still has it)")
 
@@ -140,6 +144,10 @@ class RowsGuard:
         self.written: set[str] = set()
         self.wal = False
         self.begin_copy: Path | None = None
+        self.hold: FolderHold | None = None  # the backup folder, held while a copy at BEGIN is in it
+        self.last_denied: str | None = None  # the table of the last read the authorizer denied
+        self.main_names: set[str] = set()  # tables and views of main and temp (refresh_names after DDL)
+        self.backup_names: set[str] = set()  # tables and views only the attached reference would resolve
 
     @classmethod
     def attach(cls, raw: sqlite3.Connection, live: Path, backup: Path, live_fd: int) -> "RowsGuard":
@@ -149,7 +157,25 @@ class RowsGuard:
         guard = cls(raw, live, backup, live_fd)
         guard._attach(backup)
         raw.set_authorizer(guard._authorize)
+        guard.refresh_names()
         return guard
+
+    _NAMES = "SELECT lower(name) FROM {}.sqlite_master WHERE type IN ('table', 'view')"
+
+    def refresh_names(self) -> None:
+        """Read which names ``main``/``temp`` hold (call it after DDL): an unqualified name only the attached
+        reference holds must not resolve to it (see ``_authorize``)."""
+        with self.reading():
+            self.main_names = {r[0] for s in ("main", "temp") for r in self.raw.execute(self._NAMES.format(s))}
+            self.backup_names = {r[0] for r in self.raw.execute(self._NAMES.format(BACKUP_SCHEMA))}
+
+    def resolves_to_reference(self, action, table, column, db_name) -> bool:  # noqa: ANN001
+        """A read the authorizer must deny: of the attached reference, by name (``db_name``) or because an
+        unqualified name only it holds resolves there (SQLite names no database for ``count(*)`` of one)."""
+        if db_name == BACKUP_SCHEMA:
+            return True
+        return (action == sqlite3.SQLITE_READ and db_name is None and bool(table)
+                and table.lower() in self.backup_names and table.lower() not in self.main_names)
 
     def _attach(self, path: Path) -> None:
         try:
@@ -167,7 +193,8 @@ class RowsGuard:
     def _authorize(self, action, arg1, arg2, db_name, inner):  # noqa: ANN001 - sqlite3's callback
         if self.allowed:
             return sqlite3.SQLITE_OK
-        if db_name == BACKUP_SCHEMA:
+        if self.resolves_to_reference(action, arg1, arg2, db_name):
+            self.last_denied = arg1
             return sqlite3.SQLITE_DENY
         if action in _WRITES and db_name == "main":
             self.written.add(arg1)
@@ -200,6 +227,7 @@ class RowsGuard:
             self._drop_begin_copy()
             self.begin_copy = copy
             self._attach(copy)
+            self.refresh_names()
             trans = begin()
             if unchanged_rollback_copy(header(self.live_fd), self._file_header(copy)):
                 return trans
@@ -217,8 +245,12 @@ class RowsGuard:
             return b""
 
     def _copy_at_begin(self) -> Path:
-        """A byte copy of the live file, taken under the migration's write lock before it changed anything."""
+        """A byte copy of the live file, taken under the migration's write lock before it changed anything
+        (in the backup's folder, which it holds meanwhile: no backup takes the copy for a leftover)."""
         folder = self.backup.parent
+        if self.hold is None:
+            self.hold = FolderHold(folder)
+            self.hold.acquire(clean=False)
         copy = folder / f".{self.backup.stem}.begin.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         size = os.fstat(self.live_fd).st_size
         try:
@@ -336,3 +368,5 @@ class RowsGuard:
         except sqlite3.Error:
             pass
         self._drop_begin_copy()
+        if self.hold is not None:
+            self.hold.release()

@@ -29,55 +29,69 @@ _SQLITE_READS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNC
                  getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
 
 
-def _sqlite_read_only(action, arg1, arg2, db_name, inner):  # noqa: ANN001 - sqlite3's callback
-    if db_name not in (None, "main", "temp"):  # e.g. the run's attached backup
+def _sqlite_read_only(hidden, seen: dict):
+    """An authorizer that allows reads only; ``hidden(action, table, column, db)``: reads it must deny too
+    (the migration's attached reference, ``sqlite_rows.RowsGuard.resolves_to_reference``). ``seen`` gets
+    the table of a hidden read ("hidden") or that a write was refused ("write")."""
+
+    def authorize(action, arg1, arg2, db_name, inner):  # noqa: ANN001 - sqlite3's callback
+        if db_name not in (None, "main", "temp") or (hidden is not None and hidden(action, arg1, arg2, db_name)):
+            seen.setdefault("hidden", arg1)
+            return sqlite3.SQLITE_DENY
+        if action in _SQLITE_READS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA and arg2 is None:  # reading a pragma, not setting one
+            return sqlite3.SQLITE_OK
+        seen.setdefault("write", action)
         return sqlite3.SQLITE_DENY
-    if action in _SQLITE_READS:
-        return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA and arg2 is None:  # reading a pragma, not setting one
-        return sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
+
+    return authorize
 
 
 @contextmanager
-def _sqlite_guard(conn: sa.Connection, restore):
+def _sqlite_guard(conn: sa.Connection, restore, hidden=None):
     raw = conn.connection.driver_connection
-    raw.set_authorizer(_sqlite_read_only)
+    seen: dict = {}
+    raw.set_authorizer(_sqlite_read_only(hidden, seen))
     try:
-        yield None
+        yield seen
     finally:
         raw.set_authorizer(restore)
 
 
 @contextmanager
-def _pg_guard(conn: sa.Connection, restore):
+def _pg_guard(conn: sa.Connection, restore, hidden=None):
     savepoint = conn.begin_nested()
     try:
         conn.exec_driver_sql("SET LOCAL transaction_read_only = on")
-        yield None
+        yield {}
     finally:
         savepoint.rollback()  # whatever the check did (a function with side effects) is undone
 
 
-def _read_only(conn: sa.Connection, restore=None):
-    return _sqlite_guard(conn, restore) if conn.dialect.name == "sqlite" else _pg_guard(conn, restore)
+def _read_only(conn: sa.Connection, restore=None, hidden=None):
+    guard = _sqlite_guard if conn.dialect.name == "sqlite" else _pg_guard
+    return guard(conn, restore, hidden)
 
 
-def _error_text(e: sa.exc.DBAPIError) -> tuple[bool, str]:
+def _error_text(e: sa.exc.DBAPIError, seen: dict) -> tuple[bool, str]:
     """(the check tried to write, its error on one line)."""
     text = " ".join(str(e.orig).split())[:200]
+    if "hidden" in seen:  # only the migration's attached reference has that table: it is gone from the database
+        return False, f"no such table: {seen['hidden']}"
     low = text.lower()
-    writes = "not authorized" in low or "read-only transaction" in low or "readonly" in low
+    writes = "write" in seen or "read-only transaction" in low or "readonly" in low
     return writes, text
 
 
-def run_user_check(conn: sa.Connection, check, *, restore_authorizer=None) -> Check:
+def run_user_check(conn: sa.Connection, check, *, restore_authorizer=None, hidden=None) -> Check:
     """Run one check read-only: passed when its first value equals ``expect``."""
+    seen: dict = {}
     try:
-        with _read_only(conn, restore_authorizer):
+        with _read_only(conn, restore_authorizer, hidden) as seen:
             value = conn.exec_driver_sql(check.sql).scalar()
     except sa.exc.DBAPIError as e:
-        writes, text = _error_text(e)
+        writes, text = _error_text(e, seen)
         if writes:
             return Check(check.name, False, f"{READ_ONLY}; this one tried to write ({text})")
         return Check(check.name, False, f"SQL failed: {text}")
@@ -85,13 +99,13 @@ def run_user_check(conn: sa.Connection, check, *, restore_authorizer=None) -> Ch
     return Check(check.name, ok, f"returned {value!r}, expected {check.expect!r}")
 
 
-def validate_in_migration(conn: sa.Connection, checks: Iterable, *, restore_authorizer=None,
+def validate_in_migration(conn: sa.Connection, checks: Iterable, *, restore_authorizer=None, hidden=None,
                           judge: bool = True) -> list[Check]:
     """Every check on the migrated schema, inside the migration's transaction. Raises ``UserCheckError``
     for a check that does not run or writes, and (``judge``) for one whose value is not ``expect``."""
     results = []
     for check in checks:
-        c = run_user_check(conn, check, restore_authorizer=restore_authorizer)
+        c = run_user_check(conn, check, restore_authorizer=restore_authorizer, hidden=hidden)
         results.append(c)
         if c.passed:
             continue

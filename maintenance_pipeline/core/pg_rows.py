@@ -223,47 +223,24 @@ def compare_rows(live_url: str, scratch_url: str, backup_snapshot, live_snapshot
     streams are merged here. Returns (passed, one-line detail, planned drops: ``{"table", "column",
     "rows", "values"}``). ``only``: compare these tables only (those the migration wrote to).
     """
-    ignore = set(ignore_tables or ())
-    prefix = f"{_qi(schema)}." if schema else ""
-    drops: list[dict] = []
-    bconn = lconn = None
-
-    def missing_rows(name: str, kept: list[str], keys: list[str] | None) -> tuple[int, list[str]]:
-        sql = row_queries(prefix + _qi(name), kept, keys)
-        return merge_streams(_stream(bconn, sql), _stream(lconn, sql), keys)
+    import psycopg
 
     try:
-        bconn = psycopg_connect(scratch_url)
-        lconn = psycopg_connect(live_url)
-        import psycopg
-
-        for c in (bconn, lconn):
-            c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            c.read_only = True
-        passed, detail = compare_kept_rows(
-            backup_snapshot, live_snapshot, ignore, drops,
-            count_rows=lambda name: int(_scalar(bconn, f"SELECT count(*) FROM {prefix}{_qi(name)}")),
-            count_values=lambda name, col: int(_scalar(bconn,
-                                                       f"SELECT count({_qi(col)}) FROM {prefix}{_qi(name)}")),
-            missing_rows=missing_rows, failure_note=AFTER_COMMIT_NOTE, only=only)
-        if only is not None:
-            untouched = len({n for n in backup_snapshot.tables if n not in ignore} - only)
-            if untouched:
-                detail += f"; {untouched} other table(s) not written by the migration"
+        live = psycopg_connect(live_url)
     except MaintenanceError as e:
-        return False, f"could not compare rows: {e}", drops
-    except Exception as e:  # noqa: BLE001 - psycopg errors: one line, no secrets
-        msg = scrub_passwords(" ".join(str(e).split()), live_url, scratch_url)
-        return False, f"could not compare rows: {msg[:300]}", drops
+        return False, f"could not compare rows: {e}", []
+    try:
+        live.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        live.read_only = True
+        v = _compare(live, scratch_url, backup_snapshot, live_snapshot, ignore_tables, schema=schema, only=only,
+                     failure_note=AFTER_COMMIT_NOTE, secrets=(live_url,))
     finally:
-        for c in (bconn, lconn):
-            if c is not None:
-                try:
-                    c.rollback()
-                    c.close()
-                except Exception:  # noqa: BLE001
-                    pass
-    return passed, detail, drops
+        try:
+            live.rollback()
+            live.close()
+        except Exception:  # noqa: BLE001
+            pass
+    return v.passed, v.detail, v.drops
 
 
 def compare_in_transaction(conn, scratch_url: str, backup_snapshot, live_snapshot, ignore_tables: Sequence[str], *,
@@ -272,11 +249,21 @@ def compare_in_transaction(conn, scratch_url: str, backup_snapshot, live_snapsho
     against the migration's own transaction (``conn``: its SQLAlchemy connection, which sees its own
     changes; REPEATABLE READ, so rows other sessions commit meanwhile are not seen), table by table,
     both sides streamed in key order and merged here. ``only``: the tables the migration wrote to."""
+    # psycopg: its named cursors run inside the migration's open transaction
+    return _compare(conn.connection.driver_connection, scratch_url, backup_snapshot, live_snapshot, ignore_tables,
+                    schema=schema, only=only, declared=declared)
+
+
+def _compare(live, scratch_url: str, backup_snapshot, live_snapshot, ignore_tables: Sequence[str], *,
+             schema: str | None, only: set[str] | None, declared: dict[str, str] | None = None,
+             failure_note: str = "", secrets: tuple[str, ...] = ()) -> RowsVerdict:
+    """The backup restored at ``scratch_url`` against the psycopg connection ``live``."""
+    import psycopg
+
     ignore = set(ignore_tables or ())
     prefix = f"{_qi(schema)}." if schema else ""
     drops: list[dict] = []
     losses: list[dict] = []
-    live = conn.connection.driver_connection  # psycopg: its named cursors run inside the open transaction
     bconn = None
 
     def missing_rows(name: str, kept: list[str], keys: list[str] | None) -> tuple[int, list[str]]:
@@ -284,8 +271,6 @@ def compare_in_transaction(conn, scratch_url: str, backup_snapshot, live_snapsho
         return merge_streams(_stream(bconn, sql), _stream(live, sql), keys)
 
     try:
-        import psycopg
-
         bconn = psycopg_connect(scratch_url)
         bconn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         bconn.read_only = True
@@ -294,7 +279,7 @@ def compare_in_transaction(conn, scratch_url: str, backup_snapshot, live_snapsho
             count_rows=lambda name: int(_scalar(bconn, f"SELECT count(*) FROM {prefix}{_qi(name)}")),
             count_values=lambda name, col: int(_scalar(bconn,
                                                        f"SELECT count({_qi(col)}) FROM {prefix}{_qi(name)}")),
-            missing_rows=missing_rows, only=only, declared=declared, losses=losses)
+            missing_rows=missing_rows, failure_note=failure_note, only=only, declared=declared, losses=losses)
         if only is not None:
             untouched = len({n for n in backup_snapshot.tables if n not in ignore} - only)
             if untouched:
@@ -302,7 +287,7 @@ def compare_in_transaction(conn, scratch_url: str, backup_snapshot, live_snapsho
     except MaintenanceError as e:
         return RowsVerdict(False, f"could not compare rows: {e}", drops, [], error=str(e))
     except Exception as e:  # noqa: BLE001 - psycopg errors: one line, no secrets
-        msg = scrub_passwords(" ".join(str(e).split()), scratch_url)[:300]
+        msg = scrub_passwords(" ".join(str(e).split()), scratch_url, *secrets)[:300]
         return RowsVerdict(False, f"could not compare rows: {msg}", drops, [], error=msg)
     finally:
         if bconn is not None:

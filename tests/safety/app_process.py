@@ -31,74 +31,86 @@ def _stop(signum, frame):  # noqa: ANN001
     STOP = True
 
 
-def writer(db: str, log: str, short: bool, interval: float) -> dict:
+def _write_loop(log: str, interval: float, write, errors: tuple, reset) -> dict:
+    """Until stopped: ``write(n, id)`` commits one row; its id goes to ``log`` after the commit returned. On an
+    error of ``errors`` the loop counts it and calls ``reset()`` (roll back or reconnect) and goes on."""
     out = {"commits": 0, "errors": 0, "first_errors": []}
-    conn = None
     n = 0
     with open(log, "a", buffering=1) as lf:
         while not STOP:
             n += 1
             gid = f"app-{os.getpid()}-{n}"
             try:
-                if conn is None:
-                    conn = sqlite3.connect(db, timeout=60, isolation_level=None)
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("INSERT INTO goals (id, type, name) VALUES (?, 'task', ?)", (gid, f"written by app {n}"))
-                conn.execute("COMMIT")
+                write(n, gid)
                 lf.write(gid + "\n")
                 out["commits"] += 1
-            except sqlite3.Error as e:
+            except errors as e:
                 out["errors"] += 1
                 if len(out["first_errors"]) < 5:
-                    out["first_errors"].append(f"{type(e).__name__}: {e}")
-                if conn is not None:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
-            if short and conn is not None:
-                conn.close()
-                conn = None
+                    out["first_errors"].append(f"{type(e).__name__}: {' '.join(str(e).split())}")
+                reset()
             if interval:
                 time.sleep(interval)
-    if conn is not None:
-        conn.close()
     return out
+
+
+def writer(db: str, log: str, short: bool, interval: float) -> dict:
+    state = {"conn": None}
+
+    def write(n: int, gid: str) -> None:
+        if state["conn"] is None:
+            state["conn"] = sqlite3.connect(db, timeout=60, isolation_level=None)
+        conn = state["conn"]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO goals (id, type, name) VALUES (?, 'task', ?)", (gid, f"written by app {n}"))
+            conn.execute("COMMIT")
+        finally:
+            if short:
+                close()
+
+    def rollback() -> None:
+        if state["conn"] is not None:
+            try:
+                state["conn"].execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def close() -> None:
+        if state["conn"] is not None:
+            state["conn"].close()
+            state["conn"] = None
+
+    try:
+        return _write_loop(log, interval, write, (sqlite3.Error,), rollback)
+    finally:
+        close()
 
 
 def pgwriter(url: str, log: str, interval: float) -> dict:
     import psycopg
 
-    out = {"commits": 0, "errors": 0, "first_errors": []}
-    conn = None
-    n = 0
-    with open(log, "a", buffering=1) as lf:
-        while not STOP:
-            n += 1
-            gid = f"app-{os.getpid()}-{n}"
+    state = {"conn": None}
+
+    def write(n: int, gid: str) -> None:
+        if state["conn"] is None:
+            state["conn"] = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        with state["conn"].transaction():  # BEGIN … COMMIT (ROLLBACK on an error inside)
+            state["conn"].execute("INSERT INTO goals (id, type, name) VALUES (%s, 'task', %s)",
+                                  (gid, f"written by app {n}"))
+
+    def reconnect() -> None:
+        if state["conn"] is not None:
             try:
-                if conn is None:
-                    conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-                with conn.transaction():  # BEGIN … COMMIT (ROLLBACK on an error inside)
-                    conn.execute("INSERT INTO goals (id, type, name) VALUES (%s, 'task', %s)",
-                                 (gid, f"written by app {n}"))
-                lf.write(gid + "\n")
-                out["commits"] += 1
-            except psycopg.Error as e:
-                out["errors"] += 1
-                if len(out["first_errors"]) < 5:
-                    out["first_errors"].append(f"{type(e).__name__}: {' '.join(str(e).split())}")
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except psycopg.Error:
-                        pass
-                    conn = None
-            if interval:
-                time.sleep(interval)
-    if conn is not None:
-        conn.close()
-    return out
+                state["conn"].close()
+            except psycopg.Error:
+                pass
+            state["conn"] = None
+
+    try:
+        return _write_loop(log, interval, write, (psycopg.Error,), reconnect)
+    finally:
+        reconnect()
 
 
 def reader(db: str, interval: float) -> dict:

@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sensor_tick.py
 	$(BIN)/python benchmarks/bench_pg_backup.py
 	$(BIN)/python benchmarks/bench_pg_fingerprint.py
+	$(BIN)/python benchmarks/crash_trials.py --trials-per-mode 50
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) reports/*/ backups/*/ examples/data/*.db

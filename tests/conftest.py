@@ -26,6 +26,18 @@ import build_demo  # noqa: E402
 import pg_demo  # noqa: E402, F401 - for `from conftest import pg_demo`
 
 
+# figures a test wants shown at the end of every run of the suite (pytest captures what tests print):
+# append lines; ``pytest_terminal_summary`` prints them after the results
+FIGURES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures")
+        for text in FIGURES:
+            terminalreporter.write_line(text)
+
+
 def copy_migrations(folder: Path, extra: dict[str, str]) -> Path:
     """The demo's migrations folder copied into ``folder``, plus ``extra`` revision files (name -> text)."""
     target = folder / "migrations"

@@ -1,33 +1,39 @@
-"""Migrate: pending Alembic revisions, then alignment, in ONE transaction, under a lock.
+"""Migrate: pending Alembic revisions, then alignment, in ONE transaction, under a lock; a run that
+would fail commits nothing.
 
 The flow of ``migrate()``:
 
 1. take the maintenance lock (a second run fails fast; SQLite: a file lock, PostgreSQL: a
-   session advisory lock);
-2. open one connection; on SQLite switch ``PRAGMA foreign_keys`` off *before* the
-   transaction (it cannot change inside one; off means a table rebuild's DROP never
-   cascades) and begin with ``BEGIN IMMEDIATE``; on PostgreSQL begin and ``SET LOCAL``
-   ``lock_timeout``/``statement_timeout`` (and ``search_path`` for a target with a ``schema``);
+   session advisory lock); PostgreSQL: start restoring the run's backup into a scratch database
+   in a thread (``pg_rows.Scratch``), for the rows check before COMMIT;
+2. open one connection; on SQLite pin the file (``live_file.pinned``), attach the run's backup
+   (``sqlite_rows.RowsGuard``) and switch ``PRAGMA foreign_keys`` off *before* the transaction (it
+   cannot change inside one; off means a table rebuild's DROP never cascades), begin with ``BEGIN
+   IMMEDIATE`` and let the guard settle the state at BEGIN; on PostgreSQL begin REPEATABLE READ and
+   ``SET LOCAL`` ``lock_timeout``/``statement_timeout`` (and ``search_path`` for a target with a
+   ``schema``);
 3. stamp a pre-Alembic database at ``baseline_revision``; run the pending revisions with
    Alembic's own machinery (``revisions.py``; the user's ``env.py`` is not needed, the
    revision files are);
-4. snapshot the schema as the transaction now sees it, diff it against the reference and
-   apply what ``align`` allows (``align.py``; SQLite table rebuilds: ``sqlite_rebuild.py``);
-5. foreign keys (SQLite: ``PRAGMA foreign_key_check``; PostgreSQL: an anti-join per key the server
-   does not enforce, i.e. ``NOT VALID`` or with disabled triggers): a violation the run introduced
-   aborts it;
-6. SQLite, given the run's backup: its rows compared with the database as the transaction sees it
-   (``sqlite_rows.RowsGuard``: exact, since no other writer can commit meanwhile; the result goes to
-   verify's ``rows_preserved``, it does not undo the migration: a data migration may mean it);
-7. commit, or roll back on any error (the SQLite file is then bytewise what it was; PostgreSQL's
-   DDL is transactional, so its schema and rows are exactly what they were).
+4. snapshot the schema as the transaction now sees it, diff it against the reference and apply
+   what ``align`` allows (``align.py``; SQLite table rebuilds: ``sqlite_rebuild.py``); a destructive
+   difference under ``additive`` refuses the whole run instead;
+5. every verdict that would fail the run, each raising (so rolling back): a foreign-key violation
+   the run introduced (SQLite: ``PRAGMA foreign_key_check``; PostgreSQL: an anti-join per key the
+   server does not enforce), a schema still different from the reference, a user check that does
+   not run, writes or fails (``user_checks.py``), a row of a kept table lost or changed that no
+   revision declared (``changes_rows``; SQLite: the guard; PostgreSQL: the scratch restore against
+   this transaction, ``pg_rows.compare_in_transaction``);
+6. commit, or roll back on any error (the SQLite file is then bytewise what it was; PostgreSQL's
+   DDL is transactional, so its schema and rows are exactly what they were). The error carries the
+   ``MigrationResult`` (``rolled_back``): what was tried, refused and undone, for the report.
 
 Alembic runs inside that transaction on both: the revisions see the caller's open transaction and
 commit nothing (``transactional_ddl``; Alembic's per-revision transactions are no-ops inside one).
 On PostgreSQL the version table lives in the target's schema (``version_table_schema``).
 
-A dry run does all of that on a scratch copy (SQLite) or rolls back (other servers),
-and returns the SQL it ran.
+A dry run does all of that on a scratch copy (SQLite) or rolls back (other servers), and returns
+the SQL it ran; the verdicts of step 5 are recorded for its report instead of raised.
 """
 
 from __future__ import annotations

@@ -140,6 +140,7 @@ class RowsGuard:
     def __init__(self, raw: sqlite3.Connection, live: Path, backup: Path, live_fd: int):
         self.raw, self.live, self.backup, self.live_fd = raw, live, backup, live_fd
         self.reference = backup  # the attached file: the backup, or the copy taken at BEGIN
+        self.backup_header = b""  # the backup's first 100 bytes, read before it was attached
         self.allowed = False
         self.written: set[str] = set()
         self.wal = False
@@ -155,6 +156,7 @@ class RowsGuard:
 
         ``live_fd``: the live file's descriptor, pinned before the migration's first connection."""
         guard = cls(raw, live, backup, live_fd)
+        guard.backup_header = guard._file_header(backup)  # before ATTACH: no connection has the file open yet
         guard._attach(backup)
         raw.set_authorizer(guard._authorize)
         guard.refresh_names()
@@ -214,14 +216,14 @@ class RowsGuard:
         """Right after BEGIN IMMEDIATE (``trans``), before any change: make the attached reference the
         state the migration starts from (see the class). ``begin()`` opens the transaction again; returns
         the transaction to go on with."""
-        if unchanged_rollback_copy(header(self.live_fd), self._file_header(self.backup)):
+        if unchanged_rollback_copy(header(self.live_fd), self.backup_header):
             return trans
         with self.reading():
             self.wal = self.raw.execute("PRAGMA main.journal_mode").fetchone()[0].lower() == "wal"
         if self.wal:
             return trans
         for _ in range(SETTLE_ATTEMPTS):
-            copy = self._copy_at_begin()
+            copy, copied_header = self._copy_at_begin()
             trans.rollback()
             self.raw.execute(f"DETACH DATABASE {BACKUP_SCHEMA}")
             self._drop_begin_copy()
@@ -229,7 +231,7 @@ class RowsGuard:
             self._attach(copy)
             self.refresh_names()
             trans = begin()
-            if unchanged_rollback_copy(header(self.live_fd), self._file_header(copy)):
+            if unchanged_rollback_copy(header(self.live_fd), copied_header):
                 return trans
         trans.rollback()
         raise MigrationError(f"another session committed to {self.live} each time the migration reopened its "
@@ -237,16 +239,17 @@ class RowsGuard:
 
     @staticmethod
     def _file_header(path: Path) -> bytes:
-        # a file no connection of this process has open: ``reference`` is attached only after this is read
+        # read before the file is attached: no connection of this process has it open yet (live_file.py)
         try:
             with open(path, "rb") as f:
                 return f.read(HEADER_BYTES)
         except OSError:
             return b""
 
-    def _copy_at_begin(self) -> Path:
+    def _copy_at_begin(self) -> tuple[Path, bytes]:
         """A byte copy of the live file, taken under the migration's write lock before it changed anything
-        (in the backup's folder, which it holds meanwhile: no backup takes the copy for a leftover)."""
+        (in the backup's folder, which it holds meanwhile: no backup takes the copy for a leftover), and
+        its header (the live header as copied)."""
         folder = self.backup.parent
         if self.hold is None:
             self.hold = FolderHold(folder)
@@ -265,7 +268,7 @@ class RowsGuard:
             reason = e.strerror if isinstance(e, OSError) else str(e)
             raise MigrationError(f"cannot copy {self.live} at the start of the migration to compare its rows "
                                  f"({reason}); nothing was changed; free space in {folder} and rerun") from None
-        return copy
+        return copy, header(self.live_fd)
 
     def _drop_begin_copy(self) -> None:
         if self.begin_copy is not None:
@@ -307,10 +310,12 @@ class RowsGuard:
                        "write lock")
         return RowsVerdict(passed, detail, drops, losses)
 
-    def _begin_reader(self) -> sqlite3.Connection:
+    def _begin_reader(self, backup: Path | None = None) -> sqlite3.Connection:
         """WAL: a read-only connection that sees the database as it was at BEGIN (the migration holds the
-        write lock, so nothing committed since)."""
+        write lock, so nothing committed since); ``backup`` attached as ``bk`` (before its BEGIN)."""
         reader = sqlite3.connect(sqlite_uri(self.live), uri=True, timeout=30, isolation_level=None)
+        if backup is not None:
+            reader.execute("ATTACH DATABASE ? AS bk", (sqlite_uri(backup),))
         reader.execute("BEGIN")
         return reader
 
@@ -318,9 +323,8 @@ class RowsGuard:
                               only: set[str]) -> dict[str, int]:
         """WAL: the written tables whose rows at BEGIN differ from the backup's (another session wrote)."""
         changed: dict[str, int] = {}
-        reader = self._begin_reader()
+        reader = self._begin_reader(self.backup)
         try:
-            reader.execute("ATTACH DATABASE ? AS bk", (sqlite_uri(self.backup),))
             q = _Queries(reader, "bk")
 
             def record(name: str, kept: list[str], keys: list[str] | None) -> tuple[int, list[str]]:

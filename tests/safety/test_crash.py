@@ -34,7 +34,7 @@ import pytest
 
 pytest.register_assert_rewrite("crash_harness")
 
-from conftest import write_config  # noqa: E402
+from conftest import FIGURES, write_config  # noqa: E402
 from crash_harness import (  # noqa: E402
     MODES,
     CrashSuite,
@@ -64,6 +64,7 @@ def crash_trials(tmp_path_factory):
         windows = suite.windows_text()
     text = summary(results, seed, time.monotonic() - t0) + "\n" + windows
     print(text)
+    FIGURES.append(f"crash trials (seed {seed}, replay with CRASH_SEED={seed}):\n{text}")
     return results, text
 
 

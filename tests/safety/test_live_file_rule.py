@@ -27,7 +27,7 @@ def _assert_clean(watch):
 @pytest.mark.parametrize("journal_mode", ["delete", "wal"])
 def test_no_job_touches_a_database_file_beside_its_own_connection(demo_dir, journal_mode):
     config = _config(demo_dir, journal_mode)
-    with watching() as watch:
+    with watching(demo_dir / "data" / "goals.db") as watch:
         reports = [run_job(config, "goals", "maintain_database", dry_run=True),
                    run_job(config, "goals", "maintain_database"),
                    run_job(config, "goals", "verify_database"),
@@ -51,6 +51,6 @@ def test_the_watch_catches_the_bug_it_is_for(demo_dir, monkeypatch):
         return real(self, *args, **kw)
 
     monkeypatch.setattr(sqlite_rows.RowsGuard, "settle", settle)
-    with watching() as watch:
+    with watching(demo_dir / "data" / "goals.db") as watch:
         run_job(config, "goals", "maintain_database")
     assert watch.violations and "goals.db while 1 SQLite connection(s)" in watch.violations[0]

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import sqlalchemy as sa  # noqa: E402
 
 from maintenance_pipeline.core.drift import _pg_version  # noqa: E402
-from maintenance_pipeline.core.pg_checks import catalog_fingerprint  # noqa: E402
+from maintenance_pipeline.core.engines.postgresql.catalog import catalog_fingerprint  # noqa: E402
 from maintenance_pipeline.core.snapshot import take_snapshot  # noqa: E402
 from pgserver import PgServer, find_bindir  # noqa: E402
 

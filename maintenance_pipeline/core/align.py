@@ -12,7 +12,7 @@ adds is the choice of *how* on SQLite: native ``ALTER TABLE`` whenever SQLite ca
 cannot alter in place (column type/nullability/default, primary key, unique and
 foreign keys). A rebuild gives Alembic the table's desired shape through
 ``copy_from``, so rows are copied column by column and every row is kept, and carries
-over what the snapshot does not describe (``sqlite_rebuild.py``).
+over what the snapshot does not describe (``engines/sqlite/rebuild.py``).
 
 PostgreSQL alters everything in place (``_apply_generic``), in the target's schema:
 ``alter_column`` changes only what differs (type with a ``USING`` cast, nullability, default;

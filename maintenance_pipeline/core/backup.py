@@ -14,8 +14,8 @@ retention ignore it.
 This module is the public API and the dialect dispatch (``_BACKENDS`` / ``_RESTORERS``, the seam
 for other dialects); the work is done by
 
-* ``sqlite_backup.py`` / ``sqlite_restore.py``: SQLite (locked copy or online backup API, see there);
-* ``pg_backup.py`` / ``pg_restore.py``: PostgreSQL (``pg_dump`` into ``.dump`` files or folders,
+* ``engines/sqlite/backup.py`` / ``restore.py``: SQLite (locked copy or online backup API, see there);
+* ``engines/postgresql/backup.py`` / ``restore.py``: PostgreSQL (``pg_dump`` into ``.dump`` files or folders,
   verified with ``pg_restore --list``, restored with ``pg_restore --clean --if-exists`` in one
   transaction);
 * ``manifest.py`` (manifests, ``BackupResult``, listing), ``retention.py``, ``backup_files.py``
@@ -32,11 +32,11 @@ from .backup_files import DEFAULT_BUSY_TIMEOUT, sha256_file
 from .dburl import dialect_of, mask_url
 from .errors import BackupError, RestoreError
 from .manifest import BackupResult, list_backups, newest_verified, read_manifest, set_pinned, utc
-from .pg_backup import backup_postgresql
-from .pg_restore import restore_postgresql
+from .engines.postgresql.backup import backup_postgresql
+from .engines.postgresql.restore import restore_postgresql
 from .retention import apply_retention
-from .sqlite_backup import backup_sqlite, integrity_check
-from .sqlite_restore import restore_sqlite
+from .engines.sqlite.backup import backup_sqlite, integrity_check
+from .engines.sqlite.restore import restore_sqlite
 
 _BACKENDS = {"sqlite": backup_sqlite, "postgresql": backup_postgresql}
 _RESTORERS = {"sqlite": restore_sqlite, "postgresql": restore_postgresql}

@@ -2,7 +2,7 @@
 
 ``Check`` / ``VerifyResult`` (what ``verify.verify_target`` returns), foreign-key summaries,
 the walk over a backup's tables behind ``rows_preserved`` (SQLite: ``verify.rows_preserved``,
-PostgreSQL: ``pg_rows.compare_rows``), user checks and the restore's manifest comparison.
+PostgreSQL: ``engines.postgresql.rows.compare_rows``), user checks and the restore's manifest comparison.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def sqlite_path(url: str | URL) -> Path | None:
 def check_sqlite_file(path: Path) -> None:
     """Raise a clear error unless ``path`` is an existing SQLite database file.
 
-    Only SQLite opens the file (the live-file rule, ``live_file.py``: this process may hold a
+    Only SQLite opens the file (the live-file rule, ``engines/sqlite/live_file.py``: this process may hold a
     connection to it, and closing any other descriptor of the file would drop that connection's
     locks): its size comes from ``stat``, its header is judged by a read-only SQLite connection.
     """

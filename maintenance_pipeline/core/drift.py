@@ -3,7 +3,7 @@
 Per target, per tick: a cheap version of the live schema is compared with the value in the
 cursor; only when it moved (or the reference's own version moved) is the live schema
 snapshotted and diffed. SQLite: ``PRAGMA schema_version`` (microseconds). PostgreSQL: ONE
-catalog query (``pg_checks.catalog_fingerprint``: an md5 over the columns, indexes and
+catalog query (``engines.postgresql.catalog.catalog_fingerprint``: an md5 over the columns, indexes and
 constraints of the target's schema), ``"pg:<md5>:<items>"``; a PostgreSQL reference is
 versioned the same way, so a change to the development database is noticed too. The drift fingerprint is a hash of the sorted change list:
 the same drift gives the same fingerprint (one run, one alert), different drift a new one.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import pg_checks
+from .engines.postgresql import catalog as pg_checks
 from .config import Target
 from .dburl import check_sqlite_file, open_engine, sqlite_path, translate_error
 from .diff import diff

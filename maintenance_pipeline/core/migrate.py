@@ -5,9 +5,9 @@ The flow of ``migrate()``:
 
 1. take the maintenance lock (a second run fails fast; SQLite: a file lock, PostgreSQL: a
    session advisory lock); PostgreSQL: start restoring the run's backup into a scratch database
-   in a thread (``pg_rows.Scratch``), for the rows check before COMMIT;
-2. open one connection; on SQLite pin the file (``live_file.pinned``), attach the run's backup
-   (``sqlite_rows.RowsGuard``) and switch ``PRAGMA foreign_keys`` off *before* the transaction (it
+   in a thread (``engines.postgresql.rows.Scratch``), for the rows check before COMMIT;
+2. open one connection; on SQLite pin the file (``engines.sqlite.live_file.pinned``), attach the run's backup
+   (``engines.sqlite.rows.RowsGuard``) and switch ``PRAGMA foreign_keys`` off *before* the transaction (it
    cannot change inside one; off means a table rebuild's DROP never cascades), begin with ``BEGIN
    IMMEDIATE`` and let the guard settle the state at BEGIN; on PostgreSQL begin REPEATABLE READ and
    ``SET LOCAL`` ``lock_timeout``/``statement_timeout`` (and ``search_path`` for a target with a
@@ -16,14 +16,14 @@ The flow of ``migrate()``:
    Alembic's own machinery (``revisions.py``; the user's ``env.py`` is not needed, the
    revision files are);
 4. snapshot the schema as the transaction now sees it, diff it against the reference and apply
-   what ``align`` allows (``align.py``; SQLite table rebuilds: ``sqlite_rebuild.py``); a destructive
+   what ``align`` allows (``align.py``; SQLite table rebuilds: ``engines/sqlite/rebuild.py``); a destructive
    difference under ``additive`` refuses the whole run instead;
 5. every verdict that would fail the run, each raising (so rolling back): a foreign-key violation
    the run introduced (SQLite: ``PRAGMA foreign_key_check``; PostgreSQL: an anti-join per key the
    server does not enforce), a schema still different from the reference, a user check that does
    not run, writes or fails (``user_checks.py``), a row of a kept table lost or changed that no
    revision declared (``changes_rows``; SQLite: the guard; PostgreSQL: the scratch restore against
-   this transaction, ``pg_rows.compare_in_transaction``);
+   this transaction, ``engines.postgresql.rows.compare_in_transaction``);
 6. commit, or roll back on any error (the SQLite file is then bytewise what it was; PostgreSQL's
    DDL is transactional, so its schema and rows are exactly what they were). The error carries the
    ``MigrationResult`` (``rolled_back``): what was tried, refused and undone, for the report.
@@ -53,7 +53,9 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
-from . import live_file, pg_checks, pg_rows
+from .engines.sqlite import live_file
+from .engines.postgresql import catalog as pg_checks
+from .engines.postgresql import rows as pg_rows
 from .align import (
     apply_change_natively,
     blocked_by_kept_names,
@@ -79,8 +81,8 @@ from .lock import maintenance_lock
 from .model import Change, Snapshot
 from .revisions import MigrationPlan, current_revision, plan_revisions, run_revisions, target_schema
 from .snapshot import take_snapshot
-from .sqlite_rebuild import broken_views, rebuild_table, working_views
-from .sqlite_rows import BACKUP_SCHEMA, RowsGuard, explain_denied
+from .engines.sqlite.rebuild import broken_views, rebuild_table, working_views
+from .engines.sqlite.rows import BACKUP_SCHEMA, RowsGuard, explain_denied
 from .user_checks import validate_in_migration
 
 
@@ -116,7 +118,7 @@ class MigrationResult:
 def fk_violations(conn: sa.Connection, schema: str | None = None, *, only_unenforced: bool = False) -> Counter:
     """Violations of declared foreign keys, counted per (table, parent).
 
-    PostgreSQL: an anti-join per key (``pg_checks.fk_violations``; ``only_unenforced`` limits it to
+    PostgreSQL: an anti-join per key (``engines.postgresql.catalog.fk_violations``; ``only_unenforced`` limits it to
     the keys the server does not enforce now). SQLite:
 
     A foreign key that SQLite cannot check at all (``foreign key mismatch``: the parent columns are
@@ -153,7 +155,7 @@ def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dr
             backup: Path | None = None) -> MigrationResult:
     """``backup``: the run's verified backup; the rows of the tables the migration writes are compared with
     the state it started from inside the transaction, before COMMIT, and a loss rolls the run back
-    (``result.rows``; SQLite: ``sqlite_rows.RowsGuard``).
+    (``result.rows``; SQLite: ``engines.sqlite.rows.RowsGuard``).
 
     Any failure raises a ``MaintenanceError`` after the rollback; its ``result`` attribute (when the
     plan got that far) is the ``MigrationResult`` with ``rolled_back`` set: what was tried and undone.
@@ -177,7 +179,7 @@ def _run_on(url: str, target: Target, reference: Snapshot, align: str, dry_run: 
             named: Target | None = None, scratch=None) -> MigrationResult:
     """``_run`` on a fresh engine. A SQLite file whose rows are guarded is pinned first: its header and, when
     needed, its bytes at BEGIN are read through a descriptor opened before the engine's first connection
-    and closed after its last (``live_file.py``)."""
+    and closed after its last (``engines/sqlite/live_file.py``)."""
     path = sqlite_path(url)
     with live_file.pinned(path) if backup is not None and path is not None else nullcontext() as live_fd:
         engine = open_engine(url)
@@ -215,7 +217,7 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
          scratch=None) -> MigrationResult:
     """``named``: the target that error messages name (a dry run works on a scratch copy). ``live_fd``: the
     SQLite file pinned for its rows guard; ``scratch``: PostgreSQL, the backup being restored for the rows
-    check (``pg_rows.Scratch``)."""
+    check (``engines.postgresql.rows.Scratch``)."""
     sql: list[str] = []
     shown = named or target
 

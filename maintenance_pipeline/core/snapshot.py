@@ -57,8 +57,8 @@ from sqlalchemy.engine import Connection, Engine
 from . import dburl
 from .errors import ConfigError, DatabaseLockedError
 from .model import EXPR, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint  # noqa: F401 - EXPR re-exported
-from .sqlite_snapshot import action as _action
-from .sqlite_snapshot import sqlite_snapshot as _sqlite_snapshot
+from .engines.sqlite.snapshot import action as _action
+from .engines.sqlite.snapshot import sqlite_snapshot as _sqlite_snapshot
 from .sqltypes import type_key
 
 __all__ = ["take_snapshot", "snapshot_url", "schema_version", "table_counts"]

@@ -31,7 +31,7 @@ _SQLITE_READS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNC
 
 def _sqlite_read_only(hidden, seen: dict):
     """An authorizer that allows reads only; ``hidden(action, table, column, db)``: reads it must deny too
-    (the migration's attached reference, ``sqlite_rows.RowsGuard.resolves_to_reference``). ``seen`` gets
+    (the migration's attached reference, ``engines.sqlite.rows.RowsGuard.resolves_to_reference``). ``seen`` gets
     the table of a hidden read ("hidden") or that a write was refused ("write")."""
 
     def authorize(action, arg1, arg2, db_name, inner):  # noqa: ANN001 - sqlite3's callback

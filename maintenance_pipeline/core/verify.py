@@ -7,16 +7,16 @@ the backup instead of hashing them in Python. ``rows_preserved`` compares rows o
 that changed something (``maintain``): in ``verify`` mode the run wrote nothing, so a row that differs
 from its backup was written by the application, not lost (``checks.UNCHANGED_ROWS``).
 
-PostgreSQL (in the target's ``schema``; the checks are in ``pg_verify.py``):
+PostgreSQL (in the target's ``schema``; the checks are in ``engines/postgresql/verify.py``):
 
 * ``integrity``: ``amcheck`` (``bt_index_check``, ``verify_heapam``) when installed and allowed,
-  else a passed check whose detail says it was skipped and why (``pg_checks.integrity``);
+  else a passed check whose detail says it was skipped and why (``engines.postgresql.catalog.integrity``);
 * ``foreign_keys``: an anti-join per declared key, ``NOT VALID`` keys named in the detail. In
   ``verify`` mode every violation fails; after ``maintain`` (and ``restore``) only violations this
   run introduced fail: when there are any, the backup is restored into a scratch database to count
-  its own (``pg_rows.scratch_restore``);
-* ``rows_preserved`` (after ``maintain``): the backup restored into a scratch database (``pg_rows.scratch_restore``)
-  and compared with the live one (``pg_rows.compare_rows``); a role that may not create a
+  its own (``engines.postgresql.rows.scratch_restore``);
+* ``rows_preserved`` (after ``maintain``): the backup restored into a scratch database (``engines.postgresql.rows.scratch_restore``)
+  and compared with the live one (``engines.postgresql.rows.compare_rows``); a role that may not create a
   database gets a failed check saying so;
 * ``backup_verified``, ``matches_restored_backup`` and user checks as on SQLite (each user check
   in its own savepoint, so a failing one does not abort the others).
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from . import pg_checks
+from .engines.postgresql import catalog as pg_checks
 from .checks import (
     Check,
     VerifyResult,
@@ -48,9 +48,9 @@ from .model import Change, Snapshot
 
 if TYPE_CHECKING:
     from .migrate import MigrationResult
-from .pg_verify import postgres_checks
+from .engines.postgresql.verify import postgres_checks
 from .snapshot import snapshot_url, table_counts, take_snapshot
-from .sqlite_rows import compare_attached
+from .engines.sqlite.rows import compare_attached
 from .user_checks import run_user_check
 
 __all__ = ["Check", "VerifyResult", "fk_check", "integrity", "rows_preserved", "run_user_check", "verify_target"]
@@ -91,7 +91,7 @@ def fk_check(path: Path) -> Counter:
 def rows_preserved(live: Path, backup: Path, backup_snapshot: Snapshot, live_snapshot: Snapshot,
                    ignore: tuple[str, ...]) -> tuple[Check, list[dict]]:
     """Every row of every kept table of the backup is still in the live file with the same kept values
-    (compared now, on its own connection: after a migration's commit; ``sqlite_rows.RowsGuard`` compares
+    (compared now, on its own connection: after a migration's commit; ``engines.sqlite.rows.RowsGuard`` compares
     inside the migration's transaction)."""
     conn = sqlite3.connect(sqlite_uri(live), uri=True)
     drops: list[dict] = []

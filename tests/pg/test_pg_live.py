@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("maintenance_pipeline.core.pg_backup", reason="PostgreSQL backups (core/pg_backup.py) missing")
+pytest.importorskip("maintenance_pipeline.core.engines.postgresql.backup", reason="PostgreSQL backups (core/pg_backup.py) missing")
 
 SAFETY = Path(__file__).resolve().parents[1] / "safety"
 if str(SAFETY) not in sys.path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("maintenance_pipeline.core.pg_backup", reason="PostgreSQL backups (core/pg_backup.py) missing")
+pytest.importorskip("maintenance_pipeline.core.engines.postgresql.backup", reason="PostgreSQL backups (core/pg_backup.py) missing")
 
 from conftest import ORPHAN_CHECK, ROOT, revision, write_config  # noqa: E402
 from pg_migrate_helpers import (  # noqa: E402

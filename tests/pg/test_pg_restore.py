@@ -11,7 +11,7 @@ import pytest
 from conftest import write_config
 
 from maintenance_pipeline.core import backup as bk
-from maintenance_pipeline.core import pg_backup as pb
+from maintenance_pipeline.core.engines.postgresql import backup as pb
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import BackupError, RestoreError
 

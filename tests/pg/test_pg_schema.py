@@ -17,7 +17,7 @@ from maintenance_pipeline.core.dburl import open_engine
 from maintenance_pipeline.core.drift import ReferenceCache, probe_target
 from maintenance_pipeline.core import snapshot as snapshot_mod
 from maintenance_pipeline.core.errors import ConfigError, DatabaseLockedError
-from maintenance_pipeline.core.pg_checks import catalog_fingerprint
+from maintenance_pipeline.core.engines.postgresql.catalog import catalog_fingerprint
 from maintenance_pipeline.core.snapshot import table_counts, take_snapshot
 
 

@@ -9,7 +9,7 @@ from conftest import copy_migrations, demo_target, revision, sha256, write_confi
 from live_app import LiveApp, set_journal_mode
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.pipeline import run_job
-from test_live_app import _old_header_read
+from test_live_app import RUNNING, _old_header_read
 
 # what SQLite raises when a write or read of the file fails underneath it
 IO_ERROR = revision("0003", "0002", '    raise sqlite3.OperationalError("disk I/O error")', imports="import sqlite3")
@@ -44,8 +44,12 @@ def test_run_job_ends_with_a_report_whatever_breaks(tmp_path, monkeypatch):
         set_journal_mode(db, "delete")
         config = load_config(write_config(folder))
         with LiveApp(db, folder / "app", writers=1) as app:
-            app.wait_for_commits(3)
-            reports.append(run_job(config, "goals", "maintain_database"))  # raises nothing
+            RUNNING.append(app)
+            try:
+                app.wait_for_commits(3)
+                reports.append(run_job(config, "goals", "maintain_database"))  # raises nothing
+            finally:
+                RUNNING.remove(app)
     for r in reports:
         assert r["report_paths"]["markdown"]
         assert r["error"] is None or "\n" not in r["error"]

@@ -112,16 +112,23 @@ def migration_problems(db: Path, report: dict) -> list[str]:
     return out
 
 
+RUNNING: list = []  # the LiveApp of the run in progress (the planted bug waits for its writer)
+
+
 def maintain_beside(folder: Path, mode: str, *, writers: int, short: bool = False, readers: int = 0) -> list[str]:
     """One maintain_database run beside the application; every problem found (empty: all held)."""
     config, db, original = fresh_demo(folder, mode)
     with LiveApp(db, folder / "app", writers=writers, short=short, readers=readers) as app:
-        if writers:
-            app.wait_for_commits(BEFORE)
-        report = run(config, "maintain_database")
-        if writers:
-            app.wait_for_commits(len(app.committed()) + AFTER)
-        app.stop()
+        RUNNING.append(app)
+        try:
+            if writers:
+                app.wait_for_commits(BEFORE)
+            report = run(config, "maintain_database")
+            if writers:
+                app.wait_for_commits(len(app.committed()) + AFTER)
+            app.stop()
+        finally:
+            RUNNING.remove(app)
     problems = migration_problems(db, report) + live_problems(db, app, original)
     problems += app_problems(app, writers=writers, readers=readers)
     if report.get("backup"):
@@ -316,14 +323,23 @@ def _old_header_read(monkeypatch) -> None:
     """Put the bug of 42caf14's parent back: the live file's header read with ``open()`` inside the
     migration's transaction (``_byte_copy_unchanged``; its close dropped this process's POSIX locks on the
     file, SQLite's included). Here it happens at the migration's first foreign-key check, just after
-    ``BEGIN IMMEDIATE``, where the old read was."""
+    ``BEGIN IMMEDIATE``, where the old read was. With a writer running (``RUNNING``), it then waits (a poll
+    with a deadline) until the writer committed once more: inside the migration's transaction, which only
+    the dropped locks allow, so every run meets the damage and none depends on timing."""
     real = migrate_mod.fk_violations
+    done: set[int] = set()
 
     def fk_violations(conn, *args, **kw):
-        if conn.dialect.name == "sqlite":
+        if conn.dialect.name == "sqlite" and id(conn) not in done:
+            done.add(id(conn))
             live = conn.exec_driver_sql("PRAGMA database_list").fetchall()[0][2]
+            app = RUNNING[-1] if RUNNING else None
+            before = len(app.committed()) if app is not None and app.logs else None
             with open(live, "rb") as f:
                 f.read(100)
+            deadline = time.monotonic() + 3
+            while before is not None and len(app.committed()) <= before and time.monotonic() < deadline:
+                time.sleep(0.002)
         return real(conn, *args, **kw)
 
     monkeypatch.setattr(migrate_mod, "fk_violations", fk_violations)
@@ -332,7 +348,8 @@ def _old_header_read(monkeypatch) -> None:
 @pytest.mark.parametrize("mode", ["delete", "wal"])
 def test_the_checks_catch_the_old_bug(tmp_path, monkeypatch, mode):
     """With the old header read put back, the runs of scenario 1 (delete: a writer) and 2 (wal: readers)
-    find the damage it did: a corrupt file or lost rows, a lost migration. (Up to 6 runs; when the bug was
+    find the damage it did: a corrupt file, lost rows, or a run that died at COMMIT with a disk I/O error
+    (the three outcomes seen when the bug was live); a lost migration. (Up to 6 runs; when the bug was
     live it broke every run, and here the first one.)"""
     _old_header_read(monkeypatch)
     found: list[str] = []
@@ -343,5 +360,6 @@ def test_the_checks_catch_the_old_bug(tmp_path, monkeypatch, mode):
         if found:
             break
     assert found, "the old bug went unnoticed in 6 runs"
-    damage = ("integrity_check", "rows lost") if mode == "delete" else ("the migration is not in the file",)
+    damage = ("integrity_check", "rows lost", "run failed") if mode == "delete" \
+        else ("the migration is not in the file",)
     assert any(w in p for p in found for w in damage), found

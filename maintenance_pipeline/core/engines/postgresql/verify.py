@@ -1,9 +1,9 @@
 """Verify on PostgreSQL: the checks that need the backup restored into a scratch database.
 
 ``verify.verify_target`` reads the live database once and hands over here for ``integrity``
-(``pg_checks.integrity``), ``foreign_keys`` (only violations this run introduced fail after
+(``engines.postgresql.catalog.integrity``), ``foreign_keys`` (only violations this run introduced fail after
 ``maintain``/``restore``: the backup's own are counted in a scratch restore) and ``rows_preserved``
-(``pg_rows.compare_rows`` against that scratch restore). Any failure to restore or compare is a
+(``engines.postgresql.rows.compare_rows`` against that scratch restore). Any failure to restore or compare is a
 failed check with its reason (passwords scrubbed), never a crash.
 """
 
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import pg_checks
-from .checks import UNCHANGED_ROWS, Check, VerifyResult, fmt_fk, introduced_violations, matches_manifest
-from .config import Target
-from .dburl import open_engine, scrub_passwords, translate_error
-from .errors import MaintenanceError
-from .model import Snapshot
-from .pg_rows import compare_rows, scratch_restore
-from .snapshot import take_snapshot
+from . import catalog as pg_checks
+from ...checks import UNCHANGED_ROWS, Check, VerifyResult, fmt_fk, introduced_violations, matches_manifest
+from ...config import Target
+from ...dburl import open_engine, scrub_passwords, translate_error
+from ...errors import MaintenanceError
+from ...model import Snapshot
+from .rows import compare_rows, scratch_restore
+from ...snapshot import take_snapshot
 
 
 def _scratch_error(e: BaseException, target: Target) -> str:

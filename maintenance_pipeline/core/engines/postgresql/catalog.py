@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .errors import MigrationError
+from ...errors import MigrationError
 
 __all__ = ["catalog_fingerprint", "begin_migration", "fk_violations", "not_valid_foreign_keys", "integrity",
            "schema_of", "quote_ident"]

@@ -21,13 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from .backup_files import CHUNK, DEFAULT_BUSY_TIMEOUT
-from .dburl import mask_url, open_engine, translate_error
-from .errors import BackupError, RestoreError
-from .manifest import describe_url, expected_sha256, manifest_for_restore, restored, sha256_mismatch
-from .pg_archive import Listing, list_archive, sha256_dump
-from .pg_checks import quote_ident
-from .pg_tools import (
+from ...backup_files import CHUNK, DEFAULT_BUSY_TIMEOUT
+from ...dburl import mask_url, open_engine, translate_error
+from ...errors import BackupError, RestoreError
+from ...manifest import describe_url, expected_sha256, manifest_for_restore, restored, sha256_mismatch
+from .archive import Listing, list_archive, sha256_dump
+from .catalog import quote_ident
+from .tools import (
     BINDIR_ENV,
     PgCommand,
     build_command,

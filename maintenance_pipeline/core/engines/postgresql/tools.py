@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .dburl import mask_url, parse_url, translate_error
-from .errors import BackupError, ConnectionFailedError, DatabaseLockedError, MaintenanceError
+from ...dburl import mask_url, parse_url, translate_error
+from ...errors import BackupError, ConnectionFailedError, DatabaseLockedError, MaintenanceError
 
 BINDIR_ENV = "MAINTENANCE_PG_BINDIR"
 DEFAULT_JOBS = 2  # parallel jobs of pg_dump (directory format) and pg_restore

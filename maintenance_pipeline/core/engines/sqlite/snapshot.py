@@ -8,8 +8,8 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .model import EXPR, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
-from .sqltypes import type_key
+from ...model import EXPR, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
+from ...sqltypes import type_key
 
 
 def _quote_ident(conn: Connection, name: str) -> str:

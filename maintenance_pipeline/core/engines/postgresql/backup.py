@@ -1,9 +1,9 @@
 """PostgreSQL backups: ``pg_dump`` into the backup folder (``backup.backup_database``).
 
 This module plugs into the dialect dispatch of ``backup.py``: the layout, manifests, listing and
-retention are shared with SQLite. The client tools are found and run by ``pg_tools.py``, a dump
-is listed and hashed by ``pg_archive.py``, restored by ``pg_restore.py`` and restored into a
-scratch database / compared row by row by ``pg_rows.py`` (all re-exported here).
+retention are shared with SQLite. The client tools are found and run by ``tools.py``, a dump
+is listed and hashed by ``archive.py``, restored by ``restore.py`` and restored into a
+scratch database / compared row by row by ``rows.py`` (all re-exported here).
 
 Layout (SPEC §3, op "backup")::
 
@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from .backup_files import (
+from ...backup_files import (
     DEFAULT_BUSY_TIMEOUT,
     DIR_MODE,
     FILE_MODE,
@@ -56,15 +56,15 @@ from .backup_files import (
     remove_tree,
     rename_dir_unique,
 )
-from .dburl import mask_url, open_engine, translate_error
-from .errors import BackupError, DatabaseLockedError, MaintenanceError
-from .leftovers import FolderHold
-from .manifest import BackupResult, describe_tables, describe_url, manifest_head, manifest_tail, write_manifest
-from .pg_archive import dump_files, dump_size, list_archive, sha256_dump
-from .pg_checks import quote_ident
-from .pg_restore import restore_postgresql
-from .pg_rows import compare_rows, scratch_name, scratch_restore
-from .pg_tools import (
+from ...dburl import mask_url, open_engine, translate_error
+from ...errors import BackupError, DatabaseLockedError, MaintenanceError
+from ...leftovers import FolderHold
+from ...manifest import BackupResult, describe_tables, describe_url, manifest_head, manifest_tail, write_manifest
+from .archive import dump_files, dump_size, list_archive, sha256_dump
+from .catalog import quote_ident
+from .restore import restore_postgresql
+from .rows import compare_rows, scratch_name, scratch_restore
+from .tools import (
     BINDIR_ENV,
     DEFAULT_JOBS,
     PgCommand,

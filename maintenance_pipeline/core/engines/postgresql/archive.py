@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backup_files import sha256_file
-from .pg_tools import PgTool, build_command, find_tool, first_error, run
+from ...backup_files import sha256_file
+from .tools import PgTool, build_command, find_tool, first_error, run
 
 
 @dataclass(frozen=True)

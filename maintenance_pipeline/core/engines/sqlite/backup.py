@@ -37,7 +37,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .backup_files import (
+from ...backup_files import (
     CHUNK,
     FILE_MODE,
     backup_stem,
@@ -50,10 +50,10 @@ from .backup_files import (
     sha256_file,
 )
 from . import live_file
-from .dburl import check_sqlite_file, mask_url, sqlite_path, sqlite_uri, translate_error
-from .errors import BackupError, DatabaseLockedError, MaintenanceError
-from .leftovers import FolderHold
-from .manifest import BackupResult, describe_tables, manifest_head, manifest_tail, write_manifest
+from ...dburl import check_sqlite_file, mask_url, sqlite_path, sqlite_uri, translate_error
+from ...errors import BackupError, DatabaseLockedError, MaintenanceError
+from ...leftovers import FolderHold
+from ...manifest import BackupResult, describe_tables, manifest_head, manifest_tail, write_manifest
 
 MMAP_SIZE = 1 << 40  # SQLite caps this at its compile-time SQLITE_MAX_MMAP_SIZE
 SQLITE_SIDECARS = ("-journal", "-wal", "-shm")

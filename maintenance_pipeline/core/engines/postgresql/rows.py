@@ -14,12 +14,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checks import AFTER_COMMIT_NOTE, RowsVerdict, compare_kept_rows, merge_counted, merge_keyed
-from .dburl import mask_url, parse_url, scrub_passwords
-from .errors import BackupError, MaintenanceError
-from .pg_archive import list_archive
-from .pg_checks import quote_ident as _qi
-from .pg_tools import DEFAULT_JOBS, build_command, classify, find_tool, first_error, psycopg_connect, run
+from ...checks import AFTER_COMMIT_NOTE, RowsVerdict, compare_kept_rows, merge_counted, merge_keyed
+from ...dburl import mask_url, parse_url, scrub_passwords
+from ...errors import BackupError, MaintenanceError
+from .archive import list_archive
+from .catalog import quote_ident as _qi
+from .tools import DEFAULT_JOBS, build_command, classify, find_tool, first_error, psycopg_connect, run
 
 SCRATCH_INFIX = "_mp_scratch_"
 

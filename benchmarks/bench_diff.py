@@ -30,7 +30,7 @@ import sqlalchemy as sa  # noqa: E402
 from alembic.autogenerate import compare_metadata  # noqa: E402
 from alembic.migration import MigrationContext  # noqa: E402
 
-from maintenance_pipeline.core.dburl import open_engine  # noqa: E402
+from maintenance_pipeline.core.engines import open_engine  # noqa: E402
 from maintenance_pipeline.core.diff import diff, summarize  # noqa: E402
 from maintenance_pipeline.core.snapshot import take_snapshot  # noqa: E402
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from maintenance_pipeline.core.snapshot import snapshot_url  # noqa: E402
-from maintenance_pipeline.core.verify import rows_preserved  # noqa: E402
+from maintenance_pipeline.core.engines.sqlite.checks import rows_preserved  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work"
 ROW_BYTES = 85  # roughly, on disk, per events row (incl. tags and index)

@@ -21,6 +21,7 @@ from .core import alerts as alerts_mod
 from .core.config import MaintenanceConfig
 from .core.dburl import parse_url
 from .core.drift import ReferenceCache, probe_target
+from .core.engines import engine_for
 
 ON_DRIFT_JOB = {"verify": "verify_database", "maintain": "maintain_database"}
 
@@ -68,7 +69,7 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
 
     @dg.sensor(name="schema_drift_sensor", jobs=[by_name["verify_database"], by_name["maintain_database"]],
                minimum_interval_seconds=config.sensor_interval_seconds, default_status=sensor_status,
-               description="Each tick: PRAGMA schema_version per target (reflect only when it moved); drift "
+               description="Each tick: a cheap schema version per target (reflect only when it moved); drift "
                            "starts the target's on_drift job once per drift fingerprint and sends one alert.")
     def schema_drift_sensor(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
@@ -96,9 +97,8 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
                                                 f"starting {job}"), context.log)
                     entry["alerted"] = probe.fingerprint
             else:
-                sqlite = isinstance(probe.schema_version, int)
-                what = f"schema_version {probe.schema_version}" if sqlite else "catalog fingerprint"
-                how = "reflected" if probe.reflected else f"{'schema_version' if sqlite else 'fingerprint'} unchanged"
+                what, short = engine_for(target.url).version_words(probe.schema_version)
+                how = "reflected" if probe.reflected else f"{short} unchanged"
                 notes.append(f"{name}: no drift ({what}, {how})")
             cursor[name] = entry
         new_cursor = json.dumps(cursor, sort_keys=True)

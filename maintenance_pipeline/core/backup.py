@@ -1,6 +1,6 @@
 """Backups: a consistent, verified copy of a database, its manifest, retention and restore.
 
-Layout (SPEC §3, op "backup")::
+Layout::
 
     <backups_dir>/<target>/<target>_<label>_<YYYYmmdd_HHMMSS>.db     the copy, mode 0600
     <backups_dir>/<target>/<target>_<label>_<YYYYmmdd_HHMMSS>.json   its manifest, mode 0600
@@ -11,8 +11,7 @@ name (which never overwrites anything), and the folder is fsynced. The manifest 
 written the same way right after. A file without a manifest is never ours: listing and
 retention ignore it.
 
-This module is the public API and the dialect dispatch (``_BACKENDS`` / ``_RESTORERS``, the seam
-for other dialects); the work is done by
+This module is the public API; the engine does the work (``Engine.backup`` / ``Engine.restore``):
 
 * ``engines/sqlite/backup.py`` / ``restore.py``: SQLite (locked copy or online backup API, see there);
 * ``engines/postgresql/backup.py`` / ``restore.py``: PostgreSQL (``pg_dump`` into ``.dump`` files or folders,
@@ -25,21 +24,15 @@ for other dialects); the work is done by
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from .backup_files import DEFAULT_BUSY_TIMEOUT, sha256_file
-from .dburl import dialect_of, mask_url
-from .errors import BackupError, RestoreError
+from .engines import engine_for
+from .errors import BackupError
 from .manifest import BackupResult, list_backups, newest_verified, read_manifest, set_pinned, utc
-from .engines.postgresql.backup import backup_postgresql
-from .engines.postgresql.restore import restore_postgresql
 from .retention import apply_retention
-from .engines.sqlite.backup import backup_sqlite, integrity_check
-from .engines.sqlite.restore import restore_sqlite
-
-_BACKENDS = {"sqlite": backup_sqlite, "postgresql": backup_postgresql}
-_RESTORERS = {"sqlite": restore_sqlite, "postgresql": restore_postgresql}
 
 
 def backup_database(
@@ -68,21 +61,10 @@ def backup_database(
     """
     _check_name(target, "target")
     _check_name(label, "label")
-    dialect = dialect_of(url)
-    impl = _BACKENDS.get(dialect)
-    if impl is None:
-        raise BackupError(
-            f"backups of {dialect} databases are not supported yet ({mask_url(url)}); "
-            "only SQLite and PostgreSQL targets can be backed up by this version"
-        )
-    extra = {} if dialect == "sqlite" else {
-        "pg_format": pg_format, "pg_jobs": pg_jobs, "pg_compress": pg_compress, "restore_check": restore_check,
-        "schema": schema,
-    }
-    return impl(
-        url, Path(backups_dir), target, label=label, pinned=pinned, now=utc(now), verify=verify,
-        busy_timeout=busy_timeout, **extra,
-    )
+    settings = DumpSettings(pg_format=pg_format, pg_jobs=pg_jobs, pg_compress=pg_compress,
+                            restore_check=restore_check)
+    return engine_for(url).backup(url, Path(backups_dir), target, label=label, pinned=pinned, now=utc(now),
+                                  verify=verify, busy_timeout=busy_timeout, settings=settings, schema=schema)
 
 
 def restore_database(
@@ -96,16 +78,17 @@ def restore_database(
     {"fingerprint", "row_counts", "tables", "matches_manifest", "method", "backup", "sha256",
     "seconds"} of the restored target.
     """
-    dialect = dialect_of(url)
-    impl = _RESTORERS.get(dialect)
-    if impl is None:
-        raise RestoreError(
-            f"restoring {dialect} databases is not supported yet ({mask_url(url)}); only SQLite and PostgreSQL "
-            "targets can be restored by this version"
-        )
-    if dialect == "sqlite":
-        return impl(Path(backup_path), url, busy_timeout)
-    return impl(Path(backup_path), url, busy_timeout, schema=schema)
+    return engine_for(url).restore(Path(backup_path), url, busy_timeout=busy_timeout, schema=schema)
+
+
+@dataclass(frozen=True)
+class DumpSettings:
+    """How a server engine dumps (``backups.pg_*`` in the targets file); a file engine ignores them."""
+
+    pg_format: str = "directory"
+    pg_jobs: int = 2
+    pg_compress: int = 0
+    restore_check: bool = False
 
 
 def _check_name(value: str, what: str) -> None:
@@ -128,6 +111,5 @@ __all__ = [
     "set_pinned",
     "apply_retention",
     "restore_database",
-    "integrity_check",
     "sha256_file",
 ]

@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 from croniter import croniter
 
-from .dburl import parse_url
-from .errors import BadUrlError, ConfigError, MissingEnvVarError
+from .engines import engine_for
+from .errors import BadUrlError, ConfigError, MissingEnvVarError, UnsupportedEngineError
 
 DEFAULT_CONFIG = "maintenance.yaml"
 ALIGN_MODES = ("none", "additive", "full")
@@ -159,6 +159,13 @@ def _expand(value, path: Path, key: str):
     return value
 
 
+def _has_schemas(url: str) -> bool:
+    try:
+        return engine_for(url).has_schemas
+    except BadUrlError:
+        return True  # the url itself is reported with its own key
+
+
 class _Parser:
     def __init__(self, path: Path):
         self.path = path
@@ -202,15 +209,13 @@ class _Parser:
         if not isinstance(value, str) or not value:
             self.fail(key, "must be a database URL such as sqlite:///data/app.db")
         try:
-            u = parse_url(value)
+            engine = engine_for(value)
+        except UnsupportedEngineError as e:
+            self.fail(key, f"names an engine this version does not support: {e}")
         except BadUrlError:
             self.fail(key, "is not a valid database URL; write e.g. sqlite:///data/app.db or "
                       "postgresql+psycopg://user@host/db")
-        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
-            db = u.database
-            if not os.path.isabs(db):  # relative paths resolve against the targets file's folder
-                return str(u.set(database=str(self.path_(db))).render_as_string(hide_password=False))
-        return value
+        return engine.resolve_url(value, self.root)  # e.g. a relative SQLite path, against this file's folder
 
     def parse(self, raw: dict) -> MaintenanceConfig:
         top = self.section(raw, "", {"backups", "reports", "schedule", "alerts", "targets", "automation"},
@@ -288,7 +293,7 @@ class _Parser:
             ref = self.section(t["reference"], f"{key}.reference", {"url", "metadata", "schema"})
             if bool(ref.get("url")) == bool(ref.get("metadata")):
                 self.fail(f"{key}.reference", "needs exactly one of url / metadata")
-            if ref.get("schema") and (not ref.get("url") or str(ref["url"]).startswith("sqlite")):
+            if ref.get("schema") and (not ref.get("url") or not _has_schemas(ref["url"])):
                 self.fail(f"{key}.reference.schema", "only applies to a PostgreSQL reference url (a SQLite file "
                           "has one schema; a MetaData names its tables' schemas itself); remove it")
             align = t.get("align", "additive")

@@ -32,8 +32,9 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable
 
+from .engines import engine_named
 from .model import ADDITIVE_KINDS, Change, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
-from .sqltypes import default_key, type_key
+from . import sqltypes
 
 __all__ = ["diff", "summarize", "ORDER"]
 
@@ -92,19 +93,30 @@ def _dependency_order(tables: dict[str, Table], names: Iterable[str]) -> list[st
     return out
 
 
+def type_key(dialect: str, declared: str | None) -> str:
+    """The comparison key of a declared type on ``dialect`` (``Engine.type_key``: ``engines/<name>/types.py``)."""
+    return engine_named(dialect).type_key(declared)
+
+
+def default_key(dialect: str, text: str | None, declared_type: str | None = None) -> str | None:
+    """The comparison key of a default's SQL text on ``dialect`` (``sqltypes.default_key``)."""
+    return sqltypes.default_key(engine_named(dialect), text, declared_type)
+
+
 class _Keys:
     """Comparison keys of columns for one dialect."""
 
     def __init__(self, dialect: str):
         self.dialect = dialect
+        self.engine = engine_named(dialect)
 
     def type(self, col: Column, snap: Snapshot) -> str:
         if col.type_key and snap.dialect == self.dialect:
             return col.type_key
-        return type_key(self.dialect, col.type)
+        return self.engine.type_key(col.type)
 
     def default(self, col: Column) -> str | None:
-        return default_key(self.dialect, col.default, col.type)
+        return sqltypes.default_key(self.engine, col.default, col.type)
 
 
 def _alter_detail(cur: Column, ref: Column, type_changed: bool, null_changed: bool, default_changed: bool) -> str:
@@ -160,7 +172,7 @@ def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapsho
             continue
         type_changed = keys.type(c, cur_snap) != keys.type(r, ref_snap)
         null_changed = c.nullable != r.nullable
-        if null_changed and keys.dialect == "sqlite" and r.name in both_pk:
+        if null_changed and keys.engine.ignores_primary_key_nullability and r.name in both_pk:
             null_changed = False
         default_changed = keys.default(c) != keys.default(r)
         if type_changed or null_changed or default_changed:

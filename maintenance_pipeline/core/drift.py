@@ -1,28 +1,23 @@
 """Drift detection for the sensor: a cheap "did anything change" first, reflection only when it did.
 
-Per target, per tick: a cheap version of the live schema is compared with the value in the
-cursor; only when it moved (or the reference's own version moved) is the live schema
-snapshotted and diffed. SQLite: ``PRAGMA schema_version`` (microseconds). PostgreSQL: ONE
-catalog query (``engines.postgresql.catalog.catalog_fingerprint``: an md5 over the columns, indexes and
-constraints of the target's schema), ``"pg:<md5>:<items>"``; a PostgreSQL reference is
-versioned the same way, so a change to the development database is noticed too. The drift fingerprint is a hash of the sorted change list:
-the same drift gives the same fingerprint (one run, one alert), different drift a new one.
+Per target, per tick: a cheap version of the live schema (``Engine.cheap_version``: SQLite's ``PRAGMA
+schema_version``, microseconds; PostgreSQL's catalog fingerprint, ONE catalog query) is compared with
+the value in the cursor; only when it moved (or the reference's own version moved: a reference
+database is versioned the same way, so a change to the development database is noticed too) is the
+live schema snapshotted and diffed. The drift fingerprint is a hash of the sorted change list: the
+same drift gives the same fingerprint (one run, one alert), different drift a new one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import sqlalchemy as sa
 
-from .engines.postgresql import catalog as pg_checks
 from .config import Target
-from .dburl import check_sqlite_file, open_engine, sqlite_path, translate_error
+from .engines import open_engine
+from .engines import engine_for
 from .diff import diff
 from .errors import MaintenanceError
 from .model import Snapshot
@@ -46,46 +41,10 @@ def drift_fingerprint(changes) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _sqlite_version(url: str) -> int:
-    path = sqlite_path(url)
-    check_sqlite_file(path)
-    try:
-        # as_uri() percent-encodes the path: a raw "#" or "?" in it would end the URI's path early
-        # (SQLite would then open, and create, a different file without mode=ro)
-        conn = sqlite3.connect(f"{Path(os.path.abspath(path)).as_uri()}?mode=ro", uri=True, timeout=2)
-        try:
-            return conn.execute("PRAGMA schema_version").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as e:
-        raise translate_error(e, url) from None
-
-
-def _pg_version(url: str, schema: str | None = None, ignore_tables=()) -> str:
-    """PostgreSQL: the catalog fingerprint of ``schema`` (one query on one connection)."""
-    engine = open_engine(url, check=False)
-    try:
-        with engine.connect() as conn:
-            return "pg:" + pg_checks.catalog_fingerprint(conn, schema, ignore_tables)
-    except sa.exc.DBAPIError as e:
-        raise translate_error(e, url) from None
-    finally:
-        engine.dispose()
-
-
-def _is_postgres(url: str) -> bool:
-    from .dburl import dialect_of
-
-    return dialect_of(url) == "postgresql"
-
-
 def live_version(target: Target) -> int | str | None:
-    """The cheap version of a target's live schema, None for dialects without one."""
-    if sqlite_path(target.url) is not None:
-        return _sqlite_version(target.url)
-    if _is_postgres(target.url):
-        return _pg_version(target.url, target.schema, target.ignore_tables)
-    return None
+    """The cheap version of a target's live schema (``Engine.cheap_version``), None for engines without one."""
+    engine = engine_for(target.url)
+    return engine.cheap_version(target.url, engine.target_schema(target), target.ignore_tables)
 
 
 class ReferenceCache:
@@ -105,16 +64,15 @@ class ReferenceCache:
     def version(self, target: Target) -> str:
         ref = (target.reference_url or target.reference_metadata or "", target.reference_schema)
         if ref not in self._versions:
-            if target.reference_url and sqlite_path(target.reference_url) is not None:
-                self._versions[ref] = f"sv:{_sqlite_version(target.reference_url)}"
-            elif target.reference_url and _is_postgres(target.reference_url):
-                self._versions[ref] = _pg_version(target.reference_url, target.reference_schema)
-            else:
-                self._versions[ref] = f"static:{ref[0]}"
+            version = None
+            if target.reference_url:
+                version = engine_for(target.reference_url).cheap_version(target.reference_url,
+                                                                         target.reference_schema, ())
+            self._versions[ref] = f"v:{version}" if version is not None else f"static:{ref[0]}"
         return self._versions[ref]
 
     def get(self, target: Target, search_paths=()) -> tuple[str, Snapshot]:
-        dialect = "sqlite" if sqlite_path(target.url) else "postgresql"
+        dialect = engine_for(target.url).name
         key = (target.reference_url or target.reference_metadata, target.reference_schema, dialect,
                tuple(target.ignore_tables))
         version = self.version(target)
@@ -140,7 +98,7 @@ def probe_target(target: Target, previous: dict | None, references: ReferenceCac
             probe = Probe(target.name, "drift" if previous["fp"] else "ok", previous["fp"] or None,
                           previous.get("changes", []), schema_version=version)
             return probe, previous
-        schema = target.schema if sqlite_path(target.url) is None else None
+        schema = engine_for(target.url).target_schema(target)
         engine = open_engine(target.url)
         try:
             with engine.connect() as conn:

@@ -31,6 +31,12 @@ class BadUrlError(MaintenanceError):
     kind = "bad_url"
 
 
+class UnsupportedEngineError(BadUrlError):
+    """A URL of a database engine no package in ``core/engines`` provides."""
+
+    kind = "unsupported_engine"
+
+
 class MissingDatabaseError(MaintenanceError):
     """A SQLite path that does not exist. It is never created."""
 

@@ -1,15 +1,11 @@
 """The maintenance lock: two runs never migrate (or restore) one database at once.
 
-SQLite: an exclusive ``flock`` on a small file in the system's temp folder whose name
-is derived from the database file's real path (so two targets files naming the same
-database still share one lock, and nothing is written beside the database). The
-kernel releases it when the process dies, so a crashed run never leaves a stale lock.
-Acquisition never waits: a second run fails fast with ``LockHeldError``.
-
-PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) keyed by the database,
-held on its own connection for the block; the server drops it if the process dies. That
-session's ``application_name`` names the holder, so a second run's error (and
-``pg_stat_activity``) says who has it.
+Its kind is the engine's (``Engine.maintenance_lock``): PostgreSQL takes a session advisory lock
+(``engines/postgresql/lock.py``); a file database takes ``file_lock`` here: an exclusive ``flock`` on a
+small file in the system's temp folder whose name is derived from a key (the database file's real
+path: two targets files naming the same database still share one lock, and nothing is written beside
+the database). The kernel releases it when the process dies, so a crashed run never leaves a stale
+lock. Acquisition never waits: a second run fails fast with ``LockHeldError``.
 """
 
 from __future__ import annotations
@@ -22,12 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from .dburl import mask_url, sqlite_path
+from .dburl import mask_url
 from .errors import LockHeldError
-
-
-def lock_file_for(url: str) -> Path:
-    return lock_path(str(sqlite_path(url) or mask_url(url)))
 
 
 def lock_path(key: str) -> Path:
@@ -38,74 +30,19 @@ def lock_path(key: str) -> Path:
     return folder / f"{digest}.lock"
 
 
-def advisory_key(url: str) -> int:
-    """A stable signed 64-bit key for the target database (host, port, database; no credentials)."""
-    from .dburl import parse_url
-
-    u = parse_url(url)
-    ident = f"maintenance_pipeline:{u.host}:{u.port}:{u.database}"
-    return int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "big", signed=True)
-
-
-@contextlib.contextmanager
-def _advisory_lock(url: str, holder: str):
-    from .dburl import open_engine, translate_error
-
-    import sqlalchemy as sa
-
-    engine = open_engine(url)
-    try:
-        with engine.connect() as conn:
-            key = advisory_key(url)
-            try:
-                got = conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (key,)).scalar()
-                if got:
-                    name = f"maintenance_pipeline: {holder} (pid {os.getpid()})" if holder else "maintenance_pipeline"
-                    conn.exec_driver_sql("SELECT set_config('application_name', %s, false)", (name[:63],))
-                    conn.commit()
-                else:
-                    other = _advisory_holder(conn, key)
-                    conn.commit()
-            except sa.exc.DBAPIError as e:
-                raise translate_error(e, url) from None
-            if not got:
-                raise LockHeldError(
-                    f"another run holds the maintenance lock on {mask_url(url)} (PostgreSQL advisory lock "
-                    f"{key}{other}); wait for it to finish (or check it is not stuck) and rerun"
-                )
-            try:
-                yield key
-            finally:
-                try:
-                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (key,))
-                    conn.commit()
-                except sa.exc.DBAPIError:  # the session is gone: the server released the lock with it
-                    pass
-    finally:
-        engine.dispose()
-
-
-def _advisory_holder(conn, key: int) -> str:
-    """", held by <application_name> (backend pid N)" for the session holding advisory lock ``key``."""
-    row = conn.exec_driver_sql(
-        "SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.database = "
-        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "AND l.classid::bigint = ((%s >> 32) & 4294967295) AND l.objid::bigint = (%s & 4294967295) LIMIT 1",
-        (key, key)).first()
-    if row is None:
-        return ""
-    return f", held by {row[1] or 'a session'} (backend pid {row[0]})"
-
-
-@contextlib.contextmanager
 def maintenance_lock(url: str, *, holder: str = ""):
-    """Hold the lock for the block; raise LockHeldError at once if another run has it."""
-    if sqlite_path(url) is None and mask_url(url).startswith("postgresql"):
-        with _advisory_lock(url, holder) as key:
-            yield key
-        return
-    path = lock_file_for(url)
+    """Hold the target's lock for the block (the engine's kind); raise LockHeldError at once if another
+    run has it."""
+    from .engines import engine_for
+
+    return engine_for(url).maintenance_lock(url, holder)
+
+
+@contextlib.contextmanager
+def file_lock(key: str, url: str, holder: str = ""):
+    """An exclusive ``flock`` on the lock file of ``key`` for the block; LockHeldError at once if another
+    process holds it (``url`` names the database in that message)."""
+    path = lock_path(key)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

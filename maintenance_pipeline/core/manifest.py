@@ -174,7 +174,8 @@ def describe_url(url: str, schema: str | None = None) -> tuple[str, dict[str, di
     """``describe_tables`` of the database at ``url``; a driver error becomes our one-line error."""
     import sqlalchemy as sa
 
-    from .dburl import open_engine, translate_error
+    from .dburl import translate_error
+    from .engines import open_engine
 
     engine = open_engine(url)
     try:

@@ -40,32 +40,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
-import sqlite3
-import tempfile
 import time
 from collections import Counter
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
-from .engines.sqlite import live_file
-from .engines.postgresql import catalog as pg_checks
-from .engines.postgresql import rows as pg_rows
-from .align import (
-    apply_change_natively,
-    blocked_by_kept_names,
-    order_for_names,
-    order_for_server,
-    split_by_align,
-)
-from .checks import RowsVerdict, describe_loss, fmt_fk, introduced_violations
+from .align import apply_change_natively, blocked_by_kept_names, split_by_align
+from .checks import describe_loss, fmt_fk, introduced_violations
 from .config import Target
-from .dburl import check_sqlite_file, mask_url, open_engine, scrub_passwords, sqlite_path, sqlite_uri, translate_error
+from .dburl import mask_url, translate_error
+from .engines import open_engine
+from .engines import engine_for, engine_of
 from .diff import diff
 from .errors import (
     DatabaseDamagedError,
@@ -79,145 +67,59 @@ from .errors import (
 )
 from .lock import maintenance_lock
 from .model import Change, Snapshot
-from .revisions import MigrationPlan, current_revision, plan_revisions, run_revisions, target_schema
+from .results import MigrationPlan, MigrationResult
+from .revisions import current_revision, plan_revisions, run_revisions, target_schema
 from .snapshot import take_snapshot
-from .engines.sqlite.rebuild import broken_views, rebuild_table, working_views
-from .engines.sqlite.rows import BACKUP_SCHEMA, RowsGuard, explain_denied
 from .user_checks import validate_in_migration
 
 
-@dataclass
-class MigrationResult:
-    plan: MigrationPlan
-    dry_run: bool
-    align: str
-    applied: list[dict] = field(default_factory=list)  # {"source", "description", "seconds"}
-    aligned: list[Change] = field(default_factory=list)
-    refused: list[Change] = field(default_factory=list)
-    sql: list[str] = field(default_factory=list)
-    revision_after: str | None = None
-    failing_revision: str | None = None  # the revision running when a failure happened
-    drift_after: list[Change] = field(default_factory=list)  # what the plan leaves (seen inside the transaction)
-    rows: tuple[bool, str, list[dict]] | None = None  # rows_preserved, decided inside the transaction
-    written: set[str] | None = None  # PostgreSQL: tables whose existing rows the migration may have changed
-    declared_rows: dict[str, str] = field(default_factory=dict)  # table -> revision declaring changes_rows
-    checks: list = field(default_factory=list)  # the user checks as run inside the transaction
-    rolled_back: bool = False  # the run failed: everything in ``applied`` was undone
-
-    def to_dict(self) -> dict:
-        return {
-            "revisions": {**self.plan.to_dict(), "after": self.revision_after},
-            "applied": self.applied,
-            "refused": [c.to_dict() for c in self.refused],
-            "sql": self.sql,
-            "dry_run": self.dry_run,
-            "align": self.align,
-        }
-
-
 def fk_violations(conn: sa.Connection, schema: str | None = None, *, only_unenforced: bool = False) -> Counter:
-    """Violations of declared foreign keys, counted per (table, parent).
-
-    PostgreSQL: an anti-join per key (``engines.postgresql.catalog.fk_violations``; ``only_unenforced`` limits it to
-    the keys the server does not enforce now). SQLite:
-
-    A foreign key that SQLite cannot check at all (``foreign key mismatch``: the parent columns are
-    not its primary key or a unique key) is counted once as ``(table, "parent (foreign key mismatch)")``
-    instead of failing the whole check, so such a pre-existing key does not block a run, and one the
-    run introduces is caught like a violation.
-    """
-    if conn.dialect.name == "postgresql":
-        return pg_checks.fk_violations(conn, schema, only_unenforced=only_unenforced)
-    if conn.dialect.name != "sqlite":
-        return Counter()
-    try:
-        rows = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-        return Counter((r[0], r[2]) for r in rows)
-    except sa.exc.OperationalError as e:
-        if "foreign key mismatch" not in str(e.orig):
-            raise
-    out: Counter = Counter()
-    tables = [r[0] for r in conn.exec_driver_sql(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
-    quote = conn.dialect.identifier_preparer.quote
-    for t in tables:
-        try:
-            out.update((r[0], r[2]) for r in conn.exec_driver_sql(f"PRAGMA foreign_key_check({quote(t)})"))
-        except sa.exc.OperationalError as e:
-            if "foreign key mismatch" not in str(e.orig):
-                raise
-            for fk in conn.exec_driver_sql('SELECT DISTINCT "table" FROM pragma_foreign_key_list(?)', (t,)):
-                out[(t, f"{fk[0]} (foreign key mismatch)")] = 1
-    return out
+    """Violations of declared foreign keys, counted per (table, parent): the engine's check
+    (``Engine.fk_violations``)."""
+    return engine_of(conn).fk_violations(conn, schema, only_unenforced=only_unenforced)
 
 
 def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dry_run: bool = False,
             backup: Path | None = None) -> MigrationResult:
     """``backup``: the run's verified backup; the rows of the tables the migration writes are compared with
     the state it started from inside the transaction, before COMMIT, and a loss rolls the run back
-    (``result.rows``; SQLite: ``engines.sqlite.rows.RowsGuard``).
+    (``result.rows``; the engine's ``MigrationSession.rows_verdict``).
 
     Any failure raises a ``MaintenanceError`` after the rollback; its ``result`` attribute (when the
     plan got that far) is the ``MigrationResult`` with ``rolled_back`` set: what was tried and undone.
     """
     align = align or target.align
-    path = sqlite_path(target.url)
     backup = Path(backup) if backup is not None else None
-    if dry_run and path is not None:
-        return _dry_run_on_copy(target, reference, align, path, backup)
+    engine = engine_for(target.url)
+    if dry_run:
+        with engine.dry_run_copy(target.url) as scratch_url:
+            if scratch_url is not None:  # a copy: nothing to lock
+                return _run_on(engine, scratch_url, target, reference, align, True, backup=backup, named=target)
     with maintenance_lock(target.url, holder=f"migrate {target.name}"):
-        # PostgreSQL: the backup is restored into a scratch database beside the migration, for its rows check
-        scratch = pg_rows.Scratch(backup, target.url).start() if backup is not None and path is None else None
-        try:
-            return _run_on(target.url, target, reference, align, dry_run, backup=backup, scratch=scratch)
-        finally:
-            if scratch is not None:
-                scratch.drop()
+        return _run_on(engine, target.url, target, reference, align, dry_run, backup=backup)
 
 
-def _run_on(url: str, target: Target, reference: Snapshot, align: str, dry_run: bool, *, backup: Path | None,
-            named: Target | None = None, scratch=None) -> MigrationResult:
-    """``_run`` on a fresh engine. A SQLite file whose rows are guarded is pinned first: its header and, when
-    needed, its bytes at BEGIN are read through a descriptor opened before the engine's first connection
-    and closed after its last (``engines/sqlite/live_file.py``)."""
-    path = sqlite_path(url)
-    with live_file.pinned(path) if backup is not None and path is not None else nullcontext() as live_fd:
-        engine = open_engine(url)
+def _run_on(engine, url: str, target: Target, reference: Snapshot, align: str, dry_run: bool, *,
+            backup: Path | None, named: Target | None = None) -> MigrationResult:
+    """``_run`` on a fresh SQLAlchemy engine, inside the engine's migration session (its resources come
+    before the first connection and go after the last: ``MigrationSession``)."""
+    run_target = dataclasses.replace(target, url=url) if named else target
+    with engine.migration(url, run_target, backup=backup, dry_run=dry_run) as session:
+        session.shown_name = (named or target).name
+        sa_engine = open_engine(url)
         try:
-            return _run(engine, dataclasses.replace(target, url=url) if named else target, reference, align,
-                        dry_run, named=named, backup=backup, live_fd=live_fd, scratch=scratch)
+            return _run(sa_engine, session, run_target, reference, align, dry_run, named=named, backup=backup)
         finally:
-            engine.dispose()
-
-
-def _dry_run_on_copy(target: Target, reference: Snapshot, align: str, path: Path,
-                     backup: Path | None = None) -> MigrationResult:
-    check_sqlite_file(path)
-    with tempfile.TemporaryDirectory(prefix="maintenance-dryrun-") as tmp:
-        scratch = Path(tmp) / path.name
-        src = sqlite3.connect(sqlite_uri(path), uri=True)
-        dst = sqlite3.connect(scratch)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
-        try:
-            return _run_on(f"sqlite:///{scratch}", target, reference, align, True, backup=backup, named=target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            sa_engine.dispose()
 
 
 # decided inside the transaction: a real run raises them (rolled back), a dry run reports them
 _VERDICTS = (DestructiveChangeRefusedError, SchemaLeftDifferentError, RowsLostError)
 
 
-def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry_run: bool,
-         named: Target | None = None, backup: Path | None = None, live_fd: int | None = None,
-         scratch=None) -> MigrationResult:
-    """``named``: the target that error messages name (a dry run works on a scratch copy). ``live_fd``: the
-    SQLite file pinned for its rows guard; ``scratch``: PostgreSQL, the backup being restored for the rows
-    check (``engines.postgresql.rows.Scratch``)."""
+def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, align: str, dry_run: bool,
+         named: Target | None = None, backup: Path | None = None) -> MigrationResult:
+    """``named``: the target that error messages name (a dry run may work on a scratch copy)."""
     sql: list[str] = []
     shown = named or target
 
@@ -241,49 +143,26 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
             raise MigrationError(f"{' '.join(statement.split())[:60]!r} would end the migration's single "
                                  "transaction; remove it from the revision (the pipeline commits once, at the end)")
 
-    def names_moved(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        if statement.lstrip()[:6].upper() in ("CREATE", "DROP T", "DROP V", "ALTER "):
-            guard.refresh_names()
-
     def begin():
         try:
             return conn.begin()  # SQLite: BEGIN IMMEDIATE: waits busy_timeout for another writer, then fails
         except sa.exc.DBAPIError as e:
             raise translate_error(e, shown.url) from None
 
-    with engine.connect() as conn:
-        fk_setting = None
-        raw = None
-        if conn.dialect.name == "sqlite":
-            # PRAGMA foreign_keys is a no-op inside a transaction, and SQLAlchemy's Connection begins
-            # one on its first execute: set it on the driver connection (autocommit) before BEGIN.
-            # With it on, a rebuild's DROP TABLE would cascade ON DELETE to other tables' rows.
-            raw = conn.connection.driver_connection
-            fk_setting = raw.execute("PRAGMA foreign_keys").fetchone()[0]
-            raw.execute("PRAGMA foreign_keys=OFF")
-            conn.info["immediate"] = True
-        elif conn.dialect.name == "postgresql":
-            # the rows check sees the database as it was at BEGIN plus the migration's own changes, not the rows
-            # other sessions commit meanwhile; a revision updating a row the application updated meanwhile fails
-            # with a serialization error (rolled back) instead of overwriting it
-            conn.execution_options(isolation_level="REPEATABLE READ")
-        guard = None
+    with sa_engine.connect() as conn:
         sa.event.listen(conn, "before_cursor_execute", capture)
-        state = {"phase": "plan", "step": None}
+        state = {"phase": "plan", "step": None, "engine": session.engine}
         result = MigrationResult(plan=MigrationPlan(False, (), None, []), dry_run=dry_run, align=align, sql=sql)
         try:
-            if backup is not None and raw is not None and live_fd is not None:
-                guard = RowsGuard.attach(raw, sqlite_path(target.url), backup, live_fd)
+            session.connected(conn)
             trans = begin()
             try:
-                if guard is not None:  # may end the still empty transaction and begin again (see RowsGuard)
-                    trans = guard.settle(trans, begin)
-                    sa.event.listen(conn, "after_cursor_execute", names_moved)
+                trans = session.begun(conn, trans, begin)
                 sa.event.listen(conn, "before_cursor_execute", no_commit)
-                _migrate_in_transaction(conn, target, shown, reference, align, result, state, guard, scratch)
+                _migrate_in_transaction(conn, session, target, shown, reference, align, result, state)
             except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
                 _rollback(trans)
-                state["denied"] = guard.last_denied if guard is not None else None
+                state["explain"] = session.explain
                 state["backup"] = backup
                 raise _failed(e, state, result, shown) from e
             if dry_run:
@@ -298,12 +177,7 @@ def _run(engine: sa.Engine, target: Target, reference: Snapshot, align: str, dry
         finally:
             if sa.event.contains(conn, "before_cursor_execute", no_commit):
                 sa.event.remove(conn, "before_cursor_execute", no_commit)
-            if sa.event.contains(conn, "after_cursor_execute", names_moved):
-                sa.event.remove(conn, "after_cursor_execute", names_moved)
-            if guard is not None:
-                guard.close()
-            if fk_setting:
-                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+            session.release(conn)
 
 
 def _rollback(trans) -> None:
@@ -313,34 +187,23 @@ def _rollback(trans) -> None:
         pass
 
 
-def _migrate_in_transaction(conn: sa.Connection, target: Target, shown: Target, reference: Snapshot, align: str,
-                            result: MigrationResult, state: dict, guard: RowsGuard | None, scratch=None) -> None:
+def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown: Target, reference: Snapshot,
+                            align: str, result: MigrationResult, state: dict) -> None:
     """Everything between BEGIN and COMMIT: revisions, alignment, then every verdict that would fail the run
     (refused changes, a schema still different, orphans, lost rows, the user checks): raised, so nothing is
     committed; a dry run records them instead (its verify step reports them)."""
     dry_run = result.dry_run
-    pg = conn.dialect.name == "postgresql"
-    if conn.dialect.name == "sqlite" and conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        raise MigrationError("PRAGMA foreign_keys could not be switched off; a table rebuild could "
-                             "cascade deletes, so nothing was changed")
-    if pg:
-        pg_checks.begin_migration(conn, target_name=shown.name, schema=target.schema,
-                                  lock_timeout=target.lock_timeout, statement_timeout=target.statement_timeout)
     schema = target_schema(conn, target)
     begin_snap = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
-    if guard is not None:
-        with guard.reading():
-            reference_snap = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=BACKUP_SCHEMA)
-    fk_before = fk_violations(conn, schema, only_unenforced=pg)
-    if pg:
-        storage_before = pg_checks.table_storage(conn, schema)
+    session.read_begin_state(conn, begin_snap, target.ignore_tables)
+    fk_before = fk_violations(conn, schema, only_unenforced=True)
     result.plan = plan_revisions(conn, target)
     state["phase"] = "alembic"
     run_revisions(conn, target, result.plan, result)
     state["phase"] = "align"
     _align(conn, target, reference, align, result, state)
     state["phase"], state["step"] = "foreign_key_check", None
-    introduced = introduced_violations(fk_violations(conn, schema, only_unenforced=pg), fk_before)
+    introduced = introduced_violations(fk_violations(conn, schema, only_unenforced=True), fk_before)
     if introduced:
         raise MigrationError("the migration would leave rows pointing at missing parents "
                              f"({fmt_fk(introduced)})")
@@ -353,42 +216,14 @@ def _migrate_in_transaction(conn: sa.Connection, target: Target, shown: Target, 
             f"{len(result.drift_after)} place(s) ({'; '.join(c.describe() for c in result.drift_after[:4])}); "
             "nothing was committed; add a revision for them, use align: additive or full, or update the reference")
     state["phase"] = "checks"
-    result.checks = validate_in_migration(conn, target.checks, judge=not dry_run,
-                                          restore_authorizer=guard.authorizer if guard is not None else None,
-                                          hidden=guard.resolves_to_reference if guard is not None else None)
-    if guard is not None:
-        state["phase"] = "rows_preserved"
-        verdict = guard.at_end(reference_snap, begin_snap, after, target.ignore_tables, result.declared_rows)
+    result.checks = validate_in_migration(conn, target.checks, judge=not dry_run, **session.check_guard())
+    result.written = session.written(conn, after)
+    state["phase"] = "rows_preserved"
+    verdict = session.rows_verdict(conn, after, result)
+    if verdict is not None:
         result.rows = (verdict.passed, verdict.detail, verdict.drops)
         if not dry_run:
-            _judge_rows(verdict, shown)
-    if pg:  # also a table whose columns changed: a dropped column is a planned drop to list
-        written = pg_checks.tables_written(conn, storage_before, schema)
-        if written is not None:
-            result.written = written | {t for t, tb in begin_snap.tables.items() if after.tables.get(t) != tb}
-        if scratch is not None and (result.written is None or result.written):
-            state["phase"] = "rows_preserved"
-            verdict = _pg_rows_verdict(conn, scratch, target, after, result)
-            result.rows = (verdict.passed, verdict.detail, verdict.drops)
-            if not dry_run:
-                _judge_rows(verdict, shown, note=" (a row another session updated or deleted between the backup and "
-                                                 "the migration counts too: if that is what happened, rerun)")
-
-
-def _pg_rows_verdict(conn: sa.Connection, scratch, target: Target, after: Snapshot, result: MigrationResult):
-    """PostgreSQL: the backup (restored beside the migration) against the migration's own transaction."""
-    try:
-        scratch_url = scratch.wait()
-        engine = open_engine(scratch_url)
-        try:
-            backup_snap = take_snapshot(engine, ignore_tables=target.ignore_tables, schema=target.schema)
-        finally:
-            engine.dispose()
-    except MaintenanceError as e:
-        msg = scrub_passwords(str(e), target.url)
-        return RowsVerdict(False, f"could not compare rows: {msg}", [], [], error=msg)
-    return pg_rows.compare_in_transaction(conn, scratch_url, backup_snap, after, target.ignore_tables,
-                                          schema=target.schema, only=result.written, declared=result.declared_rows)
+            _judge_rows(verdict, shown, note=session.rows_note)
 
 
 def _judge_rows(verdict, shown: Target, note: str = "") -> None:
@@ -421,12 +256,9 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
             "the reference")
     if not to_apply:
         return
-    sqlite = conn.dialect.name == "sqlite"
-    if sqlite:
-        to_apply = order_for_names(to_apply)
-        views = working_views(conn)
-    else:
-        to_apply = order_for_server(to_apply)
+    engine = engine_of(conn)
+    to_apply = engine.order_changes(to_apply)
+    check_after = engine.alignment_guard(conn)
     # a single-column FK arriving with its column is added with it (natively on SQLite)
     column_fks = {}
     for ch in to_apply:
@@ -440,7 +272,7 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
         if ch.kind == "add_foreign_key" and \
                 column_fks.get((ch.table, ch.reference.columns[0])) is ch:  # type: ignore[union-attr]
             continue  # added with its column
-        if sqlite and ch.kind == "drop_column" and ch.table in rebuild:
+        if ch.kind == "drop_column" and ch.table in rebuild:
             # the table is rebuilt anyway: dropping the column natively first would rewrite it twice
             rebuild[ch.table].append(ch)
             continue
@@ -455,27 +287,21 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
             if fk_ch:
                 result.aligned.append(fk_ch)
         else:
-            del result.sql[n_sql:]  # a native attempt that SQLite refused (rolled back) is not part of the plan
+            del result.sql[n_sql:]  # a native attempt the engine refused (rolled back) is not part of the plan
             rebuild.setdefault(ch.table, []).append(ch)
     if rebuild:
         now = take_snapshot(conn, ignore_tables=target.ignore_tables)
         for table, chs in rebuild.items():
             state["step"] = f"rebuilding table {table} (" + "; ".join(c.describe() for c in chs) + ")"
             t0 = time.monotonic()
-            rebuild_table(ops, now.tables[table], chs)
+            engine.rebuild(ops, now.tables[table], chs)
             result.applied.append({"source": "align",
                                    "description": f"rebuilt table {table} (rows kept): "
                                    + "; ".join(c.describe() for c in chs),
                                    "seconds": round(time.monotonic() - t0, 4)})
             result.aligned.extend(chs)
     state["step"] = None
-    if sqlite:
-        # SQLite checks no view on DROP TABLE, nor during a rebuild (legacy_alter_table): check them here
-        broken = broken_views(conn, views)
-        if broken:
-            v, err = broken[0]
-            raise MigrationError(f"the alignment would break view {v} ({err}); drop or change the view first, "
-                                 "or align the reference with it")
+    check_after()
 
 
 def _failed(e: Exception, state: dict, result: MigrationResult, target: Target) -> Exception:
@@ -496,9 +322,10 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
     if damaged is not None:
         return damaged
     line = " ".join(str(getattr(e, "orig", None) or e).split())[:300] or type(e).__name__
-    hint = pg_checks.timeout_hint(line) if isinstance(e, sa.exc.DBAPIError) else None
+    engine = state.get("engine")
+    hint = engine.error_hint(line) if isinstance(e, sa.exc.DBAPIError) and engine is not None else None
     line = re.sub(r"_alembic_tmp_", "", line)  # Alembic's temporary copy is the table itself to the reader
-    line = explain_denied(line, state.get("denied"))
+    line = state.get("explain", lambda text: text)(line)
     if not isinstance(e, MaintenanceError):
         line = f"{type(e).__name__}: {line}"
     rolled = f"{mask_url(target.url)} was rolled back to its state before the run"

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from . import backup as backup_mod
 from .config import MaintenanceConfig, Target
-from .dburl import dialect_of, mask_url, open_engine, scrub_passwords
+from .dburl import mask_url, scrub_passwords
+from .engines import engine_for
+from .engines import open_engine
 from .diff import diff
 from .errors import (
     DatabaseDamagedError,
@@ -72,7 +74,7 @@ class RunState:
         if self.reference is None:
             t = self.target
             self.reference = reference_snapshot(
-                url=t.reference_url, metadata=t.reference_metadata, target_dialect=dialect_of(t.url),
+                url=t.reference_url, metadata=t.reference_metadata, target_dialect=engine_for(t.url).name,
                 ignore_tables=t.ignore_tables, search_paths=(self.config.root,), schema=t.reference_schema,
             )
         return self.reference

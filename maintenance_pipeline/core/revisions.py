@@ -10,8 +10,6 @@ PostgreSQL the version table lives in the target's schema (``version_table_schem
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic.config import Config as AlembicConfig
@@ -21,25 +19,10 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from .config import Target
+from .engines import engine_of
 from .errors import MigrationError
+from .results import MigrationPlan, MigrationResult
 
-if TYPE_CHECKING:
-    from .migrate import MigrationResult
-
-
-@dataclass
-class MigrationPlan:
-    has_version_table: bool
-    current: tuple[str, ...]
-    stamp: str | None
-    pending: list[tuple[str, str]]  # (revision, message) in the order they will run
-
-    def to_dict(self) -> dict:
-        return {
-            "before": ",".join(self.current) or self.stamp or None,
-            "stamp": self.stamp,
-            "pending": [r for r, _ in self.pending],
-        }
 
 
 def _alembic_config(target: Target) -> AlembicConfig:
@@ -59,12 +42,13 @@ def _script(target: Target) -> ScriptDirectory | None:
 
 def _user_tables(conn: sa.Connection, ignore: tuple[str, ...], schema: str | None = None) -> list[str]:
     names = sa.inspect(conn).get_table_names(schema=schema)
-    return [n for n in names if n not in ignore and not n.startswith("sqlite_")]
+    engine = engine_of(conn)
+    return [n for n in names if n not in ignore and not engine.is_internal_table(n)]
 
 
 def target_schema(conn: sa.Connection, target: Target) -> str | None:
-    """The target's schema on PostgreSQL (None = the default schema); SQLite has none."""
-    return target.schema if conn.dialect.name != "sqlite" else None
+    """The schema the target's tables live in (None = the default schema; ``Engine.target_schema``)."""
+    return engine_of(conn).target_schema(target)
 
 
 def _migration_context(conn: sa.Connection, target: Target) -> MigrationContext:
@@ -135,7 +119,7 @@ def run_revisions(conn: sa.Connection, target: Target, plan: MigrationPlan, resu
         from alembic import context as alembic_context
 
         alembic_context.configure(connection=conn, target_metadata=None, transactional_ddl=True,
-                                  on_version_apply=on_apply, render_as_batch=conn.dialect.name == "sqlite",
+                                  on_version_apply=on_apply, render_as_batch=engine_of(conn).render_as_batch,
                                   version_table_schema=target_schema(conn, target))
         mc = alembic_context.get_context()
         mc.autocommit_block = _no_autocommit_block  # the instance's, so op.get_context().autocommit_block()

@@ -1,11 +1,9 @@
 """The targets file's own SQL checks: read-only, validated before anything is committed.
 
 A check is one read-only query whose first value is compared with ``expect``. It can never change
-the database: on SQLite an authorizer allows only reads while it is prepared and run (SQLite asks
-it for every table, column and function a statement touches, when the statement is prepared); on
-PostgreSQL it runs in a savepoint that is made read-only (``SET LOCAL transaction_read_only``) and
-always rolled back, so even a function with side effects undoes them. A check that tries to write
-fails with "checks must be read-only queries".
+the database: it runs inside the engine's ``read_only`` block (SQLite: an authorizer that allows only
+reads; PostgreSQL: a read-only savepoint that is always rolled back, so even a function with side
+effects undoes them). A check that tries to write fails with "checks must be read-only queries".
 
 ``validate_in_migration`` runs every check inside the migration's transaction, on the schema the
 checks will run on, before COMMIT: a check that does not run (a typo, a column the migration
@@ -14,64 +12,18 @@ drops), writes, or returns something else than ``expect`` stops the run with not
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
-from contextlib import contextmanager
 
 import sqlalchemy as sa
 
 from .checks import Check
+from .engines import engine_of
 from .errors import UserCheckError
 
 READ_ONLY = "checks must be read-only queries"
 
-_SQLITE_READS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
-                 getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
-
-
-def _sqlite_read_only(hidden, seen: dict):
-    """An authorizer that allows reads only; ``hidden(action, table, column, db)``: reads it must deny too
-    (the migration's attached reference, ``engines.sqlite.rows.RowsGuard.resolves_to_reference``). ``seen`` gets
-    the table of a hidden read ("hidden") or that a write was refused ("write")."""
-
-    def authorize(action, arg1, arg2, db_name, inner):  # noqa: ANN001 - sqlite3's callback
-        if db_name not in (None, "main", "temp") or (hidden is not None and hidden(action, arg1, arg2, db_name)):
-            seen.setdefault("hidden", arg1)
-            return sqlite3.SQLITE_DENY
-        if action in _SQLITE_READS:
-            return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_PRAGMA and arg2 is None:  # reading a pragma, not setting one
-            return sqlite3.SQLITE_OK
-        seen.setdefault("write", action)
-        return sqlite3.SQLITE_DENY
-
-    return authorize
-
-
-@contextmanager
-def _sqlite_guard(conn: sa.Connection, restore, hidden=None):
-    raw = conn.connection.driver_connection
-    seen: dict = {}
-    raw.set_authorizer(_sqlite_read_only(hidden, seen))
-    try:
-        yield seen
-    finally:
-        raw.set_authorizer(restore)
-
-
-@contextmanager
-def _pg_guard(conn: sa.Connection, restore, hidden=None):
-    savepoint = conn.begin_nested()
-    try:
-        conn.exec_driver_sql("SET LOCAL transaction_read_only = on")
-        yield {}
-    finally:
-        savepoint.rollback()  # whatever the check did (a function with side effects) is undone
-
-
 def _read_only(conn: sa.Connection, restore=None, hidden=None):
-    guard = _sqlite_guard if conn.dialect.name == "sqlite" else _pg_guard
-    return guard(conn, restore, hidden)
+    return engine_of(conn).read_only(conn, restore, hidden)
 
 
 def _error_text(e: sa.exc.DBAPIError, seen: dict) -> tuple[bool, str]:

@@ -11,7 +11,7 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
-from maintenance_pipeline.core.dburl import open_engine
+from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.snapshot import table_counts, take_snapshot
 
 NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)

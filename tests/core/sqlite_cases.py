@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import sha256
 
-from maintenance_pipeline.core import dburl
+from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.diff import diff
 from maintenance_pipeline.core.migrate import migrate
@@ -51,7 +51,7 @@ class Case:
         return migrate(self.target, self.ref, align=align, dry_run=dry_run, backup=backup)
 
     def remaining(self) -> list:
-        engine = dburl.open_engine(self.target.url)
+        engine = open_engine(self.target.url)
         try:
             live = take_snapshot(engine, ignore_tables=self.target.ignore_tables)
         finally:

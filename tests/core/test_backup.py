@@ -23,6 +23,7 @@ from backup_cases import NOW, invariant, live_description, make_db, ro, url_of
 from conftest import sha256
 
 from maintenance_pipeline.core import backup as bk
+from maintenance_pipeline.core.engines.sqlite.backup import integrity_check
 from maintenance_pipeline.core.errors import (
     BackupError,
     DatabaseLockedError,
@@ -135,7 +136,7 @@ def test_backup_while_another_process_writes_is_a_consistent_snapshot(tmp_path, 
     assert rc == 0, proc.stderr.read().decode()
 
     assert res.method == method and res.verified
-    assert bk.integrity_check(res.path) == (True, "ok")
+    assert integrity_check(res.path) == (True, "ok")
     a, b, n, orphans = invariant(res.path)
     assert a == b == n and orphans == 0, (a, b, n, orphans)
     assert n >= start_n  # at least what was committed when the backup began

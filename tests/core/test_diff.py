@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from maintenance_pipeline.core.diff import ORDER, diff, summarize
-from maintenance_pipeline.core.dburl import open_engine
+from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.model import CHANGE_KINDS, Column, ForeignKey, Index, Table, UniqueConstraint
 from maintenance_pipeline.core.snapshot import take_snapshot
 

@@ -13,7 +13,8 @@ import sqlite3
 
 import pytest
 
-from maintenance_pipeline.core import dburl
+from maintenance_pipeline.core.engines import open_engine
+from maintenance_pipeline.core.engines.sqlite import files as sqlite_files
 from maintenance_pipeline.core.errors import (
     DatabaseLockedError,
     DestructiveChangeRefusedError,
@@ -80,7 +81,7 @@ def test_pre_existing_violations_do_not_abort_the_run(case):
     assert len(rebuilt(result)) == 1
     assert c.remaining() == []
     assert c.q("SELECT * FROM c ORDER BY id") == [(1, 1, 1), (2, 99, 2)]
-    engine = dburl.open_engine(c.target.url)
+    engine = open_engine(c.target.url)
     with engine.connect() as conn:
         assert fk_violations(conn) == {("c", "p"): 1, ("m", "p (foreign key mismatch)"): 1}
     engine.dispose()
@@ -99,8 +100,8 @@ def test_everything_is_one_transaction(case):
 
 
 def test_a_database_locked_by_another_writer_is_a_clear_error(case, monkeypatch):
-    original = dburl._sqlite_connect_factory
-    monkeypatch.setattr(dburl, "_sqlite_connect_factory", lambda path, timeout: original(path, 0.1))
+    original = sqlite_files.connect_factory
+    monkeypatch.setattr(sqlite_files, "connect_factory", lambda path, timeout: original(path, 0.1))
     c = case("CREATE TABLE t (id INTEGER PRIMARY KEY);", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);")
     other = sqlite3.connect(c.path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")

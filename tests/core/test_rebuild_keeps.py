@@ -14,7 +14,8 @@ import sqlite3
 
 import pytest
 
-from maintenance_pipeline.core import dburl
+from maintenance_pipeline.core import dburl  # noqa: F401
+from maintenance_pipeline.core.engines.sqlite import files as sqlite_files
 from maintenance_pipeline.core.errors import MigrationError
 
 # sqlite_cases is rewritten like a test module (its asserts report in full); case is a fixture
@@ -28,7 +29,7 @@ from sqlite_cases import assert_aligned, case, fk_list, indexes, rebuilt  # noqa
 def _foreign_keys_on_by_default(monkeypatch) -> None:
     """Connections with PRAGMA foreign_keys=ON from the start (SQLITE_DEFAULT_FOREIGN_KEYS=1 builds,
     or an application's connect hook)."""
-    original = dburl._sqlite_connect_factory
+    original = sqlite_files.connect_factory
 
     def factory(path, timeout):  # noqa: ANN001
         connect = original(path, timeout)
@@ -40,7 +41,7 @@ def _foreign_keys_on_by_default(monkeypatch) -> None:
 
         return connect_with_fks
 
-    monkeypatch.setattr(dburl, "_sqlite_connect_factory", factory)
+    monkeypatch.setattr(sqlite_files, "connect_factory", factory)
 
 
 CASCADE = """

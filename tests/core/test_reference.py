@@ -10,7 +10,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from maintenance_pipeline.core.dburl import open_engine
+from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.diff import diff
 from maintenance_pipeline.core.errors import MissingDatabaseError, ReferenceImportError
 from maintenance_pipeline.core.reference import import_metadata, metadata_snapshot, reference_snapshot

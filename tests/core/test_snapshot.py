@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from maintenance_pipeline.core.dburl import open_engine
+from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.errors import NotADatabaseError
 from maintenance_pipeline.core.model import Column, ForeignKey, Index, UniqueConstraint
 from maintenance_pipeline.core.snapshot import schema_version, table_counts, take_snapshot

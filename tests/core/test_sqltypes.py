@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from maintenance_pipeline.core.sqltypes import default_key, sqlite_affinity, type_key
+from maintenance_pipeline.core.engines.sqlite.types import sqlite_affinity
+from maintenance_pipeline.core.diff import default_key, type_key
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import shutil
 import sqlite3
 
 from maintenance_pipeline.core import snapshot_url
-from maintenance_pipeline.core.verify import fk_check, rows_preserved
+from maintenance_pipeline.core.engines.sqlite.checks import fk_check, rows_preserved
 
 
 def _db(path, *sql):

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from conftest import MIGRATIONS, ROOT, copy_migrations, pg_demo, revision  # noqa: F401 - re-exported
 from maintenance_pipeline.core.config import Target
-from maintenance_pipeline.core.dburl import open_engine
+from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.engines.postgresql.catalog import catalog_fingerprint
 from maintenance_pipeline.core.reference import reference_snapshot
 from maintenance_pipeline.core.snapshot import take_snapshot

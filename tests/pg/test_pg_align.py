@@ -13,7 +13,7 @@ import pytest
 
 from conftest import MIGRATIONS
 from maintenance_pipeline.core.config import Target
-from maintenance_pipeline.core.dburl import open_engine
+from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.errors import DestructiveChangeRefusedError, MigrationError
 from maintenance_pipeline.core.migrate import migrate
 from maintenance_pipeline.core.verify import verify_target

@@ -21,7 +21,7 @@ from live_app import LiveApp  # noqa: E402
 from pg_migrate_helpers import demo_databases  # noqa: E402
 
 from maintenance_pipeline.core.config import load_config  # noqa: E402
-from maintenance_pipeline.core.dburl import open_engine  # noqa: E402
+from maintenance_pipeline.core.engines import open_engine  # noqa: E402
 from maintenance_pipeline.core.pipeline import run_job  # noqa: E402
 
 RUNS = 3

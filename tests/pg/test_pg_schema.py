@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.diff import diff
-from maintenance_pipeline.core.dburl import open_engine
+from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.drift import ReferenceCache, probe_target
-from maintenance_pipeline.core import snapshot as snapshot_mod
+from maintenance_pipeline.core.engines import postgresql as snapshot_mod  # SNAPSHOT_LOCK_TIMEOUT
 from maintenance_pipeline.core.errors import ConfigError, DatabaseLockedError
 from maintenance_pipeline.core.engines.postgresql.catalog import catalog_fingerprint
 from maintenance_pipeline.core.snapshot import table_counts, take_snapshot

@@ -640,7 +640,7 @@ def _commit_early(url: str) -> None:
     """A bug planted on purpose (``inject="commit-early"``): with the lock held, one change of the migration
     (the demo's ``goals.completed_at``) committed on its own, before the migration's one transaction; a
     kill after it leaves a schema that is neither the pre-run one nor the migrated one."""
-    from maintenance_pipeline.core.dburl import sqlite_path
+    from maintenance_pipeline.core.engines.sqlite.files import sqlite_path
 
     conn = sqlite3.connect(sqlite_path(url), isolation_level=None, timeout=30)
     try:

@@ -3,7 +3,6 @@ checking and which backup holds the last good state; ``run_job`` always ends wit
 
 from __future__ import annotations
 
-import sqlite3
 
 from conftest import copy_migrations, demo_target, revision, sha256, write_config
 from live_app import LiveApp, set_journal_mode

@@ -56,7 +56,8 @@ from ...backup_files import (
     remove_tree,
     rename_dir_unique,
 )
-from ...dburl import mask_url, open_engine, translate_error
+from ...dburl import mask_url, translate_error
+from .. import open_engine
 from ...errors import BackupError, DatabaseLockedError, MaintenanceError
 from ...leftovers import FolderHold
 from ...manifest import BackupResult, describe_tables, describe_url, manifest_head, manifest_tail, write_manifest

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from ...backup_files import CHUNK, DEFAULT_BUSY_TIMEOUT
-from ...dburl import mask_url, open_engine, translate_error
+from ...dburl import mask_url, translate_error
+from .. import open_engine
 from ...errors import BackupError, RestoreError
 from ...manifest import describe_url, expected_sha256, manifest_for_restore, restored, sha256_mismatch
 from .archive import Listing, list_archive, sha256_dump
@@ -229,7 +230,7 @@ def _row_count_check(row_counts: dict, schema: str | None) -> str:
     if not row_counts:
         return ""
     prefix = f"{quote_ident(schema or 'public')}."  # pg_restore's script empties the search_path
-    lines = [f"DO $mp_check$ DECLARE n bigint; BEGIN"]
+    lines = ["DO $mp_check$ DECLARE n bigint; BEGIN"]
     for table, want in sorted(row_counts.items()):
         name = table.replace("'", "''")
         lines.append(f"  SELECT count(*) INTO n FROM {prefix}{quote_ident(table)}; IF n <> {int(want)} THEN "

@@ -1,0 +1,282 @@
+"""SQLite: a database that is one file beside the application.
+
+What differs from a server: the file is never created by us and never read outside SQLite while we hold a
+connection to it (``live_file.py``); one writer at a time (``BEGIN IMMEDIATE``), so the migration's write
+lock keeps every other writer out; foreign keys are switched off for the migration (a table rebuild's
+DROP would cascade); most ALTERs are table rebuilds (``rebuild.py``); the rows check is the run's
+backup attached to the migration's connection (``rows.py``); types compare by affinity (``types.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from ..base import Engine
+from . import files, types
+from .files import check_sqlite_file, sqlite_path, sqlite_uri
+
+
+class SQLiteEngine(Engine):
+    name = "sqlite"
+    label = "SQLite"
+    render_as_batch = True
+    ignores_primary_key_nullability = True
+    has_schemas = False
+    probe_sql = "PRAGMA schema_version"
+    integrity_name = "PRAGMA integrity_check"
+    dry_run_on_copy = True
+
+    # ------------------------------------------------------------------ URLs and connections
+
+    def resolve_url(self, url: str, root: Path) -> str:
+        from ...dburl import parse_url
+
+        u = parse_url(url)
+        db = u.database
+        if db and db != ":memory:" and not db.startswith("file:") and not os.path.isabs(db):
+            # relative paths resolve against the targets file's folder
+            return u.set(database=str((root / Path(db).expanduser()).resolve())).render_as_string(hide_password=False)
+        return url
+
+    def file(self, url) -> Path | None:
+        return sqlite_path(url)
+
+    def open_engine(self, url, *, busy_timeout: float, check: bool) -> sa.Engine:
+        path = sqlite_path(url)
+        if path is None:
+            return sa.create_engine("sqlite://")
+        check_sqlite_file(path)
+        engine = sa.create_engine("sqlite://", creator=files.connect_factory(path, busy_timeout),
+                                  poolclass=sa.pool.NullPool)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):  # noqa: ANN001 - SQLAlchemy event signature
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
+
+        return engine
+
+    def describe(self, conn: sa.Connection) -> str:
+        # our SQLite engines all say sqlite:// (they connect through a creator): the file names the database
+        for row in conn.exec_driver_sql("PRAGMA database_list").fetchall():
+            if row[1] == "main" and row[2]:
+                return f"sqlite:///{row[2]}"
+        return "sqlite://"
+
+    def target_schema(self, target) -> str | None:
+        return None
+
+    def is_internal_table(self, name: str) -> bool:
+        return name.startswith("sqlite_")  # sqlite_sequence, sqlite_stat1, ...
+
+    def maintenance_lock(self, url, holder: str):
+        from ...lock import file_lock
+
+        return file_lock(str(sqlite_path(url)), url, holder)
+
+    # ------------------------------------------------------------------ schema
+
+    def snapshot(self, conn: sa.Connection, ignore: set[str], schema: str | None):
+        from .snapshot import sqlite_snapshot
+
+        return sqlite_snapshot(conn, ignore, schema)
+
+    def column_counts(self, conn: sa.Connection, names: list[str], schema: str | None) -> dict[str, int]:
+        prep = conn.dialect.identifier_preparer
+        master = f"{prep.quote_identifier(schema)}.sqlite_master" if schema else "sqlite_master"
+        sarg = ", :schema" if schema else ""
+        return dict(conn.execute(sa.text(
+            f"SELECT m.name, count(*) FROM {master} AS m, pragma_table_xinfo(m.name{sarg}) AS p "
+            f"WHERE m.type = 'table' AND p.hidden != 1 GROUP BY m.name"), {"schema": schema} if schema else {}
+        ).fetchall())
+
+    def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str]):
+        """The models created in an in-memory SQLite database and read back: exactly what SQLite makes of them."""
+        from ...errors import ReferenceImportError
+        from ...snapshot import take_snapshot
+
+        engine = sa.create_engine("sqlite://")
+        schemas = {t.schema for t in metadata.tables.values() if t.schema}
+        try:
+            with engine.begin() as conn:
+                if schemas:
+                    conn = conn.execution_options(schema_translate_map={s: None for s in schemas})
+                try:
+                    metadata.create_all(conn)
+                except sa.exc.SQLAlchemyError as e:
+                    msg = str(getattr(e, "orig", None) or e).splitlines()[0]
+                    raise ReferenceImportError(
+                        f"the reference MetaData cannot be created on SQLite ({msg}); fix the models "
+                        "(types SQLite can store, foreign keys to tables in the same MetaData) or use a reference "
+                        "database URL instead"
+                    ) from None
+                return take_snapshot(conn, ignore_tables=ignore)
+        finally:
+            engine.dispose()
+
+    def schema_version(self, conn: sa.Connection) -> int:
+        return int(conn.exec_driver_sql("PRAGMA schema_version").scalar())
+
+    def cheap_version(self, url, schema: str | None, ignore: Iterable[str]) -> int:
+        """``PRAGMA schema_version``: SQLite bumps it on every schema change (microseconds to read)."""
+        from ...dburl import translate_error
+
+        path = sqlite_path(url)
+        check_sqlite_file(path)
+        try:
+            conn = sqlite3.connect(sqlite_uri(path), uri=True, timeout=2)
+            try:
+                return conn.execute("PRAGMA schema_version").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as e:
+            raise translate_error(e, url) from None
+
+    def version_words(self, version) -> tuple[str, str]:
+        return f"schema_version {version}", "schema_version"
+
+    def type_key(self, declared: str | None) -> str:
+        return types.type_key(declared)
+
+    def default_key(self, text: str, declared_type: str | None) -> str:
+        return types.default_key(text)
+
+    def keeps_quoted_number(self, declared_type: str | None) -> bool:
+        return types.keeps_quoted_number(declared_type)
+
+    # ------------------------------------------------------------------ migrations
+
+    def migration(self, url, target, *, backup: Path | None, dry_run: bool):
+        from .migration import SQLiteMigration
+
+        return SQLiteMigration(self, url, target, backup=backup, dry_run=dry_run)
+
+    @contextlib.contextmanager
+    def dry_run_copy(self, url):
+        """A copy made with SQLite's online backup API (a consistent snapshot, writers never blocked)."""
+        import shutil
+        import tempfile
+
+        path = sqlite_path(url)
+        check_sqlite_file(path)
+        tmp = tempfile.mkdtemp(prefix="maintenance-dryrun-")
+        try:
+            scratch = Path(tmp) / path.name
+            src = sqlite3.connect(sqlite_uri(path), uri=True)
+            dst = sqlite3.connect(scratch)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+            yield f"sqlite:///{scratch}"
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def fk_violations(self, conn: sa.Connection, schema: str | None, *, only_unenforced: bool = False):
+        from .checks import fk_violations
+
+        return fk_violations(conn)
+
+    def order_changes(self, changes: list) -> list:
+        from ..ddl import order_for_names
+
+        return order_for_names(changes)
+
+    def alignment_guard(self, conn: sa.Connection):
+        """SQLite checks no view on DROP TABLE, nor during a rebuild (legacy_alter_table): the views that
+        worked before the alignment must still work after it."""
+        from ...errors import MigrationError
+        from .rebuild import broken_views, working_views
+
+        views = working_views(conn)
+
+        def check() -> None:
+            broken = broken_views(conn, views)
+            if broken:
+                v, err = broken[0]
+                raise MigrationError(f"the alignment would break view {v} ({err}); drop or change the view first, "
+                                     "or align the reference with it")
+
+        return check
+
+    def add_column_with_key(self, ops, table: str, column, fk, schema: str | None) -> None:
+        """SQLite adds a column with a REFERENCES clause natively (its default must be NULL); Alembic would
+        ask for a full batch rebuild here, so this one statement is written out."""
+        q = ops.get_bind().dialect.identifier_preparer.quote
+        ddl = f"ALTER TABLE {q(table)} ADD COLUMN {q(column.name)} {column.ddl()}"
+        ddl += f" REFERENCES {q(fk.ref_table)}({q(fk.ref_columns[0])})"
+        if fk.on_delete:
+            ddl += f" ON DELETE {fk.on_delete}"
+        if fk.on_update:
+            ddl += f" ON UPDATE {fk.on_update}"
+        ops.get_bind().exec_driver_sql(ddl)  # as is: text() would read ":x" in a default as a parameter
+
+    def apply_in_place(self, ops, change, schema: str | None) -> bool:
+        """Only DROP COLUMN is tried in place (it works unless the column is indexed, keyed or referenced);
+        everything else is a table rebuild."""
+        if change.kind != "drop_column":
+            return False
+        bind = ops.get_bind()
+        savepoint = bind.begin_nested()
+        try:
+            ops.drop_column(change.table, change.name)
+        except sa.exc.OperationalError:
+            savepoint.rollback()
+            return False
+        savepoint.commit()
+        return True
+
+    def rebuild(self, ops, table, changes: list) -> None:
+        from .rebuild import rebuild_table
+
+        rebuild_table(ops, table, changes)
+
+    # ------------------------------------------------------------------ backups
+
+    def backup(self, url, backups_dir: Path, target: str, *, label: str, pinned: bool, now, verify: bool,
+               busy_timeout: float, settings, schema: str | None):
+        from .backup import backup_sqlite
+
+        return backup_sqlite(url, backups_dir, target, label=label, pinned=pinned, now=now, verify=verify,
+                             busy_timeout=busy_timeout)
+
+    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None) -> dict:
+        from .restore import restore_sqlite
+
+        return restore_sqlite(backup, url, busy_timeout)
+
+    # ------------------------------------------------------------------ checks
+
+    def readable_copy(self, backup: Path) -> str | None:
+        return f"sqlite:///{backup}"  # a backup is a database file
+
+    def integrity(self, conn: sa.Connection, schema: str | None) -> tuple[bool, str]:
+        from .checks import integrity
+
+        return integrity(conn)
+
+    def backup_fk_violations(self, backup: Path, target):
+        from .checks import fk_check
+
+        return fk_check(backup)
+
+    @contextlib.contextmanager
+    def read_only(self, conn: sa.Connection, restore_authorizer=None, hidden=None):
+        """An authorizer that allows reads only, for the block (SQLite asks it for every table, column and
+        function a statement touches, when the statement is prepared); then ``restore_authorizer`` again."""
+        from .checks import read_only_authorizer
+
+        raw = conn.connection.driver_connection
+        seen: dict = {}
+        raw.set_authorizer(read_only_authorizer(hidden, seen))
+        try:
+            yield seen
+        finally:
+            raw.set_authorizer(restore_authorizer)

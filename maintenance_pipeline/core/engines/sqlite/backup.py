@@ -50,7 +50,8 @@ from ...backup_files import (
     sha256_file,
 )
 from . import live_file
-from ...dburl import check_sqlite_file, mask_url, sqlite_path, sqlite_uri, translate_error
+from ...dburl import mask_url, translate_error
+from .files import check_sqlite_file, sqlite_path, sqlite_uri
 from ...errors import BackupError, DatabaseLockedError, MaintenanceError
 from ...leftovers import FolderHold
 from ...manifest import BackupResult, describe_tables, manifest_head, manifest_tail, write_manifest

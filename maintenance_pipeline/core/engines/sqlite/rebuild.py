@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from alembic.operations import Operations
 
-from ...align import DeclaredType, sa_column, sa_constraints
+from ..ddl import DeclaredType, sa_column, sa_constraints
 from ...errors import MigrationError
-from ...model import Change, ForeignKey, Table
-from ...snapshot import EXPR
+from ...model import EXPR, Change, ForeignKey, Table
 
 
 def sa_table(t: Table, metadata: sa.MetaData | None = None, *, with_indexes: bool = True,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ...backup_files import FILE_MODE, check_free_space, remove_quietly
 from ...checks import SAMPLE_KEYS, RowsVerdict, compare_kept_rows, describe_loss, merge_counted, merge_keyed
-from ...dburl import sqlite_uri
+from .files import sqlite_uri
 from ...errors import MaintenanceError, MigrationError
 from ...leftovers import FolderHold
 from .live_file import HEADER_BYTES, header, unchanged_rollback_copy

@@ -1,0 +1,286 @@
+"""``Engine``: what every database engine provides, with defaults that fit any SQLAlchemy dialect.
+
+An engine is a stateless object (one per engine, from the registry in ``engines/__init__.py``); its
+methods take the URL or the connection they work on, so no secret is kept in it. A subclass overrides
+what its engine does differently; a primitive an engine cannot provide raises
+``UnsupportedEngineError`` with the engine's name, never falls back to another engine's way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar
+
+import sqlalchemy as sa
+
+from ..errors import UnsupportedEngineError
+
+
+class MigrationSession:
+    """An engine's part of one migration, around the single transaction ``migrate`` drives:
+
+    ``with`` the session (resources before the first connection: a pinned file, a scratch restore), then
+    ``connected(conn)`` before BEGIN, ``begun(conn, trans, begin)`` right after it (may begin again;
+    returns the transaction), ``read_begin_state`` before any change, ``written`` and ``rows_verdict``
+    before COMMIT, ``release(conn)`` at the end whatever happened. The defaults do nothing and make no
+    rows check; an engine that can check rows overrides ``rows_verdict``."""
+
+    rows_note = ""  # added to a rows-lost error: what the engine's check cannot tell apart
+
+    def __init__(self, engine: "Engine", url, target, *, backup: Path | None, dry_run: bool):
+        self.engine, self.url, self.target, self.backup, self.dry_run = engine, url, target, backup, dry_run
+        self.shown_name = target.name
+        self.begin_snapshot = None
+        self.reference_snapshot = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def connected(self, conn: sa.Connection) -> None:
+        pass
+
+    def begun(self, conn: sa.Connection, trans, begin):
+        return trans
+
+    def read_begin_state(self, conn: sa.Connection, begin_snapshot, ignore) -> None:
+        self.begin_snapshot = begin_snapshot
+
+    def written(self, conn: sa.Connection, after) -> set[str] | None:
+        """The tables whose existing rows the migration may have changed (None: unknown, any of them)."""
+        return None
+
+    def rows_verdict(self, conn: sa.Connection, after, result):
+        """``checks.RowsVerdict`` of the rows the migration changed, before COMMIT; None: not checked."""
+        return None
+
+    def check_guard(self) -> dict:
+        """Keyword arguments for ``Engine.read_only`` while user checks run inside the migration."""
+        return {}
+
+    def explain(self, message: str) -> str:
+        """A failed statement's message as the user should read it (SQLite: a table only the attached backup
+        holds is "no such table")."""
+        return message
+
+    def release(self, conn: sa.Connection) -> None:
+        pass
+
+
+class Engine:
+    name: ClassVar[str] = ""  # the SQLAlchemy backend name this engine serves
+    label: ClassVar[str] = ""  # how people call it, for messages
+    # Alembic's batch mode ("move and copy") for ALTERs the engine cannot do in place
+    render_as_batch: ClassVar[bool] = False
+    # a database holds named schemas (a reference may be read in one: ``reference.schema``)
+    has_schemas: ClassVar[bool] = True
+    # the diff does not compare the nullability of a column that is in the primary key on both sides
+    ignores_primary_key_nullability: ClassVar[bool] = False
+
+    def _unsupported(self, what: str):
+        return UnsupportedEngineError(f"{self.label or self.name}: {what} is not supported for this engine")
+
+    # ------------------------------------------------------------------ URLs and connections
+
+    def resolve_url(self, url: str, root: Path) -> str:
+        """The URL as the targets file means it (``root``: the file's folder, for relative paths)."""
+        return url
+
+    def file(self, url) -> Path | None:
+        """The database file behind ``url``, for engines that keep one (None: a server)."""
+        return None
+
+    def open_engine(self, url, *, busy_timeout: float, check: bool) -> sa.Engine:
+        """A SQLAlchemy engine for ``url``: no pool (every connection is closed when released)."""
+        from ..dburl import mask_url
+        from ..errors import BadUrlError
+
+        try:
+            engine = sa.create_engine(url, pool_pre_ping=True, poolclass=sa.pool.NullPool)
+        except sa.exc.NoSuchModuleError:
+            raise BadUrlError(f"no SQLAlchemy dialect/driver for {mask_url(url)}; install it or fix the URL") from None
+        except (sa.exc.ArgumentError, ImportError) as e:
+            raise BadUrlError(f"cannot use {mask_url(url)}: {e}; fix the URL or install its driver") from None
+        return engine
+
+    probe_sql: ClassVar[str] = "SELECT 1"  # one cheap statement that proves the connection works
+
+    def describe(self, conn: sa.Connection) -> str:
+        """A URL naming the database of ``conn``, for messages."""
+        return str(conn.engine.url)
+
+    def is_internal_table(self, name: str) -> bool:
+        """A table the engine keeps for itself (not the application's)."""
+        return False
+
+    def target_schema(self, target) -> str | None:
+        """The schema a target's tables live in (None: the connection's default)."""
+        return target.schema
+
+    def maintenance_lock(self, url, holder: str):
+        """The per-database lock of a migration or a restore (fails fast when another run has it)."""
+        raise self._unsupported("a maintenance lock")
+
+    # ------------------------------------------------------------------ schema
+
+    def snapshot(self, conn: sa.Connection, ignore: set[str], schema: str | None):
+        """The ``Snapshot`` of ``schema`` as ``conn`` sees it."""
+        from .inspect import inspector_snapshot
+
+        return inspector_snapshot(conn, ignore, schema, self)
+
+    def column_counts(self, conn: sa.Connection, names: list[str], schema: str | None) -> dict[str, int]:
+        """{table: number of columns} of the named tables that exist."""
+        insp = sa.inspect(conn)
+        existing = set(insp.get_table_names(schema=schema))
+        wanted = [n for n in names if n in existing]
+        multi = insp.get_multi_columns(schema=schema, filter_names=wanted) if wanted else {}
+        return {k[1]: len(v) for k, v in multi.items()}
+
+    def column_declaration(self, column: dict, rendered: str) -> tuple[str, str | None]:
+        """(declaration, default) of a column as the inspector reads it (``column``: its dict)."""
+        default = column.get("default")
+        return rendered, None if default is None else str(default)
+
+    def model_column_declaration(self, table: sa.Table, column: sa.Column, rendered: str) -> str:
+        """How the engine's ``CREATE TABLE`` declares a model's column, written as its snapshot reads it."""
+        return rendered
+
+    def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str]):
+        """A reference given as SQLAlchemy MetaData, as this engine would hold it (types compiled for it)."""
+        from .inspect import metadata_snapshot
+
+        return metadata_snapshot(metadata, self, ignore_tables=ignore)
+
+    def schema_version(self, conn: sa.Connection) -> int:
+        """A counter the engine bumps on every schema change, read on an open connection."""
+        raise self._unsupported("a schema version counter")
+
+    def cheap_version(self, url, schema: str | None, ignore: Iterable[str]) -> int | str | None:
+        """A value that moves whenever the schema moves, much cheaper than reading it (None: none)."""
+        return None
+
+    def version_words(self, version) -> tuple[str, str]:
+        """How the sensor's skip reason names a ``cheap_version``: (what it read, "<short> unchanged")."""
+        return "schema version", "schema version"
+
+    def type_key(self, declared: str | None) -> str:
+        from ..sqltypes import canonical_type
+
+        return canonical_type(declared)
+
+    def default_literal(self, text: str) -> str:
+        """A default's SQL text without what the engine adds around a literal (before the shared canonical form)."""
+        return text
+
+    def default_key(self, text: str, declared_type: str | None) -> str:
+        """The engine's own spellings of a default in canonical form mapped to one (``sqltypes.default_key``
+        does the shared part)."""
+        return text
+
+    def keeps_quoted_number(self, declared_type: str | None) -> bool:
+        """Whether a column of ``declared_type`` keeps ``'0'`` and ``0`` apart."""
+        return False
+
+    # ------------------------------------------------------------------ migrations
+
+    def migration(self, url, target, *, backup: Path | None, dry_run: bool) -> MigrationSession:
+        return MigrationSession(self, url, target, backup=backup, dry_run=dry_run)
+
+    @contextlib.contextmanager
+    def dry_run_copy(self, url):
+        """Where a dry run works: a URL of a scratch copy (then nothing is locked), or None: in place, in a
+        transaction that is rolled back (the default: transactional DDL)."""
+        yield None
+
+    def fk_violations(self, conn: sa.Connection, schema: str | None, *, only_unenforced: bool = False):
+        """Rows whose declared foreign key points at a missing parent: Counter of (table, parent) -> n.
+        ``only_unenforced``: only the keys the engine does not enforce now (it guarantees the others)."""
+        raise self._unsupported("a foreign-key check")
+
+    def order_changes(self, changes: list) -> list:
+        """The order to apply alignment changes in (``align.order_for_server`` by default)."""
+        from .ddl import order_for_server
+
+        return order_for_server(changes)
+
+    def alignment_guard(self, conn: sa.Connection):
+        """A callable run after the alignment that raises ``MigrationError`` for what the engine does not check
+        itself (SQLite: a view the alignment broke). Default: nothing to check."""
+        return lambda: None
+
+    def add_column_with_key(self, ops, table: str, column, fk, schema: str | None) -> None:
+        """Add ``column`` with its single-column foreign key ``fk``."""
+        from .ddl import create_foreign_key, sa_column
+
+        ops.add_column(table, sa_column(column), schema=schema)
+        create_foreign_key(ops, table, fk, schema)
+
+    def apply_in_place(self, ops, change, schema: str | None) -> bool:
+        """A change ``align.apply_change_natively`` has no common way for: ALTER it in place (the default:
+        Alembic's operations), or return False when the table must be rebuilt instead (``rebuild``)."""
+        from .ddl import apply_generic
+
+        return apply_generic(ops, change, self, schema)
+
+    def rebuild(self, ops, table, changes: list) -> None:
+        """Rebuild ``table`` with ``changes`` applied, keeping every row (engines that cannot ALTER in place)."""
+        raise self._unsupported("a table rebuild")
+
+    def plain_type(self, declared: str | None) -> str:
+        """A column declaration's type as ``ALTER COLUMN ... TYPE`` accepts it."""
+        return declared or ""
+
+    def type_change(self, ops, column: str, new_type: str) -> dict:
+        """Extra keyword arguments of Alembic's ``alter_column`` for a type change (PostgreSQL: ``USING``)."""
+        return {}
+
+    def primary_key_name(self, ops, table: str, schema: str | None) -> str | None:
+        return sa.inspect(ops.get_bind()).get_pk_constraint(table, schema=schema).get("name")
+
+    def error_hint(self, message: str) -> str | None:
+        """How to fix what a failed statement's message says, when the engine knows (timeouts)."""
+        return None
+
+    # ------------------------------------------------------------------ backups
+
+    def backup(self, url, backups_dir: Path, target: str, *, label: str, pinned: bool, now, verify: bool,
+               busy_timeout: float, settings, schema: str | None):
+        raise self._unsupported("backing up")
+
+    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None) -> dict:
+        raise self._unsupported("restoring")
+
+    # ------------------------------------------------------------------ checks
+
+    integrity_name: ClassVar[str] = "the integrity check"  # how verify names ``integrity`` in a detail
+    fk_how: ClassVar[str] = ""  # how ``fk_violations`` checks, said after "no row points at a missing parent"
+    dry_run_on_copy: ClassVar[bool] = False  # a dry run works on a scratch copy (``dry_run_copy``)
+
+    def readable_copy(self, backup: Path) -> str | None:
+        """A URL that reads the backup ``backup`` as a database (None: a backup is not one, e.g. a dump)."""
+        return None
+
+    def prepare_checks(self, conn: sa.Connection, schema: str | None) -> None:
+        """Before user checks: make unqualified names resolve in the target's ``schema``."""
+
+    def integrity(self, conn: sa.Connection, schema: str | None) -> tuple[bool, str]:
+        """(ok, one-line detail) of the engine's corruption check; a check it cannot run is a skip that says why."""
+        raise self._unsupported("an integrity check")
+
+    def not_valid_keys(self, conn: sa.Connection, schema: str | None) -> list[str]:
+        """``table.constraint`` of the foreign keys the engine does not enforce for existing rows."""
+        return []
+
+    def backup_fk_violations(self, backup: Path, target):
+        """``fk_violations`` of the database a backup holds (the orphans that were there before the run)."""
+        raise self._unsupported("reading a backup's foreign keys")
+
+    def read_only(self, conn: sa.Connection, restore_authorizer=None, hidden=None):
+        """A context in which ``conn`` cannot write (user checks); yields a dict the guard may fill with what it
+        refused ("write", "hidden")."""
+        raise self._unsupported("read-only checks")

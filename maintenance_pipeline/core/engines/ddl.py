@@ -1,0 +1,166 @@
+"""Alembic-level DDL every engine shares: the model's objects as SQLAlchemy ones (``DeclaredType``,
+``sa_column``, ``sa_constraints``), the order changes are applied in (``order_for_names``,
+``order_for_server``), and ``apply_generic``: a change ALTERed in place with Alembic's operations, the
+default of ``Engine.apply_in_place``. The engine supplies what differs (``plain_type``, ``type_change``,
+``primary_key_name``, ``type_key``); the policy (what is applied at all) is ``align.py``'s."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic.operations import Operations
+
+from ..errors import MigrationError
+from ..model import Change, Column, ForeignKey, Table, UniqueConstraint
+from ..sqltypes import default_key
+
+
+class DeclaredType(sa.types.UserDefinedType):
+    """A column type rendered exactly as the reference declares it ("DATETIME", "VARCHAR(50)")."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str):
+        self.spec = spec
+
+    def get_col_spec(self, **kw) -> str:
+        return self.spec
+
+
+def sa_column(c: Column, *, type_: sa.types.TypeEngine | None = None) -> sa.Column:
+    # an untyped SQLite column ("CREATE TABLE t (a, b)") stays untyped: DeclaredType("") renders nothing
+    # (NullType cannot be rendered in DDL). The default is literal SQL, not a text() clause, so a ":x"
+    # inside a string default is not taken for a bind parameter.
+    return sa.Column(
+        c.name,
+        type_ if type_ is not None else DeclaredType(c.type or ""),
+        nullable=c.nullable,
+        server_default=sa.literal_column(c.default) if c.default is not None else None,
+        autoincrement=False,
+    )
+
+
+def sa_constraints(t: Table, schema: str | None = None) -> list:
+    out: list = []
+    if t.primary_key:
+        out.append(sa.PrimaryKeyConstraint(*t.primary_key))
+    for u in t.uniques:
+        out.append(sa.UniqueConstraint(*u.columns, name=u.name if u.name and not u.name.startswith("sqlite_") else None))
+    for fk in t.foreign_keys:
+        out.append(sa_foreign_key(fk, schema))
+    return out
+
+
+def sa_foreign_key(fk: ForeignKey, schema: str | None = None) -> sa.ForeignKeyConstraint:
+    prefix = f"{schema}." if schema else ""
+    return sa.ForeignKeyConstraint(
+        list(fk.columns),
+        [f"{prefix}{fk.ref_table}.{c}" for c in fk.ref_columns],
+        name=fk.name,
+        ondelete=fk.on_delete,
+        onupdate=fk.on_update,
+        use_alter=False,
+    )
+
+
+# ------------------------------------------------------------------ what is applied, in which order
+
+
+def _created_index_names(changes: list[Change]) -> set[str]:
+    names = set()
+    for ch in changes:
+        if ch.kind == "add_index":
+            names.add(ch.reference.name)  # type: ignore[union-attr]
+        elif ch.kind == "add_table":
+            names.update(ix.name for ix in ch.reference.indexes)  # type: ignore[union-attr]
+    return names
+
+
+def order_for_names(changes: list[Change]) -> list[Change]:
+    """Index names are schema-wide on SQLite: an index (or a table's indexes) being dropped whose name is
+    about to be created goes first, or the CREATE INDEX fails with "index ... already exists"."""
+    created = _created_index_names(changes)
+    if not created:
+        return changes
+
+    def frees_a_name(ch: Change) -> bool:
+        if ch.kind == "drop_index":
+            return ch.current.name in created  # type: ignore[union-attr]
+        if ch.kind == "drop_table":
+            return any(ix.name in created for ix in ch.current.indexes)  # type: ignore[union-attr]
+        return False
+
+    first = [c for c in changes if frees_a_name(c)]
+    return first + [c for c in changes if not frees_a_name(c)]
+
+
+# PostgreSQL applies every change in place, in this order: new tables first (parents before children),
+# then the drops of keys and indexes (a key on the old primary key or on a column whose type changes
+# would block those changes; an index name is schema-wide and may be reused by an add), then the
+# column and key changes, and the drops of columns and tables last.
+_SERVER_ORDER = ("add_table", "drop_foreign_key", "drop_index", "drop_unique", "add_column", "alter_column",
+                 "alter_primary_key", "add_unique", "add_index", "add_foreign_key", "drop_column", "drop_table")
+
+
+def order_for_server(changes: list[Change]) -> list[Change]:
+    rank = {k: i for i, k in enumerate(_SERVER_ORDER)}
+    return sorted(changes, key=lambda c: rank.get(c.kind, len(rank)))  # stable: the diff's order within a kind
+
+
+def create_foreign_key(ops: Operations, table: str, fk: ForeignKey, schema: str | None) -> None:
+    ops.create_foreign_key(fk.name, table, fk.ref_table, list(fk.columns), list(fk.ref_columns),
+                           ondelete=fk.on_delete, onupdate=fk.on_update, source_schema=schema,
+                           referent_schema=schema)
+
+
+def _alter_column(ops: Operations, engine, table: str, cur: Column, ref: Column, schema: str | None) -> None:
+    """Change only what differs: type (with the engine's cast, ``Engine.type_change``), default, nullability."""
+    new_type = engine.plain_type(ref.type)
+    type_changed = engine.type_key(cur.type) != engine.type_key(ref.type)
+    default_changed = default_key(engine, cur.default, cur.type) != default_key(engine, ref.default, ref.type)
+    kw = {"schema": schema, "existing_type": DeclaredType(engine.plain_type(cur.type)),
+          "existing_nullable": cur.nullable}
+    if type_changed:
+        if cur.default is not None:
+            # a default is not always castable with the column (e.g. 'x'::text to integer): drop it first,
+            # and set the reference's default after the type change
+            ops.alter_column(table, cur.name, server_default=None, **kw)
+            default_changed = True
+        ops.alter_column(table, cur.name, type_=DeclaredType(new_type), **engine.type_change(ops, cur.name, new_type),
+                         **kw)
+        kw["existing_type"] = DeclaredType(new_type)
+    if default_changed:
+        ops.alter_column(table, cur.name, server_default=sa.text(ref.default.replace(":", "\\:"))
+                         if ref.default is not None else None, **kw)
+    if cur.nullable != ref.nullable:
+        ops.alter_column(table, cur.name, nullable=ref.nullable, **kw)
+
+
+def apply_generic(ops: Operations, ch: Change, engine, schema: str | None = None) -> bool:
+    """Engines with ALTER for everything (the default of ``Engine.apply_in_place``): Alembic operations, in
+    the target's schema."""
+    if ch.kind == "drop_column":
+        ops.drop_column(ch.table, ch.name, schema=schema)
+    elif ch.kind == "alter_column":
+        _alter_column(ops, engine, ch.table, ch.current, ch.reference, schema)  # type: ignore[arg-type]
+    elif ch.kind == "add_unique":
+        u: UniqueConstraint = ch.reference  # type: ignore[assignment]
+        name = u.name if u.name and not u.name.startswith("sqlite_") else None
+        ops.create_unique_constraint(name, ch.table, list(u.columns), schema=schema)
+    elif ch.kind in ("drop_unique", "drop_foreign_key"):
+        what, type_ = ("unique key", "unique") if ch.kind == "drop_unique" else ("foreign key", "foreignkey")
+        name = ch.current.name  # type: ignore[union-attr]
+        if not name:
+            raise MigrationError(f"cannot drop the {what} {ch.detail} of {ch.table}: it has no name")
+        ops.drop_constraint(name, ch.table, type_=type_, schema=schema)
+    elif ch.kind == "add_foreign_key":
+        create_foreign_key(ops, ch.table, ch.reference, schema)  # type: ignore[arg-type]
+    elif ch.kind == "alter_primary_key":
+        old = engine.primary_key_name(ops, ch.table, schema) if ch.current else None
+        if old:
+            ops.drop_constraint(old, ch.table, type_="primary", schema=schema)
+        if ch.reference:
+            ops.create_primary_key(old or f"{ch.table}_pkey"[:63], ch.table, list(ch.reference),  # type: ignore[arg-type]
+                                   schema=schema)
+    else:
+        raise ValueError(f"unknown change kind {ch.kind}")
+    return True

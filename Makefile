@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test ui bench clean
+.PHONY: demo test test-fast ui bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the inner loop: everything but PostgreSQL, the end-to-end and the safety (processes, kills) tests
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not postgres and not e2e and not safety"
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@test -f examples/data/goals.db || $(BIN)/python examples/build_demo.py

@@ -1,4 +1,4 @@
-"""Build the demo databases of the seed scenario (SPEC §7), deterministically.
+"""Build the demo databases of the seed scenario, deterministically.
 
 ``goals.db``      PRODUCTION as it was before the seed's migration of 2026-01-04:
                   13 tables incl. the legacy ``scheduled_sessions``; ``goals`` has 20

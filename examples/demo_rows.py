@@ -1,4 +1,4 @@
-"""The demo's rows (SPEC §7): the same goal trees, sessions, activities and programs on every build.
+"""The demo's rows: the same goal trees, sessions, activities and programs on every build.
 
 No randomness, no wall clock: ids are UUID5s of fixed keys, timestamps are fixed.
 ``database_rows(dev)`` gives every row of the production (``dev=False``) or the development

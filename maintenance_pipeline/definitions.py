@@ -18,3 +18,9 @@ def build_definitions(config: MaintenanceConfig | None = None) -> dg.Definitions
     jobs = make_jobs(config)
     verify_job = next(j for j in jobs if j.name == "verify_database")
     return dg.Definitions(jobs=jobs, schedules=make_schedules(config, verify_job), sensors=make_sensors(config, jobs))
+
+
+def job_for(config_path: str, name: str) -> dg.JobDefinition:
+    """One job of the targets file at ``config_path``: what ``dg.build_reconstructable_job`` rebuilds in
+    another process (``execute_job``, re-execution from a failed step)."""
+    return build_definitions(load_config(config_path)).resolve_job_def(name)

@@ -1,10 +1,12 @@
-"""The three jobs of SPEC §3, partitioned by target, in-process executor."""
+"""The three jobs, built from ``pipeline.JOB_STEPS`` (the steps ``run_job`` runs too), partitioned by target,
+in-process executor."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from .core.config import MaintenanceConfig
+from .core.pipeline import JOB_STEPS
 from .ops import make_ops
 
 JOB_DESCRIPTIONS = {
@@ -27,23 +29,18 @@ def make_jobs(config: MaintenanceConfig) -> list[dg.JobDefinition]:
         return dg.PartitionedConfig(partitions_def=parts, run_config_for_partition_key_fn=lambda key: {},
                                     tags_for_partition_key_fn=lambda key: {"database": key})
 
-    # Outputs stay in memory (one process runs the whole job): the run state carries the loaded
-    # targets file, and a pickled copy on disk would hold its passwords and webhook token.
-    common = dict(executor_def=dg.in_process_executor, partitions_def=parts, tags={"product": "maintenance_pipeline"},
-                  resource_defs={"io_manager": dg.mem_io_manager})
+    # Outputs go through Dagster's default IO manager (pickled on disk between steps), so a failed run
+    # can be re-executed from its failed step; the run state holds no secret (``pipeline.RunState``).
+    common = dict(executor_def=dg.in_process_executor, partitions_def=parts, tags={"product": "maintenance_pipeline"})
 
-    @dg.job(name="maintain_database", description=JOB_DESCRIPTIONS["maintain_database"], config=partitioned(),
-            **common)
-    def maintain_database():
-        ops["report"](ops["verify"](ops["migrate"](ops["diff"](ops["backup"]()))))
+    def build(name: str) -> dg.JobDefinition:
+        steps = JOB_STEPS[name]
 
-    @dg.job(name="verify_database", description=JOB_DESCRIPTIONS["verify_database"], config=partitioned(), **common)
-    def verify_database():
-        ops["report"](ops["verify"](ops["diff"](ops["backup"]())))
+        def compose():
+            out = ops[steps[0]]()
+            for step in steps[1:]:
+                out = ops[step](out)
 
-    @dg.job(name="restore_database", description=JOB_DESCRIPTIONS["restore_database"], config=partitioned(),
-            **common)
-    def restore_database():
-        ops["report"](ops["verify"](ops["restore"](ops["backup"]())))
+        return dg.job(name=name, description=JOB_DESCRIPTIONS[name], config=partitioned(), **common)(compose)
 
-    return [maintain_database, verify_database, restore_database]
+    return [build(name) for name in JOB_STEPS]

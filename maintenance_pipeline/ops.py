@@ -73,6 +73,15 @@ def run_step(context: dg.OpExecutionContext, state: RunState, step: str, fn: Cal
 
 
 def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
+    def _resume(state: RunState, context: dg.OpExecutionContext) -> RunState:
+        """The state an op receives, bound to the targets file (in memory only: RunState never pickles it) and
+        to this run: a run re-executed from a failed step reports under its own id."""
+        state.bind(config)
+        if state.run_id != context.run_id:
+            state.run_id = context.run_id
+            state.ui_url = f"{config.alerts.ui_base_url}/runs/{context.run_id}"
+        return state
+
     @dg.op(description="Back up the target (SQLite online copy / pg_dump), verify the copy, apply retention.",
            tags={"step": "backup"})
     def backup(context: dg.OpExecutionContext) -> RunState:
@@ -86,8 +95,8 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         run_step(context, state, "backup", pipeline.step_backup)
         b = state.backup
         context.add_output_metadata({
-            "backup_path": dg.MetadataValue.path(b["path"]), "sha256": b["sha256"], "bytes": b["bytes"],
-            "verified": b["verified"], "method": b.get("method", ""), "pinned": b.get("pinned", False),
+            "backup_path": dg.MetadataValue.path(str(b.path)), "sha256": b.sha256 or "", "bytes": b.bytes,
+            "verified": b.verified, "method": b.method, "pinned": b.pinned,
             "retention_removed": len(state.retention_removed),
         })
         return state
@@ -95,6 +104,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Compare the live schema with the reference: tables, columns, keys, indexes; "
                        "each change additive or destructive.", tags={"step": "diff"})
     def diff(context: dg.OpExecutionContext, state: RunState) -> RunState:
+        _resume(state, context)
         run_step(context, state, "diff", pipeline.step_diff)
         changes = [c.to_dict() for c in state.drift_before]
         context.add_output_metadata({
@@ -107,6 +117,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Apply pending Alembic revisions, then align what still differs (per `align`), in one "
                        "transaction under a lock; roll back on any failure.", tags={"step": "migrate"})
     def migrate(context: dg.OpExecutionContext, state: RunState, config: MigrateConfig) -> RunState:
+        _resume(state, context)
         if config.align and config.align not in ALIGN_MODES:
             err = ConfigError(f"run config ops.migrate.config.align is {config.align!r}; use one of "
                               f"{', '.join(ALIGN_MODES)} or leave it empty for the target's setting")
@@ -114,6 +125,8 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         run_step(context, state, "migrate",
                  lambda s: pipeline.step_migrate(s, dry_run=config.dry_run, align=config.align or None))
         m = state.migration
+        if m.replanned:
+            context.log.warning(m.replanned)
         meta = {"dry_run": m.dry_run, "align": m.align, "applied": len(m.applied), "refused": len(m.refused),
                 "revision_after": m.revision_after or ""}
         if m.applied:
@@ -127,6 +140,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Restore a backup into the target (after the safety backup), under the lock.",
            tags={"step": "restore"})
     def restore(context: dg.OpExecutionContext, state: RunState, config: RestoreConfig) -> RunState:
+        _resume(state, context)
         run_step(context, state, "restore", lambda s: pipeline.step_restore(s, config.backup))
         context.add_output_metadata({"restored_from": dg.MetadataValue.path(state.restored_from["path"])})
         return state
@@ -134,6 +148,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Checks: schema equals reference, integrity, foreign keys, rows preserved, backup "
                        "verified, user SQL checks. Any failed check fails the run.", tags={"step": "verify"})
     def verify(context: dg.OpExecutionContext, state: RunState) -> RunState:
+        _resume(state, context)
         run_step(context, state, "verify", pipeline.step_verify)
         v = state.verification
         context.add_output_metadata({"checks": _checks_table([c.to_dict() for c in v.checks]),
@@ -142,7 +157,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
 
     @dg.op(description="Write the Markdown and JSON report and attach it to the run.", tags={"step": "report"})
     def report(context: dg.OpExecutionContext, state: RunState) -> dict:
-        rep = pipeline.finish(state)
+        rep = pipeline.finish(_resume(state, context))
         context.log.info(f"report written: {rep['report_paths']['markdown']}")
         context.add_output_metadata(_report_metadata(rep))
         return {k: rep[k] for k in ("target", "job", "run_id", "status", "report_paths")}

@@ -31,6 +31,18 @@ import pg_demo  # noqa: E402, F401 - for `from conftest import pg_demo`
 FIGURES: list[str] = []
 
 
+def pytest_collection_modifyitems(config, items):
+    """Markers by folder (``make test-fast`` leaves out postgres, e2e and safety)."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts[0] == "pg" or "pg" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+        if parts[0] == "e2e":
+            item.add_marker(pytest.mark.e2e)
+        if parts[0] == "safety":
+            item.add_marker(pytest.mark.safety)
+
+
 def pytest_terminal_summary(terminalreporter):
     if FIGURES:
         terminalreporter.section("figures")

@@ -1,4 +1,4 @@
-"""The demo (SPEC §7): examples/build_demo.py builds the seed's production and development files.
+"""The demo: examples/build_demo.py builds the seed's production and development files.
 
 The Alembic revisions in examples/migrations, which turn the one into the other, are tested in
 ``test_demo_revisions.py``; the helpers both use are in ``demo_helpers.py``.
@@ -76,7 +76,7 @@ def test_production_is_the_seed_before_migration(demo):
             "SELECT count(*) FROM goals g JOIN goals r ON r.id = g.root_id"
             " WHERE g.parent_id IS NOT NULL AND r.type = 'UltimateGoal'"
         ).fetchone() == (34,)
-        # the targets file's user check (SPEC §2)
+        # the targets file's user check
         assert conn.execute(
             "SELECT count(*) FROM goals g WHERE g.parent_id IS NOT NULL"
             " AND NOT EXISTS (SELECT 1 FROM goals p WHERE p.id = g.parent_id)"

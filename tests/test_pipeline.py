@@ -199,3 +199,27 @@ def test_paths_with_uri_characters_work(tmp_path):
     assert report["status"] == "success", report["error"]
     assert run_job(config, "goals", "verify_database")["status"] == "success"
     assert sorted(p.name for p in (folder / "data").iterdir()) == ["goals.db", "goals_dev.db"]
+
+
+def test_the_diff_steps_plan_reaches_migrate_and_a_change_in_between_is_said(demo_config, demo_dir):
+    from maintenance_pipeline.core import pipeline
+
+    state = pipeline.start(demo_config, "goals", "maintain_database")
+    pipeline.step_backup(state)
+    pipeline.step_diff(state)
+    with sqlite3.connect(demo_dir / "data" / "goals.db") as conn:  # someone drops an index meanwhile
+        conn.execute("DROP INDEX ix_goals_type")
+    pipeline.step_migrate(state)
+    note = state.migration.replanned
+    assert note and note.startswith("the database changed between diff and migrate: 1 difference(s) appeared")
+    assert "ix_goals_type" in note
+    assert any("ix_goals_type" in a["description"] for a in state.migration.applied)  # planned again, applied
+    pipeline.step_verify(state)
+    report = pipeline.finish(state)
+    assert report["status"] == "success" and report["replanned"] == note
+    assert "the database changed between diff and migrate" in Path(report["report_paths"]["markdown"]).read_text()
+
+    unmoved = pipeline.start(demo_config, "goals", "maintain_database")
+    for step in (pipeline.step_backup, pipeline.step_diff, pipeline.step_migrate):
+        step(unmoved)
+    assert unmoved.migration.replanned is None

@@ -1,4 +1,4 @@
-"""Alerts (SPEC §5): one message per failed run or detected drift, sent to the alerts log
+"""Alerts: one message per failed run or detected drift, sent to the alerts log
 (always, first), the webhook (Slack-compatible JSON) and email, each retried and none
 ever raising. Every string that leaves this module is scrubbed of secrets.
 """

@@ -1,4 +1,4 @@
-"""The targets file (SPEC §2): loaded and validated once, into frozen dataclasses.
+"""The targets file: loaded and validated once, into frozen dataclasses.
 
 Every error names the file and the key, on one line, with the fix. ``${VAR}`` in any
 string is replaced from the environment; ``${VAR:-default}`` gives a default (an

@@ -80,10 +80,14 @@ def fk_violations(conn: sa.Connection, schema: str | None = None, *, only_unenfo
 
 
 def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dry_run: bool = False,
-            backup: Path | None = None) -> MigrationResult:
+            backup: Path | None = None, planned: tuple[str | None, list[Change]] | None = None) -> MigrationResult:
     """``backup``: the run's verified backup; the rows of the tables the migration writes are compared with
     the state it started from inside the transaction, before COMMIT, and a loss rolls the run back
     (``result.rows``; the engine's ``MigrationSession.rows_verdict``).
+
+    ``planned``: what the diff step saw (the schema's fingerprint, the drift). The migration plans again
+    under its lock, from the database as its transaction sees it; when that moved, ``result.replanned``
+    says what differs from the diff step's plan.
 
     Any failure raises a ``MaintenanceError`` after the rollback; its ``result`` attribute (when the
     plan got that far) is the ``MigrationResult`` with ``rolled_back`` set: what was tried and undone.
@@ -94,13 +98,14 @@ def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dr
     if dry_run:
         with engine.dry_run_copy(target.url) as scratch_url:
             if scratch_url is not None:  # a copy: nothing to lock
-                return _run_on(engine, scratch_url, target, reference, align, True, backup=backup, named=target)
+                return _run_on(engine, scratch_url, target, reference, align, True, backup=backup, named=target,
+                               planned=planned)
     with maintenance_lock(target.url, holder=f"migrate {target.name}"):
-        return _run_on(engine, target.url, target, reference, align, dry_run, backup=backup)
+        return _run_on(engine, target.url, target, reference, align, dry_run, backup=backup, planned=planned)
 
 
 def _run_on(engine, url: str, target: Target, reference: Snapshot, align: str, dry_run: bool, *,
-            backup: Path | None, named: Target | None = None) -> MigrationResult:
+            backup: Path | None, named: Target | None = None, planned=None) -> MigrationResult:
     """``_run`` on a fresh SQLAlchemy engine, inside the engine's migration session (its resources come
     before the first connection and go after the last: ``MigrationSession``)."""
     run_target = dataclasses.replace(target, url=url) if named else target
@@ -108,7 +113,8 @@ def _run_on(engine, url: str, target: Target, reference: Snapshot, align: str, d
         session.shown_name = (named or target).name
         sa_engine = open_engine(url)
         try:
-            return _run(sa_engine, session, run_target, reference, align, dry_run, named=named, backup=backup)
+            return _run(sa_engine, session, run_target, reference, align, dry_run, named=named, backup=backup,
+                        planned=planned)
         finally:
             sa_engine.dispose()
 
@@ -118,7 +124,7 @@ _VERDICTS = (DestructiveChangeRefusedError, SchemaLeftDifferentError, RowsLostEr
 
 
 def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, align: str, dry_run: bool,
-         named: Target | None = None, backup: Path | None = None) -> MigrationResult:
+         named: Target | None = None, backup: Path | None = None, planned=None) -> MigrationResult:
     """``named``: the target that error messages name (a dry run may work on a scratch copy)."""
     sql: list[str] = []
     shown = named or target
@@ -159,7 +165,7 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
             try:
                 trans = session.begun(conn, trans, begin)
                 sa.event.listen(conn, "before_cursor_execute", no_commit)
-                _migrate_in_transaction(conn, session, target, shown, reference, align, result, state)
+                _migrate_in_transaction(conn, session, target, shown, reference, align, result, state, planned)
             except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
                 _rollback(trans)
                 state["explain"] = session.explain
@@ -188,13 +194,14 @@ def _rollback(trans) -> None:
 
 
 def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown: Target, reference: Snapshot,
-                            align: str, result: MigrationResult, state: dict) -> None:
+                            align: str, result: MigrationResult, state: dict, planned=None) -> None:
     """Everything between BEGIN and COMMIT: revisions, alignment, then every verdict that would fail the run
     (refused changes, a schema still different, orphans, lost rows, the user checks): raised, so nothing is
     committed; a dry run records them instead (its verify step reports them)."""
     dry_run = result.dry_run
     schema = target_schema(conn, target)
     begin_snap = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
+    result.replanned = _moved_since_diff(planned, begin_snap, reference, target)
     session.read_begin_state(conn, begin_snap, target.ignore_tables)
     fk_before = fk_violations(conn, schema, only_unenforced=True)
     result.plan = plan_revisions(conn, target)
@@ -224,6 +231,20 @@ def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown:
         result.rows = (verdict.passed, verdict.detail, verdict.drops)
         if not dry_run:
             _judge_rows(verdict, shown, note=session.rows_note)
+
+
+def _moved_since_diff(planned, begin_snap: Snapshot, reference: Snapshot, target: Target) -> str | None:
+    """What differs between the diff step's drift and the drift the migration finds under its lock, said in
+    one line; None when the schema did not move in between."""
+    if not planned or not planned[0] or planned[0] == begin_snap.fingerprint:
+        return None
+    before = {c.describe() for c in planned[1]}
+    now = {c.describe() for c in diff(begin_snap, reference, ignore_tables=target.ignore_tables)}
+    appeared, gone = sorted(now - before), sorted(before - now)
+    parts = [f"{len(appeared)} difference(s) appeared ({'; '.join(appeared[:3])})" if appeared else "",
+             f"{len(gone)} went away ({'; '.join(gone[:3])})" if gone else ""]
+    what = ", ".join(p for p in parts if p) or "its schema moved but the differences from the reference are the same"
+    return f"the database changed between diff and migrate: {what}; the migration planned again under its lock"
 
 
 def _judge_rows(verdict, shown: Target, note: str = "") -> None:

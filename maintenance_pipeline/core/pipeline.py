@@ -8,6 +8,7 @@ When a step fails, ``finish`` still writes the report, naming the step and error
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import backup as backup_mod
-from .config import MaintenanceConfig, Target
+from .config import MaintenanceConfig, Target, load_config
 from .dburl import mask_url, scrub_passwords
 from .engines import engine_for
 from .engines import open_engine
@@ -30,6 +31,7 @@ from .errors import (
     says_damaged,
 )
 from .lock import maintenance_lock
+from .manifest import BackupResult
 from .migrate import MigrationResult, migrate, plan_revisions
 from .model import Change, Snapshot
 from .reference import reference_snapshot
@@ -37,7 +39,6 @@ from .report import write_report
 from .snapshot import take_snapshot
 from .verify import VerifyResult, verify_target
 
-JOBS = ("maintain_database", "verify_database", "restore_database")
 VERIFY_MODE = {"maintain_database": "maintain", "verify_database": "verify", "restore_database": "restore"}
 BACKUP_LABEL = {"maintain_database": "pre-migration", "verify_database": "nightly", "restore_database": "pre-restore"}
 
@@ -46,19 +47,36 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# the steps of each job, in order: the Dagster jobs (``jobs.py``) and ``run_job`` are both built from this
+JOB_STEPS: dict[str, tuple[str, ...]] = {
+    "maintain_database": ("backup", "diff", "migrate", "verify", "report"),
+    "verify_database": ("backup", "diff", "verify", "report"),
+    "restore_database": ("backup", "restore", "verify", "report"),
+}
+
+
 @dataclass
 class RunState:
-    config: MaintenanceConfig
-    target: Target
+    """What the steps of one run learn, handed from op to op (pickled by Dagster's IO manager between steps,
+    so a failed run can be re-executed from its failed step).
+
+    It holds no secret: the targets file is named by path and the target by name; the loaded targets file
+    (its passwords, the webhook token) is bound in memory only (``bind``), never pickled, and loaded again
+    from ``config_path`` where a step meets an unbound state.
+    """
+
+    config_path: Path
+    target_name: str
     job: str
     run_id: str
     trigger: str = "manual"
     ui_url: str | None = None
     started_at: datetime = field(default_factory=_now)
     timeline: list[dict] = field(default_factory=list)
-    backup: dict | None = None
+    backup: BackupResult | None = None
     retention_removed: list[str] = field(default_factory=list)
     reference: Snapshot | None = None
+    live_fingerprint: str | None = None  # the schema the diff step saw (migrate says if it moved since)
     drift_before: list[Change] = field(default_factory=list)
     tables_before: dict = field(default_factory=dict)
     revisions: dict | None = None
@@ -68,22 +86,45 @@ class RunState:
     align: str | None = None
     dry_run: bool = False
     report_paths: tuple[Path, Path] | None = None
+    _config: MaintenanceConfig | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_config"] = None  # the targets file stays out of any pickle: it holds the secrets
+        return state
+
+    def bind(self, config: MaintenanceConfig) -> RunState:
+        """Attach the loaded targets file (in memory only)."""
+        self._config = config
+        return self
 
     @property
-    def reference_snapshot(self) -> Snapshot:
-        if self.reference is None:
-            t = self.target
-            self.reference = reference_snapshot(
-                url=t.reference_url, metadata=t.reference_metadata, target_dialect=engine_for(t.url).name,
-                ignore_tables=t.ignore_tables, search_paths=(self.config.root,), schema=t.reference_schema,
-            )
-        return self.reference
+    def config(self) -> MaintenanceConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def target(self) -> Target:
+        return self.config.target(self.target_name)
+
+
+def reference_of(state: RunState) -> Snapshot:
+    """The reference's snapshot, read once per run (kept in the state: it holds no secret)."""
+    if state.reference is None:
+        t = state.target
+        state.reference = reference_snapshot(
+            url=t.reference_url, metadata=t.reference_metadata, target_dialect=engine_for(t.url).name,
+            ignore_tables=t.ignore_tables, search_paths=(state.config.root,), schema=t.reference_schema,
+        )
+    return state.reference
 
 
 def start(config: MaintenanceConfig, target: str, job: str, *, run_id: str | None = None, trigger: str = "manual",
           ui_url: str | None = None) -> RunState:
-    return RunState(config=config, target=config.target(target), job=job, run_id=run_id or uuid.uuid4().hex,
-                    trigger=trigger, ui_url=ui_url)
+    config.target(target)  # an unknown target is a clear error here
+    return RunState(config_path=config.path, target_name=target, job=job, run_id=run_id or uuid.uuid4().hex,
+                    trigger=trigger, ui_url=ui_url).bind(config)
 
 
 @contextmanager
@@ -98,7 +139,8 @@ def timed(state: RunState, step: str):
 
 
 def step_backup(state: RunState) -> dict:
-    """A verified backup before anything else; retention only after it succeeded."""
+    """A verified backup before anything else; retention only after it succeeded. The state keeps the typed
+    ``BackupResult``; the return value is its dict (what a report shows)."""
     cfg, t = state.config, state.target
     label = BACKUP_LABEL[state.job]
     pinned = cfg.backups.pin_pre_migration and state.job != "verify_database"
@@ -107,17 +149,17 @@ def step_backup(state: RunState) -> dict:
         result = backup_mod.backup_database(t.url, b.dir, t.name, label=label, pinned=pinned, pg_format=b.pg_format,
                                             pg_jobs=b.pg_jobs, pg_compress=b.pg_compress,
                                             restore_check=b.restore_check, schema=t.schema)
-        state.backup = result.to_dict()
+        state.backup = result
         removed = backup_mod.apply_retention(cfg.backups.dir, t.name, keep_last=cfg.backups.keep_last,
                                              keep_days=cfg.backups.keep_days)
         state.retention_removed = [str(p) for p in removed]
-    return state.backup
+    return state.backup.to_dict()
 
 
 def step_diff(state: RunState) -> list[Change]:
     t = state.target
     with timed(state, "diff"):
-        reference = state.reference_snapshot
+        reference = reference_of(state)
         engine = open_engine(t.url)
         try:
             with engine.connect() as conn:
@@ -126,8 +168,9 @@ def step_diff(state: RunState) -> list[Change]:
                     state.revisions = plan_revisions(conn, t).to_dict()
         finally:
             engine.dispose()
+        state.live_fingerprint = live.fingerprint
         state.drift_before = diff(live, reference, ignore_tables=t.ignore_tables)
-        rows = (state.backup or {}).get("row_counts") or {}
+        rows = state.backup.row_counts if state.backup else {}
         state.tables_before = {n: {"columns": len(tb.columns), "rows": rows.get(n)} for n, tb in sorted(live.tables.items())}
     return state.drift_before
 
@@ -135,12 +178,13 @@ def step_diff(state: RunState) -> list[Change]:
 def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = None) -> MigrationResult:
     state.align = align or state.target.align
     state.dry_run = dry_run
-    if state.backup is None or not state.backup.get("verified"):
+    if state.backup is None or not state.backup.verified:
         raise MaintenanceError("refusing to migrate without a verified backup; run the backup step first")
     with timed(state, "migrate"):
         try:
-            state.migration = migrate(state.target, state.reference_snapshot, align=state.align, dry_run=dry_run,
-                                      backup=Path(state.backup["path"]))
+            state.migration = migrate(state.target, reference_of(state), align=state.align, dry_run=dry_run,
+                                      backup=Path(state.backup.path),
+                                      planned=(state.live_fingerprint, state.drift_before))
         except MaintenanceError as e:
             # rolled back: the report shows what was tried and undone, and what was refused
             state.migration = getattr(e, "result", None)
@@ -149,10 +193,10 @@ def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = 
             raise
         state.revisions = state.migration.to_dict()["revisions"]
         m = state.migration
-        if state.backup.get("pinned") and (dry_run or not (m.applied or (m.plan and m.plan.stamp))):
+        if state.backup.pinned and (dry_run or not (m.applied or (m.plan and m.plan.stamp))):
             # nothing was changed: the pre-migration backup is an ordinary one, left to retention
-            backup_mod.set_pinned(state.backup["path"], False)
-            state.backup["pinned"] = False
+            backup_mod.set_pinned(state.backup.path, False)
+            state.backup = dataclasses.replace(state.backup, pinned=False)
     return state.migration
 
 
@@ -165,7 +209,7 @@ def step_restore(state: RunState, backup_path: str = "") -> dict:
                 path = (cfg.root / path).resolve()
             manifest = backup_mod.read_manifest(path)
         else:
-            own = (state.backup or {}).get("path")
+            own = state.backup.path if state.backup else None
             candidates = [m for m in backup_mod.list_backups(cfg.backups.dir, t.name)
                           if m.get("verified") and str(m.get("path")) != str(own)]
             if not candidates:
@@ -185,10 +229,10 @@ def step_verify(state: RunState) -> VerifyResult:
     mode = VERIFY_MODE[state.job]
     refused = state.migration.refused if state.migration else []
     with timed(state, "verify"):
-        b = state.backup or {}
+        b = state.backup
         state.verification = verify_target(
-            t, state.reference_snapshot, backup_path=Path(b["path"]) if b.get("path") else None,
-            backup_verified=bool(b.get("verified")), backup_detail=b.get("verify_detail") or "",
+            t, reference_of(state), backup_path=Path(b.path) if b else None,
+            backup_verified=bool(b and b.verified), backup_detail=(b.verify_detail if b else "") or "",
             mode=mode, refused=refused, restored_manifest=state.restored_from,
             migration=state.migration,
         )
@@ -230,13 +274,14 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "align": state.align or t.align,
         "dry_run": state.dry_run,
         "ui_url": state.ui_url,
-        "backup": state.backup,
+        "backup": state.backup.to_dict() if state.backup else None,
         "retention_removed": state.retention_removed,
         "revisions": state.revisions,
         "drift_before": [c.to_dict() for c in state.drift_before],
         "planned": planned,
         "sql": mig.sql if mig and (mig.dry_run or mig.rolled_back) else [],
         "rolled_back": bool(mig and mig.rolled_back),
+        "replanned": mig.replanned if mig else None,
         "applied": applied,
         "refused": [c.to_dict() for c in mig.refused] if mig else [],
         "drift_after": [c.to_dict() for c in ver.drift_after] if ver else None,
@@ -263,20 +308,15 @@ def finish(state: RunState, *, error: BaseException | str | None = None, failed_
 def run_job(config: MaintenanceConfig, target: str, job: str, *, dry_run: bool = False, align: str | None = None,
             restore_backup: str = "", run_id: str | None = None, trigger: str = "manual") -> dict:
     """Run a whole job without Dagster; returns the report dict (``status`` says how it went)."""
-    if job not in JOBS:
-        raise ValueError(f"unknown job {job!r}; one of {', '.join(JOBS)}")
+    if job not in JOB_STEPS:
+        raise ValueError(f"unknown job {job!r}; one of {', '.join(JOB_STEPS)}")
     state = start(config, target, job, run_id=run_id, trigger=trigger)
-    steps = [("backup", step_backup)]
-    if job == "restore_database":
-        steps.append(("restore", lambda s: step_restore(s, restore_backup)))
-    else:
-        steps.append(("diff", step_diff))
-        if job == "maintain_database":
-            steps.append(("migrate", lambda s: step_migrate(s, dry_run=dry_run, align=align)))
-    steps.append(("verify", step_verify))
-    for name, fn in steps:
+    steps = {"backup": step_backup, "diff": step_diff, "verify": step_verify,
+             "migrate": lambda s: step_migrate(s, dry_run=dry_run, align=align),
+             "restore": lambda s: step_restore(s, restore_backup)}
+    for name in JOB_STEPS[job][:-1]:  # the last step, report, is finish
         try:
-            fn(state)
+            steps[name](state)
         except Exception as e:  # noqa: BLE001 - a report exists for every run, whatever failed
             return finish(state, error=failure_line(state, name, e), failed_step=name)
     return finish(state)
@@ -291,7 +331,7 @@ def failure_line(state: RunState, step: str, e: BaseException) -> str:
     t = state.target
     text = scrub_passwords(" ".join(str(getattr(e, "orig", None) or e).split()), t.url, t.reference_url or "")
     if says_damaged(text):
-        backup = (state.backup or {}).get("path") if (state.backup or {}).get("verified") else None
+        backup = state.backup.path if state.backup and state.backup.verified else None
         good = (f"the last good state is in backup {backup}" if backup else
                 f"the last good state is in the newest verified backup in {state.config.backups.dir / t.name}")
         return str(DatabaseDamagedError(

@@ -199,6 +199,8 @@ def _summary(report: dict) -> str:
         total = sum(r for t in tables.values() if isinstance(r := _dict(t).get("rows"), int))
         parts.append(f"{total} rows in {_plural(len(tables), 'table')} {kept}")
     text = "; ".join(parts) + "."
+    if report.get("replanned"):
+        text += f" Note: {_cell(report['replanned'])}."
     if refused := _dicts(report.get("refused")):
         verb = "would be refused" if status == "dry_run" else "refused"
         align = report.get("align") or "additive"

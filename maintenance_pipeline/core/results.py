@@ -39,6 +39,7 @@ class MigrationResult:
     declared_rows: dict[str, str] = field(default_factory=dict)  # table -> revision declaring changes_rows
     checks: list = field(default_factory=list)  # the user checks as run inside the transaction
     rolled_back: bool = False  # the run failed: everything in ``applied`` was undone
+    replanned: str | None = None  # the database moved between the diff step and the migration: what changed
 
     def to_dict(self) -> dict:
         return {

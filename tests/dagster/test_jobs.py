@@ -119,7 +119,7 @@ def test_bad_targets_file_fails_the_code_location_load_with_one_line(tmp_path):
 
 
 def test_dagster_cli_runs_a_partitioned_job(demo_dir, tmp_path):
-    """The SPEC's command line: `dagster job execute -m maintenance_pipeline -j NAME --tags partition`."""
+    """The documented command line: `dagster job execute -m maintenance_pipeline -j NAME --tags partition`."""
     env = {"MAINTENANCE_CONFIG": str(demo_dir / "maintenance.yaml"), "DAGSTER_HOME": str(tmp_path / "home"),
            "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
     write_config(demo_dir)

@@ -1,4 +1,4 @@
-"""End to end: the automation (SPEC §4-5) under a real ``dagster-daemon`` and ``dagster-webserver``.
+"""End to end: the automation (schedule, drift sensor, alerts) under a real ``dagster-daemon`` and ``dagster-webserver``.
 
 One test, four phases, against real processes on 127.0.0.1 sharing a temporary DAGSTER_HOME:
 

@@ -5,7 +5,7 @@ retention are shared with SQLite. The client tools are found and run by ``tools.
 is listed and hashed by ``archive.py``, restored by ``restore.py`` and restored into a
 scratch database / compared row by row by ``rows.py`` (all re-exported here).
 
-Layout (SPEC §3, op "backup")::
+Layout::
 
     <backups_dir>/<target>/<target>_<label>_<YYYYmmdd_HHMMSS>.dump    pg_dump output: a folder (mode 0700,
                                                                        files 0600) for the directory format,

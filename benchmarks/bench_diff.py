@@ -31,8 +31,8 @@ from alembic.autogenerate import compare_metadata  # noqa: E402
 from alembic.migration import MigrationContext  # noqa: E402
 
 from maintenance_pipeline.core.engines import open_engine  # noqa: E402
-from maintenance_pipeline.core.diff import diff, summarize  # noqa: E402
-from maintenance_pipeline.core.snapshot import take_snapshot  # noqa: E402
+from maintenance_pipeline.core.schema.diff import diff, summarize  # noqa: E402
+from maintenance_pipeline.core.schema.snapshot import take_snapshot  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / ".work"
 TYPES = ["INTEGER", "TEXT", "VARCHAR(40)", "REAL", "DATETIME", "BOOLEAN", "NUMERIC(10, 2)", "VARCHAR(200)"]

@@ -3,7 +3,7 @@ against a bare default ``pg_dump -Fc``, and the restore time of our dump, on a ~
 
     .venv/bin/python benchmarks/bench_pg_backup.py [--size-mb 1024] [--rounds 3]
 
-Starts a throwaway PostgreSQL server (``tests/pgserver.py``), generates ``--size-mb`` of table data
+Starts a throwaway PostgreSQL server (``tests/helpers/pgserver.py``), generates ``--size-mb`` of table data
 (four tables of numbers, timestamps and text, ``INSERT ... SELECT generate_series``, primary keys),
 then, after one warm-up (discarded), alternating rounds (medians):
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 from pgserver import SUPERPASS, SUPERUSER, PgServer, find_bindir  # noqa: E402
 

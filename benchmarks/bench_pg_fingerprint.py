@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_pg_fingerprint.py [--tables 1000] [--rounds 7]
 
-Starts a throwaway PostgreSQL server (``tests/pgserver.py``: initdb + pg_ctl on a free 127.0.0.1
+Starts a throwaway PostgreSQL server (``tests/helpers/pgserver.py``: initdb + pg_ctl on a free 127.0.0.1
 port; needs the PostgreSQL server binaries), creates ``--tables`` tables (serial primary key, 5 more
 columns, a default, an index and a foreign key to the previous table each), then times, in
 alternating order each round, medians over the rounds:
@@ -26,13 +26,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from maintenance_pipeline.core.drift import _pg_version  # noqa: E402
+from maintenance_pipeline.core.run.drift import _pg_version  # noqa: E402
 from maintenance_pipeline.core.engines.postgresql.catalog import catalog_fingerprint  # noqa: E402
-from maintenance_pipeline.core.snapshot import take_snapshot  # noqa: E402
+from maintenance_pipeline.core.schema.snapshot import take_snapshot  # noqa: E402
 from pgserver import PgServer, find_bindir  # noqa: E402
 
 

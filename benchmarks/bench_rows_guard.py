@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_rows_preserved import WORK, generate  # noqa: E402
 
 from maintenance_pipeline.core.config import Target  # noqa: E402
-from maintenance_pipeline.core.migrate import migrate  # noqa: E402
-from maintenance_pipeline.core.reference import reference_snapshot  # noqa: E402
+from maintenance_pipeline.core.migrate.executor import migrate  # noqa: E402
+from maintenance_pipeline.core.schema.reference import reference_snapshot  # noqa: E402
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 Both sides answer the same question on the same pair of files (a live database and its
 backup): is every row of the backup still in the live file, by primary key, with the same
 values? Ours ATTACHes the backup and lets SQLite join on the primary key
-(`maintenance_pipeline.core.verify.rows_preserved`); the baseline reads every row of both
+(`maintenance_pipeline.core.engines.sqlite.checks.rows_preserved`); the baseline reads every row of both
 files in primary-key order and compares a sha1 per row in Python. The live copy has a few
 rows changed and deleted, so both must find the same number of problems. Rounds alternate;
 medians are printed with the ratio.
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from maintenance_pipeline.core.snapshot import snapshot_url  # noqa: E402
+from maintenance_pipeline.core.schema.snapshot import snapshot_url  # noqa: E402
 from maintenance_pipeline.core.engines.sqlite.checks import rows_preserved  # noqa: E402
 
 WORK = ROOT / "benchmarks" / ".work"

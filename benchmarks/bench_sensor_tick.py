@@ -31,8 +31,8 @@ import yaml  # noqa: E402
 
 from maintenance_pipeline.core import snapshot_url  # noqa: E402
 from maintenance_pipeline.core.config import load_config  # noqa: E402
-from maintenance_pipeline.core.diff import diff  # noqa: E402
-from maintenance_pipeline.definitions import build_definitions  # noqa: E402
+from maintenance_pipeline.core.schema.diff import diff  # noqa: E402
+from maintenance_pipeline.orchestration.definitions import build_definitions  # noqa: E402
 
 
 def make_schema(path: Path, tables: int) -> None:

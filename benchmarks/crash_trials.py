@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/crash_trials.py [--trials-per-mode 50] [--seed N] [--only 7 12] [--keep]
 
-The same trials as ``tests/safety/test_crash.py`` (``tests/safety/crash_harness.py`` runs them; how,
+The same trials as ``tests/safety/test_crash.py`` (``tests/helpers/crash_harness.py`` runs them; how,
 in its docstring), as many as asked: for each journal mode (``delete``, ``wal``) ``--trials-per-mode``
 trials, half beside a real application writer, each killing the run in one of backup, diff, migrate
 (lock held), the migration's COMMIT, verify, report at a random moment. After each kill and after the
@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work"
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "safety")]  # conftest (write_config), the harness
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "helpers")]  # conftest (write_config), the harness
 
 from crash_harness import CrashSuite, TrialResult, plan_trials, seed_from_env, summary  # noqa: E402
 

@@ -12,7 +12,7 @@ __all__ = ["defs"]
 
 def __getattr__(name: str):
     if name == "defs":
-        from .definitions import build_definitions
+        from .orchestration.definitions import build_definitions
 
         value = build_definitions()
         globals()["defs"] = value

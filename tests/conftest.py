@@ -17,10 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 MIGRATIONS = EXAMPLES / "migrations"
 
-# The scripts of examples/ (not a package) import each other by name, as they do when run:
-# their folder goes on sys.path and they are imported as plain modules.
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
+HELPERS = ROOT / "tests" / "helpers"
+
+# The scripts of examples/ (not a package) import each other by name, as they do when run: their folder
+# goes on sys.path and they are imported as plain modules. So do the tests' shared helpers (tests/helpers:
+# some run as scripts in their own processes too, and import each other the same way).
+for folder in (EXAMPLES, HELPERS):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 import build_demo  # noqa: E402
 import pg_demo  # noqa: E402, F401 - for `from conftest import pg_demo`

@@ -13,7 +13,7 @@ from maintenance_pipeline import cli
 from maintenance_pipeline.core import backup
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import BackupError
-from maintenance_pipeline.core.pipeline import run_job
+from maintenance_pipeline.core.run.pipeline import run_job
 
 
 def manifest(report: dict) -> dict:

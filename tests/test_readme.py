@@ -24,7 +24,7 @@ def test_readme_core_example_runs(tmp_path):
 
 
 def test_core_imports_neither_dagster_nor_the_targets_file(tmp_path):
-    code = ("import sys, maintenance_pipeline.core, maintenance_pipeline.core.pipeline\n"
+    code = ("import sys, maintenance_pipeline.core, maintenance_pipeline.core.run.pipeline\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr  # no maintenance.yaml in tmp_path: not read at import

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from .backup import BackupResult, apply_retention, backup_database, list_backups, restore_database
 from .config import MaintenanceConfig, Target, load_config
-from .diff import diff
+from .schema.diff import diff
 from .errors import MaintenanceError
-from .model import Change, Snapshot
-from .pipeline import run_job
-from .snapshot import snapshot_url, take_snapshot
-from .verify import VerifyResult, verify_target
+from .schema.model import Change, Snapshot
+from .schema.reference import reference_snapshot
+from .run.pipeline import run_job
+from .schema.snapshot import snapshot_url, take_snapshot
+from .verify.checks import VerifyResult, verify_target
 
 
 __all__ = [
     "BackupResult", "Change", "MaintenanceConfig", "MaintenanceError", "Snapshot", "Target", "VerifyResult",
     "apply_retention", "backup_database", "diff", "list_backups", "load_config", "restore_database", "run_job",
-    "snapshot_url", "take_snapshot", "verify_target",
+    "reference_snapshot", "snapshot_url", "take_snapshot", "verify_target",
 ]

@@ -39,7 +39,7 @@ from receivers import WEBHOOK_TOKEN, SmtpReceiver, WebhookReceiver, free_port
 
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.lock import maintenance_lock
-from maintenance_pipeline.core.pipeline import run_job
+from maintenance_pipeline.core.run.pipeline import run_job
 
 # deployment's asserts report in full, as in a test module; the deployment fixture comes with it
 pytest.register_assert_rewrite("deployment")

@@ -15,8 +15,8 @@ from conftest import MIGRATIONS
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.errors import DestructiveChangeRefusedError, MigrationError
-from maintenance_pipeline.core.migrate import migrate
-from maintenance_pipeline.core.verify import verify_target
+from maintenance_pipeline.core.migrate.executor import migrate
+from maintenance_pipeline.core.verify.checks import verify_target
 from pg_migrate_helpers import db_state, reference, revision, scalar
 
 

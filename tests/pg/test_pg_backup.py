@@ -117,7 +117,7 @@ def test_list_archive_detects_a_damaged_dump(pg, demo, tmp_path):
 
 
 def test_pipeline_passes_pg_settings_and_schema(pg, demo, tmp_path):
-    from maintenance_pipeline.core import pipeline
+    from maintenance_pipeline.core.run import pipeline
 
     cfg_path = write_config(tmp_path, {"goals": {"url": demo, "reference": {"url": pg.url(DEV)}}},
                             backups={"dir": "backups", "pg_format": "custom", "pg_compress": 1,

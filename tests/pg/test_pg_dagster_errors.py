@@ -10,7 +10,7 @@ import pytest
 
 from conftest import demo_target, write_config
 from maintenance_pipeline.core.config import load_config
-from maintenance_pipeline.definitions import build_definitions
+from maintenance_pipeline.orchestration.definitions import build_definitions
 from pgserver import SUPERPASS, free_port
 
 PASSWORD = "Sup3r-Secret-Pw-42"

@@ -5,16 +5,10 @@ committed, the run successful. Read afterwards with plain SQL, not with the prod
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("maintenance_pipeline.core.engines.postgresql.backup", reason="PostgreSQL backups (core/pg_backup.py) missing")
-
-SAFETY = Path(__file__).resolve().parents[1] / "safety"
-if str(SAFETY) not in sys.path:
-    sys.path.insert(0, str(SAFETY))
 
 from conftest import ORPHAN_CHECK, ROOT, write_config  # noqa: E402
 from live_app import LiveApp  # noqa: E402
@@ -22,7 +16,7 @@ from pg_migrate_helpers import demo_databases  # noqa: E402
 
 from maintenance_pipeline.core.config import load_config  # noqa: E402
 from maintenance_pipeline.core.engines import open_engine  # noqa: E402
-from maintenance_pipeline.core.pipeline import run_job  # noqa: E402
+from maintenance_pipeline.core.run.pipeline import run_job  # noqa: E402
 
 RUNS = 3
 

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from maintenance_pipeline.core.errors import MigrationError
 from maintenance_pipeline.core.lock import maintenance_lock
-from maintenance_pipeline.core.migrate import migrate
-from maintenance_pipeline.core.verify import verify_target
+from maintenance_pipeline.core.migrate.executor import migrate
+from maintenance_pipeline.core.verify.checks import verify_target
 from pg_migrate_helpers import (
     BLOCKING,
     BROKEN,
@@ -119,8 +119,8 @@ import json, sys
 from pathlib import Path
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.errors import MaintenanceError
-from maintenance_pipeline.core.migrate import migrate
-from maintenance_pipeline.core.reference import reference_snapshot
+from maintenance_pipeline.core.migrate.executor import migrate
+from maintenance_pipeline.core.schema.reference import reference_snapshot
 a = json.loads(sys.argv[1])
 t = Target(name="goals", url=a["url"], reference_url=a["ref"], migrations=Path(a["migrations"]),
            baseline_revision="0001", ignore_tables=("alembic_version", "run_log"))

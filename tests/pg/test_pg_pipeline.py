@@ -27,9 +27,9 @@ from pg_migrate_helpers import (  # noqa: E402
 
 from maintenance_pipeline.core.config import load_config  # noqa: E402
 from maintenance_pipeline.core.errors import RowsLostError  # noqa: E402
-from maintenance_pipeline.core.migrate import migrate  # noqa: E402
-from maintenance_pipeline.core import pipeline  # noqa: E402
-from maintenance_pipeline.core.pipeline import run_job  # noqa: E402
+from maintenance_pipeline.core.migrate.executor import migrate  # noqa: E402
+from maintenance_pipeline.core.run import pipeline  # noqa: E402
+from maintenance_pipeline.core.run.pipeline import run_job  # noqa: E402
 
 
 def pg_target(prod: str, dev: str, **overrides) -> dict:
@@ -96,7 +96,7 @@ def test_failing_revision_through_run_job_leaves_everything_as_it_was(pg, tmp_pa
 RUN_JOB_SCRIPT = """
 import json, sys
 from maintenance_pipeline.core.config import load_config
-from maintenance_pipeline.core.pipeline import run_job
+from maintenance_pipeline.core.run.pipeline import run_job
 r = run_job(load_config(sys.argv[1]), "goals", "maintain_database")
 print(json.dumps({"status": r["status"], "step": r.get("failed_step"), "error": r["error"],
                   "after": (r.get("revisions") or {}).get("after"),

@@ -2,7 +2,7 @@
 development schema kept in the production database itself), through the pipeline and the drift
 sensor's probe; and SQLAlchemy models (``reference.metadata``) whose tables alignment creates.
 
-Every test runs against the real throwaway server of the ``pg`` fixture (``tests/pgserver.py``).
+Every test runs against the real throwaway server of the ``pg`` fixture (``tests/helpers/pgserver.py``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 
 from conftest import write_config
 from maintenance_pipeline.core.config import load_config
-from maintenance_pipeline.core.drift import ReferenceCache, probe_target
+from maintenance_pipeline.core.run.drift import ReferenceCache, probe_target
 from maintenance_pipeline.core.errors import ConfigError
-from maintenance_pipeline.core.pipeline import run_job
+from maintenance_pipeline.core.run.pipeline import run_job
 
 LIVE = "CREATE TABLE items (id serial PRIMARY KEY, label text); INSERT INTO items (label) VALUES ('a'), ('b');"
 DEV = ("CREATE SCHEMA dev; CREATE TABLE dev.items (id serial PRIMARY KEY, label text, price numeric(8,2) "

@@ -59,7 +59,7 @@ def test_restore_round_trip_brings_data_and_schema_back(pg, demo, tmp_path):
 
 
 def test_restore_through_the_pipeline_step(pg, demo, tmp_path):
-    from maintenance_pipeline.core import pipeline
+    from maintenance_pipeline.core.run import pipeline
 
     url = copy_db(pg, "bk_step")
     cfg = load_config(write_config(tmp_path, {"goals": {"url": url, "reference": {"url": pg.url(DEV)}}}))

@@ -1,6 +1,6 @@
 """PostgreSQL schemas through the same core: snapshot, diff, type keys, the sensor's catalog fingerprint.
 
-Every test runs against the real throwaway server of the ``pg`` fixture (``tests/pgserver.py``).
+Every test runs against the real throwaway server of the ``pg`` fixture (``tests/helpers/pgserver.py``).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from maintenance_pipeline.core.config import Target
-from maintenance_pipeline.core.diff import diff
+from maintenance_pipeline.core.schema.diff import diff
 from maintenance_pipeline.core.engines import open_engine
-from maintenance_pipeline.core.drift import ReferenceCache, probe_target
+from maintenance_pipeline.core.run.drift import ReferenceCache, probe_target
 from maintenance_pipeline.core.engines import postgresql as snapshot_mod  # SNAPSHOT_LOCK_TIMEOUT
 from maintenance_pipeline.core.errors import ConfigError, DatabaseLockedError
 from maintenance_pipeline.core.engines.postgresql.catalog import catalog_fingerprint
-from maintenance_pipeline.core.snapshot import table_counts, take_snapshot
+from maintenance_pipeline.core.schema.snapshot import table_counts, take_snapshot
 
 
 def new_db(pg, prefix: str = "s") -> tuple[str, str]:

@@ -13,9 +13,9 @@ import pytest
 
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.errors import ConnectionFailedError, MaintenanceError
-from maintenance_pipeline.core.migrate import migrate
-from maintenance_pipeline.core.reference import reference_snapshot
-from maintenance_pipeline.core.verify import verify_target
+from maintenance_pipeline.core.migrate.executor import migrate
+from maintenance_pipeline.core.schema.reference import reference_snapshot
+from maintenance_pipeline.core.verify.checks import verify_target
 from pg_migrate_helpers import reference
 
 
@@ -81,7 +81,7 @@ def test_integrity_uses_amcheck_when_installed_and_allowed(pg):
 def test_connection_errors_are_one_clear_line_without_the_password(pg, tmp_path, problem):
     from pgserver import free_port
 
-    from maintenance_pipeline.core.drift import ReferenceCache, probe_target
+    from maintenance_pipeline.core.run.drift import ReferenceCache, probe_target
 
     secret = "Wr0ng-s3cret-Pa55"
     good = pg.url("postgres")

@@ -48,7 +48,7 @@ from crash_harness import (  # noqa: E402
     table_rows,
 )
 from maintenance_pipeline.core.config import load_config  # noqa: E402
-from maintenance_pipeline.core.pipeline import run_job  # noqa: E402
+from maintenance_pipeline.core.run.pipeline import run_job  # noqa: E402
 
 TRIALS_PER_MODE = 30
 pytestmark = pytest.mark.timeout(300)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from conftest import copy_migrations, demo_target, revision, sha256, write_config
 from live_app import LiveApp, set_journal_mode
 from maintenance_pipeline.core.config import load_config
-from maintenance_pipeline.core.pipeline import run_job
+from maintenance_pipeline.core.run.pipeline import run_job
 from test_live_app import RUNNING, _old_header_read
 
 # what SQLite raises when a write or read of the file fails underneath it

@@ -29,9 +29,9 @@ import pytest
 from conftest import build_demo, write_config
 from live_app import LiveApp, ids, integrity, journal_mode, migrated_schema, set_journal_mode
 from maintenance_pipeline.core import backup as backup_mod
-from maintenance_pipeline.core import migrate as migrate_mod
+from maintenance_pipeline.core.migrate import executor as migrate_mod
 from maintenance_pipeline.core.config import load_config
-from maintenance_pipeline.core.pipeline import run_job
+from maintenance_pipeline.core.run.pipeline import run_job
 
 MIGRATED = {"revision": "0002", "program_day_templates": True, "goals.program_day_id": True}
 BEFORE = 3  # rows the application commits before a run starts

@@ -9,10 +9,11 @@ import pytest
 from conftest import write_config
 from live_app import set_journal_mode
 from live_file_watch import watching
-from maintenance_pipeline.core import backup, drift
+from maintenance_pipeline.core import backup
+from maintenance_pipeline.core.run import drift
 from maintenance_pipeline.core.engines.sqlite import rows as sqlite_rows
 from maintenance_pipeline.core.config import load_config
-from maintenance_pipeline.core.pipeline import run_job
+from maintenance_pipeline.core.run.pipeline import run_job
 
 
 def _config(demo_dir, journal_mode):

@@ -169,7 +169,7 @@ class Engine:
         return "schema version", "schema version"
 
     def type_key(self, declared: str | None) -> str:
-        from ..sqltypes import canonical_type
+        from ..schema.sqltypes import canonical_type
 
         return canonical_type(declared)
 

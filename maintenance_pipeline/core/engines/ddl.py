@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 
 from ..errors import MigrationError
-from ..model import Change, Column, ForeignKey, Table, UniqueConstraint
-from ..sqltypes import default_key
+from ..schema.model import Change, Column, ForeignKey, Table, UniqueConstraint
+from ..schema.sqltypes import default_key
 
 
 class DeclaredType(sa.types.UserDefinedType):

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
-from ..model import EXPR, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
+from ..schema.model import EXPR, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
 
 
 def _render_type(t, dialect) -> str:

@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from ...backup_files import (
+from ...backup.files import (
     DEFAULT_BUSY_TIMEOUT,
     DIR_MODE,
     FILE_MODE,
@@ -59,8 +59,8 @@ from ...backup_files import (
 from ...dburl import mask_url, translate_error
 from .. import open_engine
 from ...errors import BackupError, DatabaseLockedError, MaintenanceError
-from ...leftovers import FolderHold
-from ...manifest import BackupResult, describe_tables, describe_url, manifest_head, manifest_tail, write_manifest
+from ...backup.leftovers import FolderHold
+from ...backup.manifest import BackupResult, describe_tables, describe_url, manifest_head, manifest_tail, write_manifest
 from .archive import dump_files, dump_size, list_archive, sha256_dump
 from .catalog import quote_ident
 from .restore import restore_postgresql

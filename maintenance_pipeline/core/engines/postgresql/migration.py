@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ...checks import RowsVerdict
+from ...verify.results import RowsVerdict
 from ...dburl import scrub_passwords
 from .. import open_engine
 from ...errors import MaintenanceError
@@ -75,7 +75,7 @@ class PostgresMigration(MigrationSession):
         t = self.target
         try:
             scratch_url = self.scratch.wait()
-            from ...snapshot import take_snapshot
+            from ...schema.snapshot import take_snapshot
 
             engine = open_engine(scratch_url)
             try:

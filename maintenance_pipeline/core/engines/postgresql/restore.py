@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from ...backup_files import CHUNK, DEFAULT_BUSY_TIMEOUT
+from ...backup.files import CHUNK, DEFAULT_BUSY_TIMEOUT
 from ...dburl import mask_url, translate_error
 from .. import open_engine
 from ...errors import BackupError, RestoreError
-from ...manifest import describe_url, expected_sha256, manifest_for_restore, restored, sha256_mismatch
+from ...backup.manifest import describe_url, expected_sha256, manifest_for_restore, restored, sha256_mismatch
 from .archive import Listing, list_archive, sha256_dump
 from .catalog import quote_ident
 from .tools import (

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from ...sqltypes import canonical_text, split_type, strip_parens
+from ...schema.sqltypes import canonical_text, split_type, strip_parens
 
 _PG_SYNONYMS = {
     "INT": "INTEGER",

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from ..base import Engine
-from . import files, types
+from . import files
+from . import types
 from .files import check_sqlite_file, sqlite_path, sqlite_uri
 
 
@@ -99,7 +100,7 @@ class SQLiteEngine(Engine):
     def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str]):
         """The models created in an in-memory SQLite database and read back: exactly what SQLite makes of them."""
         from ...errors import ReferenceImportError
-        from ...snapshot import take_snapshot
+        from ...schema.snapshot import take_snapshot
 
         engine = sa.create_engine("sqlite://")
         schemas = {t.schema for t in metadata.tables.values() if t.schema}

@@ -37,7 +37,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ...backup_files import (
+from ...backup.files import (
     CHUNK,
     FILE_MODE,
     backup_stem,
@@ -53,8 +53,8 @@ from . import live_file
 from ...dburl import mask_url, translate_error
 from .files import check_sqlite_file, sqlite_path, sqlite_uri
 from ...errors import BackupError, DatabaseLockedError, MaintenanceError
-from ...leftovers import FolderHold
-from ...manifest import BackupResult, describe_tables, manifest_head, manifest_tail, write_manifest
+from ...backup.leftovers import FolderHold
+from ...backup.manifest import BackupResult, describe_tables, manifest_head, manifest_tail, write_manifest
 
 MMAP_SIZE = 1 << 40  # SQLite caps this at its compile-time SQLITE_MAX_MMAP_SIZE
 SQLITE_SIDECARS = ("-journal", "-wal", "-shm")

@@ -68,7 +68,7 @@ class SQLiteMigration(MigrationSession):
     def read_begin_state(self, conn: sa.Connection, begin_snapshot, ignore) -> None:
         super().read_begin_state(conn, begin_snapshot, ignore)
         if self.guard is not None:
-            from ...snapshot import take_snapshot
+            from ...schema.snapshot import take_snapshot
 
             with self.guard.reading():
                 self.reference_snapshot = take_snapshot(conn, ignore_tables=ignore, schema=BACKUP_SCHEMA)

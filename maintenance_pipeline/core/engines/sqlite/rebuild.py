@@ -25,7 +25,7 @@ from alembic.operations import Operations
 
 from ..ddl import DeclaredType, sa_column, sa_constraints
 from ...errors import MigrationError
-from ...model import EXPR, Change, ForeignKey, Table
+from ...schema.model import EXPR, Change, ForeignKey, Table
 
 
 def sa_table(t: Table, metadata: sa.MetaData | None = None, *, with_indexes: bool = True,

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ...backup_files import fsync_dir, remove_quietly, sha256_file
+from ...backup.files import fsync_dir, remove_quietly, sha256_file
 from ...dburl import mask_url, translate_error
 from .. import open_engine
 from .files import check_sqlite_file, sqlite_path, sqlite_uri
 from ...errors import DatabaseLockedError, NotADatabaseError, RestoreError
-from ...manifest import describe_tables, expected_sha256, manifest_for_restore, restored, sha256_mismatch
+from ...backup.manifest import describe_tables, expected_sha256, manifest_for_restore, restored, sha256_mismatch
 from .backup import SQLITE_SIDECARS, busy_deadline, copy_bytes, integrity_check
 
 

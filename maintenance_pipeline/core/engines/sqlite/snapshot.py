@@ -29,7 +29,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ...model import EXPR, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
+from ...schema.model import EXPR, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
 from ..inspect import action
 from .types import type_key as _type_key
 

@@ -26,7 +26,7 @@ conversion happens there).
 
 from __future__ import annotations
 
-from ...sqltypes import split_type
+from ...schema.sqltypes import split_type
 
 
 def sqlite_affinity(declared: str | None) -> str:

@@ -1,0 +1,115 @@
+"""Backups: a consistent, verified copy of a database, its manifest, retention and restore.
+
+Layout::
+
+    <backups_dir>/<target>/<target>_<label>_<YYYYmmdd_HHMMSS>.db     the copy, mode 0600
+    <backups_dir>/<target>/<target>_<label>_<YYYYmmdd_HHMMSS>.json   its manifest, mode 0600
+
+A backup file only ever appears under its final name complete and fsynced: it is written
+to a hidden temp file in the same folder, fsynced, verified and then hard-linked to its
+name (which never overwrites anything), and the folder is fsynced. The manifest is
+written the same way right after. A file without a manifest is never ours: listing and
+retention ignore it.
+
+This module is the public API; the engine does the work (``Engine.backup`` / ``Engine.restore``):
+
+* ``engines/sqlite/backup.py`` / ``restore.py``: SQLite (locked copy or online backup API, see there);
+* ``engines/postgresql/backup.py`` / ``restore.py``: PostgreSQL (``pg_dump`` into ``.dump`` files or folders,
+  verified with ``pg_restore --list``, restored with ``pg_restore --clean --if-exists`` in one
+  transaction);
+* ``manifest.py`` (manifests, ``BackupResult``, listing), ``retention.py``, ``backup_files.py``
+  (the folder on disk).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .files import DEFAULT_BUSY_TIMEOUT, sha256_file
+from ..engines import engine_for
+from ..errors import BackupError
+from .manifest import BackupResult, list_backups, newest_verified, read_manifest, set_pinned, utc
+from .retention import apply_retention
+
+
+def backup_database(
+    url: str,
+    backups_dir: str | os.PathLike,
+    target: str,
+    *,
+    label: str = "nightly",
+    pinned: bool = False,
+    now: datetime | None = None,
+    verify: bool = True,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    pg_format: str = "directory",
+    pg_jobs: int = 2,
+    pg_compress: int = 0,
+    restore_check: bool = False,
+    schema: str | None = None,
+) -> BackupResult:
+    """Copy the database at ``url`` into ``backups_dir/<target>/``, verify it, write its manifest.
+
+    Raises MissingDatabaseError / NotADatabaseError (nothing created), DatabaseLockedError
+    (a writer held the source longer than ``busy_timeout``), BackupError (folder not writable,
+    disk full, copy failed verification; no partial file is left behind).
+    ``pg_format`` / ``pg_jobs`` / ``pg_compress`` / ``restore_check`` / ``schema`` apply to PostgreSQL
+    (``backups.*`` and the target's ``schema`` in the targets file); SQLite ignores them.
+    """
+    _check_name(target, "target")
+    _check_name(label, "label")
+    settings = DumpSettings(pg_format=pg_format, pg_jobs=pg_jobs, pg_compress=pg_compress,
+                            restore_check=restore_check)
+    return engine_for(url).backup(url, Path(backups_dir), target, label=label, pinned=pinned, now=utc(now),
+                                  verify=verify, busy_timeout=busy_timeout, settings=settings, schema=schema)
+
+
+def restore_database(
+    backup_path: str | os.PathLike, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    schema: str | None = None,
+) -> dict:
+    """Write a backup made by ``backup_database`` into the live database at ``url``.
+
+    The backup's sha256 is checked against its manifest and it must pass ``integrity_check``
+    before the target is touched (RestoreError otherwise, target unchanged). Returns
+    {"fingerprint", "row_counts", "tables", "matches_manifest", "method", "backup", "sha256",
+    "seconds"} of the restored target.
+    """
+    return engine_for(url).restore(Path(backup_path), url, busy_timeout=busy_timeout, schema=schema)
+
+
+@dataclass(frozen=True)
+class DumpSettings:
+    """How a server engine dumps (``backups.pg_*`` in the targets file); a file engine ignores them."""
+
+    pg_format: str = "directory"
+    pg_jobs: int = 2
+    pg_compress: int = 0
+    restore_check: bool = False
+
+
+def _check_name(value: str, what: str) -> None:
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or value in (".", "..")
+        or value.startswith(".")
+        or any(c in value for c in "/\\\0")
+    ):
+        raise BackupError(f"bad backup {what} {value!r}: use letters, digits, '_', '-' or '.' (no slashes)")
+
+
+__all__ = [
+    "BackupResult",
+    "backup_database",
+    "read_manifest",
+    "list_backups",
+    "newest_verified",
+    "set_pinned",
+    "apply_retention",
+    "restore_database",
+    "sha256_file",
+]

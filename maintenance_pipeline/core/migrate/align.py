@@ -1,0 +1,95 @@
+"""Alignment: which of the diff's changes are applied, in which order, and as which Alembic operations.
+
+What is applied: ``split_by_align`` (``none`` / ``additive`` / ``full``), less an index whose name
+a kept object holds (``blocked_by_kept_names``); in which order: the engine's (``Engine.order_changes``:
+``order_for_names``, a drop that frees an index name first, or ``order_for_server``, see
+``_SERVER_ORDER``). ``migrate`` drives them inside its transaction.
+
+Alembic does the work (``Operations``: create_table, add_column, create_index, drop_table, ...).
+``apply_change_natively`` does what every engine does alike (tables, indexes, columns) and asks the
+engine for the rest (``Engine.apply_in_place``): by default ``apply_generic``, ALTER in place, in the
+target's schema: ``alter_column`` changes only what differs (type with the engine's cast, nullability,
+default; a default that could not follow a type change is dropped first and set again after), unique
+and foreign keys are added and dropped by name (an unnamed key from a reference gets the server's own
+name), and a primary key change drops the current constraint (its name from the engine) and adds the
+new one. A column whose values come from a sequence (``SERIAL``) or an identity is created that way
+(its declared type says so) and altered as its plain type (``Engine.plain_type``). An engine that cannot
+ALTER a change in place says so (SQLite: everything but DROP COLUMN) and ``migrate`` has the engine
+rebuild the table instead, every row kept (``engines/sqlite/rebuild.py``).
+"""
+
+from __future__ import annotations
+
+from alembic.operations import Operations
+
+from ..engines import engine_of
+from ..engines.ddl import sa_column, sa_constraints
+from ..schema.model import ADDITIVE_KINDS, Change, Column, ForeignKey, Index, Snapshot, Table
+
+
+def split_by_align(changes: list[Change], align: str) -> tuple[list[Change], list[Change]]:
+    """(to apply, refused) under an align mode."""
+    if align == "none":
+        return [], []
+    if align == "full":
+        return list(changes), []
+    return [c for c in changes if c.kind in ADDITIVE_KINDS], [c for c in changes if c.kind not in ADDITIVE_KINDS]
+
+
+def blocked_by_kept_names(live: Snapshot, to_apply: list[Change]) -> tuple[list[Change], list[Change]]:
+    """An index whose name is taken by a live index (or unique key, or table) that stays is not created:
+    index names are schema-wide, so it could only be created by dropping the other (refused under
+    ``additive``). It is refused instead of failing the whole run."""
+    taken: set[str] = set()
+    for t in live.tables.values():
+        taken.add(t.name)
+        taken.update(ix.name for ix in t.indexes)
+        taken.update(u.name for u in t.uniques if u.name)
+    for ch in to_apply:
+        if ch.kind in ("drop_index", "drop_unique") and ch.current is not None:
+            taken.discard(ch.current.name)  # type: ignore[union-attr]
+        elif ch.kind == "drop_table":
+            taken.discard(ch.table)
+            taken.difference_update(ix.name for ix in ch.current.indexes)  # type: ignore[union-attr]
+            taken.difference_update(u.name for u in ch.current.uniques if u.name)  # type: ignore[union-attr]
+    blocked = [ch for ch in to_apply if ch.kind == "add_index" and ch.reference.name in taken]  # type: ignore[union-attr]
+    return [ch for ch in to_apply if ch not in blocked], blocked
+
+
+# ------------------------------------------------------------------ how: Alembic operations
+
+
+def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | None = None,
+                          schema: str | None = None) -> bool:
+    """Apply one change with a single statement if the engine can; False if it needs a rebuild.
+
+    ``column_fk`` is a single-column foreign key that arrives together with an added column.
+    ``schema``: the schema the target's tables live in (None = the default schema).
+    """
+    engine = engine_of(ops.get_bind())
+    if ch.kind == "add_table":
+        t: Table = ch.reference  # type: ignore[assignment]
+        ops.create_table(t.name, *[sa_column(c) for c in t.columns], *sa_constraints(t, schema), schema=schema)
+        for ix in t.indexes:
+            ops.create_index(ix.name, t.name, list(ix.columns), unique=ix.unique, schema=schema)
+        return True
+    if ch.kind == "drop_table":
+        ops.drop_table(ch.table, schema=schema)
+        return True
+    if ch.kind == "add_index":
+        ix: Index = ch.reference  # type: ignore[assignment]
+        ops.create_index(ix.name, ch.table, list(ix.columns), unique=ix.unique, schema=schema)
+        return True
+    if ch.kind == "drop_index":
+        ops.drop_index(ch.current.name, table_name=ch.table, schema=schema)  # type: ignore[union-attr]
+        return True
+    if ch.kind == "add_column":
+        col: Column = ch.reference  # type: ignore[assignment]
+        if column_fk is not None:
+            engine.add_column_with_key(ops, ch.table, col, column_fk, schema)
+        else:
+            ops.add_column(ch.table, sa_column(col), schema=schema)
+        return True
+    return engine.apply_in_place(ops, ch, schema)
+
+

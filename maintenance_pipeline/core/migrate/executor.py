@@ -1,0 +1,386 @@
+"""Migrate: pending Alembic revisions, then alignment, in ONE transaction, under a lock; a run that
+would fail commits nothing.
+
+The flow of ``migrate()``:
+
+1. take the maintenance lock (a second run fails fast; SQLite: a file lock, PostgreSQL: a
+   session advisory lock); PostgreSQL: start restoring the run's backup into a scratch database
+   in a thread (``engines.postgresql.rows.Scratch``), for the rows check before COMMIT;
+2. open one connection; on SQLite pin the file (``engines.sqlite.live_file.pinned``), attach the run's backup
+   (``engines.sqlite.rows.RowsGuard``) and switch ``PRAGMA foreign_keys`` off *before* the transaction (it
+   cannot change inside one; off means a table rebuild's DROP never cascades), begin with ``BEGIN
+   IMMEDIATE`` and let the guard settle the state at BEGIN; on PostgreSQL begin REPEATABLE READ and
+   ``SET LOCAL`` ``lock_timeout``/``statement_timeout`` (and ``search_path`` for a target with a
+   ``schema``);
+3. stamp a pre-Alembic database at ``baseline_revision``; run the pending revisions with
+   Alembic's own machinery (``revisions.py``; the user's ``env.py`` is not needed, the
+   revision files are);
+4. snapshot the schema as the transaction now sees it, diff it against the reference and apply
+   what ``align`` allows (``align.py``; SQLite table rebuilds: ``engines/sqlite/rebuild.py``); a destructive
+   difference under ``additive`` refuses the whole run instead;
+5. every verdict that would fail the run, each raising (so rolling back): a foreign-key violation
+   the run introduced (SQLite: ``PRAGMA foreign_key_check``; PostgreSQL: an anti-join per key the
+   server does not enforce), a schema still different from the reference, a user check that does
+   not run, writes or fails (``user_checks.py``), a row of a kept table lost or changed that no
+   revision declared (``changes_rows``; SQLite: the guard; PostgreSQL: the scratch restore against
+   this transaction, ``engines.postgresql.rows.compare_in_transaction``);
+6. commit, or roll back on any error (the SQLite file is then bytewise what it was; PostgreSQL's
+   DDL is transactional, so its schema and rows are exactly what they were). The error carries the
+   ``MigrationResult`` (``rolled_back``): what was tried, refused and undone, for the report.
+
+Alembic runs inside that transaction on both: the revisions see the caller's open transaction and
+commit nothing (``transactional_ddl``; Alembic's per-revision transactions are no-ops inside one).
+On PostgreSQL the version table lives in the target's schema (``version_table_schema``).
+
+A dry run does all of that on a scratch copy (SQLite) or rolls back (other servers), and returns
+the SQL it ran; the verdicts of step 5 are recorded for its report instead of raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+
+from .align import apply_change_natively, blocked_by_kept_names, split_by_align
+from ..verify.results import describe_loss, fmt_fk, introduced_violations
+from ..config import Target
+from ..dburl import mask_url, translate_error
+from ..engines import open_engine
+from ..engines import engine_for, engine_of
+from ..schema.diff import diff
+from ..errors import (
+    DatabaseDamagedError,
+    DestructiveChangeRefusedError,
+    MaintenanceError,
+    MigrationError,
+    RowsLostError,
+    SchemaLeftDifferentError,
+    UserCheckError,
+    says_damaged,
+)
+from ..lock import maintenance_lock
+from ..schema.model import Change, Snapshot
+from .results import MigrationPlan, MigrationResult
+from .revisions import current_revision, plan_revisions, run_revisions, target_schema
+from ..schema.snapshot import take_snapshot
+from ..verify.user_checks import validate_in_migration
+
+
+def fk_violations(conn: sa.Connection, schema: str | None = None, *, only_unenforced: bool = False) -> Counter:
+    """Violations of declared foreign keys, counted per (table, parent): the engine's check
+    (``Engine.fk_violations``)."""
+    return engine_of(conn).fk_violations(conn, schema, only_unenforced=only_unenforced)
+
+
+def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dry_run: bool = False,
+            backup: Path | None = None, planned: tuple[str | None, list[Change]] | None = None) -> MigrationResult:
+    """``backup``: the run's verified backup; the rows of the tables the migration writes are compared with
+    the state it started from inside the transaction, before COMMIT, and a loss rolls the run back
+    (``result.rows``; the engine's ``MigrationSession.rows_verdict``).
+
+    ``planned``: what the diff step saw (the schema's fingerprint, the drift). The migration plans again
+    under its lock, from the database as its transaction sees it; when that moved, ``result.replanned``
+    says what differs from the diff step's plan.
+
+    Any failure raises a ``MaintenanceError`` after the rollback; its ``result`` attribute (when the
+    plan got that far) is the ``MigrationResult`` with ``rolled_back`` set: what was tried and undone.
+    """
+    align = align or target.align
+    backup = Path(backup) if backup is not None else None
+    engine = engine_for(target.url)
+    if dry_run:
+        with engine.dry_run_copy(target.url) as scratch_url:
+            if scratch_url is not None:  # a copy: nothing to lock
+                return _run_on(engine, scratch_url, target, reference, align, True, backup=backup, named=target,
+                               planned=planned)
+    with maintenance_lock(target.url, holder=f"migrate {target.name}"):
+        return _run_on(engine, target.url, target, reference, align, dry_run, backup=backup, planned=planned)
+
+
+def _run_on(engine, url: str, target: Target, reference: Snapshot, align: str, dry_run: bool, *,
+            backup: Path | None, named: Target | None = None, planned=None) -> MigrationResult:
+    """``_run`` on a fresh SQLAlchemy engine, inside the engine's migration session (its resources come
+    before the first connection and go after the last: ``MigrationSession``)."""
+    run_target = dataclasses.replace(target, url=url) if named else target
+    with engine.migration(url, run_target, backup=backup, dry_run=dry_run) as session:
+        session.shown_name = (named or target).name
+        sa_engine = open_engine(url)
+        try:
+            return _run(sa_engine, session, run_target, reference, align, dry_run, named=named, backup=backup,
+                        planned=planned)
+        finally:
+            sa_engine.dispose()
+
+
+# decided inside the transaction: a real run raises them (rolled back), a dry run reports them
+_VERDICTS = (DestructiveChangeRefusedError, SchemaLeftDifferentError, RowsLostError)
+
+
+def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, align: str, dry_run: bool,
+         named: Target | None = None, backup: Path | None = None, planned=None) -> MigrationResult:
+    """``named``: the target that error messages name (a dry run may work on a scratch copy)."""
+    sql: list[str] = []
+    shown = named or target
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        head = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+        if head in ("SELECT", "PRAGMA", "BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "EXPLAIN", "SET"):
+            return
+        text = " ".join(statement.split())
+        if parameters:
+            text += f"  -- params {parameters!r}"
+        sql.append(text)
+
+    def no_commit(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        # a revision (or anything else) must not end the run's one transaction: what ran before would stay
+        # committed whatever fails after it
+        words = statement.lstrip().split(None, 2)
+        head = words[0].upper().rstrip(";") if words else ""
+        second = words[1].upper() if len(words) > 1 else ""
+        if head in ("COMMIT", "END", "BEGIN", "START", "ABORT") or (head == "ROLLBACK" and second != "TO") \
+                or (head == "PREPARE" and second == "TRANSACTION"):
+            raise MigrationError(f"{' '.join(statement.split())[:60]!r} would end the migration's single "
+                                 "transaction; remove it from the revision (the pipeline commits once, at the end)")
+
+    def begin():
+        try:
+            return conn.begin()  # SQLite: BEGIN IMMEDIATE: waits busy_timeout for another writer, then fails
+        except sa.exc.DBAPIError as e:
+            raise translate_error(e, shown.url) from None
+
+    with sa_engine.connect() as conn:
+        sa.event.listen(conn, "before_cursor_execute", capture)
+        state = {"phase": "plan", "step": None, "engine": session.engine}
+        result = MigrationResult(plan=MigrationPlan(False, (), None, []), dry_run=dry_run, align=align, sql=sql)
+        try:
+            session.connected(conn)
+            trans = begin()
+            try:
+                trans = session.begun(conn, trans, begin)
+                sa.event.listen(conn, "before_cursor_execute", no_commit)
+                _migrate_in_transaction(conn, session, target, shown, reference, align, result, state, planned)
+            except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
+                _rollback(trans)
+                state["explain"] = session.explain
+                state["backup"] = backup
+                raise _failed(e, state, result, shown) from e
+            if dry_run:
+                trans.rollback()
+                return result
+            try:
+                trans.commit()
+            except sa.exc.DBAPIError as e:
+                _rollback(trans)
+                raise _commit_failed(e, result, shown, backup) from None
+            return result
+        finally:
+            if sa.event.contains(conn, "before_cursor_execute", no_commit):
+                sa.event.remove(conn, "before_cursor_execute", no_commit)
+            session.release(conn)
+
+
+def _rollback(trans) -> None:
+    try:
+        trans.rollback()
+    except sa.exc.DBAPIError:  # the connection is gone: the server (or SQLite's journal) undoes the transaction
+        pass
+
+
+def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown: Target, reference: Snapshot,
+                            align: str, result: MigrationResult, state: dict, planned=None) -> None:
+    """Everything between BEGIN and COMMIT: revisions, alignment, then every verdict that would fail the run
+    (refused changes, a schema still different, orphans, lost rows, the user checks): raised, so nothing is
+    committed; a dry run records them instead (its verify step reports them)."""
+    dry_run = result.dry_run
+    schema = target_schema(conn, target)
+    begin_snap = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
+    result.replanned = _moved_since_diff(planned, begin_snap, reference, target)
+    session.read_begin_state(conn, begin_snap, target.ignore_tables)
+    fk_before = fk_violations(conn, schema, only_unenforced=True)
+    result.plan = plan_revisions(conn, target)
+    state["phase"] = "alembic"
+    run_revisions(conn, target, result.plan, result)
+    state["phase"] = "align"
+    _align(conn, target, reference, align, result, state)
+    state["phase"], state["step"] = "foreign_key_check", None
+    introduced = introduced_violations(fk_violations(conn, schema, only_unenforced=True), fk_before)
+    if introduced:
+        raise MigrationError("the migration would leave rows pointing at missing parents "
+                             f"({fmt_fk(introduced)})")
+    result.revision_after = current_revision(conn, target)
+    after = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
+    result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables)
+    if result.drift_after and not dry_run:
+        raise SchemaLeftDifferentError(
+            f"after the revisions and align: {align} the schema would still differ from the reference in "
+            f"{len(result.drift_after)} place(s) ({'; '.join(c.describe() for c in result.drift_after[:4])}); "
+            "nothing was committed; add a revision for them, use align: additive or full, or update the reference")
+    state["phase"] = "checks"
+    result.checks = validate_in_migration(conn, target.checks, judge=not dry_run, **session.check_guard())
+    result.written = session.written(conn, after)
+    state["phase"] = "rows_preserved"
+    verdict = session.rows_verdict(conn, after, result)
+    if verdict is not None:
+        result.rows = (verdict.passed, verdict.detail, verdict.drops)
+        if not dry_run:
+            _judge_rows(verdict, shown, note=session.rows_note)
+
+
+def _moved_since_diff(planned, begin_snap: Snapshot, reference: Snapshot, target: Target) -> str | None:
+    """What differs between the diff step's drift and the drift the migration finds under its lock, said in
+    one line; None when the schema did not move in between."""
+    if not planned or not planned[0] or planned[0] == begin_snap.fingerprint:
+        return None
+    before = {c.describe() for c in planned[1]}
+    now = {c.describe() for c in diff(begin_snap, reference, ignore_tables=target.ignore_tables)}
+    appeared, gone = sorted(now - before), sorted(before - now)
+    parts = [f"{len(appeared)} difference(s) appeared ({'; '.join(appeared[:3])})" if appeared else "",
+             f"{len(gone)} went away ({'; '.join(gone[:3])})" if gone else ""]
+    what = ", ".join(p for p in parts if p) or "its schema moved but the differences from the reference are the same"
+    return f"the database changed between diff and migrate: {what}; the migration planned again under its lock"
+
+
+def _judge_rows(verdict, shown: Target, note: str = "") -> None:
+    if verdict.error is not None:
+        raise RowsLostError(f"could not compare the rows of the tables the migration wrote with the state before it "
+                            f"({verdict.error}); nothing was committed; rerun, and report it if it persists")
+    if verdict.losses:
+        lost = "; ".join(describe_loss(x) for x in verdict.losses[:4])
+        tables = ", ".join(repr(x["table"]) for x in verdict.losses[:3])
+        raise RowsLostError(f"the migration would lose or change rows of kept tables ({lost}){note}; nothing was "
+                            f"committed; fix the revision, or if it means to change those rows declare them in it: "
+                            f"changes_rows = ({tables},)")
+
+
+def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str, result: MigrationResult,
+           state: dict | None = None) -> None:
+    state = state if state is not None else {}
+    schema = target_schema(conn, target)
+    live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
+    changes = diff(live, reference, ignore_tables=target.ignore_tables)
+    to_apply, refused = split_by_align(changes, align)
+    to_apply, blocked = blocked_by_kept_names(live, to_apply)
+    result.refused = refused + blocked
+    if result.refused and not result.dry_run:
+        names = "; ".join(c.describe() for c in result.refused[:4])
+        more = f" (+{len(result.refused) - 4} more)" if len(result.refused) > 4 else ""
+        raise DestructiveChangeRefusedError(
+            f"align: {align} refuses {len(result.refused)} destructive change(s): {names}{more}; the whole run was "
+            "refused, nothing was committed; review them and rerun with align: full to apply them, or change "
+            "the reference")
+    if not to_apply:
+        return
+    engine = engine_of(conn)
+    to_apply = engine.order_changes(to_apply)
+    check_after = engine.alignment_guard(conn)
+    # a single-column FK arriving with its column is added with it (natively on SQLite)
+    column_fks = {}
+    for ch in to_apply:
+        if ch.kind == "add_foreign_key" and len(ch.reference.columns) == 1:  # type: ignore[union-attr]
+            if any(c.kind == "add_column" and c.table == ch.table and c.name == ch.reference.columns[0]
+                   for c in to_apply):
+                column_fks[(ch.table, ch.reference.columns[0])] = ch  # type: ignore[union-attr]
+    ops = Operations(MigrationContext.configure(conn, opts={"transactional_ddl": True}))
+    rebuild: dict[str, list[Change]] = {}
+    for ch in to_apply:
+        if ch.kind == "add_foreign_key" and \
+                column_fks.get((ch.table, ch.reference.columns[0])) is ch:  # type: ignore[union-attr]
+            continue  # added with its column
+        if ch.kind == "drop_column" and ch.table in rebuild:
+            # the table is rebuilt anyway: dropping the column natively first would rewrite it twice
+            rebuild[ch.table].append(ch)
+            continue
+        fk_ch = column_fks.get((ch.table, ch.name)) if ch.kind == "add_column" else None
+        state["step"] = ch.describe()
+        t0 = time.monotonic()
+        n_sql = len(result.sql)
+        if apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema):
+            desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
+            result.applied.append({"source": "align", "description": desc, "seconds": round(time.monotonic() - t0, 4)})
+            result.aligned.append(ch)
+            if fk_ch:
+                result.aligned.append(fk_ch)
+        else:
+            del result.sql[n_sql:]  # a native attempt the engine refused (rolled back) is not part of the plan
+            rebuild.setdefault(ch.table, []).append(ch)
+    if rebuild:
+        now = take_snapshot(conn, ignore_tables=target.ignore_tables)
+        for table, chs in rebuild.items():
+            state["step"] = f"rebuilding table {table} (" + "; ".join(c.describe() for c in chs) + ")"
+            t0 = time.monotonic()
+            engine.rebuild(ops, now.tables[table], chs)
+            result.applied.append({"source": "align",
+                                   "description": f"rebuilt table {table} (rows kept): "
+                                   + "; ".join(c.describe() for c in chs),
+                                   "seconds": round(time.monotonic() - t0, 4)})
+            result.aligned.extend(chs)
+    state["step"] = None
+    check_after()
+
+
+def _failed(e: Exception, state: dict, result: MigrationResult, target: Target) -> Exception:
+    """The one-line error of a failed (rolled back) migration, carrying ``result`` (``rolled_back`` set)."""
+    result.rolled_back = not result.dry_run
+    err = _as_migration_error(e, state, result.failing_revision, target)
+    err.result = result  # type: ignore[attr-defined]
+    return err
+
+
+def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> Exception:
+    phase = state.get("phase", "plan")
+    if isinstance(e, MaintenanceError) and (phase == "plan" or isinstance(e, (*_VERDICTS, UserCheckError))):
+        return e
+    if isinstance(e, sa.exc.OperationalError) and "locked" in str(e).lower() and "timeout" not in str(e).lower():
+        return translate_error(e, target.url)
+    damaged = _damage(e, target, state.get("backup"))
+    if damaged is not None:
+        return damaged
+    line = " ".join(str(getattr(e, "orig", None) or e).split())[:300] or type(e).__name__
+    engine = state.get("engine")
+    hint = engine.error_hint(line) if isinstance(e, sa.exc.DBAPIError) and engine is not None else None
+    line = re.sub(r"_alembic_tmp_", "", line)  # Alembic's temporary copy is the table itself to the reader
+    line = state.get("explain", lambda text: text)(line)
+    if not isinstance(e, MaintenanceError):
+        line = f"{type(e).__name__}: {line}"
+    rolled = f"{mask_url(target.url)} was rolled back to its state before the run"
+    if phase == "alembic":
+        rev = failing or "?"
+        return MigrationError(f"Alembic revision {rev} failed: {line}; {rolled}; "
+                              f"{hint or 'fix the revision and rerun'}", revision=rev)
+    if phase == "align":
+        step = state.get("step")
+        at = f" at {step}" if step else ""
+        return MigrationError(f"alignment failed{at}: {line}; {rolled}; "
+                              f"{hint or 'fix the data or the reference, or use align: none'}")
+    if hint:
+        return MigrationError(f"migration failed at {phase}: {line}; {rolled}; {hint}")
+    return MigrationError(f"migration failed at {phase}: {line}; {rolled}")
+
+
+def _damage(e: BaseException, target: Target, backup: Path | None = None) -> Exception | None:
+    """A failing disk or a corrupt file met mid-run, said in one line: what happened, check the file, where
+    the last good state is. None for any other error."""
+    text = " ".join(str(getattr(e, "orig", None) or e).split())
+    if not says_damaged(text):
+        return None
+    good = f"the last good state is in this run's backup {backup}" if backup is not None else \
+        "restore the newest verified backup if it is"
+    return DatabaseDamagedError(f"{mask_url(target.url)}: {text[:160]} during the migration, which stopped without "
+                                f"committing; check the file and its disk (PRAGMA integrity_check, the system log) "
+                                f"before the next run; {good}")
+
+
+def _commit_failed(e: sa.exc.DBAPIError, result: MigrationResult, target: Target, backup: Path | None) -> Exception:
+    result.rolled_back = True
+    err = _damage(e, target, backup) or translate_error(e, target.url)
+    if not isinstance(err, DatabaseDamagedError):
+        err = MigrationError(f"COMMIT failed ({err}); the migration was rolled back; rerun")
+    err.result = result  # type: ignore[attr-defined]
+    return err

@@ -1,0 +1,340 @@
+"""One run, step by step, without Dagster.
+
+``RunState`` carries what the steps learn; each ``step_*`` function does one op's
+work and records it in the state and the timeline. The Dagster ops are thin
+adapters over these functions, and ``run_job`` chains them for scripts and tests.
+When a step fails, ``finish`` still writes the report, naming the step and error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import backup as backup_mod
+from ..config import MaintenanceConfig, Target, load_config
+from ..dburl import mask_url, scrub_passwords
+from ..engines import engine_for
+from ..engines import open_engine
+from ..schema.diff import diff
+from ..errors import (
+    DatabaseDamagedError,
+    DestructiveChangeRefusedError,
+    MaintenanceError,
+    RestoreError,
+    VerificationFailedError,
+    says_damaged,
+)
+from ..lock import maintenance_lock
+from ..backup.manifest import BackupResult
+from ..migrate.executor import MigrationResult, migrate, plan_revisions
+from ..schema.model import Change, Snapshot
+from ..schema.reference import reference_snapshot
+from .report import write_report
+from ..schema.snapshot import take_snapshot
+from ..verify.checks import VerifyResult, verify_target
+
+VERIFY_MODE = {"maintain_database": "maintain", "verify_database": "verify", "restore_database": "restore"}
+BACKUP_LABEL = {"maintain_database": "pre-migration", "verify_database": "nightly", "restore_database": "pre-restore"}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# the steps of each job, in order: the Dagster jobs (``jobs.py``) and ``run_job`` are both built from this
+JOB_STEPS: dict[str, tuple[str, ...]] = {
+    "maintain_database": ("backup", "diff", "migrate", "verify", "report"),
+    "verify_database": ("backup", "diff", "verify", "report"),
+    "restore_database": ("backup", "restore", "verify", "report"),
+}
+
+
+@dataclass
+class RunState:
+    """What the steps of one run learn, handed from op to op (pickled by Dagster's IO manager between steps,
+    so a failed run can be re-executed from its failed step).
+
+    It holds no secret: the targets file is named by path and the target by name; the loaded targets file
+    (its passwords, the webhook token) is bound in memory only (``bind``), never pickled, and loaded again
+    from ``config_path`` where a step meets an unbound state.
+    """
+
+    config_path: Path
+    target_name: str
+    job: str
+    run_id: str
+    trigger: str = "manual"
+    ui_url: str | None = None
+    started_at: datetime = field(default_factory=_now)
+    timeline: list[dict] = field(default_factory=list)
+    backup: BackupResult | None = None
+    retention_removed: list[str] = field(default_factory=list)
+    reference: Snapshot | None = None
+    live_fingerprint: str | None = None  # the schema the diff step saw (migrate says if it moved since)
+    drift_before: list[Change] = field(default_factory=list)
+    tables_before: dict = field(default_factory=dict)
+    revisions: dict | None = None
+    migration: MigrationResult | None = None
+    verification: VerifyResult | None = None
+    restored_from: dict | None = None
+    align: str | None = None
+    dry_run: bool = False
+    report_paths: tuple[Path, Path] | None = None
+    _config: MaintenanceConfig | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_config"] = None  # the targets file stays out of any pickle: it holds the secrets
+        return state
+
+    def bind(self, config: MaintenanceConfig) -> RunState:
+        """Attach the loaded targets file (in memory only)."""
+        self._config = config
+        return self
+
+    @property
+    def config(self) -> MaintenanceConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def target(self) -> Target:
+        return self.config.target(self.target_name)
+
+
+def reference_of(state: RunState) -> Snapshot:
+    """The reference's snapshot, read once per run (kept in the state: it holds no secret)."""
+    if state.reference is None:
+        t = state.target
+        state.reference = reference_snapshot(
+            url=t.reference_url, metadata=t.reference_metadata, target_dialect=engine_for(t.url).name,
+            ignore_tables=t.ignore_tables, search_paths=(state.config.root,), schema=t.reference_schema,
+        )
+    return state.reference
+
+
+def start(config: MaintenanceConfig, target: str, job: str, *, run_id: str | None = None, trigger: str = "manual",
+          ui_url: str | None = None) -> RunState:
+    config.target(target)  # an unknown target is a clear error here
+    return RunState(config_path=config.path, target_name=target, job=job, run_id=run_id or uuid.uuid4().hex,
+                    trigger=trigger, ui_url=ui_url).bind(config)
+
+
+@contextmanager
+def timed(state: RunState, step: str):
+    entry = {"step": step, "started_at": _now().isoformat(timespec="seconds"), "seconds": None}
+    state.timeline.append(entry)
+    t0 = time.monotonic()
+    try:
+        yield entry
+    finally:
+        entry["seconds"] = round(time.monotonic() - t0, 3)
+
+
+def step_backup(state: RunState) -> dict:
+    """A verified backup before anything else; retention only after it succeeded. The state keeps the typed
+    ``BackupResult``; the return value is its dict (what a report shows)."""
+    cfg, t = state.config, state.target
+    label = BACKUP_LABEL[state.job]
+    pinned = cfg.backups.pin_pre_migration and state.job != "verify_database"
+    with timed(state, "backup"):
+        b = cfg.backups
+        result = backup_mod.backup_database(t.url, b.dir, t.name, label=label, pinned=pinned, pg_format=b.pg_format,
+                                            pg_jobs=b.pg_jobs, pg_compress=b.pg_compress,
+                                            restore_check=b.restore_check, schema=t.schema)
+        state.backup = result
+        removed = backup_mod.apply_retention(cfg.backups.dir, t.name, keep_last=cfg.backups.keep_last,
+                                             keep_days=cfg.backups.keep_days)
+        state.retention_removed = [str(p) for p in removed]
+    return state.backup.to_dict()
+
+
+def step_diff(state: RunState) -> list[Change]:
+    t = state.target
+    with timed(state, "diff"):
+        reference = reference_of(state)
+        engine = open_engine(t.url)
+        try:
+            with engine.connect() as conn:
+                live = take_snapshot(conn, ignore_tables=t.ignore_tables, schema=t.schema)
+                if t.migrations is not None and state.job == "maintain_database":
+                    state.revisions = plan_revisions(conn, t).to_dict()
+        finally:
+            engine.dispose()
+        state.live_fingerprint = live.fingerprint
+        state.drift_before = diff(live, reference, ignore_tables=t.ignore_tables)
+        rows = state.backup.row_counts if state.backup else {}
+        state.tables_before = {n: {"columns": len(tb.columns), "rows": rows.get(n)} for n, tb in sorted(live.tables.items())}
+    return state.drift_before
+
+
+def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = None) -> MigrationResult:
+    state.align = align or state.target.align
+    state.dry_run = dry_run
+    if state.backup is None or not state.backup.verified:
+        raise MaintenanceError("refusing to migrate without a verified backup; run the backup step first")
+    with timed(state, "migrate"):
+        try:
+            state.migration = migrate(state.target, reference_of(state), align=state.align, dry_run=dry_run,
+                                      backup=Path(state.backup.path),
+                                      planned=(state.live_fingerprint, state.drift_before))
+        except MaintenanceError as e:
+            # rolled back: the report shows what was tried and undone, and what was refused
+            state.migration = getattr(e, "result", None)
+            if state.migration is not None:
+                state.revisions = state.migration.to_dict()["revisions"]
+            raise
+        state.revisions = state.migration.to_dict()["revisions"]
+        m = state.migration
+        if state.backup.pinned and (dry_run or not (m.applied or (m.plan and m.plan.stamp))):
+            # nothing was changed: the pre-migration backup is an ordinary one, left to retention
+            backup_mod.set_pinned(state.backup.path, False)
+            state.backup = dataclasses.replace(state.backup, pinned=False)
+    return state.migration
+
+
+def step_restore(state: RunState, backup_path: str = "") -> dict:
+    t, cfg = state.target, state.config
+    with timed(state, "restore"):
+        if backup_path:
+            path = Path(backup_path).expanduser()
+            if not path.is_absolute():
+                path = (cfg.root / path).resolve()
+            manifest = backup_mod.read_manifest(path)
+        else:
+            own = state.backup.path if state.backup else None
+            candidates = [m for m in backup_mod.list_backups(cfg.backups.dir, t.name)
+                          if m.get("verified") and str(m.get("path")) != str(own)]
+            if not candidates:
+                raise RestoreError(f"no verified backup of {t.name!r} in {cfg.backups.dir / t.name} to restore; "
+                                   "name one with ops.restore.config.backup")
+            manifest = candidates[0]
+            path = Path(manifest["path"])
+        with maintenance_lock(t.url, holder=f"restore {t.name}"):
+            measured = backup_mod.restore_database(path, t.url, schema=t.schema)
+        # "measured": the restored database as the restore itself saw it (verify compares that with the manifest)
+        state.restored_from = {**manifest, "path": str(path), "measured": measured}
+    return state.restored_from
+
+
+def step_verify(state: RunState) -> VerifyResult:
+    t = state.target
+    mode = VERIFY_MODE[state.job]
+    refused = state.migration.refused if state.migration else []
+    with timed(state, "verify"):
+        b = state.backup
+        state.verification = verify_target(
+            t, reference_of(state), backup_path=Path(b.path) if b else None,
+            backup_verified=bool(b and b.verified), backup_detail=(b.verify_detail if b else "") or "",
+            mode=mode, refused=refused, restored_manifest=state.restored_from,
+            migration=state.migration,
+        )
+    failed = state.verification.failed
+    if failed:
+        names = ", ".join(c.name for c in failed)
+        first = failed[0]
+        if refused and any(c.name == "schema_matches_reference" for c in failed):
+            raise DestructiveChangeRefusedError(
+                f"{len(refused)} destructive change(s) refused under align: additive "
+                f"({'; '.join(c.describe() for c in refused[:3])}); review them and rerun with align: full "
+                "to apply")
+        raise VerificationFailedError(f"verification failed: {names} — {first.name}: {first.detail}")
+    return state.verification
+
+
+def report_dict(state: RunState, *, error: str | None = None, failed_step: str | None = None) -> dict:
+    t = state.target
+    mig = state.migration
+    ver = state.verification
+    applied = mig.applied if mig and not mig.dry_run and not mig.rolled_back else []
+    planned = []
+    if mig and (mig.dry_run or mig.rolled_back):  # a rolled-back run shows what it tried, and its SQL
+        planned = [{"source": a["source"], "description": a["description"]} for a in mig.applied]
+        if mig.sql:
+            planned.append({"source": "sql", "description": "statements", "sql": mig.sql})
+    return {
+        "target": t.name,
+        "job": state.job,
+        "run_id": state.run_id,
+        "status": "failed" if error else "success",
+        "error": error,
+        "failed_step": failed_step,
+        "trigger": state.trigger,
+        "started_at": state.started_at.isoformat(timespec="seconds"),
+        "finished_at": _now().isoformat(timespec="seconds"),
+        "database": mask_url(t.url),
+        "reference": t.reference_label,
+        "align": state.align or t.align,
+        "dry_run": state.dry_run,
+        "ui_url": state.ui_url,
+        "backup": state.backup.to_dict() if state.backup else None,
+        "retention_removed": state.retention_removed,
+        "revisions": state.revisions,
+        "drift_before": [c.to_dict() for c in state.drift_before],
+        "planned": planned,
+        "sql": mig.sql if mig and (mig.dry_run or mig.rolled_back) else [],
+        "rolled_back": bool(mig and mig.rolled_back),
+        "replanned": mig.replanned if mig else None,
+        "applied": applied,
+        "refused": [c.to_dict() for c in mig.refused] if mig else [],
+        "drift_after": [c.to_dict() for c in ver.drift_after] if ver else None,
+        "checks": [c.to_dict() for c in ver.checks] if ver else [],
+        "planned_drops": ver.planned_drops if ver else [],
+        "restored_from": {k: (state.restored_from or {}).get(k) for k in ("path", "sha256", "created_at", "label")}
+        if state.restored_from else None,
+        "tables_before": state.tables_before,
+        "tables_after": ver.tables_after if ver else {},
+        "timeline": state.timeline,
+    }
+
+
+def finish(state: RunState, *, error: BaseException | str | None = None, failed_step: str | None = None) -> dict:
+    """Write the Markdown and JSON report (for failed runs too); returns the report dict."""
+    with timed(state, "report"):
+        message = None if error is None else (str(error) or type(error).__name__)
+        report = report_dict(state, error=message, failed_step=failed_step)
+        state.report_paths = write_report(report, state.config.reports_dir)
+    report["report_paths"] = {"markdown": str(state.report_paths[0]), "json": str(state.report_paths[1])}
+    return report
+
+
+def run_job(config: MaintenanceConfig, target: str, job: str, *, dry_run: bool = False, align: str | None = None,
+            restore_backup: str = "", run_id: str | None = None, trigger: str = "manual") -> dict:
+    """Run a whole job without Dagster; returns the report dict (``status`` says how it went)."""
+    if job not in JOB_STEPS:
+        raise ValueError(f"unknown job {job!r}; one of {', '.join(JOB_STEPS)}")
+    state = start(config, target, job, run_id=run_id, trigger=trigger)
+    steps = {"backup": step_backup, "diff": step_diff, "verify": step_verify,
+             "migrate": lambda s: step_migrate(s, dry_run=dry_run, align=align),
+             "restore": lambda s: step_restore(s, restore_backup)}
+    for name in JOB_STEPS[job][:-1]:  # the last step, report, is finish
+        try:
+            steps[name](state)
+        except Exception as e:  # noqa: BLE001 - a report exists for every run, whatever failed
+            return finish(state, error=failure_line(state, name, e), failed_step=name)
+    return finish(state)
+
+
+def failure_line(state: RunState, step: str, e: BaseException) -> str:
+    """The one line a failed step is reported with (report, Dagster, alerts): our own errors as they are; an
+    I/O error or a corrupt page says so, that the file needs checking and which backup holds the last good
+    state; anything else is an internal error named with its step. Never a password."""
+    if isinstance(e, MaintenanceError):
+        return str(e)
+    t = state.target
+    text = scrub_passwords(" ".join(str(getattr(e, "orig", None) or e).split()), t.url, t.reference_url or "")
+    if says_damaged(text):
+        backup = state.backup.path if state.backup and state.backup.verified else None
+        good = (f"the last good state is in backup {backup}" if backup else
+                f"the last good state is in the newest verified backup in {state.config.backups.dir / t.name}")
+        return str(DatabaseDamagedError(
+            f"{mask_url(t.url)}: {text[:200]} in step {step}; the file or its disk may be failing: check it "
+            f"(PRAGMA integrity_check, the system log) before the next run; {good}"))
+    return f"internal error in {step}: {type(e).__name__}: {text[:300]}"

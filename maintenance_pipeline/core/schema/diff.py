@@ -1,0 +1,268 @@
+"""Compare two snapshots: the changes that would make ``current`` equal to ``reference``.
+
+Rules (what counts as "the same"):
+
+* tables and columns by name; a column's type by ``type_key`` (by meaning: see
+  ``sqltypes``), its nullability, and its default by ``sqltypes.default_key``. When the two
+  snapshots come from different dialects, both types are keyed for the current one's dialect;
+* on SQLite a primary-key column's nullability is not compared when the column is in the
+  primary key on both sides (SQLite reports ``notnull=0`` for ``code TEXT PRIMARY KEY`` although
+  SQLAlchemy writes ``NOT NULL`` there);
+* the primary key as an ordered tuple of column names;
+* indexes by (columns, unique), not by name: a renamed but identical index is no drift;
+  changes are reported by name;
+* unique constraints by column tuple (names are ignored); a unique constraint and a unique
+  index over the same columns enforce the same thing, so one satisfies the other (SQLite
+  cannot add a constraint to an existing table, a ``CREATE UNIQUE INDEX`` is how it gets one);
+* foreign keys by (columns, referenced table, referenced columns, ON DELETE, ON UPDATE);
+  names are ignored (SQLite does not keep them).
+
+An added (dropped) table is one ``add_table`` (``drop_table``) change carrying the whole
+``Table``; its columns, indexes and keys are not listed separately.
+
+Order (suitable for applying one after another): add_table (parents before children),
+add_column, alter_column, alter_primary_key, add_unique, add_index, add_foreign_key,
+drop_foreign_key, drop_index, drop_unique, drop_column, drop_table (children before
+parents). Within a kind: by table name, then in the table's declared order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable
+
+from ..engines import engine_named
+from .model import ADDITIVE_KINDS, Change, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
+from . import sqltypes
+
+__all__ = ["diff", "summarize", "ORDER"]
+
+ORDER = (
+    "add_table",
+    "add_column",
+    "alter_column",
+    "alter_primary_key",
+    "add_unique",
+    "add_index",
+    "add_foreign_key",
+    "drop_foreign_key",
+    "drop_index",
+    "drop_unique",
+    "drop_column",
+    "drop_table",
+)
+
+
+def _change(kind: str, table: str, name: str | None, detail: str, *, reference=None, current=None) -> Change:
+    return Change(kind, table, name, kind not in ADDITIVE_KINDS, detail, reference=reference, current=current)
+
+
+def _cols(cols: tuple[str, ...]) -> str:
+    return f"({', '.join(cols)})"
+
+
+def _dependency_order(tables: dict[str, Table], names: Iterable[str]) -> list[str]:
+    """``names`` with referenced tables first (ties and cycles: alphabetical)."""
+    names = set(names)
+    deps = {n: {fk.ref_table for fk in tables[n].foreign_keys if fk.ref_table in names and fk.ref_table != n}
+            for n in names}
+    users: dict[str, set[str]] = {n: set() for n in names}
+    for n, ds in deps.items():
+        for d in ds:
+            users[d].add(n)
+    waiting = {n: len(ds) for n, ds in deps.items()}
+    ready = [n for n, k in waiting.items() if k == 0]
+    heapq.heapify(ready)
+    out: list[str] = []
+    done: set[str] = set()
+    while len(out) < len(names):
+        if not ready:  # a cycle: take the alphabetically first remaining table
+            n = min(x for x in names if x not in done)
+            waiting[n] = 0
+            heapq.heappush(ready, n)
+        n = heapq.heappop(ready)
+        if n in done:
+            continue
+        out.append(n)
+        done.add(n)
+        for u in sorted(users[n]):
+            waiting[u] -= 1
+            if waiting[u] == 0 and u not in done:
+                heapq.heappush(ready, u)
+    return out
+
+
+def type_key(dialect: str, declared: str | None) -> str:
+    """The comparison key of a declared type on ``dialect`` (``Engine.type_key``: ``engines/<name>/types.py``)."""
+    return engine_named(dialect).type_key(declared)
+
+
+def default_key(dialect: str, text: str | None, declared_type: str | None = None) -> str | None:
+    """The comparison key of a default's SQL text on ``dialect`` (``sqltypes.default_key``)."""
+    return sqltypes.default_key(engine_named(dialect), text, declared_type)
+
+
+class _Keys:
+    """Comparison keys of columns for one dialect."""
+
+    def __init__(self, dialect: str):
+        self.dialect = dialect
+        self.engine = engine_named(dialect)
+
+    def type(self, col: Column, snap: Snapshot) -> str:
+        if col.type_key and snap.dialect == self.dialect:
+            return col.type_key
+        return self.engine.type_key(col.type)
+
+    def default(self, col: Column) -> str | None:
+        return sqltypes.default_key(self.engine, col.default, col.type)
+
+
+def _alter_detail(cur: Column, ref: Column, type_changed: bool, null_changed: bool, default_changed: bool) -> str:
+    parts = []
+    if type_changed:
+        parts.append(f"type {cur.type or '(none)'} -> {ref.type or '(none)'}")
+    if null_changed:
+        parts.append(f"nullable -> {'NULL' if ref.nullable else 'NOT NULL'}")
+    if default_changed:
+        parts.append(f"default {cur.default if cur.default is not None else 'none'} -> "
+                     f"{ref.default if ref.default is not None else 'none'}")
+    return "; ".join(parts)
+
+
+def _match(ref_items: list, cur_items: list, key, name) -> tuple[list, list]:
+    """Pair equal items (by ``key``, same name preferred); return the unmatched of each side."""
+    pool: dict = {}
+    for c in cur_items:
+        pool.setdefault(key(c), []).append(c)
+    left_ref = []
+    for r in ref_items:
+        candidates = pool.get(key(r))
+        if not candidates:
+            left_ref.append(r)
+            continue
+        pick = next((c for c in candidates if name(c) == name(r)), candidates[0])
+        candidates.remove(pick)
+    leftover = {id(c) for cs in pool.values() for c in cs}
+    left_cur = [c for c in cur_items if id(c) in leftover]
+    return left_ref, left_cur
+
+
+def _fk_key(fk: ForeignKey) -> tuple:
+    return (fk.columns, fk.ref_table, fk.ref_columns, fk.on_delete or None, fk.on_update or None)
+
+
+def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapshot, keys: _Keys,
+                   out: dict[str, list[Change]]) -> None:
+    t = ref.name
+    cur_cols = {c.name: c for c in cur.columns}
+    ref_cols = {c.name: c for c in ref.columns}
+
+    for c in ref.columns:
+        if c.name not in cur_cols:
+            out["add_column"].append(_change("add_column", t, c.name, c.ddl(), reference=c))
+    for c in cur.columns:
+        if c.name not in ref_cols:
+            out["drop_column"].append(_change("drop_column", t, c.name, c.ddl(), current=c))
+    both_pk = set(cur.primary_key) & set(ref.primary_key)
+    for r in ref.columns:
+        c = cur_cols.get(r.name)
+        if c is None:
+            continue
+        type_changed = keys.type(c, cur_snap) != keys.type(r, ref_snap)
+        null_changed = c.nullable != r.nullable
+        if null_changed and keys.engine.ignores_primary_key_nullability and r.name in both_pk:
+            null_changed = False
+        default_changed = keys.default(c) != keys.default(r)
+        if type_changed or null_changed or default_changed:
+            out["alter_column"].append(_change(
+                "alter_column", t, r.name, _alter_detail(c, r, type_changed, null_changed, default_changed),
+                reference=r, current=c))
+
+    if tuple(cur.primary_key) != tuple(ref.primary_key):
+        detail = f"{_cols(cur.primary_key) if cur.primary_key else 'none'} -> " \
+                 f"{_cols(ref.primary_key) if ref.primary_key else 'none'}"
+        out["alter_primary_key"].append(_change("alter_primary_key", t, None, detail,
+                                                reference=tuple(ref.primary_key), current=tuple(cur.primary_key)))
+
+    # uniques and indexes: same kind first, then a unique index and a unique constraint satisfy each other
+    ref_u, cur_u = _match(list(ref.uniques), list(cur.uniques), lambda u: tuple(u.columns), lambda u: u.name)
+    ref_ix, cur_ix = _match(list(ref.indexes), list(cur.indexes), lambda i: (tuple(i.columns), i.unique),
+                            lambda i: i.name)
+    ref_u, cur_ix = _cross(ref_u, cur_ix)
+    ref_ix, cur_u = _cross_ix(ref_ix, cur_u)
+    for u in ref_u:
+        out["add_unique"].append(_change("add_unique", t, u.name, _cols(u.columns), reference=u))
+    for u in cur_u:
+        out["drop_unique"].append(_change("drop_unique", t, u.name, _cols(u.columns), current=u))
+    for i in ref_ix:
+        out["add_index"].append(_change("add_index", t, i.name, ("UNIQUE " if i.unique else "") + _cols(i.columns),
+                                        reference=i))
+    for i in cur_ix:
+        out["drop_index"].append(_change("drop_index", t, i.name, ("UNIQUE " if i.unique else "") + _cols(i.columns),
+                                         current=i))
+
+    ref_fk, cur_fk = _match(list(ref.foreign_keys), list(cur.foreign_keys), _fk_key, lambda f: f.name)
+    for f in ref_fk:
+        out["add_foreign_key"].append(_change("add_foreign_key", t, f.name, f.describe(), reference=f))
+    for f in cur_fk:
+        out["drop_foreign_key"].append(_change("drop_foreign_key", t, f.name, f.describe(), current=f))
+
+
+def _cross(ref_u: list[UniqueConstraint], cur_ix: list[Index]) -> tuple[list, list]:
+    """A wanted unique constraint is satisfied by a live unique index over the same columns."""
+    left = []
+    cur_ix = list(cur_ix)
+    for u in ref_u:
+        hit = next((i for i in cur_ix if i.unique and tuple(i.columns) == tuple(u.columns)), None)
+        if hit is None:
+            left.append(u)
+        else:
+            cur_ix.remove(hit)
+    return left, cur_ix
+
+
+def _cross_ix(ref_ix: list[Index], cur_u: list[UniqueConstraint]) -> tuple[list, list]:
+    """A wanted unique index is satisfied by a live unique constraint over the same columns."""
+    left = []
+    cur_u = list(cur_u)
+    for i in ref_ix:
+        hit = next((u for u in cur_u if i.unique and tuple(u.columns) == tuple(i.columns)), None)
+        if hit is None:
+            left.append(i)
+        else:
+            cur_u.remove(hit)
+    return left, cur_u
+
+
+def diff(current: Snapshot, reference: Snapshot, *, ignore_tables: Iterable[str] = ()) -> list[Change]:
+    """The changes that would make ``current`` (the live target) equal to ``reference``."""
+    ignore = set(ignore_tables or ())
+    cur_tables = {n: t for n, t in current.tables.items() if n not in ignore}
+    ref_tables = {n: t for n, t in reference.tables.items() if n not in ignore}
+    keys = _Keys(current.dialect)
+    out: dict[str, list[Change]] = {k: [] for k in ORDER}
+
+    for n in _dependency_order(ref_tables, [n for n in ref_tables if n not in cur_tables]):
+        t = ref_tables[n]
+        out["add_table"].append(_change("add_table", n, None, f"{len(t.columns)} columns", reference=t))
+    for n in reversed(_dependency_order(cur_tables, [n for n in cur_tables if n not in ref_tables])):
+        t = cur_tables[n]
+        out["drop_table"].append(_change("drop_table", n, None, f"{len(t.columns)} columns", current=t))
+    for n in sorted(set(cur_tables) & set(ref_tables)):
+        _compare_table(cur_tables[n], ref_tables[n], current, reference, keys, out)
+
+    return [c for k in ORDER for c in out[k]]
+
+
+def summarize(changes: Iterable[Change]) -> str:
+    """One line: ``"no changes"`` or ``"4 changes (1 destructive): 1 add_table, 2 add_column, 1 drop_index"``."""
+    changes = list(changes)
+    if not changes:
+        return "no changes"
+    counts = Counter(c.kind for c in changes)
+    destructive = sum(1 for c in changes if c.destructive)
+    kinds = ", ".join(f"{counts[k]} {k}" for k in ORDER if counts.get(k))
+    noun = "change" if len(changes) == 1 else "changes"
+    return f"{len(changes)} {noun} ({destructive} destructive): {kinds}"

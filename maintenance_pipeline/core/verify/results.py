@@ -1,0 +1,213 @@
+"""Verify's results and the pieces both dialects' checks share.
+
+``Check`` / ``VerifyResult`` (what ``verify.verify_target`` returns), foreign-key summaries,
+the walk over a backup's tables behind ``rows_preserved`` (SQLite: ``verify.rows_preserved``,
+PostgreSQL: ``engines.postgresql.rows.compare_rows``), user checks and the restore's manifest comparison.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+
+
+from ..config import Target
+from ..schema.model import Change, Snapshot
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass
+class VerifyResult:
+    checks: list[Check] = field(default_factory=list)
+    drift_after: list[Change] = field(default_factory=list)
+    tables_after: dict = field(default_factory=dict)
+    planned_drops: list[dict] = field(default_factory=list)
+    fingerprint: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+
+def fmt_fk(c: Counter) -> str:
+    return ", ".join(f"{t} -> {p}: {n}" for (t, p), n in sorted(c.items()))
+
+
+def introduced_violations(now: Counter, before: Counter) -> Counter:
+    """Foreign-key violations per (table, parent) that ``now`` has beyond ``before``."""
+    return Counter({k: n - before.get(k, 0) for k, n in now.items() if n > before.get(k, 0)})
+
+
+SAMPLE_KEYS = 3  # keys of missing or changed rows named per table
+
+
+@dataclass(frozen=True)
+class RowsVerdict:
+    """The rows check of one migration, made inside its transaction before COMMIT (both dialects)."""
+
+    passed: bool
+    detail: str
+    drops: list[dict]
+    losses: list[dict]  # {"table", "rows", "keys"}: rows missing or changed that no revision declared
+    error: str | None = None  # the comparison itself failed
+
+
+def describe_loss(loss: dict) -> str:
+    """``goals: 3 row(s) missing or changed (keys: 'a', 'b', 'c')``."""
+    keys = loss.get("keys") or []
+    more = f" (key{'s' if len(keys) > 1 else ''}: {', '.join(keys)})" if keys else ""
+    return f"{loss['table']}: {loss['rows']} row(s) missing or changed{more}"
+
+
+def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore, drops: list[dict], *,
+                      count_rows: Callable[[str], int], count_values: Callable[[str, str], int],
+                      missing_rows: Callable[[str, list[str], list[str] | None], tuple[int, list[str]]],
+                      not_compared: dict[str, str] | None = None, failure_note: str = "",
+                      only: Collection[str] | None = None, declared: Mapping[str, str] | None = None,
+                      losses: list[dict] | None = None) -> tuple[bool, str]:
+    """Every row of every kept table of the backup is still live with the same kept values: (passed, detail).
+
+    By primary key when the backup's key columns are all kept, else as multisets of rows (a lost
+    duplicate counts). The dialect runs the queries: ``count_rows(table)`` and ``count_values(table,
+    column)`` on the backup, ``missing_rows(table, kept columns, key columns or None)`` -> (rows missing
+    or changed, a few of their keys). ``drops`` gets the planned drops (``{"table", "column", "rows",
+    "values"}``) as they are found, so a caller whose query fails midway still has those; ``losses`` (if
+    given) gets ``{"table", "rows", "keys"}`` per table with rows missing or changed (undeclared ones).
+    ``not_compared``: tables left out, with the reason (named in the detail; they do not fail the check).
+    ``only``: look at these tables only (the caller knows the others did not change). ``declared``:
+    table -> the revision that declared it changes its rows (``changes_rows``): reported with counts,
+    not failed.
+    """
+    not_compared = not_compared or {}
+    declared = declared or {}
+    problems: list[dict] = []
+    changed: list[str] = []
+    compared = rows_total = 0
+    for name, bt in sorted(backup_snapshot.tables.items()):
+        if name in ignore or (only is not None and name not in only):
+            continue
+        n_rows = count_rows(name)
+        lt = live_snapshot.tables.get(name)
+        if lt is None:
+            drops.append({"table": name, "column": None, "rows": n_rows, "values": None})
+            continue
+        live_cols = set(lt.column_names)
+        kept = [c for c in bt.column_names if c in live_cols]
+        for col in bt.column_names:
+            if col not in live_cols:
+                drops.append({"table": name, "column": col, "rows": n_rows, "values": count_values(name, col)})
+        if not kept or name in not_compared:
+            continue
+        keys = [c for c in bt.primary_key if c in live_cols] if bt.primary_key else []
+        missing, sample = missing_rows(name, kept, keys if keys and len(keys) == len(bt.primary_key) else None)
+        compared += 1
+        rows_total += n_rows
+        if missing and name in declared:
+            changed.append(f"{name}: {missing} row(s) changed as revision {declared[name]} declares")
+        elif missing:
+            problems.append({"table": name, "rows": missing, "keys": list(sample)[:SAMPLE_KEYS]})
+    if losses is not None:
+        losses.extend(problems)
+    skipped = "; not compared: " + ", ".join(f"{t} ({why})" for t, why in sorted(not_compared.items())) \
+        if not_compared else ""
+    dropped = "; planned drops: " + ", ".join(
+        f"{d['table']}.{d['column']} ({d['values']} values)" if d["column"] else f"{d['table']} ({d['rows']} rows)"
+        for d in drops) if drops else ""
+    declared_text = "; declared changes: " + ", ".join(changed) if changed else ""
+    if problems:
+        return False, "; ".join(describe_loss(p) for p in problems[:5]) + failure_note + skipped + declared_text \
+            + dropped
+    tables = f"{compared} kept table{'' if compared == 1 else 's'}"
+    return True, f"all {rows_total} rows of {tables} present with the same values{declared_text}{skipped}{dropped}"
+
+
+def merge_keyed(ref_rows: Iterable[tuple], live_rows: Iterable[tuple]) -> tuple[int, list[str]]:
+    """Rows of ``ref_rows`` (``(key, value, …)`` ordered by ``key``) with no equal row in ``live_rows`` (same
+    shape and order): (how many, a few of their keys). Two streams from two connections merged in
+    Python, for the comparisons one SQL statement cannot make (two PostgreSQL databases; a SQLite
+    transaction's own changes against the state at its BEGIN, which only another connection sees).
+    A key the live side holds more than once (its own key may differ) matches any of its rows."""
+    missing, sample = 0, []
+    live = iter(live_rows)
+    cur = next(live, None)
+    for row in ref_rows:
+        key, values = row[0], row[1:]
+        while cur is not None and cur[0] < key:
+            cur = next(live, None)
+        found = set()
+        while cur is not None and cur[0] == key:
+            found.add(tuple(cur[1:]))
+            cur = next(live, None)
+        if tuple(values) not in found:
+            missing += 1
+            if len(sample) < SAMPLE_KEYS:
+                sample.append(key)
+    return missing, sample
+
+
+def merge_counted(ref_rows: Iterable[tuple], live_rows: Iterable[tuple]) -> tuple[int, list[str]]:
+    """Rows of the multiset ``ref_rows`` (``(row digest, n)`` ordered by digest) not in ``live_rows``: (how
+    many, []): rows without a key have no key to name."""
+    missing = 0
+    live = iter(live_rows)
+    cur = next(live, None)
+    for digest, n in ref_rows:
+        while cur is not None and cur[0] < digest:
+            cur = next(live, None)
+        have = cur[1] if cur is not None and cur[0] == digest else 0
+        if have < n:
+            missing += n - have
+    return missing, []
+
+
+# said with a failed comparison made after the run's commit: the application may have written since the backup
+AFTER_COMMIT_NOTE = (" (compared with this run's backup after its commit: a change by the run and a write by "
+                     "another session since the backup both count)")
+
+
+def matches_manifest(target: Target, out: VerifyResult, manifest: dict, full_fp: str) -> Check:
+    """restore: the schema fingerprint and row counts of the restored backup's manifest.
+
+    Compared with the restored database as the restore itself measured it (``manifest["measured"]``:
+    SQLite on its own connection before any other commit, PostgreSQL inside its transaction), so rows the
+    application writes after the restore are not taken for a wrong restore; without that measurement,
+    with the database as it is now."""
+    measured = manifest.get("measured") or {}
+    want_fp = manifest.get("fingerprint")
+    want_rows = manifest.get("row_counts") or {}
+    if measured:
+        got_fp, got_rows, exact = measured.get("fingerprint"), measured.get("row_counts") or {}, measured.get("exact")
+    else:
+        got_fp, got_rows, exact = full_fp, {t: v["rows"] for t, v in out.tables_after.items()}, True
+    diffs = [t for t in set(want_rows) | set(got_rows)
+             if t not in target.ignore_tables and want_rows.get(t) != got_rows.get(t)]
+    fp_ok = want_fp in (None, got_fp)
+    if not exact and fp_ok:
+        return Check("matches_restored_backup", True,
+                     "schema fingerprint equals the backup's manifest; row counts not compared: another session "
+                     "committed between the restore and its check, so they are no longer the backup's alone")
+    return Check("matches_restored_backup", fp_ok and not diffs,
+                 "schema fingerprint and row counts equal the backup's manifest" if fp_ok and not diffs
+                 else f"differs from the backup: fingerprint {'ok' if fp_ok else 'differs'}; "
+                      f"row counts differ for {', '.join(sorted(diffs)) or 'none'}")
+
+
+# verify_database writes no row: a row that differs from this run's backup was written by another session
+# (the application), which is not a loss; comparing would only turn the application's own writes into
+# failed runs and alerts (and cost a full read of both copies, on PostgreSQL a scratch restore).
+UNCHANGED_ROWS = Check("rows_preserved", True, "this run changed no row (verify_database only reads): rows are "
+                                               "compared with the backup in maintain_database runs")

@@ -1,0 +1,235 @@
+"""diff(): one case per change kind, both directions, from real SQLite files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from maintenance_pipeline.core.schema.diff import ORDER, diff, summarize
+from maintenance_pipeline.core.engines import open_engine
+from maintenance_pipeline.core.schema.model import CHANGE_KINDS, Column, ForeignKey, Index, Table, UniqueConstraint
+from maintenance_pipeline.core.schema.snapshot import take_snapshot
+
+PARENT = "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);"
+
+
+def snap(tmp_path: Path, name: str, sql: str, **kw):
+    path = tmp_path / f"{name}.db"
+    con = sqlite3.connect(path)
+    con.executescript(sql)
+    con.close()
+    engine = open_engine(f"sqlite:///{path}")
+    try:
+        return take_snapshot(engine, **kw)
+    finally:
+        engine.dispose()
+
+
+# Each pair: (forward kind, backward kind, schema A, schema B, table, name, reference type).
+# diff(current=A, reference=B) gives the forward kind; diff(current=B, reference=A) the backward one.
+PAIRS = [
+    ("add_table", "drop_table", PARENT,
+     PARENT + "CREATE TABLE extra (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX ix_extra_v ON extra (v);",
+     "extra", None, Table),
+    ("add_column", "drop_column", PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY);",
+     PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, done_at DATETIME);", "t", "done_at", Column),
+    ("alter_column", "alter_column", PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);",
+     PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL DEFAULT 0);", "t", "v", Column),
+    ("add_index", "drop_index", PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);",
+     PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX ix_t_v ON t (v);", "t", "ix_t_v", Index),
+    ("add_unique", "drop_unique", PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT);",
+     PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT, CONSTRAINT uq_ab UNIQUE (a, b));",
+     "t", "uq_ab", UniqueConstraint),
+    ("add_foreign_key", "drop_foreign_key", PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, parent_id INT);",
+     PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, parent_id INT REFERENCES parent (id) ON DELETE CASCADE);",
+     "t", None, ForeignKey),
+    ("alter_primary_key", "alter_primary_key", PARENT + "CREATE TABLE t (a INT NOT NULL, b INT NOT NULL, PRIMARY KEY (a));",
+     PARENT + "CREATE TABLE t (a INT NOT NULL, b INT NOT NULL, PRIMARY KEY (a, b));", "t", None, tuple),
+]
+
+CASES = []
+for fwd, back, a, b, table, name, ref_type in PAIRS:
+    CASES.append(pytest.param(fwd, a, b, table, name, ref_type, id=f"{fwd}"))
+    CASES.append(pytest.param(back, b, a, table, name, ref_type, id=f"{back}-reverse-of-{fwd}"))
+
+
+def test_every_change_kind_is_covered():
+    assert {c.values[0] for c in CASES} == set(CHANGE_KINDS)
+
+
+@pytest.mark.parametrize("kind, current_sql, reference_sql, table, name, ref_type", CASES)
+def test_one_change_per_kind_both_directions(tmp_path, kind, current_sql, reference_sql, table, name, ref_type):
+    current = snap(tmp_path, "current", current_sql)
+    reference = snap(tmp_path, "reference", reference_sql)
+    changes = diff(current, reference)
+    assert [(c.kind, c.table) for c in changes] == [(kind, table)], [c.describe() for c in changes]
+    ch = changes[0]
+    assert ch.destructive is (not kind.startswith("add_"))
+    if kind.startswith("drop_"):
+        assert ch.reference is None and isinstance(ch.current, ref_type)
+        if kind != "drop_foreign_key":
+            assert ch.name == name
+    else:
+        assert isinstance(ch.reference, ref_type)
+        if kind != "add_foreign_key":
+            assert ch.name == name
+        if kind.startswith("alter_"):
+            assert isinstance(ch.current, ref_type)
+    assert ch.detail
+    # and applying nothing, the same two files compared the same way again give the same answer
+    assert diff(current, reference) == changes
+    assert diff(reference, reference) == [] and diff(current, current) == []
+
+
+def test_details_are_human_readable(tmp_path):
+    a = snap(tmp_path, "a", "CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR, old TEXT, x INT);")
+    b = snap(tmp_path, "b", "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL, x INT, done DATETIME);"
+                            "CREATE TABLE u (a INT, b INT, c INT);")
+    by_kind = {(c.kind, c.name or c.table): c.detail for c in diff(a, b)}
+    assert by_kind == {
+        ("add_table", "u"): "3 columns",
+        ("add_column", "done"): "DATETIME NULL",
+        ("alter_column", "v"): "type VARCHAR -> INTEGER; nullable -> NOT NULL",
+        ("drop_column", "old"): "TEXT NULL",
+    }
+    assert {(c.kind, c.table): c.detail for c in diff(b, a) if c.kind == "drop_table"} == {("drop_table", "u"): "3 columns"}
+
+
+def test_int_vs_integer_is_no_change(tmp_path):
+    a = snap(tmp_path, "a", "CREATE TABLE t (id INTEGER PRIMARY KEY, n INT, m BIGINT);")
+    b = snap(tmp_path, "b", "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, m integer);")
+    assert diff(a, b) == [] and diff(b, a) == []
+
+
+def test_varchar_length_is_no_change_on_sqlite(tmp_path):
+    a = snap(tmp_path, "a", "CREATE TABLE t (id INTEGER PRIMARY KEY, s VARCHAR(50));")
+    b = snap(tmp_path, "b", "CREATE TABLE t (id INTEGER PRIMARY KEY, s VARCHAR(80));")
+    assert diff(a, b) == [] and diff(b, a) == []
+
+
+def test_string_vs_text_is_a_change(tmp_path):
+    a = snap(tmp_path, "a", "CREATE TABLE t (id INTEGER PRIMARY KEY, s STRING);")
+    b = snap(tmp_path, "b", "CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT);")
+    changes = diff(a, b)
+    assert [(c.kind, c.name, c.detail) for c in changes] == [("alter_column", "s", "type STRING -> TEXT")]
+    assert changes[0].destructive
+
+
+def test_ignored_tables_are_skipped(tmp_path):
+    a = snap(tmp_path, "a", "CREATE TABLE t (id INTEGER PRIMARY KEY); CREATE TABLE alembic_version (v TEXT);"
+                            "CREATE TABLE scratch (x INT);")
+    b = snap(tmp_path, "b", "CREATE TABLE t (id INTEGER PRIMARY KEY); CREATE TABLE scratch (x INT, y INT);"
+                            "CREATE TABLE audit (x INT);")
+    assert {c.kind for c in diff(a, b)} == {"drop_table", "add_column", "add_table"}
+    assert diff(a, b, ignore_tables=["alembic_version", "scratch", "audit"]) == []
+    # or skipped when reading
+    ignored = ["alembic_version", "scratch", "audit"]
+    assert diff(snap(tmp_path, "a2", "CREATE TABLE alembic_version (v TEXT);", ignore_tables=ignored),
+                snap(tmp_path, "b2", "CREATE TABLE audit (x INT);", ignore_tables=ignored)) == []
+
+
+def test_fingerprint_stable_and_moves_with_a_column(tmp_path):
+    path = tmp_path / "f.db"
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX ix ON t (v);")
+    con.close()
+    engine = open_engine(f"sqlite:///{path}")
+    first, second = take_snapshot(engine), take_snapshot(engine)
+    assert first.fingerprint == second.fingerprint
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE t ADD COLUMN extra INT")
+    assert take_snapshot(engine).fingerprint != first.fingerprint
+    engine.dispose()
+
+
+def test_add_table_carries_its_contents_and_comes_in_fk_order(tmp_path):
+    a = snap(tmp_path, "a", "CREATE TABLE base (id INTEGER PRIMARY KEY);")
+    b = snap(tmp_path, "b", """
+        CREATE TABLE base (id INTEGER PRIMARY KEY);
+        CREATE TABLE aa_child (id INTEGER PRIMARY KEY, m_id INT REFERENCES mid (id), u TEXT UNIQUE);
+        CREATE INDEX ix_aa ON aa_child (m_id);
+        CREATE TABLE mid (id INTEGER PRIMARY KEY, z_id INT REFERENCES zz_root (id));
+        CREATE TABLE zz_root (id INTEGER PRIMARY KEY, me INT REFERENCES zz_root (id));
+    """)
+    changes = diff(a, b)
+    assert [(c.kind, c.table) for c in changes] == [("add_table", "zz_root"), ("add_table", "mid"),
+                                                    ("add_table", "aa_child")]
+    child = changes[2].reference
+    assert child.indexes == (Index("ix_aa", ("m_id",)),) and len(child.uniques) == 1 and len(child.foreign_keys) == 1
+    # dropping goes children first
+    assert [(c.kind, c.table) for c in diff(b, a)] == [("drop_table", "aa_child"), ("drop_table", "mid"),
+                                                       ("drop_table", "zz_root")]
+
+
+def test_renamed_identical_index_is_no_drift_but_unique_flag_is(tmp_path):
+    a = snap(tmp_path, "a", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX ix_old ON t (v);")
+    b = snap(tmp_path, "b", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX ix_new ON t (v);")
+    c = snap(tmp_path, "c", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE UNIQUE INDEX ix_old ON t (v);")
+    assert diff(a, b) == []
+    assert [(x.kind, x.name) for x in diff(a, c)] == [("add_index", "ix_old"), ("drop_index", "ix_old")]
+
+
+def test_unique_index_satisfies_unique_constraint(tmp_path):
+    constraint = snap(tmp_path, "a", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE);")
+    index = snap(tmp_path, "b", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE UNIQUE INDEX ux ON t (v);")
+    assert diff(constraint, index) == [] and diff(index, constraint) == []
+
+
+def test_sqlite_pk_nullability_is_not_drift(tmp_path):
+    # SQLAlchemy writes NOT NULL on pk columns; a hand-written table often does not
+    a = snap(tmp_path, "a", "CREATE TABLE t (code VARCHAR(5) PRIMARY KEY); CREATE TABLE u (id INTEGER PRIMARY KEY);")
+    b = snap(tmp_path, "b", "CREATE TABLE t (code VARCHAR(5) NOT NULL, PRIMARY KEY (code));"
+                            "CREATE TABLE u (id INTEGER NOT NULL, PRIMARY KEY (id));")
+    assert diff(a, b) == [] and diff(b, a) == []
+
+
+def test_defaults_compare_normalised(tmp_path):
+    a = snap(tmp_path, "a", "CREATE TABLE t (id INTEGER PRIMARY KEY, n INT DEFAULT '0', at TEXT DEFAULT (datetime('now')),"
+                            " s TEXT DEFAULT NULL, f BOOLEAN DEFAULT FALSE);")
+    b = snap(tmp_path, "b", "CREATE TABLE t (id INTEGER PRIMARY KEY, n INT DEFAULT 0, at TEXT DEFAULT (DATETIME( 'now' )),"
+                            " s TEXT, f BOOLEAN DEFAULT 0);")
+    c = snap(tmp_path, "c", "CREATE TABLE t (id INTEGER PRIMARY KEY, n INT DEFAULT 1, at TEXT DEFAULT (datetime('now')),"
+                            " s TEXT, f BOOLEAN DEFAULT 0);")
+    assert diff(a, b) == []
+    assert [(x.kind, x.name, x.detail) for x in diff(a, c)] == [("alter_column", "n", "default '0' -> 1")]
+
+
+def test_fk_actions_matter_and_fk_names_do_not(tmp_path):
+    base = PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, p INT, {});"
+    a = snap(tmp_path, "a", base.format("CONSTRAINT fk_one FOREIGN KEY (p) REFERENCES parent (id)"))
+    b = snap(tmp_path, "b", base.format("CONSTRAINT fk_two FOREIGN KEY (p) REFERENCES parent (id)"))
+    c = snap(tmp_path, "c", base.format("FOREIGN KEY (p) REFERENCES parent (id) ON DELETE SET NULL"))
+    assert diff(a, b) == []
+    assert [x.kind for x in diff(a, c)] == ["add_foreign_key", "drop_foreign_key"]
+    assert diff(a, c)[0].detail == "(p) -> parent(id) ON DELETE SET NULL"
+
+
+def test_order_is_suitable_for_applying(tmp_path):
+    a = snap(tmp_path, "a", """
+        CREATE TABLE parent (id INTEGER PRIMARY KEY);
+        CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, gone INT, p INT REFERENCES parent (id), w TEXT);
+        CREATE INDEX ix_w ON t (w);
+        CREATE TABLE old (id INTEGER PRIMARY KEY);
+        CREATE TABLE k (a INT NOT NULL, b INT NOT NULL, u TEXT UNIQUE, PRIMARY KEY (a));
+    """)
+    b = snap(tmp_path, "b", """
+        CREATE TABLE parent (id INTEGER PRIMARY KEY);
+        CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER, p INT REFERENCES parent (id) ON DELETE CASCADE, w TEXT,
+                        added TEXT);
+        CREATE INDEX ix_v ON t (v);
+        CREATE TABLE fresh (id INTEGER PRIMARY KEY);
+        CREATE TABLE k (a INT NOT NULL, b INT NOT NULL, u TEXT, v TEXT UNIQUE, PRIMARY KEY (a, b));
+    """)
+    changes = diff(a, b)
+    kinds = [c.kind for c in changes]
+    assert kinds == sorted(kinds, key=ORDER.index)
+    assert set(kinds) == set(ORDER)
+    assert summarize(changes) == (
+        "13 changes (7 destructive): 1 add_table, 2 add_column, 1 alter_column, 1 alter_primary_key, "
+        "1 add_unique, 1 add_index, 1 add_foreign_key, 1 drop_foreign_key, 1 drop_index, 1 drop_unique, "
+        "1 drop_column, 1 drop_table"
+    )
+    assert summarize([]) == "no changes"
+    assert [c.to_dict()["kind"] for c in changes] == kinds

@@ -1,0 +1,70 @@
+"""Shared helpers for the backup, retention and restore tests on real SQLite files.
+
+``make_db`` builds a database whose consistency is checkable (tables a, b and counter, see
+``invariant``); ``live_description`` is its schema fingerprint and row counts as the pipeline
+sees them; ``NOW`` is the fixed clock the tests pass to ``backup_database``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+from maintenance_pipeline.core.engines import open_engine
+from maintenance_pipeline.core.schema.snapshot import table_counts, take_snapshot
+
+NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
+
+
+def url_of(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def make_db(path: Path, *, rows: int = 500, journal_mode: str = "delete") -> Path:
+    """Tables a, b (b.a_id -> a.id, one b per a) and counter(n) = number of pairs."""
+    c = sqlite3.connect(path, isolation_level=None)
+    try:
+        c.execute(f"PRAGMA journal_mode={journal_mode}")
+        c.execute("BEGIN")
+        c.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+        c.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER NOT NULL REFERENCES a(id), payload BLOB)")
+        c.execute("CREATE INDEX ix_b_a ON b (a_id)")
+        c.execute("CREATE TABLE counter (n INTEGER NOT NULL)")
+        c.execute("INSERT INTO counter VALUES (0)")
+        for _ in range(rows):
+            c.execute("INSERT INTO a(payload) VALUES (randomblob(200))")
+            c.execute("INSERT INTO b(a_id, payload) VALUES (last_insert_rowid(), randomblob(200))")
+        c.execute("UPDATE counter SET n = ?", (rows,))
+        c.execute("COMMIT")
+    finally:
+        c.close()
+    return path
+
+
+def live_description(path: Path) -> tuple[str, dict]:
+    engine = open_engine(url_of(path))
+    try:
+        with engine.connect() as conn:
+            snap = take_snapshot(conn)
+            counts = table_counts(conn, sorted(snap.tables))
+    finally:
+        engine.dispose()
+    return snap.fingerprint, {n: v["rows"] for n, v in counts.items()}
+
+
+def ro(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def invariant(path: Path) -> tuple[int, int, int, int]:
+    """(count(a), count(b), counter.n, orphans): a consistent snapshot has the first three equal, 0 orphans."""
+    c = ro(path)
+    try:
+        a = c.execute("SELECT count(*) FROM a").fetchone()[0]
+        b = c.execute("SELECT count(*) FROM b").fetchone()[0]
+        n = c.execute("SELECT n FROM counter").fetchone()[0]
+        orphans = c.execute("SELECT count(*) FROM b LEFT JOIN a ON a.id = b.a_id WHERE a.id IS NULL").fetchone()[0]
+    finally:
+        c.close()
+    return a, b, n, orphans

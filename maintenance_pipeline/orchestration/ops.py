@@ -142,7 +142,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     def restore(context: dg.OpExecutionContext, state: RunState, config: RestoreConfig) -> RunState:
         _resume(state, context)
         run_step(context, state, "restore", lambda s: pipeline.step_restore(s, config.backup))
-        context.add_output_metadata({"restored_from": dg.MetadataValue.path(state.restored_from["path"])})
+        context.add_output_metadata({"restored_from": dg.MetadataValue.path(str(state.restored_from.path))})
         return state
 
     @dg.op(description="Checks: schema equals reference, integrity, foreign keys, rows preserved, backup "

@@ -26,7 +26,7 @@ _SEQ = re.compile(r"_(\d+)$")
 # --------------------------------------------------------------------------- result
 
 
-@dataclass
+@dataclass(frozen=True)
 class BackupResult:
     path: Path
     manifest_path: Path
@@ -296,6 +296,19 @@ def sha256_mismatch(backup: Path, actual: str, expected: str, where: str, which:
         f"{str(expected)[:12]}…){which}: it was altered or damaged; the target {where} was not touched; pick "
         "another backup"
     )
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """A restore done: the backup put back, its manifest, and the restored database as the restore measured
+    it (``restored``: fingerprint, row counts, whether that reading is of the backup's content alone)."""
+
+    path: Path
+    manifest: dict
+    measured: dict
+
+    def to_dict(self) -> dict:
+        return {**self.manifest, "path": str(self.path), "measured": dict(self.measured)}
 
 
 def restored(manifest: dict, fingerprint: str | None, tables: dict[str, dict], *, method: str, backup: Path,

@@ -67,7 +67,7 @@ from ..errors import (
 )
 from ..lock import maintenance_lock
 from ..schema.model import Change, Snapshot
-from .results import MigrationPlan, MigrationResult
+from .results import MigrationPlan, MigrationRecord, MigrationResult
 from .revisions import current_revision, plan_revisions, run_revisions, target_schema
 from ..schema.snapshot import take_snapshot
 from ..verify.user_checks import validate_in_migration
@@ -158,7 +158,7 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
     with sa_engine.connect() as conn:
         sa.event.listen(conn, "before_cursor_execute", capture)
         state = {"phase": "plan", "step": None, "engine": session.engine}
-        result = MigrationResult(plan=MigrationPlan(False, (), None, []), dry_run=dry_run, align=align, sql=sql)
+        result = MigrationRecord(plan=MigrationPlan(False, (), None, []), dry_run=dry_run, align=align, sql=sql)
         try:
             session.connected(conn)
             trans = begin()
@@ -173,13 +173,13 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
                 raise _failed(e, state, result, shown) from e
             if dry_run:
                 trans.rollback()
-                return result
+                return result.freeze()
             try:
                 trans.commit()
             except sa.exc.DBAPIError as e:
                 _rollback(trans)
                 raise _commit_failed(e, result, shown, backup) from None
-            return result
+            return result.freeze()
         finally:
             if sa.event.contains(conn, "before_cursor_execute", no_commit):
                 sa.event.remove(conn, "before_cursor_execute", no_commit)
@@ -194,7 +194,7 @@ def _rollback(trans) -> None:
 
 
 def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown: Target, reference: Snapshot,
-                            align: str, result: MigrationResult, state: dict, planned=None) -> None:
+                            align: str, result: MigrationRecord, state: dict, planned=None) -> None:
     """Everything between BEGIN and COMMIT: revisions, alignment, then every verdict that would fail the run
     (refused changes, a schema still different, orphans, lost rows, the user checks): raised, so nothing is
     committed; a dry run records them instead (its verify step reports them)."""
@@ -259,7 +259,7 @@ def _judge_rows(verdict, shown: Target, note: str = "") -> None:
                             f"changes_rows = ({tables},)")
 
 
-def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str, result: MigrationResult,
+def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str, result: MigrationRecord,
            state: dict | None = None) -> None:
     state = state if state is not None else {}
     schema = target_schema(conn, target)
@@ -325,11 +325,11 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
     check_after()
 
 
-def _failed(e: Exception, state: dict, result: MigrationResult, target: Target) -> Exception:
+def _failed(e: Exception, state: dict, result: MigrationRecord, target: Target) -> Exception:
     """The one-line error of a failed (rolled back) migration, carrying ``result`` (``rolled_back`` set)."""
     result.rolled_back = not result.dry_run
     err = _as_migration_error(e, state, result.failing_revision, target)
-    err.result = result  # type: ignore[attr-defined]
+    err.result = result.freeze()  # type: ignore[attr-defined]
     return err
 
 
@@ -377,10 +377,10 @@ def _damage(e: BaseException, target: Target, backup: Path | None = None) -> Exc
                                 f"before the next run; {good}")
 
 
-def _commit_failed(e: sa.exc.DBAPIError, result: MigrationResult, target: Target, backup: Path | None) -> Exception:
+def _commit_failed(e: sa.exc.DBAPIError, result: MigrationRecord, target: Target, backup: Path | None) -> Exception:
     result.rolled_back = True
     err = _damage(e, target, backup) or translate_error(e, target.url)
     if not isinstance(err, DatabaseDamagedError):
         err = MigrationError(f"COMMIT failed ({err}); the migration was rolled back; rerun")
-    err.result = result  # type: ignore[attr-defined]
+    err.result = result.freeze()  # type: ignore[attr-defined]
     return err

@@ -1,13 +1,19 @@
-"""What a migration plans and does, as plain values that flow from step to step and into the report."""
+"""What a migration plans and does, as frozen values that flow from step to step and into the report.
+
+The executor fills a ``MigrationRecord`` as the migration goes (revisions applied, changes aligned, the
+SQL it ran) and hands out its frozen ``MigrationResult`` (``freeze``), on success and with the error of a
+rolled-back run alike.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..schema.model import Change
 
 
-@dataclass
+@dataclass(frozen=True)
 class MigrationPlan:
     has_version_table: bool
     current: tuple[str, ...]
@@ -23,7 +29,9 @@ class MigrationPlan:
 
 
 @dataclass
-class MigrationResult:
+class MigrationRecord:
+    """A migration in progress (the executor's and ``revisions.run_revisions``'s to fill)."""
+
     plan: MigrationPlan
     dry_run: bool
     align: str
@@ -41,12 +49,45 @@ class MigrationResult:
     rolled_back: bool = False  # the run failed: everything in ``applied`` was undone
     replanned: str | None = None  # the database moved between the diff step and the migration: what changed
 
+    def freeze(self) -> MigrationResult:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("applied", "aligned", "refused", "sql", "drift_after", "checks"):
+            values[name] = list(values[name])  # copies: the record may go on, the result does not
+        values["written"] = frozenset(self.written) if self.written is not None else None
+        values["declared_rows"] = dict(self.declared_rows)
+        if self.rows is not None:
+            passed, detail, drops = self.rows
+            values["rows"] = (passed, detail, list(drops))
+        return MigrationResult(**values)
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """What a migration did (or, ``rolled_back``, tried and undid; ``dry_run``: would do)."""
+
+    plan: MigrationPlan
+    dry_run: bool
+    align: str
+    applied: list[dict] = field(default_factory=list)  # {"source", "description", "seconds"}
+    aligned: list[Change] = field(default_factory=list)
+    refused: list[Change] = field(default_factory=list)
+    sql: list[str] = field(default_factory=list)
+    revision_after: str | None = None
+    failing_revision: str | None = None
+    drift_after: list[Change] = field(default_factory=list)
+    rows: tuple | None = None  # (passed, detail, planned drops)
+    written: frozenset[str] | None = None
+    declared_rows: dict[str, str] = field(default_factory=dict)
+    checks: list = field(default_factory=list)
+    rolled_back: bool = False
+    replanned: str | None = None
+
     def to_dict(self) -> dict:
         return {
             "revisions": {**self.plan.to_dict(), "after": self.revision_after},
-            "applied": self.applied,
+            "applied": list(self.applied),
             "refused": [c.to_dict() for c in self.refused],
-            "sql": self.sql,
+            "sql": list(self.sql),
             "dry_run": self.dry_run,
             "align": self.align,
         }

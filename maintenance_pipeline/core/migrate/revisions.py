@@ -21,7 +21,7 @@ from alembic.util import CommandError
 from ..config import Target
 from ..engines import engine_of
 from ..errors import MigrationError
-from .results import MigrationPlan, MigrationResult
+from .results import MigrationPlan, MigrationRecord
 
 
 
@@ -92,7 +92,7 @@ def current_revision(conn: sa.Connection, target: Target) -> str | None:
     return ",".join(heads) or None
 
 
-def run_revisions(conn: sa.Connection, target: Target, plan: MigrationPlan, result: MigrationResult) -> None:
+def run_revisions(conn: sa.Connection, target: Target, plan: MigrationPlan, result: MigrationRecord) -> None:
     """Run pending revisions inside the caller's transaction, tracking which one is running."""
     script = _script(target)
     if script is None:

@@ -31,7 +31,7 @@ from ..errors import (
     says_damaged,
 )
 from ..lock import maintenance_lock
-from ..backup.manifest import BackupResult
+from ..backup.manifest import BackupResult, RestoreResult
 from ..migrate.executor import MigrationResult, migrate, plan_revisions
 from ..schema.model import Change, Snapshot
 from ..schema.reference import reference_snapshot
@@ -82,7 +82,7 @@ class RunState:
     revisions: dict | None = None
     migration: MigrationResult | None = None
     verification: VerifyResult | None = None
-    restored_from: dict | None = None
+    restored_from: RestoreResult | None = None
     align: str | None = None
     dry_run: bool = False
     report_paths: tuple[Path, Path] | None = None
@@ -220,8 +220,8 @@ def step_restore(state: RunState, backup_path: str = "") -> dict:
         with maintenance_lock(t.url, holder=f"restore {t.name}"):
             measured = backup_mod.restore_database(path, t.url, schema=t.schema)
         # "measured": the restored database as the restore itself saw it (verify compares that with the manifest)
-        state.restored_from = {**manifest, "path": str(path), "measured": measured}
-    return state.restored_from
+        state.restored_from = RestoreResult(path=Path(path), manifest=dict(manifest), measured=measured)
+    return state.restored_from.to_dict()
 
 
 def step_verify(state: RunState) -> VerifyResult:
@@ -233,7 +233,8 @@ def step_verify(state: RunState) -> VerifyResult:
         state.verification = verify_target(
             t, reference_of(state), backup_path=Path(b.path) if b else None,
             backup_verified=bool(b and b.verified), backup_detail=(b.verify_detail if b else "") or "",
-            mode=mode, refused=refused, restored_manifest=state.restored_from,
+            mode=mode, refused=refused,
+            restored_manifest=state.restored_from.to_dict() if state.restored_from else None,
             migration=state.migration,
         )
     failed = state.verification.failed
@@ -287,7 +288,7 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "drift_after": [c.to_dict() for c in ver.drift_after] if ver else None,
         "checks": [c.to_dict() for c in ver.checks] if ver else [],
         "planned_drops": ver.planned_drops if ver else [],
-        "restored_from": {k: (state.restored_from or {}).get(k) for k in ("path", "sha256", "created_at", "label")}
+        "restored_from": {k: state.restored_from.to_dict().get(k) for k in ("path", "sha256", "created_at", "label")}
         if state.restored_from else None,
         "tables_before": state.tables_before,
         "tables_after": ver.tables_after if ver else {},

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from .results import UNCHANGED_ROWS, Check, VerifyResult, fmt_fk, introduced_violations, matches_manifest
+from .results import UNCHANGED_ROWS, Check, Verification, VerifyResult, fmt_fk, introduced_violations, matches_manifest
 from ..config import Target
 from ..dburl import scrub_passwords, translate_error
 from ..engines import open_engine
@@ -74,7 +74,7 @@ class Reading:
         return m.drift_after if m is not None and m.dry_run else None
 
 
-def _read(r: Reading, reference: Snapshot, out: VerifyResult) -> None:
+def _read(r: Reading, reference: Snapshot, out: Verification) -> None:
     t = r.target
     engine = r.engine = engine_for(t.url)
     schema = engine.target_schema(t)
@@ -116,7 +116,7 @@ def _fk_of(url: str, schema: str | None, engine) -> Counter:
 # ------------------------------------------------------------------------------ the checks
 
 
-def schema_check(r: Reading, out: VerifyResult) -> Check:
+def schema_check(r: Reading, out: Verification) -> Check:
     drift = out.drift_after
     if drift:
         names = "; ".join(c.describe() for c in drift[:8])
@@ -137,7 +137,7 @@ def schema_check(r: Reading, out: VerifyResult) -> Check:
     return check
 
 
-def integrity_check(r: Reading, out: VerifyResult) -> Check:
+def integrity_check(r: Reading, out: Verification) -> Check:
     if r.mode == "verify" and r.backup_verified and r.backup_path is not None \
             and r.engine.readable_copy(r.backup_path) is not None:
         return Check("integrity", True, f"ok ({r.engine.integrity_name} on this run's backup, a consistent copy "
@@ -146,7 +146,7 @@ def integrity_check(r: Reading, out: VerifyResult) -> Check:
     return Check("integrity", ok, detail)
 
 
-def fk_check(r: Reading, out: VerifyResult) -> Check:
+def fk_check(r: Reading, out: Verification) -> Check:
     now, how = r.fk, r.engine.fk_how
     nv = (f"; NOT VALID (not enforced for old rows, their rows checked too): {', '.join(r.not_valid[:5])}"
           + (f" (+{len(r.not_valid) - 5} more)" if len(r.not_valid) > 5 else "")) if r.not_valid else ""
@@ -188,7 +188,7 @@ def _error_text(e: BaseException, target: Target) -> str:
     return scrub_passwords(text, target.url)
 
 
-def rows_check(r: Reading, out: VerifyResult) -> Check | None:
+def rows_check(r: Reading, out: Verification) -> Check | None:
     if r.mode == "verify":
         return UNCHANGED_ROWS if r.backup_path is not None else None
     if r.mode == "restore":
@@ -211,13 +211,13 @@ def rows_check(r: Reading, out: VerifyResult) -> Check | None:
     return Check("rows_preserved", bool(passed), f"{scrub_passwords(str(detail), r.target.url)} ({where})")
 
 
-def backup_check(r: Reading, out: VerifyResult) -> Check:
+def backup_check(r: Reading, out: Verification) -> Check:
     return Check("backup_verified", bool(r.backup_verified),
                  r.backup_detail or ("verified" if r.backup_verified else "backup not verified"))
 
 
 # the checks of each mode, in report order (the targets file's own checks come last)
-CHECKS: dict[str, list[Callable[[Reading, VerifyResult], Check | None]]] = {
+CHECKS: dict[str, list[Callable[[Reading, Verification], Check | None]]] = {
     "maintain": [schema_check, integrity_check, fk_check, rows_check, backup_check],
     "verify": [schema_check, integrity_check, fk_check, rows_check, backup_check],
     "restore": [schema_check, integrity_check, fk_check, rows_check, backup_check],
@@ -235,7 +235,7 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
     ``rows`` (``rows_preserved`` before COMMIT); and its foreign-key check let nothing through that it
     introduced, so orphans found now were there before or were written by another session.
     """
-    out = VerifyResult()
+    out = Verification()
     r = Reading(target, mode, backup_path, backup_verified, backup_detail, list(refused), restored_manifest,
                 migration)
     _read(r, reference, out)
@@ -244,4 +244,4 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
         if result is not None:
             out.checks.append(result)
     out.checks.extend(r.user)
-    return out
+    return out.freeze()

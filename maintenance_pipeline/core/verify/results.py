@@ -16,7 +16,7 @@ from ..config import Target
 from ..schema.model import Change, Snapshot
 
 
-@dataclass
+@dataclass(frozen=True)
 class Check:
     name: str
     passed: bool
@@ -27,7 +27,24 @@ class Check:
 
 
 @dataclass
+class Verification:
+    """A verification in progress (``checks.verify_target`` fills it, then hands out ``freeze()``)."""
+
+    checks: list[Check] = field(default_factory=list)
+    drift_after: list[Change] = field(default_factory=list)
+    tables_after: dict = field(default_factory=dict)
+    planned_drops: list[dict] = field(default_factory=list)
+    fingerprint: str = ""
+
+    def freeze(self) -> VerifyResult:
+        return VerifyResult(list(self.checks), list(self.drift_after), dict(self.tables_after),
+                            list(self.planned_drops), self.fingerprint)
+
+
+@dataclass(frozen=True)
 class VerifyResult:
+    """What a verification found: its checks, the drift left, the tables after, the planned drops."""
+
     checks: list[Check] = field(default_factory=list)
     drift_after: list[Change] = field(default_factory=list)
     tables_after: dict = field(default_factory=dict)

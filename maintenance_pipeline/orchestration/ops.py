@@ -82,6 +82,11 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
             state.ui_url = f"{config.alerts.ui_base_url}/runs/{context.run_id}"
         return state
 
+    def step(context: dg.OpExecutionContext, state: RunState, name: str, fn) -> RunState:
+        """The step ``name`` on the state an op received (resumed: bound to this run and the targets file)."""
+        run_step(context, _resume(state, context), name, fn)
+        return state
+
     @dg.op(description="Back up the target (SQLite online copy / pg_dump), verify the copy, apply retention.",
            tags={"step": "backup"})
     def backup(context: dg.OpExecutionContext) -> RunState:
@@ -104,8 +109,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Compare the live schema with the reference: tables, columns, keys, indexes; "
                        "each change additive or destructive.", tags={"step": "diff"})
     def diff(context: dg.OpExecutionContext, state: RunState) -> RunState:
-        _resume(state, context)
-        run_step(context, state, "diff", pipeline.step_diff)
+        step(context, state, "diff", pipeline.step_diff)
         changes = [c.to_dict() for c in state.drift_before]
         context.add_output_metadata({
             "drift": _change_table(changes), "changes": len(changes),
@@ -117,13 +121,12 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Apply pending Alembic revisions, then align what still differs (per `align`), in one "
                        "transaction under a lock; roll back on any failure.", tags={"step": "migrate"})
     def migrate(context: dg.OpExecutionContext, state: RunState, config: MigrateConfig) -> RunState:
-        _resume(state, context)
         if config.align and config.align not in ALIGN_MODES:
             err = ConfigError(f"run config ops.migrate.config.align is {config.align!r}; use one of "
                               f"{', '.join(ALIGN_MODES)} or leave it empty for the target's setting")
-            run_step(context, state, "migrate", lambda s: _raise(err))
-        run_step(context, state, "migrate",
-                 lambda s: pipeline.step_migrate(s, dry_run=config.dry_run, align=config.align or None))
+            step(context, state, "migrate", lambda s: _raise(err))
+        step(context, state, "migrate",
+             lambda s: pipeline.step_migrate(s, dry_run=config.dry_run, align=config.align or None))
         m = state.migration
         if m.replanned:
             context.log.warning(m.replanned)
@@ -140,16 +143,14 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Restore a backup into the target (after the safety backup), under the lock.",
            tags={"step": "restore"})
     def restore(context: dg.OpExecutionContext, state: RunState, config: RestoreConfig) -> RunState:
-        _resume(state, context)
-        run_step(context, state, "restore", lambda s: pipeline.step_restore(s, config.backup))
+        step(context, state, "restore", lambda s: pipeline.step_restore(s, config.backup))
         context.add_output_metadata({"restored_from": dg.MetadataValue.path(str(state.restored_from.path))})
         return state
 
     @dg.op(description="Checks: schema equals reference, integrity, foreign keys, rows preserved, backup "
                        "verified, user SQL checks. Any failed check fails the run.", tags={"step": "verify"})
     def verify(context: dg.OpExecutionContext, state: RunState) -> RunState:
-        _resume(state, context)
-        run_step(context, state, "verify", pipeline.step_verify)
+        step(context, state, "verify", pipeline.step_verify)
         v = state.verification
         context.add_output_metadata({"checks": _checks_table([c.to_dict() for c in v.checks]),
                                      "passed": sum(c.passed for c in v.checks), "failed": len(v.failed)})

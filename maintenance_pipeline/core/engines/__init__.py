@@ -21,32 +21,22 @@ from sqlalchemy.engine import URL
 
 from ..dburl import parse_url, translate_error
 from ..errors import UnsupportedEngineError
-from .base import Engine
+from .base import REGISTRY, Engine
 
-__all__ = ["Engine", "engine_named", "engine_for", "engine_of", "supported", "open_engine", "probe"]
+__all__ = ["Engine", "engine_named", "engine_for", "engine_of", "open_engine", "probe"]
 
-_ENGINES: dict[str, Engine] = {}
+_loaded = False
 
 
 def _load() -> dict[str, Engine]:
-    if not _ENGINES:
+    """Every engine package imported once (each defines its ``Engine`` subclass, which registers itself)."""
+    global _loaded
+    if not _loaded:
         for info in pkgutil.iter_modules(__path__):
             if info.ispkg:
                 importlib.import_module(f"{__name__}.{info.name}")
-        for cls in _subclasses(Engine):
-            if getattr(cls, "name", None):
-                _ENGINES[cls.name] = cls()
-    return _ENGINES
-
-
-def _subclasses(cls):
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _subclasses(sub)
-
-
-def supported() -> list[str]:
-    return sorted(_load())
+        _loaded = True
+    return REGISTRY
 
 
 def engine_named(name: str) -> Engine:

@@ -71,6 +71,9 @@ class MigrationSession:
         pass
 
 
+REGISTRY: dict[str, "Engine"] = {}  # backend name -> engine; each subclass with a name enters itself
+
+
 class Engine:
     name: ClassVar[str] = ""  # the SQLAlchemy backend name this engine serves
     label: ClassVar[str] = ""  # how people call it, for messages
@@ -80,6 +83,11 @@ class Engine:
     has_schemas: ClassVar[bool] = True
     # the diff does not compare the nullability of a column that is in the primary key on both sides
     ignores_primary_key_nullability: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.name:
+            REGISTRY[cls.name] = cls()
 
     def _unsupported(self, what: str):
         return UnsupportedEngineError(f"{self.label or self.name}: {what} is not supported for this engine")

@@ -372,9 +372,8 @@ def _damage(e: BaseException, target: Target, backup: Path | None = None) -> Exc
         return None
     good = f"the last good state is in this run's backup {backup}" if backup is not None else \
         "restore the newest verified backup if it is"
-    return DatabaseDamagedError(f"{mask_url(target.url)}: {text[:160]} during the migration, which stopped without "
-                                f"committing; check the file and its disk (PRAGMA integrity_check, the system log) "
-                                f"before the next run; {good}")
+    return DatabaseDamagedError.met(mask_url(target.url), text, "during the migration, which stopped without "
+                                    "committing", good)
 
 
 def _commit_failed(e: sa.exc.DBAPIError, result: MigrationRecord, target: Target, backup: Path | None) -> Exception:

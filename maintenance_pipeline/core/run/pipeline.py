@@ -335,7 +335,5 @@ def failure_line(state: RunState, step: str, e: BaseException) -> str:
         backup = state.backup.path if state.backup and state.backup.verified else None
         good = (f"the last good state is in backup {backup}" if backup else
                 f"the last good state is in the newest verified backup in {state.config.backups.dir / t.name}")
-        return str(DatabaseDamagedError(
-            f"{mask_url(t.url)}: {text[:200]} in step {step}; the file or its disk may be failing: check it "
-            f"(PRAGMA integrity_check, the system log) before the next run; {good}"))
+        return str(DatabaseDamagedError.met(mask_url(t.url), text, f"in step {step}", good))
     return f"internal error in {step}: {type(e).__name__}: {text[:300]}"

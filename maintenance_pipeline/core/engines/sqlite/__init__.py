@@ -125,12 +125,15 @@ class SQLiteEngine(Engine):
         return int(conn.exec_driver_sql("PRAGMA schema_version").scalar())
 
     def cheap_version(self, url, schema: str | None, ignore: Iterable[str]) -> int:
-        """``PRAGMA schema_version``: SQLite bumps it on every schema change (microseconds to read)."""
+        """``PRAGMA schema_version``: SQLite bumps it on every schema change (microseconds to read; the file
+        check reads it already)."""
         from ...dburl import translate_error
 
         path = sqlite_path(url)
-        check_sqlite_file(path)
-        try:
+        version = check_sqlite_file(path)
+        if version is not None:
+            return version
+        try:  # SQLite could not answer the quick check (busy): ask again, waiting a little
             conn = sqlite3.connect(sqlite_uri(path), uri=True, timeout=2)
             try:
                 return conn.execute("PRAGMA schema_version").fetchone()[0]

@@ -23,8 +23,9 @@ def sqlite_path(url) -> Path | None:
     return Path(db).expanduser().resolve()
 
 
-def check_sqlite_file(path: Path) -> None:
-    """Raise a clear error unless ``path`` is an existing SQLite database file.
+def check_sqlite_file(path: Path) -> int | None:
+    """Raise a clear error unless ``path`` is an existing SQLite database file; its ``PRAGMA schema_version``
+    (read on the way), or None when SQLite could not say now (busy, a hot journal).
 
     Only SQLite opens the file (the live-file rule, ``live_file.py``: this process may hold a
     connection to it, and closing any other descriptor of the file would drop that connection's
@@ -51,7 +52,7 @@ def check_sqlite_file(path: Path) -> None:
     try:
         conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=0, isolation_level=None)
         try:
-            conn.execute("PRAGMA schema_version").fetchone()  # reads the header
+            return conn.execute("PRAGMA schema_version").fetchone()[0]  # reads the header
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
@@ -62,6 +63,7 @@ def check_sqlite_file(path: Path) -> None:
             ) from None
         # busy, a hot journal a read-only connection may not roll back, …: the caller's own connection
         # meets it and reports it
+        return None
 
 
 def sqlite_uri(path: Path, mode: str = "ro") -> str:

@@ -12,15 +12,9 @@ Used by ``tests/safety/test_crash.py`` (a few dozen trials in ``make test``) and
 4. the invariants (``check_database``), then the next run (in this process, ``run_job``) and the
    invariants again.
 
-The process that runs the steps comes from a *zygote*: ``python crash_harness.py zygote`` imports the
-pipeline once, warms it up with one whole run, then ``fork``s one child per trial (no ~1 s of Python
-start-up and imports per trial). The child runs ``pipeline.run_job`` with each
-step function (``step_backup``, ``step_diff``, ``step_migrate``, ``step_verify``, ``finish``) wrapped
-to write a marker first, stamped with ``time.monotonic()`` (one clock for every process on Linux);
-the maintenance lock is wrapped to mark when it is taken and given back, and SQLAlchemy's ``commit``
-event marks the migration's COMMIT (sent while the lock is held). All of that in the child only: no
-product code changes. The zygote reaps a child only when told to, so the pid the kill goes to cannot
-be reused meanwhile.
+The process that runs the steps is forked from a *zygote* (``crash_zygote.py``: one import of the
+pipeline for all trials) and writes a marker at each step, at the lock and at the migration's COMMIT;
+the invariants are SQLite's own view of the file (``crash_checks.py``).
 
 Kill points: three uninterrupted runs per (journal mode, writer or not) measure each phase's
 window (from its marker to the next; ``migrate``: from ``lock`` to ``unlock``; ``commit``: from the
@@ -36,25 +30,20 @@ Every wait is a poll with a deadline; the only sleep is the random delay before 
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import select
 import shutil
 import signal
-import sqlite3
 import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from live_app import LiveApp, ids, integrity, set_journal_mode
+from crash_checks import TARGET, check_database, recover, schema_rows, stale_backup_temp_files, table_rows
+from crash_zygote import JOB, RUN_TIMEOUT, Zygote
+from live_app import LiveApp, set_journal_mode
 
-TARGET = "goals"
-JOB = "maintain_database"
 MODES = ("delete", "wal")
 # "commit": the migration's COMMIT, from just before it is sent to the lock being given back (a uniform
 # delay over the whole migration would almost never land there).
@@ -69,9 +58,6 @@ LANDED = {None: "before backup", "start": "before backup", "backup": "backup", "
           "migrate": "migrate (before lock)", "lock": "migrate (lock held)",
           "commit": "migrate (COMMIT sent)", "unlock": "migrate (lock given back)",
           "verify": "verify", "report": "report", "done": "after the run (not killed)", "crashed": "child error"}
-DROPPED_BY_MIGRATION = {"scheduled_sessions"}  # revision 0002; only ever gone with the migrated schema
-INJECT_VAR = "CRASH_HARNESS_INJECT"  # the zygote's children plant a bug on purpose (the self-check)
-RUN_TIMEOUT = 60.0  # seconds one child run may take
 APP_CONTINUES_TIMEOUT = 15.0
 
 
@@ -109,219 +95,6 @@ def plan_trials(seed: int, per_mode: int) -> list[TrialSpec]:
                 specs.append((mode, writer, PHASE_CYCLE[(offset + i) % len(PHASE_CYCLE)], rng.random()))
     rng.shuffle(specs)
     return [TrialSpec(i, *s) for i, s in enumerate(specs)]
-
-
-# --------------------------------------------------------------------------- looking at a database file
-
-
-def recover(db: Path) -> None:
-    """Open the file read-write and read it once, as the application's next connection would: that
-    rolls a hot journal back (rollback mode) or recovers the WAL index (WAL mode) after a crash."""
-    conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=30)
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    finally:
-        conn.close()
-
-
-def _ro(db: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-
-
-def schema_rows(db: Path) -> list[tuple]:
-    """SQLite's own ``sqlite_master`` rows (type, name, tbl_name, sql), sorted: no snapshot code of ours."""
-    conn = _ro(db)
-    try:
-        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
-    finally:
-        conn.close()
-    return sorted(rows, key=lambda r: tuple("" if v is None else v for v in r))
-
-
-def table_rows(db: Path) -> dict[str, tuple[list[str], list[tuple]]]:
-    """Every table (but ``sqlite_*``): its columns and all its rows."""
-    conn = _ro(db)
-    try:
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
-        out = {}
-        for t in names:
-            cols = [r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", (t,))]
-            quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
-            out[t] = (cols, conn.execute(f'SELECT {quoted} FROM "{t}"').fetchall())
-        return out
-    finally:
-        conn.close()
-
-
-def schema_state(schema: list[tuple], pre: list[tuple], migrated: list[tuple]) -> str:
-    if schema == pre:
-        return "pre-run"
-    if schema == migrated:
-        return "migrated"
-    return "neither"
-
-
-def _schema_difference(schema: list[tuple], other: list[tuple]) -> str:
-    a, b = set(schema), set(other)
-    extra = sorted(f"{r[0]} {r[1]}" for r in a - b)
-    missing = sorted(f"{r[0]} {r[1]}" for r in b - a)
-    return f"extra {extra[:4]}, missing {missing[:4]}"
-
-
-def lost_rows(pre: dict, now: dict, state: str) -> list[str]:
-    """Rows of the pre-run file not present with the same values in the columns that still exist."""
-    problems = []
-    for table, (pre_cols, pre_rows) in sorted(pre.items()):
-        if table not in now:
-            if not (state == "migrated" and table in DROPPED_BY_MIGRATION):
-                problems.append(f"table {table} ({len(pre_rows)} rows) is gone, schema {state}")
-            continue
-        cols, rows = now[table]
-        common = [c for c in pre_cols if c in cols]
-        pi = [pre_cols.index(c) for c in common]
-        ni = [cols.index(c) for c in common]
-        missing = Counter(tuple(r[i] for i in pi) for r in pre_rows)
-        missing.subtract(Counter(tuple(r[i] for i in ni) for r in rows))
-        gone = [k for k, n in missing.items() if n > 0]
-        if gone:
-            problems.append(f"{table}: {sum(missing[k] for k in gone)} pre-run row(s) lost or changed, "
-                            f"e.g. {dict(zip(common, gone[0]))}"[:400])
-    return problems
-
-
-def check_database(db: Path, *, pre_schema, migrated_schema, pre_rows, app_ids: set[str],
-                   must_be: str | None = None) -> tuple[str, list[str]]:
-    """The invariants of a database after a kill (or after the next run, ``must_be="migrated"``):
-    returns (schema state, broken invariants)."""
-    broken = []
-    ok = integrity(db)
-    if ok != "ok":
-        broken.append(f"integrity_check: {ok}")
-        return "unreadable", broken
-    schema = schema_rows(db)
-    state = schema_state(schema, pre_schema, migrated_schema)
-    if state == "neither":
-        broken.append("schema is neither the pre-run one nor the migrated one: vs pre-run "
-                      f"{_schema_difference(schema, pre_schema)}; "
-                      f"vs migrated {_schema_difference(schema, migrated_schema)}")
-    elif must_be and state != must_be:
-        broken.append(f"schema is the {state} one, expected the {must_be} one")
-    broken += lost_rows(pre_rows, table_rows(db), state)
-    if app_ids:
-        missing = app_ids - ids(db)
-        if missing:
-            broken.append(f"{len(missing)} row(s) the application committed are gone, e.g. {sorted(missing)[:3]}")
-    return state, broken
-
-
-# ---- the backup folder: cleanup of temp files the lead engineer is adding (see the test that asserts it)
-
-
-def stale_backup_temp_files(folder: Path, target: str = TARGET) -> list[str]:
-    """Temp files (``.<name>.tmp``) left in the target's backup folder ``<folder>/backups/<target>/``:
-    a killed backup leaves them; the next run is expected to clean them up."""
-    d = Path(folder) / "backups" / target
-    if not d.is_dir():
-        return []
-    return sorted(p.name for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
-
-
-# --------------------------------------------------------------------------- the zygote (parent side)
-
-
-class ZygoteError(RuntimeError):
-    pass
-
-
-class Zygote:
-    """``python crash_harness.py zygote``: JSON lines in (commands), JSON lines out (events)."""
-
-    def __init__(self, work: Path, inject: str | None = None):
-        self.stderr_path = Path(work) / "zygote.stderr"
-        self.stderr = open(self.stderr_path, "wb")
-        env = {**os.environ, INJECT_VAR: inject} if inject else None
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "zygote"], env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, bufsize=0)
-        self.buf = b""
-        self.pending: set[int] = set()
-        self.expect("ready", timeout=60)
-
-    def send(self, **cmd) -> None:
-        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
-        self.proc.stdin.flush()
-
-    def next(self, deadline: float) -> dict:
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ZygoteError(f"no answer from the zygote in time; stderr: {self._stderr_tail()}")
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    raise ZygoteError(f"the zygote exited ({self.proc.poll()}); stderr: {self._stderr_tail()}")
-                self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def expect(self, ev: str, timeout: float = RUN_TIMEOUT) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            msg = self.next(deadline)
-            if msg["ev"] == ev:
-                return msg
-            if msg["ev"] == "error":
-                raise ZygoteError(msg.get("error"))
-
-    def warm(self, config: Path) -> dict:
-        self.send(op="warm", config=str(config))
-        return self.expect("warmed", timeout=120)
-
-    def fork_run(self, config: Path) -> int:
-        self.send(op="run", config=str(config))
-        pid = self.expect("forked")["pid"]
-        self.pending.add(pid)
-        return pid
-
-    def reap(self, pid: int, timeout: float = RUN_TIMEOUT) -> tuple[dict, list[dict]]:
-        """Reap ``pid`` (after it ended or was killed): its exit event and the markers not read yet."""
-        self.send(op="reap", pid=pid)
-        deadline = time.monotonic() + timeout
-        marks = []
-        while True:
-            msg = self.next(deadline)
-            if msg["ev"] == "exit" and msg["pid"] == pid:
-                self.pending.discard(pid)
-                return msg, marks
-            if msg.get("pid") == pid and msg["ev"] == "mark":
-                marks.append(msg)
-
-    def close(self) -> None:
-        for pid in list(self.pending):
-            try:
-                os.kill(pid, signal.SIGKILL)  # not reaped yet: still this child (a zombie at worst)
-            except ProcessLookupError:
-                pass
-            try:
-                self.reap(pid, timeout=10)
-            except ZygoteError:
-                pass
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            self.stderr.close()
-
-    def _stderr_tail(self) -> str:
-        try:
-            return self.stderr_path.read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
 
 
 # --------------------------------------------------------------------------- trials
@@ -631,122 +404,3 @@ def summary(results: list[TrialResult], seed: int, seconds: float | None = None)
     for r in broken:
         lines.append("  " + r.line())
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- the zygote (child side)
-
-
-def _commit_early(url: str) -> None:
-    """A bug planted on purpose (``inject="commit-early"``): with the lock held, one change of the migration
-    (the demo's ``goals.completed_at``) committed on its own, before the migration's one transaction; a
-    kill after it leaves a schema that is neither the pre-run one nor the migrated one."""
-    from maintenance_pipeline.core.engines.sqlite.files import sqlite_path
-
-    conn = sqlite3.connect(sqlite_path(url), isolation_level=None, timeout=30)
-    try:
-        if "completed_at" not in {r[1] for r in conn.execute("SELECT * FROM pragma_table_info('goals')")}:
-            conn.execute("ALTER TABLE goals ADD COLUMN completed_at DATETIME")
-    finally:
-        conn.close()
-
-
-def _zygote_main() -> int:
-    proto = os.dup(1)  # the protocol's own descriptor: nothing the product prints can corrupt it
-    os.dup2(2, 1)
-    from contextlib import contextmanager
-
-    import sqlalchemy as sa
-
-    from maintenance_pipeline.core.migrate import executor as migrate_mod
-    from maintenance_pipeline.core.run import pipeline
-    from maintenance_pipeline.core.config import load_config
-
-    def send(**msg) -> None:
-        os.write(proto, (json.dumps(msg, default=str) + "\n").encode())  # one write < PIPE_BUF: atomic
-
-    inject = os.environ.get(INJECT_VAR)
-
-    def child(config_path: str) -> int:
-        me = os.getpid()
-
-        def mark(name: str, **kw) -> None:
-            send(ev="mark", pid=me, name=name, t=time.monotonic(), **kw)
-
-        real_lock = migrate_mod.maintenance_lock
-        locked = [False]
-
-        @contextmanager
-        def marked_lock(url, **kw):
-            with real_lock(url, **kw) as got:
-                mark("lock")
-                if inject == "commit-early":
-                    _commit_early(url)
-                locked[0] = True
-                try:
-                    yield got
-                finally:
-                    locked[0] = False
-                    mark("unlock")
-
-        def on_commit(conn) -> None:  # SQLAlchemy's commit event: just before the DBAPI commit
-            if locked[0]:
-                mark("commit")
-
-        def marked(name: str, fn):
-            def step(*args, **kw):
-                mark(name)
-                return fn(*args, **kw)
-            return step
-
-        migrate_mod.maintenance_lock = marked_lock
-        sa.event.listen(sa.engine.Engine, "commit", on_commit)
-        # run_job looks its steps up in the module when it runs: each one writes its marker first
-        for name in ("backup", "diff", "migrate", "verify"):
-            setattr(pipeline, f"step_{name}", marked(name, getattr(pipeline, f"step_{name}")))
-        pipeline.finish = marked("report", pipeline.finish)
-        try:
-            mark("start")
-            report = pipeline.run_job(load_config(config_path), TARGET, JOB)
-            mark("done", status=report["status"], error=(report["error"] or "")[:1500],
-                 drift_after=None if report["drift_after"] is None else len(report["drift_after"]))
-            return 0
-        except BaseException as e:  # noqa: BLE001
-            import traceback
-
-            mark("crashed", error=f"{type(e).__name__}: {e} {traceback.format_exc()[-1000:]}"[:1500])
-            return 70
-
-    send(ev="ready", pid=os.getpid())
-    while True:
-        line = sys.stdin.readline()
-        if not line:
-            return 0
-        cmd = json.loads(line)
-        try:
-            if cmd["op"] == "warm":  # imports and caches everything a run touches, before any fork
-                report = pipeline.run_job(load_config(cmd["config"]), TARGET, JOB)
-                send(ev="warmed", status=report["status"], error=report["error"])
-            elif cmd["op"] == "run":
-                sys.stdout.flush()
-                sys.stderr.flush()
-                pid = os.fork()
-                if pid == 0:
-                    code = 70
-                    try:
-                        code = child(cmd["config"])
-                    finally:
-                        os._exit(code)
-                send(ev="forked", pid=pid)
-            elif cmd["op"] == "reap":
-                _, status = os.waitpid(cmd["pid"], 0)
-                send(ev="exit", pid=cmd["pid"],
-                     signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                     code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None)
-        except Exception as e:  # noqa: BLE001
-            send(ev="error", error=f"{type(e).__name__}: {e}")
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["zygote"]:
-        sys.exit(_zygote_main())
-    sys.exit("usage: crash_harness.py zygote  (started by CrashSuite; see tests/safety/test_crash.py)")

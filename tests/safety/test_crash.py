@@ -1,10 +1,10 @@
 """SIGKILL at random points of ``maintain_database``: real SQLite files, real processes, real kills.
 
-``crash_harness.py`` runs the trials (how, in its docstring): for each journal mode (rollback journal
-``delete`` and ``wal``) ``TRIALS_PER_MODE`` trials, half of them beside a real application writer, each
-killing the run in one of backup, diff, migrate (lock held), the migration's COMMIT, verify, report at a
-random moment of that phase. After each kill, with SQLite's own view of the file (plain ``sqlite3``,
-never the product's code):
+``crash_harness.py`` runs the trials (how, in its docstring; ``crash_checks.py`` holds the invariants):
+for each journal mode (rollback journal ``delete`` and ``wal``) ``TRIALS_PER_MODE`` trials, half of them
+beside a real application writer, each killing the run in one of backup, diff, migrate (lock held), the
+migration's COMMIT, verify, report at a random moment of that phase. After each kill, with SQLite's own
+view of the file (plain ``sqlite3``, never the product's code):
 
 * ``PRAGMA integrity_check`` is ``ok`` (after the next connection's recovery, as any user would see it);
 * the ``sqlite_master`` rows (type, name, tbl_name, sql) are exactly the pre-run file's or exactly those
@@ -32,21 +32,11 @@ from collections import Counter
 
 import pytest
 
-pytest.register_assert_rewrite("crash_harness")
+pytest.register_assert_rewrite("crash_harness", "crash_checks", "crash_zygote")
 
 from conftest import FIGURES, write_config  # noqa: E402
-from crash_harness import (  # noqa: E402
-    MODES,
-    CrashSuite,
-    TrialSpec,
-    check_database,
-    plan_trials,
-    schema_rows,
-    seed_from_env,
-    stale_backup_temp_files,
-    summary,
-    table_rows,
-)
+from crash_checks import check_database, schema_rows, stale_backup_temp_files, table_rows  # noqa: E402
+from crash_harness import MODES, CrashSuite, TrialSpec, plan_trials, seed_from_env, summary  # noqa: E402
 from maintenance_pipeline.core.config import load_config  # noqa: E402
 from maintenance_pipeline.core.run.pipeline import run_job  # noqa: E402
 

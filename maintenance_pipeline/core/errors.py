@@ -79,6 +79,13 @@ class DestructiveChangeRefusedError(MaintenanceError):
     kind = "destructive_refused"
 
 
+class UnalignableChangeError(MaintenanceError):
+    """A difference the product sees but cannot apply itself (an enum value removed, table inheritance, ...): the
+    whole run is refused before COMMIT, with the reason and "write a revision for it"."""
+
+    kind = "unalignable"
+
+
 class SchemaLeftDifferentError(MaintenanceError):
     """After the revisions and the alignment the schema would still differ from the reference."""
 

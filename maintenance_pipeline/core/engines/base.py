@@ -81,8 +81,6 @@ class Engine:
     render_as_batch: ClassVar[bool] = False
     # a database holds named schemas (a reference may be read in one: ``reference.schema``)
     has_schemas: ClassVar[bool] = True
-    # the diff does not compare the nullability of a column that is in the primary key on both sides
-    ignores_primary_key_nullability: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -235,9 +233,54 @@ class Engine:
 
         return apply_generic(ops, change, self, schema)
 
-    def rebuild(self, ops, table, changes: list) -> None:
-        """Rebuild ``table`` with ``changes`` applied, keeping every row (engines that cannot ALTER in place)."""
+    def rebuild(self, ops, table, changes: list, reference_table=None) -> None:
+        """Rebuild ``table`` with ``changes`` applied, keeping every row (engines that cannot ALTER in place);
+        ``reference_table``: the reference's table, when the reference is a database of this engine."""
         raise self._unsupported("a table rebuild")
+
+    def refusal(self, change, *, same_engine: bool, live=None) -> str | None:
+        """Why ``change`` cannot be aligned automatically (None: it can). The run is then refused with the reason
+        ("write a revision for it"), whatever the align mode: a difference is never applied half-way or wrongly.
+        ``live``: the target's snapshot (what else a drop would take)."""
+        k = change.kind
+        if k in ("add_object", "alter_object"):
+            ref = change.reference
+            if not same_engine:
+                return f"the reference is a database of another engine: its {ref.kind} cannot be created on " \
+                       f"{self.label}"
+            if k == "add_object" and not ref.sql:
+                return f"the reference does not say how to create this {ref.kind}"
+            if k == "alter_object" and ref.kind == "type":
+                from ..schema.model import extends
+
+                if not (ref.values and extends(change.current.values, ref.values)):
+                    return "a type can only gain enum values automatically (removing, renaming or reordering " \
+                           "values, or changing a domain or composite type, needs its columns rewritten)"
+        if k == "drop_object" and not change.current.drop_sql:
+            return f"the engine gave no statement to drop this {change.current.kind}"
+        if k == "alter_table":
+            return self.table_options_refusal(change.current.options, change.reference.options)
+        if k == "add_table" and change.reference.options and not (same_engine and change.reference.sql):
+            return self.table_options_refusal((), change.reference.options)
+        return None
+
+    def table_options_refusal(self, current: tuple[str, ...], reference: tuple[str, ...]) -> str | None:
+        """Why a table's options cannot go from ``current`` to ``reference`` (None: ``apply_in_place`` /
+        ``rebuild`` / ``complete_new_table`` can do it)."""
+        return f"table options {', '.join(current) or 'none'} -> {', '.join(reference) or 'none'} cannot be " \
+               f"changed automatically on {self.label}"
+
+    def complete_new_table(self, ops, table, schema: str | None) -> None:
+        """After ``CREATE TABLE`` from the model: what the model's columns and keys do not carry (CHECKs,
+        table options)."""
+        from .ddl import add_check
+
+        for check in table.checks:
+            add_check(ops, table.name, check, schema)
+
+    def add_enum_values(self, ops, current, reference) -> None:
+        """Give the enum ``current`` the values ``reference`` adds, in their places."""
+        raise self._unsupported("enum types")
 
     def plain_type(self, declared: str | None) -> str:
         """A column declaration's type as ``ALTER COLUMN ... TYPE`` accepts it."""

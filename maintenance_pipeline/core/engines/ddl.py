@@ -50,6 +50,18 @@ def sa_constraints(t: Table, schema: str | None = None) -> list:
     return out
 
 
+def key_options(options: str) -> dict:
+    """A key's ``options`` ("MATCH FULL DEFERRABLE INITIALLY DEFERRED") as SQLAlchemy keyword arguments."""
+    words = options.upper()
+    kw: dict = {}
+    if "MATCH FULL" in words:
+        kw["match"] = "FULL"
+    if "DEFERRABLE" in words:
+        kw["deferrable"] = True
+        kw["initially"] = "DEFERRED" if "INITIALLY DEFERRED" in words else "IMMEDIATE"
+    return kw
+
+
 def sa_foreign_key(fk: ForeignKey, schema: str | None = None) -> sa.ForeignKeyConstraint:
     prefix = f"{schema}." if schema else ""
     return sa.ForeignKeyConstraint(
@@ -59,7 +71,16 @@ def sa_foreign_key(fk: ForeignKey, schema: str | None = None) -> sa.ForeignKeyCo
         ondelete=fk.on_delete,
         onupdate=fk.on_update,
         use_alter=False,
+        **key_options(fk.options),
     )
+
+
+def add_check(ops: Operations, table: str, check, schema: str | None) -> None:
+    """``ALTER TABLE ... ADD [CONSTRAINT name] <check.sql>`` (the engine's own text: CHECK or EXCLUDE)."""
+    prep = ops.get_bind().dialect.identifier_preparer
+    qualified = (prep.quote_schema(schema) + "." if schema else "") + prep.quote(table)
+    name = f"CONSTRAINT {prep.quote(check.name)} " if check.name else ""
+    ops.get_bind().exec_driver_sql(f"ALTER TABLE {qualified} ADD {name}{check.sql}")
 
 
 # ------------------------------------------------------------------ what is applied, in which order
@@ -97,19 +118,23 @@ def order_for_names(changes: list[Change]) -> list[Change]:
 # then the drops of keys and indexes (a key on the old primary key or on a column whose type changes
 # would block those changes; an index name is schema-wide and may be reused by an add), then the
 # column and key changes, and the drops of columns and tables last.
-_SERVER_ORDER = ("add_table", "drop_foreign_key", "drop_index", "drop_unique", "add_column", "alter_column",
-                 "alter_primary_key", "add_unique", "add_index", "add_foreign_key", "drop_column", "drop_table")
+# Views and triggers are dropped first and made last, types, sequences and functions made first and dropped
+# last (``Change.slot``); a new table's foreign keys come after every key exists (``align.expand``).
+_SERVER_ORDER = ("drop_object:first", "add_object:first", "alter_object:first", "add_table", "drop_foreign_key",
+                 "drop_index", "drop_unique", "drop_check", "add_column", "alter_column", "alter_primary_key",
+                 "alter_table", "add_unique", "add_index", "add_check", "add_foreign_key", "drop_column",
+                 "drop_table", "alter_object:last", "add_object:last", "drop_object:last")
 
 
 def order_for_server(changes: list[Change]) -> list[Change]:
     rank = {k: i for i, k in enumerate(_SERVER_ORDER)}
-    return sorted(changes, key=lambda c: rank.get(c.kind, len(rank)))  # stable: the diff's order within a kind
+    return sorted(changes, key=lambda c: rank.get(c.slot, len(rank)))  # stable: the diff's order within a slot
 
 
 def create_foreign_key(ops: Operations, table: str, fk: ForeignKey, schema: str | None) -> None:
     ops.create_foreign_key(fk.name, table, fk.ref_table, list(fk.columns), list(fk.ref_columns),
                            ondelete=fk.on_delete, onupdate=fk.on_update, source_schema=schema,
-                           referent_schema=schema)
+                           referent_schema=schema, **key_options(fk.options))
 
 
 def _alter_column(ops: Operations, engine, table: str, cur: Column, ref: Column, schema: str | None) -> None:
@@ -145,7 +170,17 @@ def apply_generic(ops: Operations, ch: Change, engine, schema: str | None = None
     elif ch.kind == "add_unique":
         u: UniqueConstraint = ch.reference  # type: ignore[assignment]
         name = u.name if u.name and not u.name.startswith("sqlite_") else None
-        ops.create_unique_constraint(name, ch.table, list(u.columns), schema=schema)
+        kw = key_options(u.options)
+        if "NULLS NOT DISTINCT" in u.options.upper():
+            kw["postgresql_nulls_not_distinct"] = True
+        ops.create_unique_constraint(name, ch.table, list(u.columns), schema=schema, **kw)
+    elif ch.kind == "add_check":
+        add_check(ops, ch.table, ch.reference, schema)
+    elif ch.kind == "drop_check":
+        name = ch.current.name  # type: ignore[union-attr]
+        if not name:
+            raise MigrationError(f"cannot drop the check {ch.detail} of {ch.table}: it has no name")
+        ops.drop_constraint(name, ch.table, type_="check", schema=schema)
     elif ch.kind in ("drop_unique", "drop_foreign_key"):
         what, type_ = ("unique key", "unique") if ch.kind == "drop_unique" else ("foreign key", "foreignkey")
         name = ch.current.name  # type: ignore[union-attr]

@@ -5,6 +5,7 @@ each column's declaration and type key."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import sqlalchemy as sa
@@ -38,7 +39,9 @@ def inspector_snapshot(conn: Connection, ignore: set[str], schema: str | None, e
         return Snapshot(engine.name, {})
     kw = {"schema": schema, "filter_names": names}
     try:
-        all_cols = insp.get_multi_columns(**kw)
+        with warnings.catch_warnings():  # "Did not recognize type": the engine names such a type itself
+            warnings.simplefilter("ignore", sa.exc.SAWarning)
+            all_cols = insp.get_multi_columns(**kw)
         all_pk = insp.get_multi_pk_constraint(**kw)
         all_ix = insp.get_multi_indexes(**kw)
         all_uq = insp.get_multi_unique_constraints(**kw)

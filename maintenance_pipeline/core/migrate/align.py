@@ -20,11 +20,13 @@ rebuild the table instead, every row kept (``engines/sqlite/rebuild.py``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from alembic.operations import Operations
 
 from ..engines import engine_of
 from ..engines.ddl import sa_column, sa_constraints
-from ..schema.model import ADDITIVE_KINDS, Change, Column, ForeignKey, Index, Snapshot, Table
+from ..schema.model import Change, Column, ForeignKey, Index, SchemaObject, Snapshot, Table
 
 
 def split_by_align(changes: list[Change], align: str) -> tuple[list[Change], list[Change]]:
@@ -33,7 +35,35 @@ def split_by_align(changes: list[Change], align: str) -> tuple[list[Change], lis
         return [], []
     if align == "full":
         return list(changes), []
-    return [c for c in changes if c.kind in ADDITIVE_KINDS], [c for c in changes if c.kind not in ADDITIVE_KINDS]
+    return [c for c in changes if not c.destructive], [c for c in changes if c.destructive]
+
+
+def cannot_align(engine, changes: list[Change], reference: Snapshot, live: Snapshot) -> list[tuple[Change, str]]:
+    """(change, why) for each change the product sees but cannot apply (``Engine.refusal``): the run is refused
+    with the reasons, whatever the align mode."""
+    same = reference.dialect == engine.name
+    return [(c, why) for c in changes if (why := engine.refusal(c, same_engine=same, live=live))]
+
+
+def expand(engine, changes: list[Change]) -> list[Change]:
+    """The changes as steps: an object changed by dropping and creating it again is a drop (before the tables
+    change) and an add (after); on an engine that adds keys in place, a new table's foreign keys are added after
+    every table and key exists (a key may reference a table or a primary key this same run creates)."""
+    out: list[Change] = []
+    for ch in changes:
+        obj = ch.reference
+        if ch.kind == "alter_object" and not obj.alter_sql and not obj.values:  # type: ignore[union-attr]
+            out.append(Change("drop_object", ch.table, ch.name, True, "to create it again", current=ch.current))
+            out.append(Change("add_object", ch.table, ch.name, ch.destructive, ch.detail, reference=obj))
+        elif ch.kind == "add_table" and not engine.render_as_batch and obj.foreign_keys:  # type: ignore[union-attr]
+            t: Table = obj  # type: ignore[assignment]
+            out.append(Change("add_table", ch.table, None, ch.destructive, ch.detail,
+                              reference=replace(t, foreign_keys=())))
+            out.extend(Change("add_foreign_key", t.name, fk.name, False, fk.describe(), reference=fk)
+                       for fk in t.foreign_keys)
+        else:
+            out.append(ch)
+    return out
 
 
 def blocked_by_kept_names(live: Snapshot, to_apply: list[Change]) -> tuple[list[Change], list[Change]]:
@@ -60,26 +90,32 @@ def blocked_by_kept_names(live: Snapshot, to_apply: list[Change]) -> tuple[list[
 
 
 def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | None = None,
-                          schema: str | None = None) -> bool:
+                          schema: str | None = None, same_engine: bool = True) -> bool:
     """Apply one change with a single statement if the engine can; False if it needs a rebuild.
 
     ``column_fk`` is a single-column foreign key that arrives together with an added column.
     ``schema``: the schema the target's tables live in (None = the default schema).
+    ``same_engine``: the reference is a database of the target's engine, so its own statements (``sql``) apply.
     """
     engine = engine_of(ops.get_bind())
     if ch.kind == "add_table":
         t: Table = ch.reference  # type: ignore[assignment]
-        ops.create_table(t.name, *[sa_column(c) for c in t.columns], *sa_constraints(t, schema), schema=schema)
+        if t.sql and same_engine:
+            run_sql(ops, t.sql)  # the engine's own statement: CHECKs, options, generated columns and all
+        else:
+            ops.create_table(t.name, *[sa_column(c) for c in t.columns], *sa_constraints(t, schema), schema=schema)
+            engine.complete_new_table(ops, t, schema)
         for ix in t.indexes:
-            ops.create_index(ix.name, t.name, list(ix.columns), unique=ix.unique, schema=schema)
+            _create_index(ops, ch.table, ix, schema, same_engine)
         return True
     if ch.kind == "drop_table":
         ops.drop_table(ch.table, schema=schema)
         return True
     if ch.kind == "add_index":
-        ix: Index = ch.reference  # type: ignore[assignment]
-        ops.create_index(ix.name, ch.table, list(ix.columns), unique=ix.unique, schema=schema)
+        _create_index(ops, ch.table, ch.reference, schema, same_engine)  # type: ignore[arg-type]
         return True
+    if ch.kind in ("add_object", "drop_object", "alter_object"):
+        return _apply_object(ops, engine, ch)
     if ch.kind == "drop_index":
         ops.drop_index(ch.current.name, table_name=ch.table, schema=schema)  # type: ignore[union-attr]
         return True
@@ -93,3 +129,30 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
     return engine.apply_in_place(ops, ch, schema)
 
 
+
+
+def run_sql(ops: Operations, statement: str) -> None:
+    """An engine's own statement, as it is (no bind parameters: a ``::`` cast or ``:x`` stays text)."""
+    ops.get_bind().exec_driver_sql(statement)
+
+
+def _create_index(ops: Operations, table: str, ix: Index, schema: str | None, same_engine: bool) -> None:
+    if ix.sql and same_engine:  # partial, expression, ordered, method, INCLUDE: as the engine wrote it
+        run_sql(ops, ix.sql)
+    else:
+        ops.create_index(ix.name, table, list(ix.columns), unique=ix.unique, schema=schema)
+
+
+def _apply_object(ops: Operations, engine, ch: Change) -> bool:
+    if ch.kind == "drop_object":
+        run_sql(ops, ch.current.drop_sql)  # type: ignore[union-attr]
+        return True
+    ref: SchemaObject = ch.reference  # type: ignore[assignment]
+    if ch.kind == "add_object":
+        run_sql(ops, ref.sql)
+        return True
+    if ref.values:  # an enum that gains values
+        engine.add_enum_values(ops, ch.current, ref)
+        return True
+    run_sql(ops, ref.alter_sql)
+    return True

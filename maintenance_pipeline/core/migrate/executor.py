@@ -48,7 +48,7 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
-from .align import apply_change_natively, blocked_by_kept_names, split_by_align
+from .align import apply_change_natively, blocked_by_kept_names, cannot_align, expand, split_by_align
 from ..verify.results import describe_loss, fmt_fk, introduced_violations
 from ..config import Target
 from ..dburl import mask_url, translate_error
@@ -58,6 +58,7 @@ from ..schema.diff import diff
 from ..errors import (
     DatabaseDamagedError,
     DestructiveChangeRefusedError,
+    UnalignableChangeError,
     MaintenanceError,
     MigrationError,
     RowsLostError,
@@ -120,7 +121,7 @@ def _run_on(engine, url: str, target: Target, reference: Snapshot, align: str, d
 
 
 # decided inside the transaction: a real run raises them (rolled back), a dry run reports them
-_VERDICTS = (DestructiveChangeRefusedError, SchemaLeftDifferentError, RowsLostError)
+_VERDICTS = (DestructiveChangeRefusedError, UnalignableChangeError, SchemaLeftDifferentError, RowsLostError)
 
 
 def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, align: str, dry_run: bool,
@@ -267,7 +268,16 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
     changes = diff(live, reference, ignore_tables=target.ignore_tables)
     to_apply, refused = split_by_align(changes, align)
     to_apply, blocked = blocked_by_kept_names(live, to_apply)
-    result.refused = refused + blocked
+    engine = engine_of(conn)
+    unalignable = cannot_align(engine, to_apply, reference, live)
+    result.refused = refused + blocked + [c for c, _ in unalignable]
+    if unalignable and not result.dry_run:
+        what = "; ".join(f"{c.kind} {c.noun}: {why}" for c, why in unalignable[:3])
+        more = f" (+{len(unalignable) - 3} more)" if len(unalignable) > 3 else ""
+        raise UnalignableChangeError(
+            f"{len(unalignable)} difference(s) cannot be aligned automatically ({what}{more}); the whole run was "
+            "refused, nothing was committed; write a revision for them, or change the reference")
+    to_apply = [c for c in to_apply if all(c is not x for x, _ in unalignable)]
     if result.refused and not result.dry_run:
         names = "; ".join(c.describe() for c in result.refused[:4])
         more = f" (+{len(result.refused) - 4} more)" if len(result.refused) > 4 else ""
@@ -277,8 +287,8 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
             "the reference")
     if not to_apply:
         return
-    engine = engine_of(conn)
-    to_apply = engine.order_changes(to_apply)
+    same_engine = reference.dialect == engine.name
+    to_apply = engine.order_changes(expand(engine, to_apply))
     check_after = engine.alignment_guard(conn)
     # a single-column FK arriving with its column is added with it (natively on SQLite)
     column_fks = {}
@@ -301,7 +311,8 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
         state["step"] = ch.describe()
         t0 = time.monotonic()
         n_sql = len(result.sql)
-        if apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema):
+        if apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema,
+                                 same_engine=same_engine):
             desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
             result.applied.append({"source": "align", "description": desc, "seconds": round(time.monotonic() - t0, 4)})
             result.aligned.append(ch)
@@ -315,7 +326,7 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
         for table, chs in rebuild.items():
             state["step"] = f"rebuilding table {table} (" + "; ".join(c.describe() for c in chs) + ")"
             t0 = time.monotonic()
-            engine.rebuild(ops, now.tables[table], chs)
+            engine.rebuild(ops, now.tables[table], chs, reference.tables.get(table) if same_engine else None)
             result.applied.append({"source": "align",
                                    "description": f"rebuilt table {table} (rows kept): "
                                    + "; ".join(c.describe() for c in chs),

@@ -5,9 +5,8 @@ Rules (what counts as "the same"):
 * tables and columns by name; a column's type by ``type_key`` (by meaning: see
   ``sqltypes``), its nullability, and its default by ``sqltypes.default_key``. When the two
   snapshots come from different dialects, both types are keyed for the current one's dialect;
-* on SQLite a primary-key column's nullability is not compared when the column is in the
-  primary key on both sides (SQLite reports ``notnull=0`` for ``code TEXT PRIMARY KEY`` although
-  SQLAlchemy writes ``NOT NULL`` there);
+* a primary-key column's nullability is compared like any other (on SQLite ``code TEXT PRIMARY KEY``
+  accepts NULL, ``code TEXT NOT NULL PRIMARY KEY`` does not);
 * the primary key as an ordered tuple of column names;
 * indexes by (columns, unique), not by name: a renamed but identical index is no drift;
   changes are reported by name;
@@ -33,29 +32,48 @@ from collections import Counter
 from collections.abc import Iterable
 
 from ..engines import engine_named
-from .model import ADDITIVE_KINDS, Change, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
+from .model import (extends, EXPR, ADDITIVE_KINDS, ADDITIVE_OBJECTS, EARLY_OBJECTS, Change, Column, ForeignKey, Index, SchemaObject,
+                    Snapshot, Table, UniqueConstraint)
 from . import sqltypes
 
 __all__ = ["diff", "summarize", "ORDER"]
 
 ORDER = (
+    "drop_object:first",
+    "add_object:first",
+    "alter_object:first",
     "add_table",
     "add_column",
     "alter_column",
     "alter_primary_key",
+    "alter_table",
+    "drop_check",
     "add_unique",
     "add_index",
+    "add_check",
     "add_foreign_key",
     "drop_foreign_key",
     "drop_index",
     "drop_unique",
     "drop_column",
     "drop_table",
+    "alter_object:last",
+    "add_object:last",
+    "drop_object:last",
 )
+KINDS_IN_ORDER = tuple(dict.fromkeys(k.split(":")[0] for k in ORDER))
 
 
-def _change(kind: str, table: str, name: str | None, detail: str, *, reference=None, current=None) -> Change:
-    return Change(kind, table, name, kind not in ADDITIVE_KINDS, detail, reference=reference, current=current)
+def slot(ch: Change) -> str:
+    """Where a change goes in ``ORDER`` (``Change.slot``)."""
+    return ch.slot
+
+
+def _change(kind: str, table: str, name: str | None, detail: str, *, reference=None, current=None,
+            destructive: bool | None = None) -> Change:
+    if destructive is None:
+        destructive = kind not in ADDITIVE_KINDS
+    return Change(kind, table, name, destructive, detail, reference=reference, current=current)
 
 
 def _cols(cols: tuple[str, ...]) -> str:
@@ -150,7 +168,16 @@ def _match(ref_items: list, cur_items: list, key, name) -> tuple[list, list]:
 
 
 def _fk_key(fk: ForeignKey) -> tuple:
-    return (fk.columns, fk.ref_table, fk.ref_columns, fk.on_delete or None, fk.on_update or None)
+    return (fk.columns, fk.ref_table, fk.ref_columns, fk.on_delete or None, fk.on_update or None, fk.options)
+
+
+def _index_detail(i: Index) -> str:
+    return ("UNIQUE " if i.unique else "") + (i.definition or _cols(i.columns))
+
+
+def _same_dialect_definitions(cur_snap: Snapshot, ref_snap: Snapshot, items) -> bool:
+    """Definitions are compared when both snapshots come from one engine and every item has one."""
+    return cur_snap.dialect == ref_snap.dialect and all(getattr(i, "definition", "") for i in items)
 
 
 def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapshot, keys: _Keys,
@@ -165,20 +192,24 @@ def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapsho
     for c in cur.columns:
         if c.name not in ref_cols:
             out["drop_column"].append(_change("drop_column", t, c.name, c.ddl(), current=c))
-    both_pk = set(cur.primary_key) & set(ref.primary_key)
     for r in ref.columns:
         c = cur_cols.get(r.name)
         if c is None:
             continue
         type_changed = keys.type(c, cur_snap) != keys.type(r, ref_snap)
         null_changed = c.nullable != r.nullable
-        if null_changed and keys.engine.ignores_primary_key_nullability and r.name in both_pk:
-            null_changed = False
         default_changed = keys.default(c) != keys.default(r)
         if type_changed or null_changed or default_changed:
             out["alter_column"].append(_change(
                 "alter_column", t, r.name, _alter_detail(c, r, type_changed, null_changed, default_changed),
                 reference=r, current=c))
+
+    if sorted(cur.options) != sorted(ref.options):
+        gone = sorted(set(cur.options) - set(ref.options))
+        new = sorted(set(ref.options) - set(cur.options))
+        out["alter_table"].append(_change(
+            "alter_table", t, None, f"{', '.join(gone) or 'no option'} -> {', '.join(new) or 'no option'}",
+            reference=ref, current=cur))
 
     if tuple(cur.primary_key) != tuple(ref.primary_key):
         detail = f"{_cols(cur.primary_key) if cur.primary_key else 'none'} -> " \
@@ -187,21 +218,32 @@ def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapsho
                                                 reference=tuple(ref.primary_key), current=tuple(cur.primary_key)))
 
     # uniques and indexes: same kind first, then a unique index and a unique constraint satisfy each other
-    ref_u, cur_u = _match(list(ref.uniques), list(cur.uniques), lambda u: tuple(u.columns), lambda u: u.name)
-    ref_ix, cur_ix = _match(list(ref.indexes), list(cur.indexes), lambda i: (tuple(i.columns), i.unique),
-                            lambda i: i.name)
+    ref_u, cur_u = _match(list(ref.uniques), list(cur.uniques), lambda u: (tuple(u.columns), u.options),
+                          lambda u: u.name)
+    if _same_dialect_definitions(cur_snap, ref_snap, ref.indexes + cur.indexes):
+        def ix_key(i: Index) -> tuple:
+            return (i.unique, i.definition)
+    else:
+        def ix_key(i: Index) -> tuple:
+            return (tuple(i.columns), i.unique)
+    ref_ix, cur_ix = _match(list(ref.indexes), list(cur.indexes), ix_key, lambda i: i.name)
     ref_u, cur_ix = _cross(ref_u, cur_ix)
     ref_ix, cur_u = _cross_ix(ref_ix, cur_u)
     for u in ref_u:
-        out["add_unique"].append(_change("add_unique", t, u.name, _cols(u.columns), reference=u))
+        out["add_unique"].append(_change("add_unique", t, u.name, _cols(u.columns) + _opt(u.options), reference=u))
     for u in cur_u:
-        out["drop_unique"].append(_change("drop_unique", t, u.name, _cols(u.columns), current=u))
+        out["drop_unique"].append(_change("drop_unique", t, u.name, _cols(u.columns) + _opt(u.options), current=u))
     for i in ref_ix:
-        out["add_index"].append(_change("add_index", t, i.name, ("UNIQUE " if i.unique else "") + _cols(i.columns),
-                                        reference=i))
+        out["add_index"].append(_change("add_index", t, i.name, _index_detail(i), reference=i))
     for i in cur_ix:
-        out["drop_index"].append(_change("drop_index", t, i.name, ("UNIQUE " if i.unique else "") + _cols(i.columns),
-                                         current=i))
+        out["drop_index"].append(_change("drop_index", t, i.name, _index_detail(i), current=i))
+
+    # CHECK (and other) constraints by definition; adding one tightens what the table accepts
+    ref_ck, cur_ck = _match(list(ref.checks), list(cur.checks), lambda c: c.definition, lambda c: c.name)
+    for c in cur_ck:
+        out["drop_check"].append(_change("drop_check", t, c.name, c.definition, current=c))
+    for c in ref_ck:
+        out["add_check"].append(_change("add_check", t, c.name, c.definition, reference=c))
 
     ref_fk, cur_fk = _match(list(ref.foreign_keys), list(cur.foreign_keys), _fk_key, lambda f: f.name)
     for f in ref_fk:
@@ -210,12 +252,17 @@ def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapsho
         out["drop_foreign_key"].append(_change("drop_foreign_key", t, f.name, f.describe(), current=f))
 
 
+def _opt(options: str) -> str:
+    return f" {options}" if options else ""
+
+
 def _cross(ref_u: list[UniqueConstraint], cur_ix: list[Index]) -> tuple[list, list]:
     """A wanted unique constraint is satisfied by a live unique index over the same columns."""
     left = []
     cur_ix = list(cur_ix)
     for u in ref_u:
-        hit = next((i for i in cur_ix if i.unique and tuple(i.columns) == tuple(u.columns)), None)
+        hit = next((i for i in cur_ix if i.unique and tuple(i.columns) == tuple(u.columns) and not u.options
+                    and _plain_index(i)), None)
         if hit is None:
             left.append(u)
         else:
@@ -228,12 +275,49 @@ def _cross_ix(ref_ix: list[Index], cur_u: list[UniqueConstraint]) -> tuple[list,
     left = []
     cur_u = list(cur_u)
     for i in ref_ix:
-        hit = next((u for u in cur_u if i.unique and tuple(u.columns) == tuple(i.columns)), None)
+        hit = next((u for u in cur_u if i.unique and tuple(u.columns) == tuple(i.columns) and not u.options
+                    and _plain_index(i)), None)
         if hit is None:
             left.append(i)
         else:
             cur_u.remove(hit)
     return left, cur_u
+
+
+def _plain_index(i: Index) -> bool:
+    """An index over plain columns, ascending, B-tree, without WHERE (what a unique constraint is)."""
+    d = f" {i.definition.upper()} "
+    words = (" WHERE ", " DESC", " NULLS ", " INCLUDE ", " COLLATE ")
+    return EXPR not in i.columns and not any(w in d for w in words) and ("USING " not in d or "USING BTREE" in d)
+
+
+def _compare_objects(current: Snapshot, reference: Snapshot, ignore: set[str], out: dict[str, list[Change]]) -> None:
+    def kept(o: SchemaObject) -> bool:
+        return not (o.table and o.table in ignore)
+
+    cur = {k: o for k, o in current.objects.items() if kept(o)}
+    ref = {k: o for k, o in reference.objects.items() if kept(o)}
+    for k, o in ref.items():  # in the reference's creation order
+        c = cur.get(k)
+        if c is None:
+            ch = _change("add_object", o.table or "", k, _short(o.definition), reference=o,
+                         destructive=o.kind not in ADDITIVE_OBJECTS)
+        elif c.definition != o.definition:
+            additive = bool(o.values) and extends(c.values, o.values)
+            ch = _change("alter_object", o.table or "", k, _short(c.definition) + " -> " + _short(o.definition),
+                         reference=o, current=c, destructive=not additive)
+        else:
+            continue
+        out[slot(ch)].append(ch)
+    for k, c in reversed(list(cur.items())):  # dropped newest first
+        if k not in ref:
+            ch = _change("drop_object", c.table or "", k, _short(c.definition), current=c)
+            out[slot(ch)].append(ch)
+
+
+def _short(text: str, n: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def diff(current: Snapshot, reference: Snapshot, *, ignore_tables: Iterable[str] = ()) -> list[Change]:
@@ -252,6 +336,7 @@ def diff(current: Snapshot, reference: Snapshot, *, ignore_tables: Iterable[str]
         out["drop_table"].append(_change("drop_table", n, None, f"{len(t.columns)} columns", current=t))
     for n in sorted(set(cur_tables) & set(ref_tables)):
         _compare_table(cur_tables[n], ref_tables[n], current, reference, keys, out)
+    _compare_objects(current, reference, ignore, out)
 
     return [c for k in ORDER for c in out[k]]
 
@@ -263,6 +348,6 @@ def summarize(changes: Iterable[Change]) -> str:
         return "no changes"
     counts = Counter(c.kind for c in changes)
     destructive = sum(1 for c in changes if c.destructive)
-    kinds = ", ".join(f"{counts[k]} {k}" for k in ORDER if counts.get(k))
+    kinds = ", ".join(f"{counts[k]} {k}" for k in KINDS_IN_ORDER if counts.get(k))
     noun = "change" if len(changes) == 1 else "changes"
     return f"{len(changes)} {noun} ({destructive} destructive): {kinds}"

@@ -24,6 +24,12 @@ CHANGE_KINDS = (
     "add_foreign_key",
     "drop_foreign_key",
     "alter_primary_key",
+    "add_check",
+    "drop_check",
+    "alter_table",
+    "add_object",
+    "drop_object",
+    "alter_object",
 )
 
 # How a snapshot names an index member that is an expression, not a column.
@@ -31,6 +37,16 @@ EXPR = "<expr>"
 
 # Kinds that never lose data or rewrite existing values.
 ADDITIVE_KINDS = frozenset({"add_table", "add_column", "add_index", "add_unique", "add_foreign_key"})
+
+# Schema objects (``SchemaObject.kind``) whose addition never changes what the tables accept or hold: a view
+# reads, a sequence or a type is unused until something uses it. A trigger or a function can change writes.
+ADDITIVE_OBJECTS = frozenset({"view", "materialized view", "sequence", "type"})
+
+
+def extends(old: tuple[str, ...], new: tuple[str, ...]) -> bool:
+    """``new`` keeps every value of ``old`` in the same order (values only added): an additive enum change."""
+    it = iter(new)
+    return all(v in it for v in old)
 
 
 @dataclass(frozen=True)
@@ -54,12 +70,27 @@ class Index:
     name: str
     columns: tuple[str, ...]
     unique: bool = False
+    # The engine's canonical text of what the index covers, without its name and table (method, members
+    # with their order and collation, INCLUDE, WHERE, NULLS NOT DISTINCT); compared when both sides have one.
+    definition: str = ""
+    # The engine's own statement creating it (``CREATE INDEX ...``), used to create it exactly as it is.
+    sql: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A CHECK (or other table constraint the model has no fields for: EXCLUDE) in the engine's canonical text."""
+
+    name: str | None
+    definition: str  # compared (SQLite: the expression; PostgreSQL: ``pg_get_constraintdef``)
+    sql: str = field(default="", compare=False)  # the clause as written (``CHECK (...)``), to add it
 
 
 @dataclass(frozen=True)
 class UniqueConstraint:
     name: str | None
     columns: tuple[str, ...]
+    options: str = ""  # "NULLS NOT DISTINCT", "DEFERRABLE ..." ("" = the defaults)
 
 
 @dataclass(frozen=True)
@@ -70,6 +101,8 @@ class ForeignKey:
     ref_columns: tuple[str, ...]
     on_delete: str | None = None  # upper case, None for NO ACTION
     on_update: str | None = None
+    # what else the engine keeps of the key: "MATCH FULL", "DEFERRABLE INITIALLY DEFERRED" ("" = the defaults)
+    options: str = ""
 
     def describe(self) -> str:
         s = f"({', '.join(self.columns)}) -> {self.ref_table}({', '.join(self.ref_columns)})"
@@ -77,6 +110,8 @@ class ForeignKey:
             s += f" ON DELETE {self.on_delete}"
         if self.on_update:
             s += f" ON UPDATE {self.on_update}"
+        if self.options:
+            s += f" {self.options}"
         return s
 
 
@@ -88,6 +123,12 @@ class Table:
     indexes: tuple[Index, ...] = ()
     uniques: tuple[UniqueConstraint, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
+    checks: tuple[Check, ...] = ()
+    # table properties in the engine's words, compared as a set: "STRICT", "WITHOUT ROWID", "UNLOGGED",
+    # "INHERITS (parent)", "PARTITION BY ...", "PARTITION OF parent ...", "PRIMARY KEY DEFERRABLE ..."
+    options: tuple[str, ...] = ()
+    # the engine's own CREATE TABLE statement when it keeps one (SQLite): a rebuild can create the table from it
+    sql: str = field(default="", compare=False)
 
     def column(self, name: str) -> Column | None:
         for c in self.columns:
@@ -101,12 +142,41 @@ class Table:
 
 
 @dataclass(frozen=True)
+class SchemaObject:
+    """Anything else the schema holds, compared by the engine's canonical definition: a view, a materialized
+    view, a trigger, a function, a sequence, a type (enum, domain, composite)."""
+
+    kind: str
+    name: str  # functions: with their argument types, ``f(integer)``
+    definition: str  # canonical: compared
+    sql: str = field(default="", compare=False)  # the engine's statement creating it as it is
+    drop_sql: str = field(default="", compare=False)  # the engine's statement dropping it (never CASCADE)
+    # the statement turning another object of this name into this one in place ("": drop and create again)
+    alter_sql: str = field(default="", compare=False)
+    table: str | None = None  # the table a trigger is on
+    reads: tuple[str, ...] = ()  # tables and views a view reads (dependency order)
+    values: tuple[str, ...] = ()  # an enum's labels in order
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+# Objects made before the tables change (types and sequences a column may use, functions a default or
+# trigger may call) and dropped after; the others (views, triggers) are dropped before the tables change and
+# made after, so a view never stands in the way of a column change and always reads the final tables.
+EARLY_OBJECTS = frozenset({"type", "sequence", "function"})
+
+
+@dataclass(frozen=True)
 class Snapshot:
     dialect: str  # "sqlite" | "postgresql" | ...
     tables: dict[str, Table] = field(default_factory=dict)
+    objects: dict[str, SchemaObject] = field(default_factory=dict)  # by ``SchemaObject.key``
 
     def to_dict(self) -> dict:
-        return {"dialect": self.dialect, "tables": {n: asdict(t) for n, t in sorted(self.tables.items())}}
+        return {"dialect": self.dialect, "tables": {n: asdict(t) for n, t in sorted(self.tables.items())},
+                "objects": {k: asdict(o) for k, o in sorted(self.objects.items())}}
 
     @property
     def fingerprint(self) -> str:
@@ -116,13 +186,17 @@ class Snapshot:
             canon[name] = {
                 "columns": [[c.name, c.type_key or c.type, c.nullable, c.default] for c in t.columns],
                 "pk": list(t.primary_key),
-                "indexes": sorted([i.name, list(i.columns), i.unique] for i in t.indexes),
-                "uniques": sorted(list(u.columns) for u in t.uniques),
+                "indexes": sorted([i.name, list(i.columns), i.unique, i.definition] for i in t.indexes),
+                "uniques": sorted([list(u.columns), u.options] for u in t.uniques),
                 "fks": sorted(
-                    [list(f.columns), f.ref_table, list(f.ref_columns), f.on_delete or "", f.on_update or ""]
+                    [list(f.columns), f.ref_table, list(f.ref_columns), f.on_delete or "", f.on_update or "",
+                     f.options]
                     for f in t.foreign_keys
                 ),
+                "checks": sorted(c.definition for c in t.checks),
+                "options": sorted(t.options),
             }
+        canon["\0objects"] = sorted([o.key, o.definition] for o in self.objects.values())
         blob = json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -150,6 +224,22 @@ class Change:
             "detail": self.detail,
         }
 
+    @property
+    def slot(self) -> str:
+        """Where the change goes among the diff's steps (``diff.ORDER``): an object change by the object's kind
+        (``EARLY_OBJECTS`` before the tables change, the others after)."""
+        if not self.kind.endswith("_object"):
+            return self.kind
+        obj = self.reference if self.reference is not None else self.current
+        early = getattr(obj, "kind", "") in EARLY_OBJECTS
+        if self.kind == "drop_object":
+            return "drop_object:last" if early else "drop_object:first"
+        return f"{self.kind}:first" if early else f"{self.kind}:last"
+
+    @property
+    def noun(self) -> str:
+        """What the change is about, for messages: ``goals.age``, ``goals``, ``view v_goals``."""
+        return ".".join(p for p in (self.table, self.name) if p)
+
     def describe(self) -> str:
-        target = f"{self.table}.{self.name}" if self.name else self.table
-        return f"{self.kind} {target}" + (f" ({self.detail})" if self.detail else "")
+        return f"{self.kind} {self.noun}" + (f" ({self.detail})" if self.detail else "")

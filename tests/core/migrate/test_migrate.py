@@ -115,8 +115,9 @@ def test_a_database_locked_by_another_writer_is_a_clear_error(case, monkeypatch)
 
 
 def test_dropping_a_table_a_view_reads_is_refused(case):
+    # the reference keeps the view but not the table it reads: dropping the table would break the view
     c = case("CREATE TABLE a (id INTEGER PRIMARY KEY); CREATE TABLE old (x TEXT); CREATE VIEW vo AS SELECT x FROM old;",
-             "CREATE TABLE a (id INTEGER PRIMARY KEY);")
+             "CREATE TABLE a (id INTEGER PRIMARY KEY); CREATE VIEW vo AS SELECT x FROM old;")
     with pytest.raises(MigrationError, match=r"break view vo .*no such table: main.old"):
         c.run()
     assert c.unchanged()

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from maintenance_pipeline.core.schema.diff import ORDER, diff, summarize
+from maintenance_pipeline.core.schema.diff import ORDER, diff, slot, summarize
 from maintenance_pipeline.core.engines import open_engine
-from maintenance_pipeline.core.schema.model import CHANGE_KINDS, Column, ForeignKey, Index, Table, UniqueConstraint
+from maintenance_pipeline.core.schema.model import (ADDITIVE_KINDS, CHANGE_KINDS, Check, Column, ForeignKey, Index,
+                                                    SchemaObject, Table, UniqueConstraint)
 from maintenance_pipeline.core.schema.snapshot import take_snapshot
 
 PARENT = "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);"
@@ -47,6 +48,14 @@ PAIRS = [
      "t", None, ForeignKey),
     ("alter_primary_key", "alter_primary_key", PARENT + "CREATE TABLE t (a INT NOT NULL, b INT NOT NULL, PRIMARY KEY (a));",
      PARENT + "CREATE TABLE t (a INT NOT NULL, b INT NOT NULL, PRIMARY KEY (a, b));", "t", None, tuple),
+    ("add_check", "drop_check", PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, v INT);",
+     PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, v INT, CONSTRAINT ck_v CHECK (v > 0));", "t", "ck_v", Check),
+    ("alter_table", "alter_table", PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, v INT);",
+     PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, v INT) STRICT;", "t", None, Table),
+    ("add_object", "drop_object", PARENT, PARENT + "CREATE VIEW v_parent AS SELECT name FROM parent;",
+     "", "view v_parent", SchemaObject),
+    ("alter_object", "alter_object", PARENT + "CREATE VIEW v_parent AS SELECT name FROM parent;",
+     PARENT + "CREATE VIEW v_parent AS SELECT id, name FROM parent;", "", "view v_parent", SchemaObject),
 ]
 
 CASES = []
@@ -66,7 +75,7 @@ def test_one_change_per_kind_both_directions(tmp_path, kind, current_sql, refere
     changes = diff(current, reference)
     assert [(c.kind, c.table) for c in changes] == [(kind, table)], [c.describe() for c in changes]
     ch = changes[0]
-    assert ch.destructive is (not kind.startswith("add_"))
+    assert ch.destructive is (kind not in ADDITIVE_KINDS and kind != "add_object")  # a new view is additive
     if kind.startswith("drop_"):
         assert ch.reference is None and isinstance(ch.current, ref_type)
         if kind != "drop_foreign_key":
@@ -157,7 +166,7 @@ def test_add_table_carries_its_contents_and_comes_in_fk_order(tmp_path):
     assert [(c.kind, c.table) for c in changes] == [("add_table", "zz_root"), ("add_table", "mid"),
                                                     ("add_table", "aa_child")]
     child = changes[2].reference
-    assert child.indexes == (Index("ix_aa", ("m_id",)),) and len(child.uniques) == 1 and len(child.foreign_keys) == 1
+    assert [(i.name, i.columns) for i in child.indexes] == [("ix_aa", ("m_id",))] and len(child.uniques) == 1 and len(child.foreign_keys) == 1
     # dropping goes children first
     assert [(c.kind, c.table) for c in diff(b, a)] == [("drop_table", "aa_child"), ("drop_table", "mid"),
                                                        ("drop_table", "zz_root")]
@@ -177,12 +186,20 @@ def test_unique_index_satisfies_unique_constraint(tmp_path):
     assert diff(constraint, index) == [] and diff(index, constraint) == []
 
 
-def test_sqlite_pk_nullability_is_not_drift(tmp_path):
-    # SQLAlchemy writes NOT NULL on pk columns; a hand-written table often does not
-    a = snap(tmp_path, "a", "CREATE TABLE t (code VARCHAR(5) PRIMARY KEY); CREATE TABLE u (id INTEGER PRIMARY KEY);")
+def test_sqlite_pk_nullability_is_compared(tmp_path):
+    # a non-INTEGER primary key of a rowid table accepts NULL unless NOT NULL is declared (SQLite's legacy rule);
+    # the rowid alias and the key of a WITHOUT ROWID table never do
+    a = snap(tmp_path, "a", "CREATE TABLE t (code VARCHAR(5) PRIMARY KEY); CREATE TABLE u (id INTEGER PRIMARY KEY);"
+                            "CREATE TABLE w (k TEXT PRIMARY KEY, v INT) WITHOUT ROWID;")
     b = snap(tmp_path, "b", "CREATE TABLE t (code VARCHAR(5) NOT NULL, PRIMARY KEY (code));"
-                            "CREATE TABLE u (id INTEGER NOT NULL, PRIMARY KEY (id));")
-    assert diff(a, b) == [] and diff(b, a) == []
+                            "CREATE TABLE u (id INTEGER NOT NULL, PRIMARY KEY (id));"
+                            "CREATE TABLE w (k TEXT NOT NULL PRIMARY KEY, v INT) WITHOUT ROWID;")
+    assert [(c.kind, c.table, c.name, c.detail) for c in diff(a, b)] == [
+        ("alter_column", "t", "code", "nullable -> NOT NULL")]
+    assert [(c.table, c.detail) for c in diff(b, a)] == [("t", "nullable -> NULL")]
+    con = sqlite3.connect(tmp_path / "a.db")
+    con.execute("INSERT INTO t VALUES (NULL)")  # the independent judge: SQLite itself accepts the NULL
+    assert con.execute("SELECT count(*) FROM t WHERE code IS NULL").fetchone() == (1,)
 
 
 def test_defaults_compare_normalised(tmp_path):
@@ -224,8 +241,8 @@ def test_order_is_suitable_for_applying(tmp_path):
     """)
     changes = diff(a, b)
     kinds = [c.kind for c in changes]
-    assert kinds == sorted(kinds, key=ORDER.index)
-    assert set(kinds) == set(ORDER)
+    assert [slot(c) for c in changes] == sorted((slot(c) for c in changes), key=ORDER.index)
+    assert len(set(kinds)) == 12
     assert summarize(changes) == (
         "13 changes (7 destructive): 1 add_table, 2 add_column, 1 alter_column, 1 alter_primary_key, "
         "1 add_unique, 1 add_index, 1 add_foreign_key, 1 drop_foreign_key, 1 drop_index, 1 drop_unique, "

@@ -83,7 +83,8 @@ def test_uniques_indexes_and_primary_key(db):
                               UniqueConstraint("uq_parent_code_region", ("code", "region")))
     assert parent.indexes == ()
     # explicit CREATE [UNIQUE] INDEX are indexes; the pk's own index (origin 'pk') is not listed
-    assert child.indexes == (Index("ix_child_note", ("note",), False), Index("ux_child_code_seq", ("code", "seq"), True))
+    assert [(i.name, i.columns, i.unique) for i in child.indexes] == [("ix_child_note", ("note",), False),
+                                                                       ("ux_child_code_seq", ("code", "seq"), True)]
     assert child.uniques == ()
     assert child.primary_key == ("parent_id", "seq")
     assert kv.primary_key == ("k",) and kv.indexes == () and kv.uniques == ()
@@ -120,7 +121,7 @@ def test_few_queries_whatever_the_number_of_tables(tmp_path):
     event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     snap = take_snapshot(engine)
     assert len(snap.tables) == 200
-    assert snap.tables["t7"].indexes == (Index("ix_t7", ("p",)),)
+    assert [(i.name, i.columns, i.definition) for i in snap.tables["t7"].indexes] == [("ix_t7", ("p",), "(p)")]
     assert snap.tables["t7"].uniques == (UniqueConstraint(None, ("v",)),)
     assert len(statements) <= 5, statements
 

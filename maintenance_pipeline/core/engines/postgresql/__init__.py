@@ -50,12 +50,27 @@ class PostgresEngine(Engine):
                               "fix the schema setting (schema: or reference.schema:) in the targets file")
         own = conn.exec_driver_sql("SELECT current_setting('lock_timeout')").scalar()
         if own not in ("0", "0ms"):
-            return inspector_snapshot(conn, ignore, schema, self)
+            return self._full_snapshot(conn, ignore, schema)
         set_local = sa.text("SELECT set_config('lock_timeout', :v, true)")
         conn.execute(set_local, {"v": f"{max(1, int(SNAPSHOT_LOCK_TIMEOUT * 1000))}ms"})
-        snap = inspector_snapshot(conn, ignore, schema, self)
+        snap = self._full_snapshot(conn, ignore, schema)
         conn.execute(set_local, {"v": own})
         return snap
+
+    def _full_snapshot(self, conn: sa.Connection, ignore: set[str], schema: str | None):
+        """The inspector's tables completed from the catalogs (``objects.py``): checks, index definitions, key and
+        table options, types SQLAlchemy does not know, and the schema's views, triggers, functions, sequences,
+        types and policies."""
+        from ...schema.model import Snapshot
+        from ..inspect import inspector_snapshot
+        from .catalog import schema_of
+        from .objects import merge_table, read_extras
+
+        snap = inspector_snapshot(conn, ignore, schema, self)
+        extras, objects = read_extras(conn, schema_of(conn, schema))
+        tables = {n: merge_table(t, extras.get(n), self) for n, t in snap.tables.items()}
+        kept = {k: o for k, o in objects.items() if not (o.table and o.table in ignore)}
+        return Snapshot(self.name, tables, kept)
 
     def column_declaration(self, column: dict, rendered: str) -> tuple[str, str | None]:
         """A serial column is its integer type with the sequence (``SERIAL``), not a ``nextval`` default;

@@ -28,7 +28,6 @@ class SQLiteEngine(Engine):
     name = "sqlite"
     label = "SQLite"
     render_as_batch = True
-    ignores_primary_key_nullability = True
     has_schemas = False
     probe_sql = "PRAGMA schema_version"
     integrity_name = "PRAGMA integrity_check"
@@ -237,10 +236,33 @@ class SQLiteEngine(Engine):
         savepoint.commit()
         return True
 
-    def rebuild(self, ops, table, changes: list) -> None:
-        from .rebuild import rebuild_table
+    # what only a table rebuild from the reference's own CREATE TABLE can give a table
+    _FROM_REFERENCE = ("add_check", "drop_check", "alter_table")
 
-        rebuild_table(ops, table, changes)
+    def rebuild(self, ops, table, changes: list, reference_table=None) -> None:
+        """Alembic's batch copy for what the model describes; a rebuild from the reference's own ``CREATE
+        TABLE`` when the table changes in what only SQL text carries (CHECK, STRICT, WITHOUT ROWID, generated
+        columns, collations) and the reference is a SQLite database (``rebuild.rebuild_from_reference``)."""
+        from .rebuild import rebuild_from_reference, rebuild_table
+
+        if reference_table is not None and reference_table.sql and any(_needs_text(c) for c in changes):
+            rebuild_from_reference(ops, table, reference_table, changes)
+        else:
+            rebuild_table(ops, table, changes)
+
+    def refusal(self, change, *, same_engine: bool, live=None) -> str | None:
+        why = super().refusal(change, same_engine=same_engine, live=live)
+        if why or same_engine or not _needs_text(change):
+            return why
+        return "SQLite keeps CHECK constraints, table options, generated columns and collations only in a table's " \
+               "CREATE TABLE text, and the reference is not a SQLite database to take it from"
+
+    def table_options_refusal(self, current, reference) -> str | None:
+        return None  # STRICT and WITHOUT ROWID: a rebuild from the reference's CREATE TABLE
+
+    def complete_new_table(self, ops, table, schema: str | None) -> None:
+        return None  # a table from another engine's reference: CHECKs are in ``refusal``'s care
+
 
     # ------------------------------------------------------------------ backups
 
@@ -284,3 +306,12 @@ class SQLiteEngine(Engine):
             yield seen
         finally:
             raw.set_authorizer(restore_authorizer)
+
+
+def _needs_text(change) -> bool:
+    if change.kind in SQLiteEngine._FROM_REFERENCE:
+        return True
+    if change.kind in ("alter_column", "add_column"):
+        decl = " ".join(x.type for x in (change.current, change.reference) if x is not None).upper()
+        return "GENERATED" in decl or "COLLATE" in decl
+    return False

@@ -26,6 +26,8 @@ from alembic.operations import Operations
 from ..ddl import DeclaredType, sa_column, sa_constraints
 from ...errors import MigrationError
 from ...schema.model import EXPR, Change, ForeignKey, Table
+from .sqltext import IDENT as _IDENT, checks as _checks, definitions as _definitions, flat as _flat
+from .sqltext import is_table_constraint, unquote as _unquote
 
 
 def sa_table(t: Table, metadata: sa.MetaData | None = None, *, with_indexes: bool = True,
@@ -103,86 +105,6 @@ class LiveExtras:
     sequence: int | None = None  # sqlite_sequence.seq of an AUTOINCREMENT table
 
 
-def _scan(sql: str, start: int = 0):
-    """Yield (index, char, depth) over ``sql`` outside quotes/comments; depth counts parentheses."""
-    depth, i, n = 0, start, len(sql)
-    closers = {"'": "'", '"': '"', "`": "`", "[": "]"}
-    while i < n:
-        ch = sql[i]
-        if ch in closers:
-            end = sql.find(closers[ch], i + 1)
-            while end != -1 and ch in "'\"`" and end + 1 < n and sql[end + 1] == ch:  # doubled quote
-                end = sql.find(closers[ch], end + 2)
-            i = n if end == -1 else end + 1
-            continue
-        if sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = n if end == -1 else end + 1
-            continue
-        if sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            i = n if end == -1 else end + 2
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        yield i, ch, depth
-        i += 1
-
-
-def _definitions(create_sql: str) -> list[str]:
-    """The top-level comma-separated parts of a CREATE TABLE's body (column defs and table constraints)."""
-    parts, begin, open_at = [], None, None
-    for i, ch, depth in _scan(create_sql):
-        if ch == "(" and depth == 1 and open_at is None:
-            open_at = begin = i + 1
-        elif open_at is not None and ch == "," and depth == 1:
-            parts.append(create_sql[begin:i])
-            begin = i + 1
-        elif open_at is not None and ch == ")" and depth == 0:
-            parts.append(create_sql[begin:i])
-            break
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _flat(part: str) -> str:
-    """``part`` with quoted text and anything inside parentheses blanked (keeps positions)."""
-    keep = [" "] * len(part)
-    for i, ch, depth in _scan(part):
-        if depth == 0 and ch != ")":
-            keep[i] = ch
-    return "".join(keep)
-
-
-_TABLE_CONSTRAINT = re.compile(r"^(CONSTRAINT|PRIMARY|UNIQUE|CHECK|FOREIGN)\b", re.IGNORECASE)
-_IDENT = r'(?:"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[^\s(]+)'
-
-
-def _unquote(ident: str) -> str:
-    if len(ident) >= 2 and ident[0] in "\"`[" and ident[-1] in "\"`]":
-        inner = ident[1:-1]
-        return inner.replace('""', '"') if ident[0] == '"' else inner
-    return ident
-
-
-def _checks(create_sql: str) -> list[tuple[str | None, str]]:
-    """Every CHECK of a CREATE TABLE, column-level or table-level, as (constraint name or None, expression).
-
-    (SQLAlchemy's reflection of CHECK constraints misses one written over several lines.)
-    """
-    out = []
-    for part in _definitions(create_sql):
-        for m in re.finditer(r"\bCHECK\b", _flat(part), re.IGNORECASE):
-            open_at = part.find("(", m.end())
-            close = next((i for i, ch, depth in _scan(part, open_at) if ch == ")" and depth == 0), None)
-            if open_at < 0 or close is None:
-                continue
-            named = re.search(r"\bCONSTRAINT\s+(" + _IDENT + r")\s*$", part[:m.start()], re.IGNORECASE)
-            out.append((_unquote(named.group(1)) if named else None, part[open_at + 1:close].strip()))
-    return out
-
-
 def live_extras(conn: sa.Connection, table: str) -> LiveExtras:
     out = LiveExtras()
     create_sql = conn.exec_driver_sql(
@@ -194,7 +116,7 @@ def live_extras(conn: sa.Connection, table: str) -> LiveExtras:
         if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").first():
             out.sequence = conn.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).scalar()
     for part in _definitions(create_sql):
-        if _TABLE_CONSTRAINT.match(part):
+        if is_table_constraint(part):
             continue
         name = re.match(_IDENT, part)
         at = re.search(r"\bCOLLATE\b", _flat(part), re.IGNORECASE)  # outside strings and parentheses
@@ -271,6 +193,46 @@ def rebuild_table(ops: Operations, live: Table, changes: list[Change]) -> None:
             f"{conn.dialect.identifier_preparer.quote(live.name)}), 0))", (live.name, extras.sequence))
 
 
+def rebuild_from_reference(ops: Operations, live: Table, reference: Table, changes: list[Change]) -> None:
+    """SQLite's own recipe (https://www.sqlite.org/lang_altertable.html#otheralter): create the table from the
+    reference's ``CREATE TABLE`` under a new name, copy the rows of the columns both have (generated columns are
+    computed, not copied), drop the old table, rename the new one, then create the live table's indexes and
+    triggers again (those that name no column that is gone) and keep its AUTOINCREMENT high-water mark.
+
+    Everything the reference's statement says comes with it: CHECK constraints, STRICT, WITHOUT ROWID,
+    generated columns, collations, keys. A row the new table refuses (a NULL under NOT NULL, a value a CHECK
+    or STRICT rejects) fails the statement, and the migration rolls back."""
+    conn = ops.get_bind()
+    q = conn.dialect.identifier_preparer.quote
+    extras = live_extras(conn, live.name)
+    temp = f"_mp_new_{live.name}"
+    m = re.match(r"\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(" + _IDENT + r")", reference.sql, re.IGNORECASE)
+    if m is None:
+        raise MigrationError(f"the reference's CREATE TABLE of {live.name} could not be read; write a revision for "
+                             "this table")
+    create = reference.sql[:m.start(1)] + q(temp) + reference.sql[m.end(1):]
+    live_plain = {c.name for c in live.columns if "GENERATED" not in c.type.upper()}
+    copied = [c.name for c in reference.columns if c.name in live_plain and "GENERATED" not in c.type.upper()]
+    gone = set(live.column_names) - set(reference.column_names)
+    cols = ", ".join(q(c) for c in copied)
+    legacy = conn.exec_driver_sql("PRAGMA legacy_alter_table").scalar()
+    conn.exec_driver_sql("PRAGMA legacy_alter_table=ON")
+    try:
+        conn.exec_driver_sql(create)
+        conn.exec_driver_sql(f"INSERT INTO {q(temp)} ({cols}) SELECT {cols} FROM {q(live.name)}")
+        conn.exec_driver_sql(f"DROP TABLE {q(live.name)}")
+        conn.exec_driver_sql(f"ALTER TABLE {q(temp)} RENAME TO {q(live.name)}")
+    finally:
+        conn.exec_driver_sql(f"PRAGMA legacy_alter_table={'ON' if legacy else 'OFF'}")
+    for sql in list(extras.index_sql.values()) + extras.triggers:
+        if not _mentions(sql, gone):
+            conn.exec_driver_sql(sql)
+    if extras.sequence is not None:
+        conn.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (live.name,))
+        conn.exec_driver_sql("INSERT INTO sqlite_sequence (name, seq) SELECT ?, max(?, coalesce((SELECT max(rowid) "
+                             f"FROM {q(live.name)}), 0))", (live.name, extras.sequence))
+
+
 def _view_error(conn: sa.Connection, view: str) -> str | None:
     try:
         conn.exec_driver_sql(f"SELECT * FROM {conn.dialect.identifier_preparer.quote(view)} LIMIT 0").fetchall()
@@ -286,5 +248,7 @@ def working_views(conn: sa.Connection) -> list[str]:
 
 
 def broken_views(conn: sa.Connection, were_working: list[str]) -> list[tuple[str, str]]:
-    """(view, error) for each of ``were_working`` that no longer reads."""
-    return [(v, err) for v, err in ((v, _view_error(conn, v)) for v in were_working) if err]
+    """(view, error) for each of ``were_working`` that still exists and no longer reads (a view the alignment
+    dropped on purpose is not broken)."""
+    still = {r[0] for r in conn.exec_driver_sql("SELECT name FROM main.sqlite_master WHERE type = 'view'")}
+    return [(v, err) for v, err in ((v, _view_error(conn, v)) for v in were_working if v in still) if err]

@@ -29,8 +29,9 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ...schema.model import EXPR, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
+from ...schema.model import EXPR, Check, Column, ForeignKey, Index, SchemaObject, Snapshot, Table, UniqueConstraint
 from ..inspect import action
+from . import sqltext
 from .types import type_key as _type_key
 
 
@@ -88,9 +89,11 @@ def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> S
             "AND upper(coalesce(m.sql, '')) NOT LIKE 'CREATE VIRTUAL TABLE%'"
 
     # every table is read (ignored ones too: a foreign key may point at one); ignored ones are left out at the end
-    tables_sql: dict[str, str | None] = dict(
-        conn.execute(sa.text(f"SELECT m.name, m.sql FROM {master} AS m WHERE {where}"), params).fetchall()
-    )
+    # one read of sqlite_master for tables, index statements, views and triggers (in creation order)
+    master_rows = conn.execute(sa.text(
+        f"SELECT m.type, m.name, m.tbl_name, m.sql, ({where}) FROM {master} AS m "
+        f"WHERE m.type IN ('table', 'index', 'view', 'trigger') ORDER BY m.rowid"), params).fetchall()
+    tables_sql: dict[str, str | None] = {r[1]: r[3] for r in master_rows if r[0] == "table" and r[4]}
 
     # 1. columns (pragma_table_xinfo has generated columns too; hidden=1 is a virtual table's)
     cols: dict[str, list] = {n: [] for n in tables_sql}
@@ -104,7 +107,7 @@ def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> S
     )
     for tname, _cid, cname, ctype, notnull, dflt, pk, hidden in rows:
         if tname in cols and hidden != 1:
-            cols[tname].append((cname, ctype or "", bool(notnull), dflt, pk))
+            cols[tname].append((cname, ctype or "", bool(notnull), dflt, pk, hidden))
 
     # 2. indexes with their columns
     idx: dict[str, dict[str, dict]] = {n: {} for n in tables_sql}
@@ -150,17 +153,21 @@ def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> S
         colnames[tname] = {c[0].lower(): c[0] for c in clist}
 
     tables: dict[str, Table] = {}
+    index_sql = {r[1]: r[3] for r in master_rows if r[0] == "index" and r[3]}
+
     for tname, sql in tables_sql.items():
         if tname in ignore:
             continue
         pk = pks[tname]
-        without_rowid = bool(sql and re.search(r"\)\s*WITHOUT\s+ROWID\s*;?\s*$", sql, re.IGNORECASE))
+        options = sqltext.table_options(sql or "")
+        without_rowid = "WITHOUT ROWID" in options
         rowid_alias = len(pk) == 1 and not without_rowid
+        parts = sqltext.column_parts(sql or "")
         columns = []
-        for cname, ctype, notnull, dflt, pkpos in cols[tname]:
-            if rowid_alias and pkpos and ctype.strip().upper() == "INTEGER":
-                notnull = True  # an INTEGER PRIMARY KEY is the rowid: never NULL
-            columns.append(Column(cname, ctype, not notnull, dflt, _type_key(ctype)))
+        for cname, ctype, notnull, dflt, pkpos, hidden in cols[tname]:
+            if pkpos and ((rowid_alias and ctype.strip().upper() == "INTEGER") or without_rowid):
+                notnull = True  # an INTEGER PRIMARY KEY is the rowid, a WITHOUT ROWID key is NOT NULL: never NULL
+            columns.append(_column(cname, ctype, notnull, dflt, hidden, parts.get(cname.lower(), "")))
         unique_names, fk_names = _constraint_names(sql)
         indexes, uniques = [], []
         for iname, e in sorted(idx[tname].items(), key=lambda kv: kv[1]["seq"]):
@@ -170,7 +177,8 @@ def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> S
             if e["origin"] == "u":
                 uniques.append(UniqueConstraint(unique_names.get(tuple(c.lower() for c in colt)), colt))
             else:
-                indexes.append(Index(iname, colt, e["unique"]))
+                isql = index_sql.get(iname, "")
+                indexes.append(Index(iname, colt, e["unique"], sqltext.index_definition(isql) if isql else "", isql))
         # pragma_index_list lists newest first; keep declared order
         uniques.reverse()
         indexes.sort(key=lambda i: i.name)
@@ -193,6 +201,29 @@ def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> S
                     action(e["on_update"]),
                 )
             )
-        tables[tname] = Table(tname, tuple(columns), pk, tuple(indexes), tuple(uniques), tuple(fks))
-    return Snapshot("sqlite", dict(sorted(tables.items())))
+        checks = tuple(Check(name, sqltext.canonical(expr), f"CHECK ({expr})") for name, expr in sqltext.checks(sql or ""))
+        tables[tname] = Table(tname, tuple(columns), pk, tuple(indexes), tuple(uniques), tuple(fks), checks, options,
+                              sql or "")
+    objects: dict[str, SchemaObject] = {}
+    for kind, name, table, sql, _ in master_rows:
+        if kind not in ("view", "trigger") or not sql or (kind == "trigger" and table in ignore):
+            continue
+        drop = f"DROP {kind.upper()} {_quote_ident(conn, name)}"
+        obj = SchemaObject(kind, name, sqltext.object_definition(sql), sql, drop, "",
+                           table if kind == "trigger" else None)
+        objects[obj.key] = obj
+    return Snapshot("sqlite", dict(sorted(tables.items())), objects)
+
+
+def _column(name: str, declared: str, notnull: bool, default, hidden: int, part: str) -> Column:
+    """A column, its declared type extended with what else SQLite keeps of it: ``COLLATE x`` (other than
+    BINARY) and ``GENERATED ALWAYS AS (expr) VIRTUAL|STORED`` (a generated column holds no value of its own)."""
+    decl = declared
+    coll = sqltext.collation(part) if part else None
+    if coll and coll.upper() != "BINARY":
+        decl = f"{decl} COLLATE {coll}".strip()
+    if hidden in (2, 3):
+        expr = sqltext.generated(part) or ""
+        decl = f"{decl} GENERATED ALWAYS AS ({expr}) {'STORED' if hidden == 3 else 'VIRTUAL'}".strip()
+    return Column(name, decl, not notnull, default, _type_key(decl))
 

@@ -26,6 +26,8 @@ conversion happens there).
 
 from __future__ import annotations
 
+import re
+
 from ...schema.sqltypes import split_type
 
 
@@ -61,13 +63,38 @@ def _sqlite_meaning(base: str) -> str:
 
 
 
-def type_key(declared: str | None) -> str:
+_CLAUSES_RE = re.compile(r"^(.*?)(?:\s+COLLATE\s+(\S+))?(?:\s+GENERATED\s+ALWAYS\s+AS\s*\((.*)\)\s*(STORED|VIRTUAL)?)?\s*$",
+                         re.IGNORECASE | re.DOTALL)
+
+
+def split_clauses(declared: str | None) -> tuple[str, str | None, str | None, str | None]:
+    """(type, collation, generated expression, STORED|VIRTUAL) of a snapshot's column declaration."""
+    m = _CLAUSES_RE.match(declared or "")
+    if m is None:  # pragma: no cover - the pattern matches any text
+        return declared or "", None, None, None
+    kind = (m.group(4) or "VIRTUAL").upper() if m.group(3) is not None else None
+    return m.group(1).strip(), m.group(2), m.group(3), kind
+
+
+def _plain_key(declared: str) -> str:
     base, _args, _suffix = split_type(declared or "")
     affinity = sqlite_affinity(declared)
     if affinity != "NUMERIC":
         return affinity
     meaning = _sqlite_meaning(base)
     return "NUMERIC" if meaning == "NUMERIC" else f"NUMERIC:{meaning}"
+
+
+def type_key(declared: str | None) -> str:
+    plain, coll, expr, kind = split_clauses(declared)
+    key = _plain_key(plain)
+    if coll and coll.strip('"').upper() != "BINARY":
+        key += f" COLLATE {coll.strip(chr(34)).upper()}"
+    if expr is not None:
+        from .sqltext import canonical
+
+        key += f" GENERATED({canonical(expr)}) {kind}"
+    return key
 
 
 def default_key(text: str) -> str:

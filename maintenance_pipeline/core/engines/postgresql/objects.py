@@ -1,0 +1,295 @@
+"""What PostgreSQL stores beyond SQLAlchemy's inspector, read from its catalogs in a few queries per schema and
+written in the server's own canonical text (``pg_get_indexdef``, ``pg_get_constraintdef``, ``pg_get_viewdef``,
+``pg_get_triggerdef``, ``pg_get_functiondef``, ``format_type``, enum labels):
+
+* per table: CHECK and EXCLUDE constraints; index definitions (method, members with order, INCLUDE, WHERE,
+  NULLS NOT DISTINCT); options of keys (MATCH FULL, DEFERRABLE, NULLS NOT DISTINCT); table options (UNLOGGED,
+  INHERITS, PARTITION BY / OF, row level security, storage parameters, a deferrable primary key); every
+  column's type as ``format_type`` says it (a type SQLAlchemy does not know is still named);
+* schema objects: views, materialized views, triggers, functions and procedures (not an extension's), sequences
+  not owned by a column, types (enums with their labels, domains, composite types), row level security policies.
+
+The definitions are read with ``search_path`` set to the schema alone, so the server leaves names of that
+schema unqualified: a reference read in schema ``a`` and a target in schema ``b`` compare equal, and a
+definition can be executed in the target's schema.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+import sqlalchemy as sa
+
+from ...schema.model import Check, SchemaObject, Table
+
+_TABLES = sa.text("""
+SELECT c.relname, c.relpersistence, c.relkind, c.relispartition,
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+       CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
+       (SELECT string_agg(i.inhparent::regclass::text, ', ' ORDER BY i.inhseqno)
+          FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid),
+       c.relrowsecurity, c.relforcerowsecurity, array_to_string(c.reloptions, ', ')
+FROM pg_catalog.pg_class c
+WHERE c.relnamespace = CAST(:schema AS regnamespace) AND c.relkind IN ('r', 'p')
+""")
+
+_CONSTRAINTS = sa.text("""
+SELECT c.relname, k.conname, k.contype, pg_get_constraintdef(k.oid, true), k.condeferrable, k.condeferred,
+       k.confmatchtype
+FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+WHERE c.relnamespace = CAST(:schema AS regnamespace) AND k.contype IN ('c', 'x', 'f', 'u', 'p')
+ORDER BY c.relname, k.conname
+""")
+
+_INDEXES = sa.text("""
+SELECT t.relname, i.relname, pg_get_indexdef(i.oid)
+FROM pg_catalog.pg_index x
+JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
+WHERE t.relnamespace = CAST(:schema AS regnamespace)
+""")
+
+_COLUMNS = sa.text("""
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+       CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+            THEN (SELECT quote_ident(co.collname) FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation) END
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+WHERE c.relnamespace = CAST(:schema AS regnamespace) AND c.relkind IN ('r', 'p') AND a.attnum > 0
+  AND NOT a.attisdropped
+""")
+
+_VIEWS = sa.text("""
+SELECT c.relname, c.relkind, pg_get_viewdef(c.oid, true),
+       ARRAY(SELECT DISTINCT r.relname::text FROM pg_catalog.pg_rewrite w
+             JOIN pg_catalog.pg_depend d ON d.objid = w.oid AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+             JOIN pg_catalog.pg_class r ON r.oid = d.refobjid AND r.oid <> c.oid
+             WHERE w.ev_class = c.oid AND r.relnamespace = c.relnamespace)
+FROM pg_catalog.pg_class c
+WHERE c.relnamespace = CAST(:schema AS regnamespace) AND c.relkind IN ('v', 'm')
+ORDER BY c.oid
+""")
+
+_TRIGGERS = sa.text("""
+SELECT t.tgname, c.relname, pg_get_triggerdef(t.oid, true)
+FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+WHERE c.relnamespace = CAST(:schema AS regnamespace) AND NOT t.tgisinternal
+ORDER BY t.oid
+""")
+
+_FUNCTIONS = sa.text("""
+SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid)
+FROM pg_catalog.pg_proc p
+WHERE p.pronamespace = CAST(:schema AS regnamespace) AND p.prokind IN ('f', 'p', 'w')
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+                  AND d.objid = p.oid AND d.deptype = 'e')
+ORDER BY p.oid
+""")
+
+_SEQUENCES = sa.text("""
+SELECT c.relname, format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache,
+       s.seqcycle
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
+WHERE c.relnamespace = CAST(:schema AS regnamespace) AND c.relkind = 'S'
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype IN ('a', 'i', 'e'))
+ORDER BY c.oid
+""")
+
+_TYPES = sa.text("""
+SELECT t.typname, t.typtype,
+       ARRAY(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder),
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END, t.typnotnull, t.typdefault,
+       ARRAY(SELECT pg_get_constraintdef(k.oid, true) FROM pg_catalog.pg_constraint k WHERE k.contypid = t.oid
+             ORDER BY k.conname),
+       ARRAY(SELECT quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod)
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum)
+FROM pg_catalog.pg_type t
+WHERE t.typnamespace = CAST(:schema AS regnamespace)
+  AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c
+                                                         WHERE c.oid = t.typrelid) = 'c'))
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_type'::regclass
+                  AND d.objid = t.oid AND d.deptype = 'e')
+ORDER BY t.oid
+""")
+
+_POLICIES = sa.text("""
+SELECT p.polname, c.relname, p.polpermissive, p.polcmd,
+       ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r)) END
+             FROM unnest(p.polroles) AS r ORDER BY 1),
+       pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+WHERE c.relnamespace = CAST(:schema AS regnamespace)
+ORDER BY p.oid
+""")
+
+_CMD = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+
+
+def quote(name: str) -> str:
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class TableExtras:
+    checks: list[Check] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+    index_defs: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (definition, CREATE INDEX)
+    key_options: dict[str, str] = field(default_factory=dict)  # constraint name -> "MATCH FULL DEFERRABLE ..."
+    types: dict[str, str] = field(default_factory=dict)  # column -> format_type (+ COLLATE)
+
+
+def _deferrable(deferrable: bool, deferred: bool) -> str:
+    return ("DEFERRABLE INITIALLY DEFERRED" if deferred else "DEFERRABLE") if deferrable else ""
+
+
+_INDEX_HEAD = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?(\S+) ", re.IGNORECASE)
+
+
+def read_extras(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dict[str, SchemaObject]]:
+    """Per-table extras and the schema's objects, read with ``search_path`` = ``schema`` (then restored)."""
+    old = conn.exec_driver_sql("SELECT current_setting('search_path')").scalar()
+    conn.execute(sa.text("SELECT set_config('search_path', :v, true)"), {"v": quote(schema)})
+    try:
+        return _read(conn, schema)
+    finally:
+        conn.execute(sa.text("SELECT set_config('search_path', :v, true)"), {"v": old})
+
+
+def _read(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dict[str, SchemaObject]]:
+    p = {"schema": quote(schema)}
+    tables: dict[str, TableExtras] = {}
+
+    def ext(name: str) -> TableExtras:
+        return tables.setdefault(name, TableExtras())
+
+    for name, persistence, kind, is_part, partkey, bound, parents, rls, force_rls, reloptions in \
+            conn.execute(_TABLES, p):
+        opts = ext(name).options
+        if persistence == "u":
+            opts.append("UNLOGGED")
+        if partkey:
+            opts.append(f"PARTITION BY {partkey}")
+        if is_part:
+            opts.append(f"PARTITION OF {parents} {bound}")
+        elif parents:
+            opts.append(f"INHERITS ({parents})")
+        if rls:
+            opts.append("ROW LEVEL SECURITY")
+        if force_rls:
+            opts.append("FORCE ROW LEVEL SECURITY")
+        if reloptions:
+            opts.append(f"WITH ({reloptions})")
+    for table, name, kind, definition, deferrable, deferred, match in conn.execute(_CONSTRAINTS, p):
+        e = ext(table)
+        later = _deferrable(deferrable, deferred)
+        if kind in ("c", "x"):
+            e.checks.append(Check(name, definition, definition))
+        elif kind == "p":
+            if later:
+                e.options.append(f"PRIMARY KEY {later}")
+        else:
+            words = []
+            if kind == "f" and match == "f":
+                words.append("MATCH FULL")
+            if kind == "u" and "NULLS NOT DISTINCT" in definition.upper():
+                words.append("NULLS NOT DISTINCT")
+            if later:
+                words.append(later)
+            e.key_options[name] = " ".join(words)
+    for table, name, definition in conn.execute(_INDEXES, p):
+        m = _INDEX_HEAD.match(definition)
+        if m is None:  # pragma: no cover - pg_get_indexdef always starts so
+            ext(table).index_defs[name] = (definition, definition)
+            continue
+        body = definition[m.end():]
+        # the statement names the table unqualified, so it creates the index in the target's schema
+        ext(table).index_defs[name] = (body, f"CREATE {m.group(1) or ''}INDEX {quote(name)} ON {m.group(2) or ''}"
+                                             f"{quote(table)} {body}")
+    for table, column, type_, collation in conn.execute(_COLUMNS, p):
+        ext(table).types[column] = type_ + (f" COLLATE {collation}" if collation else "")
+
+    objects: dict[str, SchemaObject] = {}
+
+    def add(obj: SchemaObject) -> None:
+        objects[obj.key] = obj
+
+    for name, kind, definition, reads in conn.execute(_VIEWS, p):
+        what = "view" if kind == "v" else "materialized view"
+        body = " ".join(definition.split()).rstrip(";")
+        add(SchemaObject(what, name, body, f"CREATE {what.upper()} {quote(name)} AS {body}",
+                         f"DROP {what.upper()} {quote(name)}", reads=tuple(reads)))
+    for name, table, definition in conn.execute(_TRIGGERS, p):
+        add(SchemaObject("trigger", f"{name} on {table}", definition, definition,
+                         f"DROP TRIGGER {quote(name)} ON {quote(table)}", table=table))
+    for name, args, definition in conn.execute(_FUNCTIONS, p):
+        text = _unqualify_function(definition, schema)
+        kind = "PROCEDURE" if text.upper().startswith("CREATE OR REPLACE PROCEDURE") else "FUNCTION"
+        add(SchemaObject("function", f"{name}({args})", " ".join(text.split()), text,
+                         f"DROP {kind} {quote(name)}({args})", text))
+    for name, type_, inc, lo, hi, start, cache, cycle in conn.execute(_SEQUENCES, p):
+        spec = (f"AS {type_} INCREMENT BY {inc} MINVALUE {lo} MAXVALUE {hi} START WITH {start} CACHE {cache} "
+                f"{'' if cycle else 'NO '}CYCLE")
+        add(SchemaObject("sequence", name, spec, f"CREATE SEQUENCE {quote(name)} {spec}",
+                         f"DROP SEQUENCE {quote(name)}", f"ALTER SEQUENCE {quote(name)} {spec}"))
+    for name, kind, labels, base, notnull, default, constraints, attributes in conn.execute(_TYPES, p):
+        if kind == "e":
+            spec = "ENUM (" + ", ".join("'" + v.replace("'", "''") + "'" for v in labels) + ")"
+            add(SchemaObject("type", name, spec, f"CREATE TYPE {quote(name)} AS {spec}", f"DROP TYPE {quote(name)}",
+                             values=tuple(labels)))
+        elif kind == "d":
+            spec = " ".join(x for x in (f"DOMAIN AS {base}", f"DEFAULT {default}" if default else "",
+                                        "NOT NULL" if notnull else "", *constraints) if x)
+            add(SchemaObject("type", name, spec, f"CREATE DOMAIN {quote(name)} AS " + spec[len("DOMAIN AS "):],
+                             f"DROP DOMAIN {quote(name)}"))
+        else:
+            spec = "(" + ", ".join(attributes) + ")"
+            add(SchemaObject("type", name, spec, f"CREATE TYPE {quote(name)} AS {spec}", f"DROP TYPE {quote(name)}"))
+    for name, table, permissive, cmd, roles, qual, check in conn.execute(_POLICIES, p):
+        spec = " ".join(x for x in (f"AS {'PERMISSIVE' if permissive else 'RESTRICTIVE'}", f"FOR {_CMD.get(cmd, cmd)}",
+                                    f"TO {', '.join(roles)}", f"USING ({qual})" if qual else "",
+                                    f"WITH CHECK ({check})" if check else "") if x)
+        add(SchemaObject("policy", f"{name} on {table}", spec, f"CREATE POLICY {quote(name)} ON {quote(table)} {spec}",
+                         f"DROP POLICY {quote(name)} ON {quote(table)}", table=table))
+    return tables, objects
+
+
+def _unqualify_function(definition: str, schema: str) -> str:
+    """``pg_get_functiondef`` always names the function with its schema: drop it (the target's schema is another)."""
+    for prefix in (quote(schema) + ".", '"' + schema.replace('"', '""') + '".'):
+        definition = re.sub(r"^(CREATE OR REPLACE (?:FUNCTION|PROCEDURE) )" + re.escape(prefix), r"\1", definition,
+                            count=1)
+    return definition.strip()
+
+
+def merge_table(t: Table, e: TableExtras | None, engine) -> Table:
+    """The inspector's table with what the catalogs add (``read_extras``)."""
+    if e is None:
+        return t
+    columns = []
+    for c in t.columns:
+        decl = c.type
+        full = e.types.get(c.name, "")
+        if not decl.strip():  # a type SQLAlchemy does not know (circle, a domain ...): the server's name for it
+            decl = full
+        if " COLLATE " in full and " COLLATE " not in decl.upper():
+            plain, rest = _split_source(decl)
+            decl = f"{plain} COLLATE {full.split(' COLLATE ', 1)[1]}{rest}"
+        columns.append(c if decl == c.type else replace(c, type=decl, type_key=engine.type_key(decl)))
+    indexes = tuple(replace(i, definition=e.index_defs[i.name][0], sql=e.index_defs[i.name][1])
+                    if i.name in e.index_defs else i for i in t.indexes)
+    uniques = tuple(replace(u, options=e.key_options.get(u.name or "", "")) for u in t.uniques)
+    fks = tuple(replace(f, options=e.key_options.get(f.name or "", "")) for f in t.foreign_keys)
+    return replace(t, columns=tuple(columns), indexes=indexes, uniques=uniques, foreign_keys=fks,
+                   checks=tuple(e.checks), options=tuple(sorted(e.options)))
+
+
+_SOURCE = re.compile(r"\s+GENERATED\s+(?:ALWAYS|BY\s+DEFAULT)\s+AS\b.*$", re.IGNORECASE | re.DOTALL)
+
+
+def _split_source(decl: str) -> tuple[str, str]:
+    m = _SOURCE.search(decl)
+    return (decl[:m.start()], decl[m.start():]) if m else (decl, "")

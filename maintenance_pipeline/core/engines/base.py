@@ -226,6 +226,10 @@ class Engine:
         ops.add_column(table, sa_column(column), schema=schema)
         create_foreign_key(ops, table, fk, schema)
 
+    def adds_column_in_place(self, column) -> bool:
+        """Whether ``ALTER TABLE ... ADD COLUMN`` can add ``column`` (else the table is rebuilt)."""
+        return True
+
     def apply_in_place(self, ops, change, schema: str | None) -> bool:
         """A change ``align.apply_change_natively`` has no common way for: ALTER it in place (the default:
         Alembic's operations), or return False when the table must be rebuilt instead (``rebuild``)."""
@@ -238,10 +242,10 @@ class Engine:
         ``reference_table``: the reference's table, when the reference is a database of this engine."""
         raise self._unsupported("a table rebuild")
 
-    def refusal(self, change, *, same_engine: bool, live=None) -> str | None:
+    def refusal(self, change, *, same_engine: bool, live=None, reference=None) -> str | None:
         """Why ``change`` cannot be aligned automatically (None: it can). The run is then refused with the reason
         ("write a revision for it"), whatever the align mode: a difference is never applied half-way or wrongly.
-        ``live``: the target's snapshot (what else a drop would take)."""
+        ``live``, ``reference``: the two snapshots (what else a drop would take)."""
         k = change.kind
         if k in ("add_object", "alter_object"):
             ref = change.reference

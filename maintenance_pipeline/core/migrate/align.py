@@ -42,7 +42,7 @@ def cannot_align(engine, changes: list[Change], reference: Snapshot, live: Snaps
     """(change, why) for each change the product sees but cannot apply (``Engine.refusal``): the run is refused
     with the reasons, whatever the align mode."""
     same = reference.dialect == engine.name
-    return [(c, why) for c in changes if (why := engine.refusal(c, same_engine=same, live=live))]
+    return [(c, why) for c in changes if (why := engine.refusal(c, same_engine=same, live=live, reference=reference))]
 
 
 def expand(engine, changes: list[Change]) -> list[Change]:
@@ -121,6 +121,8 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
         return True
     if ch.kind == "add_column":
         col: Column = ch.reference  # type: ignore[assignment]
+        if not engine.adds_column_in_place(col):
+            return False
         if column_fk is not None:
             engine.add_column_with_key(ops, ch.table, col, column_fk, schema)
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 CHANGE_KINDS = (
@@ -31,6 +32,8 @@ CHANGE_KINDS = (
     "drop_object",
     "alter_object",
 )
+
+_COMPUTED = re.compile(r"\bGENERATED\s+ALWAYS\s+AS\s*\(", re.IGNORECASE)
 
 # How a snapshot names an index member that is an expression, not a column.
 EXPR = "<expr>"
@@ -57,6 +60,11 @@ class Column:
     default: str | None = None  # SQL text of the server default, None when there is none
     # comparison key of the type (see sqltypes.type_key); filled by the snapshot reader
     type_key: str = ""
+
+    @property
+    def computed(self) -> bool:
+        """A generated column (``GENERATED ALWAYS AS (expr)``): its values are the expression's, not data."""
+        return bool(_COMPUTED.search(self.type or ""))
 
     def ddl(self) -> str:
         parts = [self.type or "", "NULL" if self.nullable else "NOT NULL"]
@@ -139,6 +147,11 @@ class Table:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def data_column_names(self) -> tuple[str, ...]:
+        """The columns that hold data (not computed from others): what a rows comparison compares."""
+        return tuple(c.name for c in self.columns if not c.computed)
 
 
 @dataclass(frozen=True)

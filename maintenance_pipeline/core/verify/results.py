@@ -123,7 +123,7 @@ def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore
             drops.append({"table": name, "column": None, "rows": n_rows, "values": None})
             continue
         live_cols = set(lt.column_names)
-        kept = [c for c in bt.column_names if c in live_cols]
+        kept = [c for c in bt.data_column_names if c in set(lt.data_column_names)]  # computed values are not data
         for col in bt.column_names:
             if col not in live_cols:
                 drops.append({"table": name, "column": col, "rows": n_rows, "values": count_values(name, col)})

@@ -183,7 +183,7 @@ def test_dry_run_returns_the_sql_and_changes_nothing(case):
     text = "\n".join(result.sql)
     assert "CREATE TABLE new" in text and "ALTER TABLE a ADD COLUMN added" in text
     assert "CREATE INDEX ix_a_added" in text and "DROP TABLE old" in text
-    assert "_alembic_tmp_a" in text  # the rebuild for the type change
+    assert "_mp_new_a" in text  # the rebuild for the type change, from the reference's CREATE TABLE
     assert {ch.kind for ch in result.aligned} == {"add_table", "add_column", "add_index", "alter_column",
                                                   "drop_column", "drop_table"}
     # and the real run does what the dry run said

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import replace
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -145,6 +146,47 @@ class PostgresEngine(Engine):
         qualified = (f"{q(schema)}." if schema else "") + q(table)
         return ops.get_bind().execute(sa.text("SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = "
                                               "CAST(:t AS regclass) AND contype = 'p'"), {"t": qualified}).scalar()
+
+    def apply_in_place(self, ops, change, schema: str | None) -> bool:
+        """How a column gets its values and table options (``align.py``), then Alembic's ALTERs."""
+        from ..ddl import apply_generic
+        from . import align
+
+        if change.kind == "alter_column":
+            now = align.align_value_source(ops, change.table, change.current, change.reference, schema)
+            if now is None:
+                return True
+            change = replace(change, current=now)
+            if now == change.reference:
+                return True
+        elif change.kind == "alter_table":
+            align.set_options(ops, change.table, change.current.options, change.reference.options, schema)
+            return True
+        return apply_generic(ops, change, self, schema)
+
+    def refusal(self, change, *, same_engine: bool, live=None, reference=None) -> str | None:
+        from . import align
+
+        why = super().refusal(change, same_engine=same_engine, live=live, reference=reference)
+        if why is None and change.kind == "drop_column" and live is not None:
+            why = align.inherited_drop(change, live, reference)
+        return why
+
+    def table_options_refusal(self, current, reference) -> str | None:
+        from .align import options_refusal
+
+        return options_refusal(current, reference)
+
+    def complete_new_table(self, ops, table, schema: str | None) -> None:
+        from .align import set_options
+
+        super().complete_new_table(ops, table, schema)
+        set_options(ops, table.name, (), table.options, schema)
+
+    def add_enum_values(self, ops, current, reference) -> None:
+        from .align import add_enum_values
+
+        add_enum_values(ops, current, reference)
 
     def error_hint(self, message: str) -> str | None:
         from .catalog import timeout_hint

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +23,8 @@ from ..base import Engine
 from . import files
 from . import types
 from .files import check_sqlite_file, sqlite_path, sqlite_uri
+
+_STORED = re.compile(r"\bGENERATED\b.*\bSTORED\s*$", re.IGNORECASE | re.DOTALL)
 
 
 class SQLiteEngine(Engine):
@@ -245,17 +248,20 @@ class SQLiteEngine(Engine):
         columns, collations) and the reference is a SQLite database (``rebuild.rebuild_from_reference``)."""
         from .rebuild import rebuild_from_reference, rebuild_table
 
-        if reference_table is not None and reference_table.sql and any(_needs_text(c) for c in changes):
+        if reference_table is not None and reference_table.sql:
             rebuild_from_reference(ops, table, reference_table, changes)
         else:
             rebuild_table(ops, table, changes)
 
-    def refusal(self, change, *, same_engine: bool, live=None) -> str | None:
-        why = super().refusal(change, same_engine=same_engine, live=live)
+    def refusal(self, change, *, same_engine: bool, live=None, reference=None) -> str | None:
+        why = super().refusal(change, same_engine=same_engine, live=live, reference=reference)
         if why or same_engine or not _needs_text(change):
             return why
         return "SQLite keeps CHECK constraints, table options, generated columns and collations only in a table's " \
                "CREATE TABLE text, and the reference is not a SQLite database to take it from"
+
+    def adds_column_in_place(self, column) -> bool:
+        return not _STORED.search(column.type)  # "cannot add a STORED column": a rebuild does it
 
     def table_options_refusal(self, current, reference) -> str | None:
         return None  # STRICT and WITHOUT ROWID: a rebuild from the reference's CREATE TABLE

@@ -211,8 +211,8 @@ def rebuild_from_reference(ops: Operations, live: Table, reference: Table, chang
         raise MigrationError(f"the reference's CREATE TABLE of {live.name} could not be read; write a revision for "
                              "this table")
     create = reference.sql[:m.start(1)] + q(temp) + reference.sql[m.end(1):]
-    live_plain = {c.name for c in live.columns if "GENERATED" not in c.type.upper()}
-    copied = [c.name for c in reference.columns if c.name in live_plain and "GENERATED" not in c.type.upper()]
+    # a column that becomes plain keeps the values it had (a generated one reads as any other)
+    copied = [c.name for c in reference.columns if live.column(c.name) is not None and "GENERATED" not in c.type.upper()]
     gone = set(live.column_names) - set(reference.column_names)
     cols = ", ".join(q(c) for c in copied)
     legacy = conn.exec_driver_sql("PRAGMA legacy_alter_table").scalar()

@@ -351,7 +351,7 @@ class RowsGuard:
                 bt, lt = begin_snapshot.tables.get(name), live_snapshot.tables.get(name)
                 if bt is None or lt is None or name in declared:
                     continue
-                kept = [c for c in bt.column_names if c in set(lt.column_names)]
+                kept = [c for c in bt.data_column_names if c in set(lt.data_column_names)]
                 if not kept:
                     continue
                 keys = list(bt.primary_key) if bt.primary_key and set(bt.primary_key) <= set(kept) else None

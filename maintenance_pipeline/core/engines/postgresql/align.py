@@ -1,0 +1,158 @@
+"""PostgreSQL alignment beyond Alembic's generic ALTERs: how a column gets its values (a ``serial`` sequence, an
+identity and its kind, a generated expression), enum values, and table options (UNLOGGED, row level security).
+
+* serial -> plain: the default is dropped and the column's own sequence with it;
+  plain -> serial: a sequence ``<table>_<column>_seq`` owned by the column, set past the column's largest value;
+* identity added: NOT NULL first, then ``ADD GENERATED ... AS IDENTITY``, its sequence set past the largest value
+  (existing rows keep their values, new ones never collide); kind changed: ``SET GENERATED``; dropped: ``DROP
+  IDENTITY``;
+* generated -> plain: ``DROP EXPRESSION`` (the values stay); plain -> generated or another expression: the
+  column is dropped and added again as the reference declares it (its values are computed, nothing is lost
+  that the expression cannot give back);
+* an enum gains values with ``ALTER TYPE ... ADD VALUE ... BEFORE/AFTER`` in the reference's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import sqlalchemy as sa
+
+from ...schema.model import Column
+from .types import base_type, value_source
+
+
+def _q(conn: sa.Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+def _qualified(conn: sa.Connection, table: str, schema: str | None) -> str:
+    return (f"{_q(conn, schema)}." if schema else "") + _q(conn, table)
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _owned_sequence(conn: sa.Connection, qualified: str, column: str) -> str | None:
+    return conn.execute(sa.text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": qualified, "c": column}).scalar()
+
+
+def _restart_after_max(conn: sa.Connection, qualified: str, column: str) -> None:
+    seq = _owned_sequence(conn, qualified, column)
+    if seq:
+        conn.exec_driver_sql(f"SELECT setval(%s, coalesce((SELECT max({_q(conn, column)}) FROM {qualified}), 0) + 1, "
+                             "false)", (seq,))
+
+
+def align_value_source(ops, table: str, cur: Column, ref: Column, schema: str | None) -> Column | None:
+    """Make ``cur`` get its values as ``ref`` does. Returns the column as it now is (for the remaining type /
+    default / nullability changes), or None when it was created again exactly as ``ref``."""
+    src_cur, src_ref = value_source(cur.type), value_source(ref.type)
+    if src_cur == src_ref:
+        return cur
+    conn = ops.get_bind()
+    qt, qc = _qualified(conn, table, schema), _q(conn, cur.name)
+    alter = f"ALTER TABLE {qt} ALTER COLUMN {qc}"
+    if src_ref.startswith("GENERATED("):  # a new expression: the column comes back computed
+        ops.drop_column(table, cur.name, schema=schema)
+        conn.exec_driver_sql(f"ALTER TABLE {qt} ADD COLUMN {qc} {ref.type}" + ("" if ref.nullable else " NOT NULL"))
+        return None
+    plain = base_type(cur.type)
+    if src_cur.startswith("GENERATED("):
+        conn.exec_driver_sql(f"{alter} DROP EXPRESSION")
+    elif src_cur == "SERIAL":
+        seq = _owned_sequence(conn, qt, cur.name)
+        conn.exec_driver_sql(f"{alter} DROP DEFAULT")
+        if seq:
+            conn.exec_driver_sql(f"DROP SEQUENCE {seq}")
+    elif src_cur.startswith("IDENTITY") and src_ref.startswith("IDENTITY"):
+        conn.exec_driver_sql(f"{alter} SET GENERATED {src_ref[len('IDENTITY '):]}")
+        return replace(cur, type=ref.type)
+    elif src_cur.startswith("IDENTITY"):
+        conn.exec_driver_sql(f"{alter} DROP IDENTITY")
+    now = replace(cur, type=plain, default=None if src_cur == "SERIAL" else cur.default)
+    if src_ref == "SERIAL":
+        seq = _free_name(conn, f"{table}_{cur.name}_seq", schema)
+        qs = (f"{_q(conn, schema)}." if schema else "") + _q(conn, seq)
+        conn.exec_driver_sql(f"CREATE SEQUENCE {qs} AS {base_type(ref.type)} OWNED BY {qt}.{qc}")
+        conn.exec_driver_sql(f"{alter} SET DEFAULT nextval({_literal(qs)}::regclass)")
+        _restart_after_max(conn, qt, cur.name)
+        return replace(now, type=ref.type)
+    if src_ref.startswith("IDENTITY"):
+        if now.default is not None:
+            conn.exec_driver_sql(f"{alter} DROP DEFAULT")
+        conn.exec_driver_sql(f"{alter} SET NOT NULL")
+        conn.exec_driver_sql(f"{alter} ADD GENERATED {src_ref[len('IDENTITY '):]} AS IDENTITY")
+        _restart_after_max(conn, qt, cur.name)
+        return replace(now, type=ref.type, default=None, nullable=False)
+    return now
+
+
+def _free_name(conn: sa.Connection, wanted: str, schema: str | None) -> str:
+    name, n = wanted[:63], 1
+    nsp = schema or conn.exec_driver_sql("SELECT current_schema()").scalar()
+    while conn.execute(sa.text("SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = "
+                               "c.relnamespace WHERE n.nspname = :s AND c.relname = :r"), {"s": nsp, "r": name}).first():
+        n += 1
+        name = f"{wanted[:60]}{n}"
+    return name
+
+
+def add_enum_values(ops, current, reference) -> None:
+    conn = ops.get_bind()
+    have = list(current.values)
+    for i, value in enumerate(reference.values):
+        if value in have:
+            continue
+        after = next((v for v in reversed(reference.values[:i]) if v in have), None)
+        where = f" AFTER {_literal(after)}" if after is not None else (f" BEFORE {_literal(have[0])}" if have else "")
+        conn.exec_driver_sql(f"ALTER TYPE {_q(conn, reference.name)} ADD VALUE {_literal(value)}{where}")
+        have.insert(have.index(after) + 1 if after is not None else 0, value)
+
+
+# table options PostgreSQL changes in place; the others (inheritance, partitioning, storage parameters, a
+# deferrable primary key) are refused with a reason
+_TOGGLES = {"UNLOGGED": ("SET UNLOGGED", "SET LOGGED"),
+            "ROW LEVEL SECURITY": ("ENABLE ROW LEVEL SECURITY", "DISABLE ROW LEVEL SECURITY"),
+            "FORCE ROW LEVEL SECURITY": ("FORCE ROW LEVEL SECURITY", "NO FORCE ROW LEVEL SECURITY")}
+
+
+def options_refusal(current, reference) -> str | None:
+    other = (set(current) ^ set(reference)) - set(_TOGGLES)
+    if not other:
+        return None
+    return (f"table option(s) {', '.join(sorted(other))} cannot be changed automatically (inheritance, "
+            "partitioning, storage parameters and deferrable primary keys need the table rebuilt by hand)")
+
+
+def set_options(ops, table: str, current, reference, schema: str | None) -> None:
+    conn = ops.get_bind()
+    qt = _qualified(conn, table, schema)
+    for option, (on, off) in _TOGGLES.items():
+        if (option in reference) != (option in current):
+            conn.exec_driver_sql(f"ALTER TABLE {qt} {on if option in reference else off}")
+
+
+def parents(options) -> list[str]:
+    """The tables a table inherits from (``INHERITS (a, b)``) or is a partition of (``PARTITION OF p ...``)."""
+    out: list[str] = []
+    for o in options:
+        if o.startswith("INHERITS (") and o.endswith(")"):
+            out += [p.strip() for p in o[len("INHERITS ("):-1].split(",")]
+        elif o.startswith("PARTITION OF "):
+            out.append(o.split()[2])
+    return [p[1:-1].replace('""', '"') if p.startswith('"') and p.endswith('"') else p for p in out]
+
+
+def inherited_drop(change, live, reference) -> str | None:
+    """A dropped column that tables inheriting it (children, partitions) keep in the reference: PostgreSQL
+    would drop it from them too, destroying values the plan means to keep."""
+    kept = [t.name for t in live.tables.values()
+            if change.table in parents(t.options) and t.column(change.name) is not None
+            and reference is not None and reference.tables.get(t.name) is not None
+            and reference.tables[t.name].column(change.name) is not None]
+    if not kept:
+        return None
+    return (f"PostgreSQL would also drop column {change.name} from {', '.join(kept)}, which inherit(s) it from "
+            f"{change.table} and keep(s) it in the reference")

@@ -63,7 +63,7 @@ def pg_judge(pg, dbname: str) -> list[str]:
                            "--no-comments", "-d", url], capture_output=True, text=True, check=True, timeout=120).stdout
     statements = []
     for stmt in dump.split(";\n"):
-        lines = [ln for ln in stmt.splitlines() if ln.strip() and not ln.startswith("--")]
+        lines = [ln for ln in stmt.splitlines() if ln.strip() and not ln.startswith("--") and not ln.startswith("\\")]
         text = "\n".join(lines).strip()
         if not text or text.startswith("SET ") or text.startswith("SELECT pg_catalog.set_config"):
             continue

@@ -82,6 +82,9 @@ class Target:
     schema: str | None = None  # PostgreSQL schema (None = public)
     lock_timeout: str = "10s"  # PostgreSQL: how long DDL waits for a table lock before failing
     statement_timeout: str = "0"  # PostgreSQL: per statement limit during migrate ("0" = none)
+    # what a dropped + added column pair is: ((table, old, new), ...) a rename (RENAME COLUMN keeps the values);
+    # new None: really a drop and an add
+    renames: tuple[tuple[str, str, str | None], ...] = ()
 
     @property
     def reference_label(self) -> str:
@@ -288,7 +291,8 @@ class _Parser:
             if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", str(name)):
                 self.fail(key, "name may only hold letters, digits, '_', '.' and '-'")
             t = self.section(t, key, {"url", "reference", "migrations", "baseline_revision", "align", "on_drift",
-                                      "ignore_tables", "checks", "schema", "lock_timeout", "statement_timeout"},
+                                      "ignore_tables", "checks", "schema", "lock_timeout", "statement_timeout",
+                                      "renames"},
                              {"url", "reference"})
             ref = self.section(t["reference"], f"{key}.reference", {"url", "metadata", "schema"})
             if bool(ref.get("url")) == bool(ref.get("metadata")):
@@ -309,6 +313,17 @@ class _Parser:
             for i, c in enumerate(t.get("checks") or []):
                 c = self.section(c, f"{key}.checks[{i}]", {"name", "sql", "expect"}, {"name", "sql"})
                 checks.append(UserCheck(name=str(c["name"]), sql=str(c["sql"]), expect=c.get("expect", 0)))
+            renames = []
+            raw_renames = t.get("renames") or {}
+            if not isinstance(raw_renames, dict):
+                self.fail(f"{key}.renames", "must map 'table.old_column' to the new column name (or null: not a "
+                          "rename), e.g. {goals.age: dog_age}")
+            for old, new in raw_renames.items():
+                table, dot, column = str(old).rpartition(".")
+                if not dot or not table or not column or (new is not None and not str(new).strip()):
+                    self.fail(f"{key}.renames", f"{old!r}: write 'table.old_column: new_column' (or null: not a "
+                              "rename), e.g. goals.age: dog_age")
+                renames.append((table, column, None if new is None else str(new)))
             migrations = None
             if t.get("migrations"):
                 migrations = self.path_(t["migrations"])
@@ -330,5 +345,6 @@ class _Parser:
                 schema=str(t["schema"]) if t.get("schema") else None,
                 lock_timeout=str(t.get("lock_timeout", "10s")),
                 statement_timeout=str(t.get("statement_timeout", "0")),
+                renames=tuple(renames),
             )
         return out

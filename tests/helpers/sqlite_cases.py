@@ -56,7 +56,7 @@ class Case:
             live = take_snapshot(engine, ignore_tables=self.target.ignore_tables)
         finally:
             engine.dispose()
-        return diff(live, self.ref, ignore_tables=self.target.ignore_tables)
+        return diff(live, self.ref, ignore_tables=self.target.ignore_tables, renames=self.target.renames)
 
     def q(self, sql: str, *params) -> list[tuple]:
         con = sqlite3.connect(self.path)

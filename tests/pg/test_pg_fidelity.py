@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 pytest.register_assert_rewrite("schema_judges", "pg_migrate_helpers")
 
@@ -106,6 +107,16 @@ CASES = [
      {"drop_column"}, "refused"),
     ("partition-refused", "CREATE TABLE m (id int, day date) PARTITION BY RANGE (day);",
      "CREATE TABLE m (id int, day date) PARTITION BY LIST (id);", {"alter_table"}, "refused"),
+    ("partitioned-table-column-add",
+     "CREATE TABLE m (id int, day date) PARTITION BY RANGE (day);"
+     "CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');"
+     "INSERT INTO m VALUES (1, '2024-05-01');",
+     "CREATE TABLE m (id int, day date, note text) PARTITION BY RANGE (day);"
+     "CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');",
+     {"add_column"}, "aligned"),
+    ("inherited-column-add", "CREATE TABLE parent (id int); CREATE TABLE child (extra int) INHERITS (parent);",
+     "CREATE TABLE parent (id int, note text); CREATE TABLE child (extra int) INHERITS (parent);",
+     {"add_column"}, "aligned"),
     ("view-add", t(), t(after="CREATE VIEW v AS SELECT a FROM t;"), {"add_object"}, "aligned"),
     ("view-drop", t(after="CREATE VIEW v AS SELECT a FROM t;"), t(), {"drop_object"}, "aligned"),
     ("view-change-with-column-change", t(after="CREATE VIEW v AS SELECT a FROM t;"),
@@ -183,3 +194,26 @@ def test_the_diff_sees_it_and_alignment_makes_the_judge_agree(fidelity):
     after = db_state(cur_url)
     for table, (count, _md5) in before["rows"].items():  # every row kept
         assert after["rows"][table][0] == count, table
+
+
+def test_a_renamed_column_is_refused_until_declared_then_renamed_keeping_values(pg):
+    cur_name, cur_url = _db(pg, "CREATE TABLE goals (id int PRIMARY KEY, age int); CREATE INDEX ix_age ON goals (age);"
+                                "INSERT INTO goals VALUES (1, 3), (2, NULL), (3, 7);")
+    ref_name, ref_url = _db(pg, "CREATE TABLE goals (id int PRIMARY KEY, dog_age int);"
+                                "CREATE INDEX ix_age ON goals (dog_age);")
+    target = Target(name="goals", url=cur_url, reference_url=ref_url, align="full")
+    ref = reference(target)
+    before = db_state(cur_url)
+    with pytest.raises(UnalignableChangeError, match=r"rename to dog_age: declare renames: \{goals.age: dog_age\}"):
+        migrate(target, ref, align="full")
+    assert db_state(cur_url) == before
+    declared = Target(name="goals", url=cur_url, reference_url=ref_url, align="full",
+                      renames=(("goals", "age", "dog_age"),))
+    result = migrate(declared, ref, align="full")
+    assert [c.kind for c in result.aligned if c.kind.endswith("_column")] == ["rename_column"]
+    assert any("RENAME COLUMN" in s for s in result.sql)
+    assert pg_judge(pg, cur_name) == pg_judge(pg, ref_name)
+    engine = sa.create_engine(cur_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT id, dog_age FROM goals ORDER BY id").all() == [(1, 3), (2, None), (3, 7)]
+    engine.dispose()

@@ -156,8 +156,9 @@ class Engine:
         """How the engine's ``CREATE TABLE`` declares a model's column, written as its snapshot reads it."""
         return rendered
 
-    def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str]):
-        """A reference given as SQLAlchemy MetaData, as this engine would hold it (types compiled for it)."""
+    def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str], url=None):
+        """A reference given as SQLAlchemy MetaData, as this engine would hold it (types compiled for it);
+        ``url``: the target's, for an engine that asks its server what it makes of the models."""
         from .inspect import metadata_snapshot
 
         return metadata_snapshot(metadata, self, ignore_tables=ignore)
@@ -207,6 +208,11 @@ class Engine:
         """Rows whose declared foreign key points at a missing parent: Counter of (table, parent) -> n.
         ``only_unenforced``: only the keys the engine does not enforce now (it guarantees the others)."""
         raise self._unsupported("a foreign-key check")
+
+    def implied(self, changes: list, live) -> list:
+        """The changes the engine makes by itself when it applies others in ``changes`` (a column added to a
+        table its children inherit from), which must not be applied again. Default: none."""
+        return []
 
     def order_changes(self, changes: list) -> list:
         """The order to apply alignment changes in (``align.order_for_server`` by default)."""

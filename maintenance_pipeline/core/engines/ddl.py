@@ -120,10 +120,10 @@ def order_for_names(changes: list[Change]) -> list[Change]:
 # column and key changes, and the drops of columns and tables last.
 # Views and triggers are dropped first and made last, types, sequences and functions made first and dropped
 # last (``Change.slot``); a new table's foreign keys come after every key exists (``align.expand``).
-_SERVER_ORDER = ("drop_object:first", "add_object:first", "alter_object:first", "add_table", "drop_foreign_key",
-                 "drop_index", "drop_unique", "drop_check", "add_column", "alter_column", "alter_primary_key",
-                 "alter_table", "add_unique", "add_index", "add_check", "add_foreign_key", "drop_column",
-                 "drop_table", "alter_object:last", "add_object:last", "drop_object:last")
+_SERVER_ORDER = ("drop_object:first", "add_object:first", "alter_object:first", "add_table", "rename_column",
+                 "drop_foreign_key", "drop_index", "drop_unique", "drop_check", "add_column", "alter_column",
+                 "alter_primary_key", "alter_table", "add_unique", "add_index", "add_check", "add_foreign_key",
+                 "drop_column", "drop_table", "alter_object:last", "add_object:last", "drop_object:last")
 
 
 def order_for_server(changes: list[Change]) -> list[Change]:

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, ObjectScope, make_url
 
 from ..schema.model import EXPR, Column, ForeignKey, Index, Snapshot, Table, UniqueConstraint
 
@@ -29,15 +29,20 @@ def action(value: str | None) -> str | None:
     return None if v in ("", "NO ACTION", "NONE") else v
 
 
-def inspector_snapshot(conn: Connection, ignore: set[str], schema: str | None, engine) -> Snapshot:
+def inspector_snapshot(conn: Connection, ignore: set[str], schema: str | None, engine, *,
+                       temporary: bool = False) -> Snapshot:
     """The snapshot SQLAlchemy's inspector reads (batched: one query per kind of object), with ``engine``'s
-    column declarations and type keys (the default of ``Engine.snapshot``)."""
+    column declarations and type keys (the default of ``Engine.snapshot``). ``temporary``: the session's own
+    temporary tables (``schema`` is their schema)."""
     dialect = conn.dialect
     insp = sa.inspect(conn)
-    names = [n for n in insp.get_table_names(schema=schema) if n not in ignore]
+    listed = insp.get_temp_table_names() if temporary else insp.get_table_names(schema=schema)
+    names = [n for n in listed if n not in ignore]
     if not names:
         return Snapshot(engine.name, {})
     kw = {"schema": schema, "filter_names": names}
+    if temporary:
+        kw["scope"] = ObjectScope.TEMPORARY
     try:
         with warnings.catch_warnings():  # "Did not recognize type": the engine names such a type itself
             warnings.simplefilter("ignore", sa.exc.SAWarning)

@@ -26,6 +26,7 @@ from alembic.operations import Operations
 
 from ..engines import engine_of
 from ..engines.ddl import sa_column, sa_constraints
+from ..schema.diff import POSSIBLE_RENAME
 from ..schema.model import Change, Column, ForeignKey, Index, SchemaObject, Snapshot, Table
 
 
@@ -42,7 +43,13 @@ def cannot_align(engine, changes: list[Change], reference: Snapshot, live: Snaps
     """(change, why) for each change the product sees but cannot apply (``Engine.refusal``): the run is refused
     with the reasons, whatever the align mode."""
     same = reference.dialect == engine.name
-    return [(c, why) for c in changes if (why := engine.refusal(c, same_engine=same, live=live, reference=reference))]
+    out = [(c, why) for c in changes if (why := engine.refusal(c, same_engine=same, live=live, reference=reference))]
+    for c in changes:  # a column dropped beside an added one of its type: say which it is before values go
+        if c.kind == "drop_column" and POSSIBLE_RENAME in c.detail:
+            twin = c.detail.rsplit(POSSIBLE_RENAME, 1)[1].strip()
+            out.append((c, f"it may be a rename to {twin}: declare renames: {{{c.table}.{c.name}: {twin}}} in the "
+                           f"target to rename it keeping its values, or {{{c.table}.{c.name}: null}} to drop it"))
+    return out
 
 
 def expand(engine, changes: list[Change]) -> list[Change]:
@@ -116,6 +123,12 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
         return True
     if ch.kind in ("add_object", "drop_object", "alter_object"):
         return _apply_object(ops, engine, ch)
+    if ch.kind == "rename_column":  # one statement on every engine: the values stay
+        prep = ops.get_bind().dialect.identifier_preparer
+        qualified = (prep.quote_schema(schema) + "." if schema else "") + prep.quote(ch.table)
+        run_sql(ops, f"ALTER TABLE {qualified} RENAME COLUMN {prep.quote(ch.name)} TO "
+                     f"{prep.quote(ch.reference.name)}")  # type: ignore[union-attr]
+        return True
     if ch.kind == "drop_index":
         ops.drop_index(ch.current.name, table_name=ch.table, schema=schema)  # type: ignore[union-attr]
         return True

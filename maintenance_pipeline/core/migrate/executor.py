@@ -217,7 +217,7 @@ def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown:
                              f"({fmt_fk(introduced)})")
     result.revision_after = current_revision(conn, target)
     after = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
-    result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables)
+    result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables, renames=target.renames)
     if result.drift_after and not dry_run:
         raise SchemaLeftDifferentError(
             f"after the revisions and align: {align} the schema would still differ from the reference in "
@@ -227,7 +227,7 @@ def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown:
     result.checks = validate_in_migration(conn, target.checks, judge=not dry_run, **session.check_guard())
     result.written = session.written(conn, after)
     state["phase"] = "rows_preserved"
-    verdict = session.rows_verdict(conn, after, result)
+    verdict = _renames_are_not_drops(session.rows_verdict(conn, after, result), result.aligned)
     if verdict is not None:
         result.rows = (verdict.passed, verdict.detail, verdict.drops)
         if not dry_run:
@@ -240,12 +240,22 @@ def _moved_since_diff(planned, begin_snap: Snapshot, reference: Snapshot, target
     if not planned or not planned[0] or planned[0] == begin_snap.fingerprint:
         return None
     before = {c.describe() for c in planned[1]}
-    now = {c.describe() for c in diff(begin_snap, reference, ignore_tables=target.ignore_tables)}
+    now = {c.describe() for c in diff(begin_snap, reference, ignore_tables=target.ignore_tables, renames=target.renames)}
     appeared, gone = sorted(now - before), sorted(before - now)
     parts = [f"{len(appeared)} difference(s) appeared ({'; '.join(appeared[:3])})" if appeared else "",
              f"{len(gone)} went away ({'; '.join(gone[:3])})" if gone else ""]
     what = ", ".join(p for p in parts if p) or "its schema moved but the differences from the reference are the same"
     return f"the database changed between diff and migrate: {what}; the migration planned again under its lock"
+
+
+def _renames_are_not_drops(verdict, aligned: list[Change]):
+    """A renamed column is not a planned drop (RENAME COLUMN keeps its values): the verdict says so instead."""
+    renamed = {(c.table, c.name): c.reference.name for c in aligned if c.kind == "rename_column"}  # type: ignore
+    if verdict is None or not renamed:
+        return verdict
+    drops = [d for d in verdict.drops if (d["table"], d.get("column")) not in renamed]
+    said = ", ".join(f"{t}.{old} -> {new}" for (t, old), new in sorted(renamed.items()))
+    return dataclasses.replace(verdict, drops=drops, detail=f"{verdict.detail}; renamed (values kept): {said}")
 
 
 def _judge_rows(verdict, shown: Target, note: str = "") -> None:
@@ -265,7 +275,7 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
     state = state if state is not None else {}
     schema = target_schema(conn, target)
     live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
-    changes = diff(live, reference, ignore_tables=target.ignore_tables)
+    changes = diff(live, reference, ignore_tables=target.ignore_tables, renames=target.renames)
     to_apply, refused = split_by_align(changes, align)
     to_apply, blocked = blocked_by_kept_names(live, to_apply)
     engine = engine_of(conn)
@@ -288,7 +298,9 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
     if not to_apply:
         return
     same_engine = reference.dialect == engine.name
-    to_apply = engine.order_changes(expand(engine, to_apply))
+    implied = engine.implied(to_apply, live)  # made by the engine along with others (children of a parent)
+    to_apply = engine.order_changes(expand(engine, [c for c in to_apply if all(c is not x for x in implied)]))
+    result.aligned.extend(implied)
     check_after = engine.alignment_guard(conn)
     # a single-column FK arriving with its column is added with it (natively on SQLite)
     column_fks = {}

@@ -81,7 +81,7 @@ class ReferenceCache:
             return hit
         snap = reference_snapshot(url=target.reference_url, metadata=target.reference_metadata,
                                   target_dialect=dialect, ignore_tables=target.ignore_tables,
-                                  search_paths=search_paths, schema=target.reference_schema)
+                                  search_paths=search_paths, schema=target.reference_schema, target_url=target.url)
         self._cache[key] = (version, snap)
         return version, snap
 
@@ -105,7 +105,7 @@ def probe_target(target: Target, previous: dict | None, references: ReferenceCac
                 live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
         finally:
             engine.dispose()
-        changes = diff(live, ref, ignore_tables=target.ignore_tables)
+        changes = diff(live, ref, ignore_tables=target.ignore_tables, renames=target.renames)
         fp = drift_fingerprint(changes) if changes else ""
         described = [c.describe() for c in changes]
         probe = Probe(target.name, "drift" if changes else "ok", fp or None, described, reflected=True,

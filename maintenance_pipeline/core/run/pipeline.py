@@ -116,6 +116,7 @@ def reference_of(state: RunState) -> Snapshot:
         state.reference = reference_snapshot(
             url=t.reference_url, metadata=t.reference_metadata, target_dialect=engine_for(t.url).name,
             ignore_tables=t.ignore_tables, search_paths=(state.config.root,), schema=t.reference_schema,
+            target_url=t.url,
         )
     return state.reference
 
@@ -169,7 +170,7 @@ def step_diff(state: RunState) -> list[Change]:
         finally:
             engine.dispose()
         state.live_fingerprint = live.fingerprint
-        state.drift_before = diff(live, reference, ignore_tables=t.ignore_tables)
+        state.drift_before = diff(live, reference, ignore_tables=t.ignore_tables, renames=t.renames)
         rows = state.backup.row_counts if state.backup else {}
         state.tables_before = {n: {"columns": len(tb.columns), "rows": rows.get(n)} for n, tb in sorted(live.tables.items())}
     return state.drift_before

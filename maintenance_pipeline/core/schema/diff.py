@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from dataclasses import replace
 from collections.abc import Iterable
 
 from ..engines import engine_named
@@ -43,6 +44,7 @@ ORDER = (
     "add_object:first",
     "alter_object:first",
     "add_table",
+    "rename_column",
     "add_column",
     "alter_column",
     "alter_primary_key",
@@ -61,6 +63,7 @@ ORDER = (
     "add_object:last",
     "drop_object:last",
 )
+POSSIBLE_RENAME = "possible rename to"  # said in a drop_column's detail when an added column could be it
 KINDS_IN_ORDER = tuple(dict.fromkeys(k.split(":")[0] for k in ORDER))
 
 
@@ -180,18 +183,54 @@ def _same_dialect_definitions(cur_snap: Snapshot, ref_snap: Snapshot, items) -> 
     return cur_snap.dialect == ref_snap.dialect and all(getattr(i, "definition", "") for i in items)
 
 
+def _apply_renames(current: Snapshot, reference: Snapshot, renames: dict, out: dict[str, list[Change]]) -> Snapshot:
+    """The declared renames that apply (the old column only live, the new one only in the reference): one
+    ``rename_column`` each, and ``current`` as it will be after them (keys and indexes follow the column, as
+    the engines' RENAME COLUMN makes them), so the rest compares the column under its new name."""
+    applied: dict[tuple[str, str], str] = {}
+    for (table, old), new in renames.items():
+        cur, ref = current.tables.get(table), reference.tables.get(table)
+        if new is None or cur is None or ref is None or cur.column(old) is None or ref.column(old) is not None \
+                or ref.column(new) is None or cur.column(new) is not None:
+            continue
+        applied[(table, old)] = new
+        out["rename_column"].append(_change("rename_column", table, old, f"{old} -> {new}", reference=ref.column(new),
+                                            current=cur.column(old)))
+    if not applied:
+        return current
+
+    def names(table: str, cols) -> tuple[str, ...]:
+        return tuple(applied.get((table, c), c) for c in cols)
+
+    tables = {}
+    for n, t in current.tables.items():
+        tables[n] = replace(
+            t, columns=tuple(replace(c, name=applied.get((n, c.name), c.name)) for c in t.columns),
+            primary_key=names(n, t.primary_key),
+            indexes=tuple(replace(i, columns=names(n, i.columns)) for i in t.indexes),
+            uniques=tuple(replace(u, columns=names(n, u.columns)) for u in t.uniques),
+            foreign_keys=tuple(replace(f, columns=names(n, f.columns), ref_columns=names(f.ref_table, f.ref_columns))
+                               for f in t.foreign_keys))
+    return replace(current, tables=tables)
+
+
 def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapshot, keys: _Keys,
-                   out: dict[str, list[Change]]) -> None:
+                   out: dict[str, list[Change]], renames: dict | None = None) -> None:
+    renames = renames or {}
     t = ref.name
     cur_cols = {c.name: c for c in cur.columns}
     ref_cols = {c.name: c for c in ref.columns}
 
-    for c in ref.columns:
-        if c.name not in cur_cols:
-            out["add_column"].append(_change("add_column", t, c.name, c.ddl(), reference=c))
+    added = [c for c in ref.columns if c.name not in cur_cols]
+    for c in added:
+        out["add_column"].append(_change("add_column", t, c.name, c.ddl(), reference=c))
     for c in cur.columns:
-        if c.name not in ref_cols:
-            out["drop_column"].append(_change("drop_column", t, c.name, c.ddl(), current=c))
+        if c.name in ref_cols:
+            continue
+        twin = next((a.name for a in added if keys.type(a, ref_snap) == keys.type(c, cur_snap)
+                     and (t, c.name) not in renames), None)
+        note = f"; {POSSIBLE_RENAME} {twin}" if twin else ""
+        out["drop_column"].append(_change("drop_column", t, c.name, c.ddl() + note, current=c))
     for r in ref.columns:
         c = cur_cols.get(r.name)
         if c is None:
@@ -320,13 +359,20 @@ def _short(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
-def diff(current: Snapshot, reference: Snapshot, *, ignore_tables: Iterable[str] = ()) -> list[Change]:
-    """The changes that would make ``current`` (the live target) equal to ``reference``."""
+def diff(current: Snapshot, reference: Snapshot, *, ignore_tables: Iterable[str] = (),
+         renames: Iterable[tuple[str, str, str | None]] = ()) -> list[Change]:
+    """The changes that would make ``current`` (the live target) equal to ``reference``.
+
+    ``renames``: (table, old column, new column or None) the target declares: a dropped ``old`` and an added
+    ``new`` of one table are one ``rename_column`` (then compared as one column); a drop with an added column
+    of the same type beside it, undeclared, says "possible rename" (alignment refuses it until declared)."""
+    rename_map = {(t, o): n for t, o, n in renames or ()}
+    out: dict[str, list[Change]] = {k: [] for k in ORDER}
+    current = _apply_renames(current, reference, rename_map, out)
     ignore = set(ignore_tables or ())
     cur_tables = {n: t for n, t in current.tables.items() if n not in ignore}
     ref_tables = {n: t for n, t in reference.tables.items() if n not in ignore}
     keys = _Keys(current.dialect)
-    out: dict[str, list[Change]] = {k: [] for k in ORDER}
 
     for n in _dependency_order(ref_tables, [n for n in ref_tables if n not in cur_tables]):
         t = ref_tables[n]
@@ -335,7 +381,7 @@ def diff(current: Snapshot, reference: Snapshot, *, ignore_tables: Iterable[str]
         t = cur_tables[n]
         out["drop_table"].append(_change("drop_table", n, None, f"{len(t.columns)} columns", current=t))
     for n in sorted(set(cur_tables) & set(ref_tables)):
-        _compare_table(cur_tables[n], ref_tables[n], current, reference, keys, out)
+        _compare_table(cur_tables[n], ref_tables[n], current, reference, keys, out, rename_map)
     _compare_objects(current, reference, ignore, out)
 
     return [c for k in ORDER for c in out[k]]

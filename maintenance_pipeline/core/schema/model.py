@@ -28,6 +28,7 @@ CHANGE_KINDS = (
     "add_check",
     "drop_check",
     "alter_table",
+    "rename_column",
     "add_object",
     "drop_object",
     "alter_object",

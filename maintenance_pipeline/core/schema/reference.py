@@ -9,8 +9,9 @@ How a MetaData becomes a ``Snapshot``:
 * SQLite target: ``metadata.create_all`` into an in-memory SQLite database, then that is
   read like any SQLite file, so types and defaults read exactly as they would in a real file
   created from the same models (tables with a ``schema=`` are created without it);
-* other targets: the snapshot is built from the MetaData objects directly, with types compiled
-  for the target's dialect and defaults rendered the way that dialect's ``CREATE TABLE`` would.
+* PostgreSQL target: ``create_all`` in a temporary schema of the target's server, read back, rolled
+  back (``engines/postgresql/models.py``); without the target's URL, built from the MetaData objects
+  directly, with types compiled for the dialect and defaults rendered the way its ``CREATE TABLE`` would.
 """
 
 from __future__ import annotations
@@ -115,12 +116,14 @@ def metadata_snapshot(metadata: sa.MetaData, dialect_name: str, *, ignore_tables
 
 def reference_snapshot(*, url: str | None = None, metadata: str | sa.MetaData | None = None,
                        target_dialect: str, ignore_tables: Iterable[str] = (),
-                       search_paths: Iterable[str | Path] = (), schema: str | None = None) -> Snapshot:
+                       search_paths: Iterable[str | Path] = (), schema: str | None = None,
+                       target_url: str | None = None) -> Snapshot:
     """The reference's schema, as a Snapshot comparable with a ``target_dialect`` target.
 
     Exactly one of ``url`` (a database, opened with ``engines.open_engine``: a missing SQLite
     file is an error, never created) and ``metadata`` (a MetaData or its import path).
     ``schema``: the schema a PostgreSQL reference URL is read in (default: its default schema).
+    ``target_url``: the target's URL; an engine may ask its server what it makes of models (PostgreSQL).
     """
     if (url is None) == (metadata is None):
         raise ValueError("reference_snapshot needs exactly one of url / metadata")
@@ -131,4 +134,4 @@ def reference_snapshot(*, url: str | None = None, metadata: str | sa.MetaData | 
         finally:
             engine.dispose()
     md = metadata if isinstance(metadata, sa.MetaData) else import_metadata(str(metadata), search_paths)
-    return engine_named(target_dialect).metadata_snapshot(md, ignore_tables)
+    return engine_named(target_dialect).metadata_snapshot(md, ignore_tables, url=target_url)

@@ -86,7 +86,7 @@ def _read(r: Reading, reference: Snapshot, out: Verification) -> None:
             r.live = take_snapshot(conn, ignore_tables=t.ignore_tables, schema=schema)
             out.fingerprint = r.live.fingerprint
             out.tables_after = table_counts(conn, sorted(r.live.tables), schema=schema)
-            out.drift_after = diff(r.live, reference, ignore_tables=t.ignore_tables)
+            out.drift_after = diff(r.live, reference, ignore_tables=t.ignore_tables, renames=t.renames)
             if copy_url is None or not r.backup_verified:
                 r.integrity = engine.integrity(conn, schema)
             if copy_url is None:

@@ -65,7 +65,8 @@ for fwd, back, a, b, table, name, ref_type in PAIRS:
 
 
 def test_every_change_kind_is_covered():
-    assert {c.values[0] for c in CASES} == set(CHANGE_KINDS)
+    # rename_column needs the target's renames setting: tests/core/migrate/test_renames.py
+    assert {c.values[0] for c in CASES} | {"rename_column"} == set(CHANGE_KINDS)
 
 
 @pytest.mark.parametrize("kind, current_sql, reference_sql, table, name, ref_type", CASES)

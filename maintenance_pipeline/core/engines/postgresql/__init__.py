@@ -67,7 +67,8 @@ class PostgresEngine(Engine):
         from .catalog import schema_of
         from .objects import merge_table, read_extras
 
-        snap = inspector_snapshot(conn, ignore, schema, self)
+        temporary = bool(schema) and schema.startswith("pg_temp_")  # a models reference (``models.py``)
+        snap = inspector_snapshot(conn, ignore, schema, self, temporary=temporary)
         extras, objects = read_extras(conn, schema_of(conn, schema))
         tables = {n: merge_table(t, extras.get(n), self) for n, t in snap.tables.items()}
         kept = {k: o for k, o in objects.items() if not (o.table and o.table in ignore)}
@@ -86,6 +87,16 @@ class PostgresEngine(Engine):
         elif column.get("computed"):
             rendered += f" GENERATED ALWAYS AS ({column['computed']['sqltext']}) STORED"
         return rendered, None if default is None else str(default)
+
+    def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str], url=None):
+        """With the target's ``url``: the models created in a temporary schema of its server and read back, then
+        rolled back (``models.py``): exactly what PostgreSQL makes of them. Without one (no server at hand):
+        built from the objects, types compiled for PostgreSQL (no definitions: indexes compare by columns)."""
+        if url is None:
+            return super().metadata_snapshot(metadata, ignore)
+        from .models import materialized_snapshot
+
+        return materialized_snapshot(self, metadata, ignore, url)
 
     def model_column_declaration(self, table: sa.Table, column: sa.Column, rendered: str) -> str:
         """The type PostgreSQL's ``CREATE TABLE`` gives ``column`` (``PGDDLCompiler.get_column_specification``'s
@@ -171,6 +182,11 @@ class PostgresEngine(Engine):
         if why is None and change.kind == "drop_column" and live is not None:
             why = align.inherited_drop(change, live, reference)
         return why
+
+    def implied(self, changes: list, live) -> list:
+        from .align import implied_by_parents
+
+        return implied_by_parents(changes, live)
 
     def table_options_refusal(self, current, reference) -> str | None:
         from .align import options_refusal

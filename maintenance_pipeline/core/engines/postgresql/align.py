@@ -156,3 +156,16 @@ def inherited_drop(change, live, reference) -> str | None:
         return None
     return (f"PostgreSQL would also drop column {change.name} from {', '.join(kept)}, which inherit(s) it from "
             f"{change.table} and keep(s) it in the reference")
+
+
+def implied_by_parents(changes: list, live) -> list:
+    """Column changes PostgreSQL makes on inheriting tables (children, partitions) when it makes them on their
+    parent: ADD / DROP / ALTER COLUMN on a parent recurse. Those of the children are not applied again."""
+    on_parent = {(c.kind, c.table, c.name) for c in changes if c.kind in ("add_column", "drop_column", "alter_column")}
+    out = []
+    for c in changes:
+        table = live.tables.get(c.table) if live is not None else None
+        if c.kind in ("add_column", "drop_column", "alter_column") and table is not None and \
+                any((c.kind, p, c.name) in on_parent for p in parents(table.options)):
+            out.append(c)
+    return out

@@ -23,6 +23,7 @@ applies it anyway (``NULL::text`` is no default).
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ...schema.sqltypes import canonical_text, split_type, strip_parens
@@ -131,6 +132,7 @@ def value_source(declared: str | None) -> str:
     return "SERIAL" if plain.upper() in _SERIALS else ""
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the text; a schema repeats a few dozen types
 def type_key(declared: str | None) -> str:
     plain, _source, _expr = _value_source(declared or "")
     m = _COLLATE_RE.match(plain)

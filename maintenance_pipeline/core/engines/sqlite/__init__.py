@@ -99,7 +99,7 @@ class SQLiteEngine(Engine):
             f"WHERE m.type = 'table' AND p.hidden != 1 GROUP BY m.name"), {"schema": schema} if schema else {}
         ).fetchall())
 
-    def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str]):
+    def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str], url=None):
         """The models created in an in-memory SQLite database and read back: exactly what SQLite makes of them."""
         from ...errors import ReferenceImportError
         from ...schema.snapshot import take_snapshot

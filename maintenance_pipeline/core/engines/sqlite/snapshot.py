@@ -162,7 +162,10 @@ def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> S
         options = sqltext.table_options(sql or "")
         without_rowid = "WITHOUT ROWID" in options
         rowid_alias = len(pk) == 1 and not without_rowid
-        parts = sqltext.column_parts(sql or "")
+        upper = (sql or "").upper()
+        # the column definitions are parsed only for what only they hold (most tables have none of it)
+        needs_parts = "COLLATE" in upper or any(c[5] in (2, 3) for c in cols[tname])
+        parts = sqltext.column_parts(sql or "") if needs_parts else {}
         columns = []
         for cname, ctype, notnull, dflt, pkpos, hidden in cols[tname]:
             if pkpos and ((rowid_alias and ctype.strip().upper() == "INTEGER") or without_rowid):
@@ -201,7 +204,8 @@ def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> S
                     action(e["on_update"]),
                 )
             )
-        checks = tuple(Check(name, sqltext.canonical(expr), f"CHECK ({expr})") for name, expr in sqltext.checks(sql or ""))
+        checks = tuple(Check(name, sqltext.canonical(expr), f"CHECK ({expr})")
+                       for name, expr in (sqltext.checks(sql or "") if "CHECK" in upper else ()))
         tables[tname] = Table(tname, tuple(columns), pk, tuple(indexes), tuple(uniques), tuple(fks), checks, options,
                               sql or "")
     objects: dict[str, SchemaObject] = {}

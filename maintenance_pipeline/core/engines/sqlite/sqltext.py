@@ -81,7 +81,10 @@ def is_table_constraint(part: str) -> bool:
 
 def table_options(create_sql: str) -> tuple[str, ...]:
     """``STRICT`` / ``WITHOUT ROWID`` after the body, upper case, in a stable order."""
-    span = _body(create_sql or "")
+    text = (create_sql or "").rstrip().rstrip(";").rstrip()
+    if text.endswith(")") or not re.search(r"\b(STRICT|ROWID)\s*$", text, re.IGNORECASE):
+        return ()  # the statement ends with its body: no option (the common case, decided without parsing)
+    span = _body(create_sql)
     if span is None:
         return ()
     tail = canonical(create_sql[span[1] + 1:]).rstrip(";").strip()

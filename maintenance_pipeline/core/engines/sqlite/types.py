@@ -26,6 +26,7 @@ conversion happens there).
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ...schema.sqltypes import split_type
@@ -85,6 +86,7 @@ def _plain_key(declared: str) -> str:
     return "NUMERIC" if meaning == "NUMERIC" else f"NUMERIC:{meaning}"
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the text; a schema repeats a few dozen types
 def type_key(declared: str | None) -> str:
     plain, coll, expr, kind = split_clauses(declared)
     key = _plain_key(plain)

@@ -124,7 +124,11 @@ def schema_check(r: Reading, out: Verification) -> Check:
         hint = " — destructive changes refused under align: additive" if r.refused else ""
         check = Check("schema_matches_reference", False, f"{len(drift)} difference(s): {names}{more}{hint}")
     else:
-        check = Check("schema_matches_reference", True, f"{len(r.live.tables)} tables equal the reference")
+        kinds = sorted({o.kind for o in r.live.objects.values()})
+        objects = f" and {len(r.live.objects)} other object(s) ({', '.join(kinds)})" if r.live.objects else ""
+        check = Check("schema_matches_reference", True,
+                      f"{len(r.live.tables)} tables{objects} equal the reference (every table property, index, "
+                      "constraint and schema object the engine stores was compared)")
     if r.mode == "restore":
         return Check(check.name, True, "reported only in restore: " + check.detail)
     planned = r.planned_drift

@@ -8,7 +8,7 @@ columns, a default, an index and a foreign key to the previous table each), then
 alternating order each round, medians over the rounds:
 
 - the sensor's fingerprint query (``pg_checks.catalog_fingerprint``: one catalog query) on an open
-  connection, and the sensor's whole per-target probe (``drift._pg_version``: new engine, connect
+  connection, and the sensor's whole per-target probe (``Engine.cheap_version``: new engine, connect
   with scram authentication, the one query, disconnect);
 - SQLAlchemy's reflection of the schema (``MetaData.reflect``);
 - our own snapshot (``snapshot.take_snapshot``: the inspector's batched ``get_multi_*``).
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from maintenance_pipeline.core.run.drift import _pg_version  # noqa: E402
+from maintenance_pipeline.core.engines import engine_named  # noqa: E402
 from maintenance_pipeline.core.engines.postgresql.catalog import catalog_fingerprint  # noqa: E402
 from maintenance_pipeline.core.schema.snapshot import take_snapshot  # noqa: E402
 from pgserver import PgServer, find_bindir  # noqa: E402
@@ -85,7 +85,7 @@ def main() -> None:
             return catalog_fingerprint(conn)
 
         def probe():
-            return _pg_version(url)
+            return engine_named("postgresql").cheap_version(url, None, ())
 
         def reflect():
             md = sa.MetaData()

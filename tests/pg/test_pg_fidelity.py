@@ -18,7 +18,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-pytest.register_assert_rewrite("schema_judges", "pg_migrate_helpers")
+pytest.register_assert_rewrite("schema_judges")
 
 from maintenance_pipeline.core.config import Target  # noqa: E402
 from maintenance_pipeline.core.errors import DestructiveChangeRefusedError, UnalignableChangeError  # noqa: E402

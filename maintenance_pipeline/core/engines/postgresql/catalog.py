@@ -115,9 +115,9 @@ SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item COLLATE "C"), '')), co
                      (SELECT string_agg(k.conname || ':' || k.conbin::text, ',' ORDER BY k.conname)
                       FROM pg_catalog.pg_constraint k WHERE k.contypid = t.oid),
                      (SELECT string_agg(a.attname || ':' || a.atttypid || ':' || a.atttypmod, ',' ORDER BY a.attnum)
-                      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class tc ON tc.oid = a.attrelid
-                      WHERE a.attrelid = t.typrelid AND tc.relkind = 'c' AND a.attnum > 0))
-    FROM pg_catalog.pg_type t WHERE t.typnamespace = (SELECT oid FROM nsp) AND t.typtype IN ('e', 'd', 'c')
+                      FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0))
+    FROM pg_catalog.pg_type t LEFT JOIN pg_catalog.pg_class tr ON tr.oid = t.typrelid
+    WHERE t.typnamespace = (SELECT oid FROM nsp) AND (t.typtype IN ('e', 'd') OR tr.relkind = 'c')
 ) items
 """
 _FINGERPRINT_SQL = sa.text(_FINGERPRINT_TEXT.replace("{nulls}", " x.indnullsnotdistinct,"))

@@ -8,7 +8,8 @@ normalised by plain rules, not the product's snapshot):
 * ``align: full`` makes them equal by the judge, keeping every row (the statements the product generated ran on
   the server: nothing is checked on paper), or, for what the product cannot align, refuses the whole run with
   a reason ("cannot be aligned automatically") and leaves the database exactly as it was;
-* ``align: additive`` aligns a case whose changes are all additive, and refuses any other, changing nothing.
+* ``align: additive`` aligns a case whose changes are all additive, and refuses any other, changing nothing;
+* the drift sensor's catalog fingerprint moves when the change is applied (the sensor would see it).
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def test_the_diff_sees_it_and_alignment_makes_the_judge_agree(fidelity):
     else:
         migrate(target, ref, align="additive")
         assert pg_judge(pg, cur_name) == pg_judge(pg, ref_name)
+        assert db_state(cur_url)["catalog"] != before["catalog"]  # the drift sensor's fingerprint moved
         return
 
     if outcome == "refused":
@@ -194,6 +196,8 @@ def test_the_diff_sees_it_and_alignment_makes_the_judge_agree(fidelity):
     after = db_state(cur_url)
     for table, (count, _md5) in before["rows"].items():  # every row kept
         assert after["rows"][table][0] == count, table
+    # the drift sensor's one-query fingerprint moved with the change: a change of this kind wakes it
+    assert after["catalog"] != before["catalog"]
 
 
 def test_a_renamed_column_is_refused_until_declared_then_renamed_keeping_values(pg):
@@ -217,3 +221,17 @@ def test_a_renamed_column_is_refused_until_declared_then_renamed_keeping_values(
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT id, dog_age FROM goals ORDER BY id").all() == [(1, 3), (2, None), (3, 7)]
     engine.dispose()
+
+
+def test_a_drop_that_would_cascade_outside_the_plan_is_refused_naming_the_dependent(pg):
+    # the reference keeps a view (in another schema the target does not compare) that reads a table it drops
+    cur_name, cur_url = _db(pg, "CREATE TABLE old (x int); CREATE TABLE keep (id int);"
+                                "CREATE SCHEMA reports; CREATE VIEW reports.v AS SELECT x FROM public.old;")
+    ref_name, ref_url = _db(pg, "CREATE TABLE keep (id int);")
+    target = Target(name="t", url=cur_url, reference_url=ref_url, align="full")
+    before = db_state(cur_url)
+    with pytest.raises(Exception, match=r"drop_table old.*depend on it.*view reports.v.*nothing is dropped with "
+                                        r"CASCADE"):
+        migrate(target, reference(target), align="full")
+    assert db_state(cur_url) == before
+    assert pg.psql("SELECT count(*) FROM pg_views WHERE viewname = 'v'", cur_name).strip() == "1"

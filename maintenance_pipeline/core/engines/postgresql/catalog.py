@@ -194,6 +194,9 @@ def timeout_hint(message: str) -> str | None:
                 "and rerun, or raise the target's lock_timeout")
     if "statement timeout" in low:
         return "a statement ran longer than the target's statement_timeout; raise it, or run off-peak"
+    if "other objects depend on it" in low:  # nothing is ever dropped with CASCADE
+        return ("objects outside the plan depend on what it drops (nothing is dropped with CASCADE); change or "
+                "drop them in a revision first, or keep what they need in the reference")
     return None
 
 

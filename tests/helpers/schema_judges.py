@@ -4,7 +4,7 @@ rules written here (not the product's snapshot or canonical text).
 * SQLite: every pragma about every table (``table_xinfo``, ``index_list`` + ``index_xinfo``, ``foreign_key_list``)
   and the ``sqlite_master.sql`` of tables, indexes, views and triggers, with identifiers unquoted, case and
   whitespace folded;
-* PostgreSQL: ``pg_dump --schema-only`` with comments, settings and ownership left out, statements collapsed to one
+* PostgreSQL: ``pg_dump --schema-only`` with settings, ownership and grants left out, statements collapsed to one
   line each and sorted, and the lines inside a ``CREATE TABLE`` sorted: column order is the one property the
   product does not compare (it never reorders columns), said here and in the README.
 """
@@ -60,7 +60,7 @@ def sqlite_judge(path: Path) -> dict:
 def pg_judge(pg, dbname: str) -> list[str]:
     url = pg.url(dbname).replace("postgresql+psycopg://", "postgresql://")
     dump = subprocess.run([str(pg.bindir / "pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
-                           "--no-comments", "-d", url], capture_output=True, text=True, check=True, timeout=120).stdout
+                           "-d", url], capture_output=True, text=True, check=True, timeout=120).stdout
     statements = []
     for stmt in dump.split(";\n"):
         lines = [ln for ln in stmt.splitlines() if ln.strip() and not ln.startswith("--") and not ln.startswith("\\")]

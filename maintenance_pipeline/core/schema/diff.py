@@ -33,7 +33,7 @@ from dataclasses import replace
 from collections.abc import Iterable
 
 from ..engines import engine_named
-from .model import (extends, EXPR, ADDITIVE_KINDS, ADDITIVE_OBJECTS, EARLY_OBJECTS, Change, Column, ForeignKey, Index, SchemaObject,
+from .model import (extends, EXPR, SHADOW, ADDITIVE_KINDS, ADDITIVE_OBJECTS, EARLY_OBJECTS, Change, Column, ForeignKey, Index, SchemaObject,
                     Snapshot, Table, UniqueConstraint)
 from . import sqltypes
 
@@ -370,8 +370,9 @@ def diff(current: Snapshot, reference: Snapshot, *, ignore_tables: Iterable[str]
     out: dict[str, list[Change]] = {k: [] for k in ORDER}
     current = _apply_renames(current, reference, rename_map, out)
     ignore = set(ignore_tables or ())
-    cur_tables = {n: t for n, t in current.tables.items() if n not in ignore}
-    ref_tables = {n: t for n, t in reference.tables.items() if n not in ignore}
+    # a virtual table's storage comes and goes with it (``SHADOW``): compared as the virtual table
+    cur_tables = {n: t for n, t in current.tables.items() if n not in ignore and SHADOW not in t.options}
+    ref_tables = {n: t for n, t in reference.tables.items() if n not in ignore and SHADOW not in t.options}
     keys = _Keys(current.dialect)
 
     for n in _dependency_order(ref_tables, [n for n in ref_tables if n not in cur_tables]):

@@ -42,9 +42,13 @@ EXPR = "<expr>"
 # Kinds that never lose data or rewrite existing values.
 ADDITIVE_KINDS = frozenset({"add_table", "add_column", "add_index", "add_unique", "add_foreign_key"})
 
+# A table option saying the table is a virtual table's storage (SQLite's shadow tables): the virtual table (a
+# ``SchemaObject``) makes and drops it, so the diff leaves it out; the rows checks still compare its rows.
+SHADOW = "SHADOW"
+
 # Schema objects (``SchemaObject.kind``) whose addition never changes what the tables accept or hold: a view
 # reads, a sequence or a type is unused until something uses it. A trigger or a function can change writes.
-ADDITIVE_OBJECTS = frozenset({"view", "materialized view", "sequence", "type"})
+ADDITIVE_OBJECTS = frozenset({"view", "materialized view", "sequence", "type", "virtual table"})
 
 
 def extends(old: tuple[str, ...], new: tuple[str, ...]) -> bool:

@@ -60,6 +60,19 @@ CASES = [
      {"add_index", "drop_index"}, "aligned"),
     ("desc-index", t(after="CREATE INDEX ix ON t (a);"), t(after="CREATE INDEX ix ON t (a DESC);"),
      {"add_index", "drop_index"}, "aligned"),
+    ("fk-deferred", t(", pid INT REFERENCES p (id)", after="CREATE TABLE p (id INTEGER PRIMARY KEY);"),
+     t(", pid INT REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED", after="CREATE TABLE p (id INTEGER PRIMARY KEY);"),
+     {"add_foreign_key", "drop_foreign_key"}, "aligned"),
+    ("table-fk-deferred", t(", pid INT, CONSTRAINT fk FOREIGN KEY (pid) REFERENCES p (id)",
+                            after="CREATE TABLE p (id INTEGER PRIMARY KEY);"),
+     t(", pid INT, CONSTRAINT fk FOREIGN KEY (pid) REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED",
+       after="CREATE TABLE p (id INTEGER PRIMARY KEY);"), {"add_foreign_key", "drop_foreign_key"}, "aligned"),
+    ("autoincrement", t(), t().replace("id INTEGER PRIMARY KEY", "id INTEGER PRIMARY KEY AUTOINCREMENT"),
+     {"alter_table"}, "aligned"),
+    ("on-conflict", t(), t().replace("s TEXT", "s TEXT UNIQUE ON CONFLICT REPLACE"), {"alter_table"}, "aligned"),
+    ("virtual-table-add", t(), t(after="CREATE VIRTUAL TABLE docs USING fts5(body);"), {"add_object"}, "aligned"),
+    ("virtual-table-drop", t(after="CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('x');"),
+     t(), {"drop_object"}, "aligned"),
     ("view-add", t(), t(after="CREATE VIEW v AS SELECT a FROM t;"), {"add_object"}, "aligned"),
     ("view-drop", t(after="CREATE VIEW v AS SELECT a FROM t;"), t(), {"drop_object"}, "aligned"),
     ("view-change", t(after="CREATE VIEW v AS SELECT a FROM t;"), t(after="CREATE VIEW v AS SELECT a, s FROM t;"),
@@ -108,8 +121,9 @@ def test_the_diff_sees_it_and_full_alignment_makes_the_judge_agree(fidelity):
     assert sqlite_judge(c.path) == sqlite_judge(c.ref_path)
     assert c.remaining() == []
     after = _rows(c)
-    for table, before in rows.items():  # every row of every table kept, every data column's values
-        assert len(after[table]) == len(before), table
+    for table, before in rows.items():  # every row of every kept table kept
+        if table in after:
+            assert len(after[table]) == len(before), table
     assert c.q("PRAGMA integrity_check") == [("ok",)]
 
 

@@ -171,7 +171,8 @@ class PostgresEngine(Engine):
             if now == change.reference:
                 return True
         elif change.kind == "alter_table":
-            align.set_options(ops, change.table, change.current.options, change.reference.options, schema)
+            align.set_options(ops, change.table, change.current.options, change.reference.options, schema,
+                              change.reference.primary_key)
             return True
         return apply_generic(ops, change, self, schema)
 
@@ -197,7 +198,7 @@ class PostgresEngine(Engine):
         from .align import set_options
 
         super().complete_new_table(ops, table, schema)
-        set_options(ops, table.name, (), table.options, schema)
+        set_options(ops, table.name, (), table.options, schema, table.primary_key)
 
     def add_enum_values(self, ops, current, reference) -> None:
         from .align import add_enum_values

@@ -118,20 +118,49 @@ _TOGGLES = {"UNLOGGED": ("SET UNLOGGED", "SET LOGGED"),
             "FORCE ROW LEVEL SECURITY": ("FORCE ROW LEVEL SECURITY", "NO FORCE ROW LEVEL SECURITY")}
 
 
+def _settable(option: str) -> bool:
+    return option in _TOGGLES or option.startswith("COMMENT ") or option.startswith("PRIMARY KEY ")
+
+
 def options_refusal(current, reference) -> str | None:
-    other = (set(current) ^ set(reference)) - set(_TOGGLES)
+    other = {o for o in set(current) ^ set(reference) if not _settable(o)}
     if not other:
         return None
     return (f"table option(s) {', '.join(sorted(other))} cannot be changed automatically (inheritance, "
-            "partitioning, storage parameters and deferrable primary keys need the table rebuilt by hand)")
+            "partitioning and storage parameters need the table rebuilt by hand)")
 
 
-def set_options(ops, table: str, current, reference, schema: str | None) -> None:
+def set_options(ops, table: str, current, reference, schema: str | None, primary_key=()) -> None:
+    """Toggles (UNLOGGED, row level security), comments (of the table and its columns) and a deferrable primary
+    key (dropped and added again with the reference's columns; a key other tables reference makes PostgreSQL
+    refuse, and the run fails rolled back)."""
     conn = ops.get_bind()
     qt = _qualified(conn, table, schema)
     for option, (on, off) in _TOGGLES.items():
         if (option in reference) != (option in current):
             conn.exec_driver_sql(f"ALTER TABLE {qt} {on if option in reference else off}")
+    for option in sorted(set(current) - set(reference)):
+        if option.startswith("COMMENT ON COLUMN "):
+            column = option[len("COMMENT ON COLUMN "):].rsplit(" '", 1)[0]
+            if not any(o.startswith(f"COMMENT ON COLUMN {column} '") for o in reference):
+                conn.exec_driver_sql(f"COMMENT ON COLUMN {qt}.{column} IS NULL")
+        elif option.startswith("COMMENT '") and not any(o.startswith("COMMENT '") for o in reference):
+            conn.exec_driver_sql(f"COMMENT ON TABLE {qt} IS NULL")
+    for option in sorted(set(reference) - set(current)):
+        if option.startswith("COMMENT ON COLUMN "):
+            column, text = option[len("COMMENT ON COLUMN "):].rsplit(" '", 1)
+            conn.exec_driver_sql(f"COMMENT ON COLUMN {qt}.{column} IS '{text}")
+        elif option.startswith("COMMENT '"):
+            conn.exec_driver_sql(f"COMMENT ON TABLE {qt} IS {option[len('COMMENT '):]}")
+    pk_now = next((o for o in current if o.startswith("PRIMARY KEY ")), "")
+    pk_ref = next((o for o in reference if o.startswith("PRIMARY KEY ")), "")
+    if pk_now != pk_ref and primary_key:
+        name = conn.execute(sa.text("SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = "
+                                    "CAST(:t AS regclass) AND contype = 'p'"), {"t": qt}).scalar()
+        cols = ", ".join(_q(conn, c) for c in primary_key)
+        later = pk_ref[len("PRIMARY KEY "):]
+        conn.exec_driver_sql(f"ALTER TABLE {qt} DROP CONSTRAINT {_q(conn, name)}")
+        conn.exec_driver_sql(f"ALTER TABLE {qt} ADD CONSTRAINT {_q(conn, name)} PRIMARY KEY ({cols}) {later}")
 
 
 def parents(options) -> list[str]:

@@ -92,6 +92,9 @@ SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item COLLATE "C"), '')), co
                      t.tgattr::text, t.tgargs::text)
     FROM rel r JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal
     UNION ALL
+    SELECT concat_ws('|', 'd', r.relname, d.objsubid, d.description)
+    FROM rel r JOIN pg_catalog.pg_description d ON d.objoid = r.oid AND d.classoid = 'pg_catalog.pg_class'::regclass
+    UNION ALL
     SELECT concat_ws('|', 'o', r.relname, p.polname, p.polpermissive, p.polcmd, p.polroles::text,
                      p.polqual::text, p.polwithcheck::text)
     FROM rel r JOIN pg_catalog.pg_policy p ON p.polrelid = r.oid

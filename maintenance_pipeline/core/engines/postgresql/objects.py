@@ -29,7 +29,8 @@ SELECT c.relname, c.relpersistence, c.relkind, c.relispartition,
        CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
        (SELECT string_agg(i.inhparent::regclass::text, ', ' ORDER BY i.inhseqno)
           FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid),
-       c.relrowsecurity, c.relforcerowsecurity, array_to_string(c.reloptions, ', ')
+       c.relrowsecurity, c.relforcerowsecurity, array_to_string(c.reloptions, ', '),
+       obj_description(c.oid, 'pg_class')
 FROM pg_catalog.pg_class c
 WHERE c.relnamespace = CAST(:schema AS regnamespace) AND c.relkind IN ('r', 'p')
 """)
@@ -53,7 +54,8 @@ WHERE t.relnamespace = CAST(:schema AS regnamespace)
 _COLUMNS = sa.text("""
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
        CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
-            THEN (SELECT quote_ident(co.collname) FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation) END
+            THEN (SELECT quote_ident(co.collname) FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation) END,
+       col_description(c.oid, a.attnum)
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
@@ -129,6 +131,10 @@ ORDER BY p.oid
 _CMD = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
 
 
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def quote(name: str) -> str:
     return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
 
@@ -166,9 +172,11 @@ def _read(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dic
     def ext(name: str) -> TableExtras:
         return tables.setdefault(name, TableExtras())
 
-    for name, persistence, kind, is_part, partkey, bound, parents, rls, force_rls, reloptions in \
+    for name, persistence, kind, is_part, partkey, bound, parents, rls, force_rls, reloptions, comment in \
             conn.execute(_TABLES, p):
         opts = ext(name).options
+        if comment is not None:
+            opts.append(f"COMMENT {literal(comment)}")
         if persistence == "u":
             opts.append("UNLOGGED")
         if partkey:
@@ -209,8 +217,10 @@ def _read(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dic
         # the statement names the table unqualified, so it creates the index in the target's schema
         ext(table).index_defs[name] = (body, f"CREATE {m.group(1) or ''}INDEX {quote(name)} ON {m.group(2) or ''}"
                                              f"{quote(table)} {body}")
-    for table, column, type_, collation in conn.execute(_COLUMNS, p):
+    for table, column, type_, collation, comment in conn.execute(_COLUMNS, p):
         ext(table).types[column] = type_ + (f" COLLATE {collation}" if collation else "")
+        if comment is not None:
+            ext(table).options.append(f"COMMENT ON COLUMN {quote(column)} {literal(comment)}")
 
     objects: dict[str, SchemaObject] = {}
 

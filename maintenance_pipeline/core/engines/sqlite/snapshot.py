@@ -25,14 +25,20 @@ What a SQLite snapshot holds:
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ...schema.model import EXPR, Check, Column, ForeignKey, Index, SchemaObject, Snapshot, Table, UniqueConstraint
+from ...schema.model import (EXPR, SHADOW, Check, Column, ForeignKey, Index, SchemaObject, Snapshot, Table,
+                             UniqueConstraint)
 from ..inspect import action
 from . import sqltext
 from .types import type_key as _type_key
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _quote_ident(conn: Connection, name: str) -> str:
@@ -90,10 +96,14 @@ def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> S
 
     # every table is read (ignored ones too: a foreign key may point at one); ignored ones are left out at the end
     # one read of sqlite_master for tables, index statements, views and triggers (in creation order)
+    # pragma_table_list (SQLite 3.37+) tells a virtual table's shadow tables (its storage) from the others
+    kind_sql = (f"(SELECT tl.type FROM pragma_table_list AS tl WHERE tl.name = m.name AND tl.schema = "
+                f"{_literal(schema or 'main')})" if sqlite3.sqlite_version_info >= (3, 37) else "NULL")
     master_rows = conn.execute(sa.text(
-        f"SELECT m.type, m.name, m.tbl_name, m.sql, ({where}) FROM {master} AS m "
+        f"SELECT m.type, m.name, m.tbl_name, m.sql, ({where}), {kind_sql} FROM {master} AS m "
         f"WHERE m.type IN ('table', 'index', 'view', 'trigger') ORDER BY m.rowid"), params).fetchall()
     tables_sql: dict[str, str | None] = {r[1]: r[3] for r in master_rows if r[0] == "table" and r[4]}
+    shadow = {r[1] for r in master_rows if r[5] == "shadow"}
 
     # 1. columns (pragma_table_xinfo has generated columns too; hidden=1 is a virtual table's)
     cols: dict[str, list] = {n: [] for n in tables_sql}
@@ -186,6 +196,7 @@ def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> S
         uniques.reverse()
         indexes.sort(key=lambda i: i.name)
         fks = []
+        deferred = sqltext.deferred_foreign_keys(sql or "") if "DEFERRED" in upper else set()
         for _fid, e in sorted(fkrows[tname].items()):
             ref = by_lower.get(str(e["ref"]).lower(), e["ref"])
             to = e["to"]
@@ -202,14 +213,27 @@ def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> S
                     to,
                     action(e["on_delete"]),
                     action(e["on_update"]),
+                    "DEFERRABLE INITIALLY DEFERRED" if tuple(c.lower() for c in frm) in deferred else "",
                 )
             )
         checks = tuple(Check(name, sqltext.canonical(expr), f"CHECK ({expr})")
                        for name, expr in (sqltext.checks(sql or "") if "CHECK" in upper else ()))
+        if tname in shadow:
+            options = options + (SHADOW,)  # a virtual table's storage: made and dropped with it, rows still compared
+        elif "AUTOINCREMENT" in upper and any(re.search(r"\bAUTOINCREMENT\b", sqltext.flat(p), re.IGNORECASE)
+                                               for p in sqltext.definitions(sql or "")):
+            options = tuple(sorted(options + ("AUTOINCREMENT",)))  # ids never reused: a behaviour, compared
+        if "CONFLICT" in upper:
+            options = tuple(sorted(options + sqltext.conflict_clauses(sql or "")))
         tables[tname] = Table(tname, tuple(columns), pk, tuple(indexes), tuple(uniques), tuple(fks), checks, options,
                               sql or "")
     objects: dict[str, SchemaObject] = {}
-    for kind, name, table, sql, _ in master_rows:
+    for kind, name, table, sql, _, listed in master_rows:
+        if listed == "virtual" and sql and name not in ignore:
+            obj = SchemaObject("virtual table", name, sqltext.object_definition(sql), sql,
+                               f"DROP TABLE {_quote_ident(conn, name)}")
+            objects[obj.key] = obj
+            continue
         if kind not in ("view", "trigger") or not sql or (kind == "trigger" and table in ignore):
             continue
         drop = f"DROP {kind.upper()} {_quote_ident(conn, name)}"

@@ -211,3 +211,36 @@ def object_definition(create_sql: str) -> str:
                 del toks[i:i + len(noise)]
                 break
     return join(toks).rstrip(";").strip()
+
+
+def deferred_foreign_keys(create_sql: str) -> set[tuple[str, ...]]:
+    """The (lower-case) columns of each foreign key declared ``DEFERRABLE INITIALLY DEFERRED`` (the only form that
+    changes what SQLite does: the key is checked at COMMIT; ``MATCH`` is parsed and ignored by SQLite)."""
+    out: set[tuple[str, ...]] = set()
+    if "DEFERRED" not in (create_sql or "").upper():
+        return out
+    for part in definitions(create_sql):
+        text = canonical(part)
+        if "deferrable initially deferred" not in text or "not deferrable" in text:
+            continue
+        m = re.search(r"\bFOREIGN\s+KEY\b", flat(part), re.IGNORECASE)
+        if m:
+            span = _paren_after(part, m.end())
+            if span:
+                out.add(tuple(unquote(c).lower() for c in part[span[0] + 1:span[1]].split(",")))
+        elif not is_table_constraint(part):
+            name = re.match(IDENT, part)
+            if name:
+                out.add((unquote(name.group(0)).lower(),))
+    return out
+
+
+def conflict_clauses(create_sql: str) -> tuple[str, ...]:
+    """``ON CONFLICT <algorithm>`` clauses of NOT NULL / UNIQUE / PRIMARY KEY / CHECK constraints, each with the
+    definition it belongs to (they change what an INSERT or UPDATE does)."""
+    out = []
+    for part in definitions(create_sql):
+        text = canonical(part)
+        for m in re.finditer(r"\b(not null|unique|primary key|check)\b[^,]*?\bon conflict (\w+)", text):
+            out.append(f"ON CONFLICT {m.group(2).upper()} ({text.split(' ', 1)[0]} {m.group(1).upper()})")
+    return tuple(out)

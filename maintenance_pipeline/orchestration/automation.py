@@ -19,7 +19,6 @@ import dagster as dg
 
 from ..core.run import alerts as alerts_mod
 from ..core.config import MaintenanceConfig
-from ..core.dburl import parse_url
 from ..core.run.drift import ReferenceCache, probe_target
 from ..core.engines import engine_for
 
@@ -28,14 +27,7 @@ ON_DRIFT_JOB = {"verify": "verify_database", "maintain": "maintain_database"}
 
 def secrets(config: MaintenanceConfig) -> list[str]:
     """Everything that must never appear in an alert: webhook token, SMTP password, DB passwords."""
-    out = list(alerts_mod.secrets_of(config.alerts))
-    for t in config.targets.values():
-        for url in (t.url, t.reference_url):
-            if url:
-                password = parse_url(url).password
-                if password:
-                    out.append(str(password))
-    return out
+    return alerts_mod.config_secrets(config)
 
 
 def _status(running: bool) -> dg.DefaultScheduleStatus:

@@ -7,6 +7,7 @@ and the alerts name the failing step.
 """
 
 
+import traceback
 from typing import Callable
 
 import dagster as dg
@@ -62,14 +63,21 @@ def _raise(error: Exception):
 
 
 def run_step(context: dg.OpExecutionContext, state: RunState, step: str, fn: Callable[[RunState], object]) -> None:
-    """Run one pipeline step; on failure write the report and fail the op with it attached."""
+    """Run one pipeline step; on failure write the report and fail the op with it attached.
+
+    Secrets never reach Dagster: the one-line error and the traceback (logged at debug level, for whoever
+    debugs) pass the targets file's scrubber, and the Failure is raised outside the ``except`` block, so the
+    original exception (whose text may hold a URL with its password) is not chained into the run's storage."""
     try:
         fn(state)
+        return
     except Exception as e:  # noqa: BLE001 - every failure becomes a report and a clear Failure
-        message = pipeline.failure_line(state, step, e)
-        context.log.error(f"{step} failed: {message}")
-        report = pipeline.finish(state, error=message, failed_step=step)
-        raise dg.Failure(description=message, metadata=_report_metadata(report)) from e
+        message = pipeline.scrub(state, pipeline.failure_line(state, step, e))
+        trace = pipeline.scrub(state, "".join(traceback.format_exception(e)))
+    context.log.debug(f"{step} failed; the traceback, secrets masked:\n{trace}")
+    context.log.error(f"{step} failed: {message}")
+    report = pipeline.finish(state, error=message, failed_step=step)
+    raise dg.Failure(description=message, metadata=_report_metadata(report))
 
 
 def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:

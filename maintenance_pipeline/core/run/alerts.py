@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus, urlsplit
 
 from ..config import AlertSettings
+from ..dburl import parse_url
 from .report import mask_secrets
 
 log = logging.getLogger("maintenance_pipeline.alerts")
@@ -127,14 +128,34 @@ def secrets_of(settings: AlertSettings) -> list[str]:
     return out
 
 
+def config_secrets(config) -> list[str]:
+    """Everything of a targets file that must never be written anywhere: the alert secrets (webhook URL and
+    token, SMTP password) and every target's and reference's database password, and those URLs whole."""
+    out = list(secrets_of(config.alerts))
+    for t in config.targets.values():
+        for url in (t.url, t.reference_url):
+            if not url:
+                continue
+            try:
+                parsed = parse_url(url)
+            except Exception:  # noqa: BLE001 - an unparsable URL: the whole text is the secret
+                out.append(str(url))
+                continue
+            if parsed.password:
+                out += [str(parsed.password), parsed.render_as_string(hide_password=False), str(url)]
+    return out
+
+
 def scrubber(secrets: Iterable[str]) -> Callable[[str], str]:
-    """A function masking ``://user:password@`` and every value of ``secrets`` (also URL-quoted)."""
+    """A function masking ``://user:password@`` and every value of ``secrets`` (also URL-quoted and
+    JSON-escaped, as an error message may carry it)."""
     values: set[str] = set()
     for s in secrets:
         if s and str(s).strip():
-            values.update({str(s), quote(str(s), safe=""), quote_plus(str(s))})
+            values.update({str(s), quote(str(s), safe=""), quote_plus(str(s)), json.dumps(str(s))[1:-1]})
     pattern = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
-    return lambda text: mask_secrets(pattern.sub("***", str(text)) if pattern else str(text))
+    # URLs first (``scheme://user:***@host``: the reader still sees which database), then any secret left
+    return lambda text: pattern.sub("***", mask_secrets(str(text))) if pattern else mask_secrets(str(text))
 
 
 def _scrubbed(alert: Alert, scrub) -> Alert:

@@ -324,6 +324,18 @@ def run_job(config: MaintenanceConfig, target: str, job: str, *, dry_run: bool =
     return finish(state)
 
 
+def scrub(state: RunState, text: str) -> str:
+    """``text`` with every secret of the targets file masked (``alerts.config_secrets``): what may reach Dagster's
+    storage, its logs, a report or the command line."""
+    from .alerts import config_secrets, scrubber
+
+    try:
+        config = state.config
+    except Exception:  # noqa: BLE001 - a targets file that does not load holds no secret we could know
+        config = None
+    return scrubber(config_secrets(config) if config is not None else [])(text)
+
+
 def failure_line(state: RunState, step: str, e: BaseException) -> str:
     """The one line a failed step is reported with (report, Dagster, alerts): our own errors as they are; an
     I/O error or a corrupt page says so, that the file needs checking and which backup holds the last good

@@ -1,9 +1,12 @@
-"""Command line: run a job through Dagster on this project's instance and print the report path;
-list a target's backups, pin or unpin one.
+"""Command line (``maintenance-pipeline``, or ``python -m maintenance_pipeline``): run a job through Dagster on
+this project's instance and print its outcome in a few lines; list a target's backups, pin or unpin one.
 
-    python -m maintenance_pipeline run maintain_database goals [--dry-run] [--align full]
-    python -m maintenance_pipeline backups list goals
-    python -m maintenance_pipeline backups pin|unpin backups/goals/goals_nightly_20261124_020000.db
+    maintenance-pipeline [--config PATH] run maintain_database goals [--dry-run] [--align full] [--verbose]
+    maintenance-pipeline backups list goals
+    maintenance-pipeline backups pin|unpin backups/goals/goals_nightly_20261124_020000.db
+
+Exit codes: 0 success, 1 the run failed, 2 a usage or configuration error (an unknown target: one line naming
+the known ones).
 
 The run is a real Dagster run in ``$DAGSTER_HOME`` (the Makefile points it at
 ``.dagster_home``), so it shows in ``make ui`` afterwards. ``backups`` reads the targets file
@@ -15,53 +18,115 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m maintenance_pipeline")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a job on one target")
-    run.add_argument("job", choices=["maintain_database", "verify_database", "restore_database"])
-    run.add_argument("target")
-    run.add_argument("--dry-run", action="store_true")
-    run.add_argument("--align", choices=["none", "additive", "full"])
-    run.add_argument("--backup", default="", help="restore_database: the backup to restore")
-    backups = sub.add_parser("backups", help="list a target's backups; pin or unpin one")
-    what = backups.add_subparsers(dest="action", required=True)
-    what.add_parser("list", help="a target's backups, newest first").add_argument("target")
+EXIT_CODES = """exit codes: 0 success; 1 the run (or a check) failed; 2 a usage or configuration error"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maintenance-pipeline", epilog=EXIT_CODES,
+                                     description="Back up, diff, migrate, verify and report on the targets of a "
+                                                 "targets file, as real Dagster runs.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--config", metavar="PATH",
+                        help="the targets file (default: $MAINTENANCE_CONFIG, else maintenance.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run a job on one target (a real Dagster run, shown in the UI after)",
+                         epilog=EXIT_CODES)
+    run.add_argument("job", choices=["maintain_database", "verify_database", "restore_database"],
+                     help="maintain_database: backup, diff, migrate, verify, report; verify_database: backup, "
+                          "diff, verify, report; restore_database: restore a backup")
+    run.add_argument("target", help="a target name of the targets file")
+    run.add_argument("--dry-run", action="store_true",
+                     help="maintain_database: do the whole migration on a copy / in a rolled-back transaction, "
+                          "report the SQL, change nothing")
+    run.add_argument("--align", choices=["none", "additive", "full"],
+                     help="maintain_database: override the target's align setting for this run")
+    run.add_argument("--backup", default="", metavar="PATH",
+                     help="restore_database: the backup to restore (default: the newest verified one)")
+    run.add_argument("--verbose", action="store_true", help="also print Dagster's event log")
+    run.add_argument("--json", action="store_true", help="print one JSON object (status, run_id, error, report)")
+    backups = sub.add_parser("backups", help="list a target's backups; pin or unpin one", epilog=EXIT_CODES)
+    what = backups.add_subparsers(dest="action", required=True, metavar="ACTION")
+    what.add_parser("list", help="a target's backups, newest first").add_argument(
+        "target", help="a target name of the targets file")
     for action, text in (("pin", "keep it: retention never removes a pinned backup"),
                          ("unpin", "leave it to retention again")):
         what.add_parser(action, help=text).add_argument("backup", help="the backup file (or its .json manifest)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("maintenance_pipeline")
+    except Exception:  # noqa: BLE001 - running from a checkout that is not installed
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.config:
+        os.environ["MAINTENANCE_CONFIG"] = str(Path(args.config).resolve())
     if args.command == "backups":
         return _backups(args)
+    return _run(args)
 
-    import dagster as dg
 
+def _run(args) -> int:
     from .core.config import load_config
     from .core.errors import MaintenanceError
 
     try:
-        from . import defs
+        config = load_config()
+        if args.target not in config.targets:
+            known = ", ".join(sorted(config.targets)) or "none"
+            print(f"error: unknown target {args.target!r}; {config.path} defines: {known}", file=sys.stderr)
+            return 2
+        from .orchestration.definitions import build_definitions
+
+        defs = build_definitions(config)  # the targets file just loaded (and validated), not a cached module
     except MaintenanceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+    import dagster as dg
+
     ops: dict = {}
     if args.job == "maintain_database" and (args.dry_run or args.align):
         ops["migrate"] = {"config": {"dry_run": args.dry_run, **({"align": args.align} if args.align else {})}}
     if args.job == "restore_database" and args.backup:
         ops["restore"] = {"config": {"backup": args.backup}}
+    run_config: dict = {"ops": ops} if ops else {}
+    if not args.verbose:  # the event log stays in Dagster (the UI shows it); the terminal gets the outcome
+        run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
+        logging.getLogger("dagster").setLevel(logging.CRITICAL)
     job = defs.resolve_job_def(args.job)
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(partition_key=args.target, instance=instance, raise_on_error=False,
-                                        run_config={"ops": ops} if ops else None)
-    status = "success" if result.success else "failed"
-    config = load_config()
+                                        run_config=run_config or None)
     found = sorted((config.reports_dir / args.target).glob(f"*_{args.job}_{result.run_id[:8]}.md"))
-    report = str(found[-1]) if found else None
-    print(json.dumps({"status": status, "run_id": result.run_id, "report": report}))
-    print(report or "no report written")
+    report_path = str(found[-1]) if found else None
+    report = {}
+    if found and found[-1].with_suffix(".json").is_file():
+        report = json.loads(found[-1].with_suffix(".json").read_text())
+    status = "success" if result.success else "failed"
+    error = report.get("error") or (None if result.success else "the run failed before its report was written; "
+                                    "see the run in the Dagster UI")
+    if args.json:
+        print(json.dumps({"status": status, "run_id": result.run_id, "error": error,
+                          "failed_step": report.get("failed_step"), "report": report_path}))
+    else:
+        at = f" at {report['failed_step']}" if report.get("failed_step") else ""
+        print(f"{args.job} {args.target}: {status}{at} (run {result.run_id[:8]})")
+        if error:
+            print(f"error: {error}")
+        print(f"report: {report_path or 'none written'}")
     return 0 if result.success else 1
 
 

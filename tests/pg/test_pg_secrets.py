@@ -57,7 +57,8 @@ def test_no_secret_reaches_dagster_storage_logs_reports_alerts_or_the_cli(pg, tm
                                   "baseline_revision": "0001", "align": "full"}}}, sort_keys=False))
         env = {**os.environ, "DAGSTER_HOME": str(home), "MAINTENANCE_CONFIG": str(config_path),
                "LEAKY_PW": quote(DB_PASSWORD, safe=""), "SMTP_PW": SMTP_PASSWORD, "PYTHONPATH": str(ROOT)}
-        cli = subprocess.run([sys.executable, "-m", "maintenance_pipeline", "run", "maintain_database", "goals"],
+        cli = subprocess.run([sys.executable, "-m", "maintenance_pipeline", "run", "maintain_database", "goals",
+                              "--json"],
                              cwd=tmp_path, env=env, capture_output=True, timeout=300)
         assert cli.returncode == 1, cli.stderr.decode()[-2000:]
         run_id = json.loads(cli.stdout.decode().splitlines()[0])["run_id"]

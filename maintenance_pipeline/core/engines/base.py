@@ -303,6 +303,11 @@ class Engine:
     def primary_key_name(self, ops, table: str, schema: str | None) -> str | None:
         return sa.inspect(ops.get_bind()).get_pk_constraint(table, schema=schema).get("name")
 
+    def environment_error(self, message: str) -> str | None:
+        """What a driver's message says is wrong with where the database lives rather than with the migration
+        (a read-only file or server), as "what; how to fix it" (None: nothing of the kind)."""
+        return None
+
     def error_hint(self, message: str) -> str | None:
         """How to fix what a failed statement's message says, when the engine knows (timeouts)."""
         return None

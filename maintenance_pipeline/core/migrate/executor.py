@@ -260,13 +260,22 @@ def _renames_are_not_drops(verdict, aligned: list[Change]):
 
 def _judge_rows(verdict, shown: Target, note: str = "") -> None:
     if verdict.error is not None:
-        raise RowsLostError(f"could not compare the rows of the tables the migration wrote with the state before it "
-                            f"({verdict.error}); nothing was committed; rerun, and report it if it persists")
+        raise RowsLostError(f"nothing was committed: the rows the migration wrote could not be compared with the "
+                            f"state before it: {verdict.error}")
     if verdict.losses:
-        lost = "; ".join(describe_loss(x) for x in verdict.losses[:4])
+        # one short line (the counts, a key each); every table with its keys is in the report's rows check
+        def short(x: dict) -> str:
+            key = str((x.get("keys") or [""])[0])
+            if len(key) > 16:  # a quoted key keeps its closing quote
+                key = key[:13] + "…" + (key[-1] if key[0] in "'\"" else "")
+            key = f" (key {key})" if key else ""
+            return f"{x['table']} {x['rows']}{key}"
+
+        more = f", +{len(verdict.losses) - 3} more" if len(verdict.losses) > 3 else ""
+        lost = ", ".join(short(x) for x in verdict.losses[:3]) + more
         tables = ", ".join(repr(x["table"]) for x in verdict.losses[:3])
-        raise RowsLostError(f"the migration would lose or change rows of kept tables ({lost}){note}; nothing was "
-                            f"committed; fix the revision, or if it means to change those rows declare them in it: "
+        raise RowsLostError(f"the migration would lose or change rows of kept tables: {lost}{note}; nothing was "
+                            f"committed; fix the revision, or declare the tables it means to change: "
                             f"changes_rows = ({tables},)")
 
 
@@ -367,6 +376,9 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
         return damaged
     line = " ".join(str(getattr(e, "orig", None) or e).split())[:300] or type(e).__name__
     engine = state.get("engine")
+    where = engine.environment_error(line) if isinstance(e, sa.exc.DBAPIError) and engine is not None else None
+    if where:  # not the revision's fault, nor the reference's: say what is wrong where the database lives
+        return MigrationError(f"{mask_url(target.url)} cannot be changed: {where}; nothing was committed")
     hint = engine.error_hint(line) if isinstance(e, sa.exc.DBAPIError) and engine is not None else None
     line = re.sub(r"_alembic_tmp_", "", line)  # Alembic's temporary copy is the table itself to the reader
     line = state.get("explain", lambda text: text)(line)

@@ -10,6 +10,8 @@ PostgreSQL the version table lives in the target's schema (``version_table_schem
 from __future__ import annotations
 
 import time
+import traceback
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic.config import Config as AlembicConfig
@@ -55,8 +57,41 @@ def _migration_context(conn: sa.Connection, target: Target) -> MigrationContext:
     return MigrationContext.configure(conn, opts={"version_table_schema": target_schema(conn, target)})
 
 
+def _revision_file_error(e: BaseException, target: Target) -> MigrationError | None:
+    """A revision file that does not import (a syntax error, an import or a name that fails), named with its path
+    and line: None when ``e`` did not come from one of the target's revision files."""
+    if target.migrations is None:
+        return None
+    root = str(Path(target.migrations).resolve())
+    where = None
+    if isinstance(e, SyntaxError) and e.filename and str(Path(e.filename).resolve()).startswith(root):
+        where = (e.filename, e.lineno)
+    else:
+        for frame in traceback.extract_tb(e.__traceback__):
+            if str(Path(frame.filename).resolve()).startswith(root):
+                where = (frame.filename, frame.lineno)
+    if where is None:
+        return None
+    what = e.msg if isinstance(e, SyntaxError) else " ".join(str(e).split())[:150]
+    return MigrationError(f"revision file {where[0]} does not import: {type(e).__name__} at line {where[1]}: "
+                          f"{what}; fix the file")
+
+
 def plan_revisions(conn: sa.Connection, target: Target) -> MigrationPlan:
-    """Which revisions are pending; whether a pre-Alembic database needs stamping first."""
+    """Which revisions are pending; whether a pre-Alembic database needs stamping first (a revision file that does
+    not import is named with its line)."""
+    try:
+        return _plan_revisions(conn, target)
+    except MigrationError:
+        raise
+    except Exception as e:  # noqa: BLE001 - loading a revision module runs the user's code
+        err = _revision_file_error(e, target)
+        if err is None:
+            raise
+        raise err from None
+
+
+def _plan_revisions(conn: sa.Connection, target: Target) -> MigrationPlan:
     script = _script(target)
     schema = target_schema(conn, target)
     mc = _migration_context(conn, target)

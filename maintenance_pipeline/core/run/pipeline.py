@@ -341,7 +341,7 @@ def failure_line(state: RunState, step: str, e: BaseException) -> str:
     I/O error or a corrupt page says so, that the file needs checking and which backup holds the last good
     state; anything else is an internal error named with its step. Never a password."""
     if isinstance(e, MaintenanceError):
-        return str(e)
+        return one_line(str(e))
     t = state.target
     text = scrub_passwords(" ".join(str(getattr(e, "orig", None) or e).split()), t.url, t.reference_url or "")
     if says_damaged(text):
@@ -349,4 +349,14 @@ def failure_line(state: RunState, step: str, e: BaseException) -> str:
         good = (f"the last good state is in backup {backup}" if backup else
                 f"the last good state is in the newest verified backup in {state.config.backups.dir / t.name}")
         return str(DatabaseDamagedError.met(mask_url(t.url), text, f"in step {step}", good))
-    return f"internal error in {step}: {type(e).__name__}: {text[:300]}"
+    return one_line(f"this is a bug in step {step}: {type(e).__name__}: {text[:160]} (the traceback is in the run's "
+                    "log); please report it with the report")
+
+
+MAX_LINE = 300  # no error line is longer: what does not fit is in the report's sections
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line of at most ``MAX_LINE`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_LINE else text[:MAX_LINE - 31] + "… (the rest is in the report)"

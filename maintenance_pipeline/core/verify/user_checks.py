@@ -42,6 +42,8 @@ def run_user_check(conn: sa.Connection, check, *, restore_authorizer=None, hidde
     try:
         with _read_only(conn, restore_authorizer, hidden) as seen:
             value = conn.exec_driver_sql(check.sql).scalar()
+    except sa.exc.ResourceClosedError:  # it ran (a write refused or ignored by the guard) and returned no rows
+        return Check(check.name, False, f"{READ_ONLY}; this one is not a query (it returns no rows)")
     except sa.exc.DBAPIError as e:
         writes, text = _error_text(e, seen)
         if writes:

@@ -269,7 +269,7 @@ def test_copy_that_fails_integrity_check_is_deleted(tmp_path):
     with open(src, "r+b") as f:  # damage a page in the middle, keep the header valid
         f.seek((size // 4096 // 2) * 4096)
         f.write(b"\xde\xad\xbe\xef" * 1024)
-    with pytest.raises(BackupError, match="failed verification"):
+    with pytest.raises(BackupError, match="failed its integrity check"):
         bk.backup_database(url_of(src), tmp_path / "backups", "app", now=NOW)
     assert backup_files(tmp_path / "backups" / "app") == []
 

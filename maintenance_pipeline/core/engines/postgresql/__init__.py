@@ -205,6 +205,12 @@ class PostgresEngine(Engine):
 
         add_enum_values(ops, current, reference)
 
+    def environment_error(self, message: str) -> str | None:
+        if "read-only transaction" in message.lower():
+            return ("the server accepts no writes (a standby, or default_transaction_read_only is on for this role "
+                    "or database); point the target at the primary, or allow writes for this role")
+        return None
+
     def error_hint(self, message: str) -> str | None:
         from .catalog import timeout_hint
 

@@ -260,6 +260,13 @@ class SQLiteEngine(Engine):
         return "SQLite keeps CHECK constraints, table options, generated columns and collations only in a table's " \
                "CREATE TABLE text, and the reference is not a SQLite database to take it from"
 
+    def environment_error(self, message: str) -> str | None:
+        low = message.lower()
+        if "readonly database" in low or "read-only database" in low:
+            return ("the database file or its folder is read-only for this user (SQLite writes the file and a "
+                    "journal beside it); make both writable for the user that runs the pipeline")
+        return None
+
     def adds_column_in_place(self, column) -> bool:
         return not _STORED.search(column.type)  # "cannot add a STORED column": a rebuild does it
 

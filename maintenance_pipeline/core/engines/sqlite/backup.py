@@ -118,9 +118,8 @@ def _backup_sqlite(src: Path, url: str, folder: Path, target: str, *, label: str
             timings["verify"] = time.perf_counter() - t
             if not ok:
                 raise BackupError(
-                    f"the backup of {source} failed verification (integrity_check: {integrity}); the copy "
-                    "was deleted; the source itself is probably damaged: run PRAGMA integrity_check on it "
-                    "and restore it from an earlier backup"
+                    f"the backup of {Path(source).name} failed its integrity check ({integrity}); the source is "
+                    "probably damaged: restore an earlier backup (the copy was deleted)"
                 )
             verified = True
             detail = f"integrity_check ok, sha256 {sha[:12]}…, {size} bytes"
@@ -377,7 +376,8 @@ def integrity_check(path: str | os.PathLike, max_errors: int = 20) -> tuple[bool
         return False, " ".join(str(e).split()) or type(e).__name__
     if rows == ["ok"]:
         return True, "ok"
-    return False, " ".join("; ".join(rows).split())[:500]
+    more = f"{len(rows)}+" if len(rows) >= max_errors else str(len(rows))
+    return False, f"{more} problem(s), the first: {' '.join(rows[0].split())[:60]}"
 
 
 def _describe_sqlite_file(path: Path) -> tuple[str | None, dict[str, dict]]:

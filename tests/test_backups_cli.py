@@ -45,7 +45,7 @@ def test_list_pin_and_unpin_from_the_command_line(demo_config, monkeypatch, caps
     assert cli.main(["backups", "list", "goals"]) == 0
     assert "no backups of goals" in capsys.readouterr().out
 
-    nightly = run_job(demo_config, "goals", "verify_database")["backup"]["path"]
+    nightly = run_job(demo_config, "goals", "verify_database", trigger="schedule")["backup"]["path"]
     assert cli.main(["backups", "list", "goals"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:2] == ["created", "(UTC)"] and len(out) == 2

@@ -3,6 +3,8 @@ Opening one is the engine's (``engines.open_engine``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -37,6 +39,17 @@ def mask_url(url: str | URL) -> str:
             return f"{head}://***@{rest.rsplit('@', 1)[1]}"
         return s
     return u.render_as_string(hide_password=True)
+
+
+def short_name(url: str | URL) -> str:
+    """A database named in a few words for one-line errors: a file's name, or ``db on host``; never a password."""
+    try:
+        u = make_url(url) if isinstance(url, str) else url
+    except Exception:  # noqa: BLE001 - only for a message
+        return mask_url(url)
+    if u.host:
+        return f"database {u.database} on {u.host}" + (f":{u.port}" if u.port else "")
+    return Path(u.database).name if u.database else mask_url(u)
 
 
 def scrub_passwords(text: str, *urls: str | URL) -> str:

@@ -112,8 +112,7 @@ class DatabaseDamagedError(MaintenanceError):
     @classmethod
     def met(cls, where: str, text: str, during: str, good: str) -> "DatabaseDamagedError":
         """``<db>: <what the driver said> <during>; check the file and its disk …; <where the good state is>``."""
-        return cls(f"{where}: {text[:200]} {during}; check the file and its disk (its integrity check, the system "
-                   f"log) before the next run; {good}")
+        return cls(f"{where}: {text[:80]} {during}; check the file and its disk before the next run; {good}")
 
 
 # what SQLite, PostgreSQL and the OS say when the file or the disk under a database is failing

@@ -11,6 +11,8 @@ import uuid
 
 import pytest
 
+from maintenance_pipeline.core.run.report import render_markdown
+
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.errors import ConnectionFailedError, MaintenanceError
 from maintenance_pipeline.core.migrate.executor import migrate
@@ -61,6 +63,11 @@ def test_integrity_uses_amcheck_when_installed_and_allowed(pg):
 
     check = integrity(target)
     assert check.passed and check.detail.startswith("skipped: the amcheck extension is not installed")
+    # three states: a skipped check does not fail the run, and never reads as passed
+    assert check.status == "skipped" and check.to_dict()["status"] == "skipped"
+    md = render_markdown({"target": "am", "job": "verify_database", "status": "success",
+                          "checks": [check.to_dict(), {"name": "foreign_keys", "passed": True, "detail": "ok"}]})
+    assert "⏭️ **integrity**" in md and "all 1 checks passed, 1 skipped (integrity)" in md
     pg.psql("CREATE EXTENSION amcheck", name)
     check = integrity(target)
     assert check.passed and "bt_index_check" in check.detail and "2 B-tree index(es)" in check.detail, check.detail

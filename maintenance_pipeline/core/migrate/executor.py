@@ -51,7 +51,7 @@ from alembic.runtime.migration import MigrationContext
 from .align import apply_change_natively, blocked_by_kept_names, cannot_align, expand, split_by_align
 from ..verify.results import describe_loss, fmt_fk, introduced_violations
 from ..config import Target
-from ..dburl import mask_url, translate_error
+from ..dburl import mask_url, short_name, translate_error
 from ..engines import open_engine
 from ..engines import engine_for, engine_of
 from ..schema.diff import diff
@@ -407,7 +407,7 @@ def _damage(e: BaseException, target: Target, backup: Path | None = None) -> Exc
         return None
     good = f"the last good state is in this run's backup {backup}" if backup is not None else \
         "restore the newest verified backup if it is"
-    return DatabaseDamagedError.met(mask_url(target.url), text, "during the migration, which stopped without "
+    return DatabaseDamagedError.met(short_name(target.url), text, "during the migration, which stopped without "
                                     "committing", good)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import backup as backup_mod
 from ..config import MaintenanceConfig, Target, load_config
-from ..dburl import mask_url, scrub_passwords
+from ..dburl import mask_url, short_name, scrub_passwords
 from ..engines import engine_for
 from ..engines import open_engine
 from ..schema.diff import diff
@@ -41,6 +41,23 @@ from ..verify.checks import VerifyResult, verify_target
 
 VERIFY_MODE = {"maintain_database": "maintain", "verify_database": "verify", "restore_database": "restore"}
 BACKUP_LABEL = {"maintain_database": "pre-migration", "verify_database": "nightly", "restore_database": "pre-restore"}
+# a verify run's backup is named for what launched it: the schedule (nightly), the drift sensor, or a person
+VERIFY_LABEL = {"schedule": "nightly", "drift": "drift", "manual": "manual"}
+
+
+def product_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("maintenance_pipeline")
+    except Exception:  # noqa: BLE001 - a checkout that is not installed
+        return "unknown"
+
+
+def backup_label(job: str, trigger: str) -> str:
+    if job == "verify_database":
+        return VERIFY_LABEL.get(trigger, "manual")
+    return BACKUP_LABEL[job]
 
 
 def _now() -> datetime:
@@ -80,6 +97,7 @@ class RunState:
     drift_before: list[Change] = field(default_factory=list)
     tables_before: dict = field(default_factory=dict)
     revisions: dict | None = None
+    diffed: bool = False  # the diff step ran (an empty drift_before then means "in sync", not "not checked")
     migration: MigrationResult | None = None
     verification: VerifyResult | None = None
     restored_from: RestoreResult | None = None
@@ -143,7 +161,7 @@ def step_backup(state: RunState) -> dict:
     """A verified backup before anything else; retention only after it succeeded. The state keeps the typed
     ``BackupResult``; the return value is its dict (what a report shows)."""
     cfg, t = state.config, state.target
-    label = BACKUP_LABEL[state.job]
+    label = backup_label(state.job, state.trigger)
     pinned = cfg.backups.pin_pre_migration and state.job != "verify_database"
     with timed(state, "backup"):
         b = cfg.backups
@@ -171,6 +189,7 @@ def step_diff(state: RunState) -> list[Change]:
             engine.dispose()
         state.live_fingerprint = live.fingerprint
         state.drift_before = diff(live, reference, ignore_tables=t.ignore_tables, renames=t.renames)
+        state.diffed = True
         rows = state.backup.row_counts if state.backup else {}
         state.tables_before = {n: {"columns": len(tb.columns), "rows": rows.get(n)} for n, tb in sorted(live.tables.items())}
     return state.drift_before
@@ -262,6 +281,7 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         if mig.sql:
             planned.append({"source": "sql", "description": "statements", "sql": mig.sql})
     return {
+        "version": product_version(),
         "target": t.name,
         "job": state.job,
         "run_id": state.run_id,
@@ -279,9 +299,9 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "backup": state.backup.to_dict() if state.backup else None,
         "retention_removed": state.retention_removed,
         "revisions": state.revisions,
-        "drift_before": [c.to_dict() for c in state.drift_before],
+        "drift_before": [c.to_dict() for c in state.drift_before] if state.diffed else None,
         "planned": planned,
-        "sql": mig.sql if mig and (mig.dry_run or mig.rolled_back) else [],
+        "sql": mig.sql if mig else [],  # what the migration executed (or would have), in order
         "rolled_back": bool(mig and mig.rolled_back),
         "replanned": mig.replanned if mig else None,
         "applied": applied,
@@ -348,7 +368,7 @@ def failure_line(state: RunState, step: str, e: BaseException) -> str:
         backup = state.backup.path if state.backup and state.backup.verified else None
         good = (f"the last good state is in backup {backup}" if backup else
                 f"the last good state is in the newest verified backup in {state.config.backups.dir / t.name}")
-        return str(DatabaseDamagedError.met(mask_url(t.url), text, f"in step {step}", good))
+        return str(DatabaseDamagedError.met(short_name(t.url), text, f"in step {step}", good))
     return one_line(f"this is a bug in step {step}: {type(e).__name__}: {text[:160]} (the traceback is in the run's "
                     "log); please report it with the report")
 

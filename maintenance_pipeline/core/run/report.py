@@ -187,9 +187,12 @@ def _summary(report: dict) -> str:
                      else f"{_plural(len(before), 'difference')} from the reference found")
     checks = _dicts(report.get("checks"))
     if checks:
-        failed = [str(c.get("name")) for c in checks if c.get("passed") is not True]
-        parts.append(f"all {len(checks)} checks passed" if not failed
-                     else f"{len(failed)} of {len(checks)} checks failed ({', '.join(failed)})")
+        failed = [str(c.get("name")) for c in checks if _check_status(c) == "failed"]
+        skipped = [str(c.get("name")) for c in checks if _check_status(c) == "skipped"]
+        ran = len(checks) - len(skipped)
+        text = (f"all {ran} checks passed" if not failed else f"{len(failed)} of {ran} checks failed "
+                f"({', '.join(failed)})")
+        parts.append(text + (f", {len(skipped)} skipped ({', '.join(skipped)})" if skipped else ""))
     tables = _dict(report.get("tables_after")) or _dict(report.get("tables_before"))
     mine = _dict(tables.get(target)).get("rows") if target else None
     kept = "kept" if status == "success" else "in the database"
@@ -208,6 +211,16 @@ def _summary(report: dict) -> str:
     return text
 
 
+_ICONS = {"passed": "✅", "failed": "❌", "skipped": "⏭️"}
+
+
+def _check_status(c: dict) -> str:
+    """passed / failed / skipped (older reports have only ``passed``)."""
+    if c.get("status") in _ICONS:
+        return str(c["status"])
+    return "passed" if c.get("passed") is True else "failed"
+
+
 def _change_rows(items: list[dict]) -> list[list[str]]:
     return [[_cell(c.get("kind")), _code(f"{c.get('table')}.{c['name']}" if c.get("name") else c.get("table")),
              "⚠️ yes" if c.get("destructive") else "no", _cell(c.get("detail"))] for c in items]
@@ -223,13 +236,30 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
     status = _status(report)
     show_planned = _show_planned(report, status)
 
+    def not_checked() -> str:
+        step = report.get("failed_step")
+        return f"Not checked (the run failed at {step})." if step else "Not checked (the step did not run)."
+
     def drift():
-        items = report.get("drift_before")
+        restore = report.get("job") == "restore_database"
+        items = report.get("drift_after" if restore else "drift_before")  # a restore compares after it, in verify
         if not isinstance(items, list):
-            return ["Not computed (the run stopped before the diff step)."]
+            return [not_checked()]
+        if restore:  # information: the restore puts back what the backup held
+            if not items:
+                return ["The restored database matches the reference."]
+            return [f"For information (a restore puts back what the backup held, whatever the reference says): "
+                    f"{_plural(len(items), 'difference')} from the reference.", ""] + \
+                _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(_dicts(items)))
         if not items:
             return ["None: the database already matched the reference."]
         return _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(_dicts(items)))
+
+    def restored():
+        r = _dict(report.get("restored_from"))
+        return _table(["Backup restored", "SHA-256", "Created", "Label"],
+                      [[_code(r.get("path")), _code(str(r.get("sha256") or "")[:12]) if r.get("sha256") else "—",
+                        _cell(r.get("created_at")), _cell(r.get("label"))]])
 
     def changes():
         if show_planned:
@@ -250,12 +280,16 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
         if revs.get("after") and (revs.get("before") or revs.get("stamp")) != revs.get("after"):
             note += [f"Alembic revision: `{_cell(revs.get('before') or revs.get('stamp'))}` → "
                      f"`{_cell(revs['after'])}`.", ""]
+        if report.get("rolled_back"):
+            note += ["**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed.", ""]
         if not applied:
             return note + ["None."]
         total = sum(a["seconds"] for a in applied if _secs(a.get("seconds")) != "—")
+        sql = [str(x).rstrip().rstrip(";") + ";" for x in report.get("sql") or [] if str(x).strip()]
         return note + _table(["#", "Source", "Description", "Seconds"],
                       [[str(i), _cell(a.get("source")), _cell(a.get("description")), _secs(a.get("seconds"))]
-                       for i, a in enumerate(applied, 1)]) + ["", f"**Total:** {_secs(total)} s"]
+                       for i, a in enumerate(applied, 1)]) + ["", f"**Total:** {_secs(total)} s"] + \
+            (["", "The SQL executed, in order:", "", "```sql", *sql, "```"] if sql else [])
 
     def refused():
         items = _dicts(report.get("refused"))
@@ -266,8 +300,8 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
 
     def verification():
         checks = _dicts(report.get("checks"))
-        out = [f"- {'✅' if c.get('passed') is True else '❌'} **{_cell(c.get('name'))}**"
-               + (f" — {_cell(c.get('detail'))}" if c.get("detail") else "") for c in checks] or ["Not run."]
+        out = [f"- {_ICONS.get(_check_status(c), '❌')} **{_cell(c.get('name'))}**"
+               + (f" — {_cell(c.get('detail'))}" if c.get("detail") else "") for c in checks] or [not_checked()]
         drops = _dicts(report.get("planned_drops"))
         if drops:
             out += ["", "**Data held by dropped objects** (a copy stays in the backup):"]
@@ -317,6 +351,9 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
                         human_bytes(b.get("bytes")), _yes(b.get("verified")), _yes(b.get("pinned")),
                         _cell(b.get("label")), _cell(b.get("method"))]])
                if b else ["No backup was taken."])
+        if b and b.get("pinned") and b.get("path"):
+            out += ["", "Restore this pinned backup with:", "",
+                    f"    maintenance-pipeline run restore_database {report.get('target')} --backup {b['path']}"]
         cleaned = b.get("cleaned") if b else None
         if cleaned:
             out += ["", "**Left by an interrupted run and removed before this backup** (temp files, copies "
@@ -328,7 +365,10 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
             out += [f"- {_code(p)}" for p in removed]
         return out
 
-    sections = [("Summary", lambda: [_summary(report)]), ("Drift found", drift),
+    sections = [("Summary", lambda: [_summary(report)])]
+    if report.get("restored_from"):
+        sections.append(("Restored", restored))
+    sections += [("Drift found" if report.get("job") != "restore_database" else "Compared with the reference", drift),
                 ("Planned (not applied)" if show_planned else "Changes applied", changes)]
     if _dicts(report.get("refused")):
         sections.append(("Refused", refused))
@@ -360,7 +400,12 @@ def render_markdown(report: dict) -> str:
              f"**Database:** {_code(report.get('database'))}  "]
     if reference:
         lines.append(f"**Reference:** {_code(reference)} (align: `{_cell(report.get('align'))}`)  ")
-    lines.append(f"**Run:** {run}" + (f" (trigger: {_cell(report.get('trigger'))})" if report.get("trigger") else ""))
+    lines.append(f"**Run:** {run}" + (f" (trigger: {_cell(report.get('trigger'))})" if report.get("trigger") else "")
+                 + "  ")
+    revs = _dict(report.get("revisions"))
+    head = revs.get("after") or revs.get("before") or revs.get("stamp")
+    lines.append(f"**Product:** maintenance_pipeline {_cell(report.get('version'), 'unknown')}"
+                 + (f" · Alembic revision `{_cell(head)}`" if head else ""))
     for title, build in _sections(report):
         try:
             body = build()

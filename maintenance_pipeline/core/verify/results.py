@@ -22,8 +22,16 @@ class Check:
     passed: bool
     detail: str
 
+    @property
+    def status(self) -> str:
+        """passed, failed or skipped (a check the engine could not run, e.g. PostgreSQL without amcheck: it does
+        not fail the run, and it is never reported as passed)."""
+        if self.detail.startswith("skipped"):
+            return "skipped"
+        return "passed" if self.passed else "failed"
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+        return {"name": self.name, "passed": self.passed, "status": self.status, "detail": self.detail}
 
 
 @dataclass

@@ -133,8 +133,9 @@ def test_failed_report_with_most_keys_missing():
     assert "Failed at step migrate: LockHeldError: another run holds the lock on goals" in md
     assert "left as it was before the run" in md
     assert "goals_pre-migration_20260104_164659.db" in md
-    assert "## Verification\n\nNot run." in md
-    assert "Not computed" in md
+    # sections whose step did not run say so, never "None" or "matched"
+    assert "## Verification\n\nNot checked (the run failed at migrate)." in md
+    assert "## Drift found\n\nNot checked (the run failed at migrate)." in md and "already matched" not in md
     line = summary_line(report)
     assert "FAILED at migrate" in line and "LockHeldError" in line
 

@@ -2,6 +2,9 @@
 this project's instance and print its outcome in a few lines; list a target's backups, pin or unpin one.
 
     maintenance-pipeline [--config PATH] run maintain_database goals [--dry-run] [--align full] [--verbose]
+    maintenance-pipeline check [TARGET ...] [--format text|markdown|json|github] [--sql]
+    maintenance-pipeline diff TARGET | diff URL_A URL_B [--format ...]
+    maintenance-pipeline status | history TARGET
     maintenance-pipeline backups list goals
     maintenance-pipeline backups pin|unpin backups/goals/goals_nightly_20261124_020000.db
 
@@ -50,6 +53,25 @@ def _parser() -> argparse.ArgumentParser:
                      help="restore_database: the backup to restore (default: the newest verified one)")
     run.add_argument("--verbose", action="store_true", help="also print Dagster's event log")
     run.add_argument("--json", action="store_true", help="print one JSON object (status, run_id, error, report)")
+    fmt = {"choices": ["text", "markdown", "json", "github"], "default": "text",
+           "help": "text (default), markdown (a pull-request comment), json, or github (workflow annotations)"}
+    check = sub.add_parser("check", help="read-only: drift, pending revisions and user checks of targets "
+                                         "(no backup, never writes)", epilog=EXIT_CODES)
+    check.add_argument("targets", nargs="*", metavar="TARGET", help="target names (default: all)")
+    check.add_argument("--format", **fmt)
+    check.add_argument("--sql", action="store_true",
+                       help="also print the SQL alignment would run (a dry run: a scratch copy or a rolled-back "
+                            "transaction)")
+    dif = sub.add_parser("diff", help="read-only: what would make one database equal to another (or a target "
+                                      "equal to its reference)", epilog=EXIT_CODES)
+    dif.add_argument("a", metavar="URL_OR_TARGET", help="a database URL, or a target name (then B is its reference)")
+    dif.add_argument("b", metavar="URL", nargs="?", help="the database to compare with (the reference)")
+    dif.add_argument("--format", **fmt)
+    sub.add_parser("status", help="one line per target: engine, Alembic revision, in sync or not, last run, age "
+                                  "of the newest verified backup", epilog=EXIT_CODES)
+    hist = sub.add_parser("history", help="a target's past runs, from its reports", epilog=EXIT_CODES)
+    hist.add_argument("target", help="a target name of the targets file")
+    hist.add_argument("--limit", type=int, default=20, help="how many runs, newest first (default 20)")
     backups = sub.add_parser("backups", help="list a target's backups; pin or unpin one", epilog=EXIT_CODES)
     what = backups.add_subparsers(dest="action", required=True, metavar="ACTION")
     what.add_parser("list", help="a target's backups, newest first").add_argument(
@@ -75,7 +97,56 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MAINTENANCE_CONFIG"] = str(Path(args.config).resolve())
     if args.command == "backups":
         return _backups(args)
+    if args.command in ("check", "diff", "status", "history"):
+        return _read_only(args)
     return _run(args)
+
+
+def _read_only(args) -> int:
+    """check / diff / status / history: read-only, for people and CI."""
+    from .core.config import load_config
+    from .core.errors import MaintenanceError
+    from .core.run import commands
+
+    try:
+        if args.command == "diff" and args.b:
+            changes = commands.diff_urls(args.a, args.b)
+            print(commands.render_diff(changes, args.format, "diff"))
+            return 1 if changes else 0
+        config = load_config()
+        if args.command == "diff":
+            result = commands.check_target(config, args.a)
+            if result.error:
+                raise MaintenanceError(result.error)
+            print(commands.render_diff(result.changes, args.format, args.a))
+            return 1 if result.changes else 0
+        if args.command == "check":
+            names = args.targets or sorted(config.targets)
+            for n in names:
+                config.target(n)  # an unknown name is a usage error before anything is read
+            results = [commands.check_target(config, n, sql=args.sql) for n in names]
+            print(commands.render_check(results, args.format))
+            if any(r.error for r in results):
+                return 2
+            return 0 if all(r.in_sync for r in results) else 1
+        if args.command == "status":
+            rows = commands.status_lines(config)
+            for r in rows:
+                r["sync"] = "error" if r["error"] else ("in sync" if r["in_sync"] else f"{r['differences']} diff.")
+            print(commands.render_table(rows, ["target", "engine", "revision", "sync", "last_run", "backup_age"]))
+            return 0
+        rows = commands.history_rows(config, args.target, args.limit)
+        if not rows:
+            print(f"no runs of {args.target} in {config.reports_dir / args.target}")
+            return 0
+        for r in rows:
+            r["status"] = r["status"] + (f" at {r['failed_step']}" if r.get("failed_step") else "")
+            r["started_at"] = str(r["started_at"])[:19]
+        print(commands.render_table(rows, ["started_at", "job", "trigger", "status", "applied", "backup", "report"]))
+        return 0
+    except MaintenanceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def _run(args) -> int:

@@ -29,9 +29,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not postgres and not e2e and not safety"
 
+# The Dagster UI and its daemon (schedules, sensors, alerts), as two processes; Ctrl-C stops both.
+# PORT=3001 make ui serves elsewhere; report and alert links follow (UI_BASE_URL).
+PORT ?= 3000
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@test -f examples/data/goals.db || $(BIN)/python examples/build_demo.py
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	@echo "Dagster UI: http://127.0.0.1:$(PORT)  (webserver + daemon; Ctrl-C stops both)"
+	@export UI_BASE_URL=http://127.0.0.1:$(PORT); trap 'kill 0' INT TERM EXIT; \
+	  $(BIN)/dagster-daemon run -w workspace.yaml & \
+	  $(BIN)/dagster-webserver -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_diff.py

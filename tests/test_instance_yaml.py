@@ -11,10 +11,10 @@ from conftest import ROOT
 
 
 def test_example_instance_config_runs_on_postgres_with_one_run_per_database(pg, tmp_path, monkeypatch):
-    shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copyfile(ROOT / "docs" / "production" / "dagster.yaml", tmp_path / "dagster.yaml")
     pg.create_database("dagster_yaml_check")
     monkeypatch.setenv("DAGSTER_PG_URL", pg.url("dagster_yaml_check").replace("+psycopg:", "+psycopg2:"))
-    settings = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    settings = yaml.safe_load((ROOT / "docs" / "production" / "dagster.yaml").read_text())
     limits = settings["run_coordinator"]["config"]["tag_concurrency_limits"]
     assert {"key": "database", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:

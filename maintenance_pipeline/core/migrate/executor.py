@@ -285,6 +285,7 @@ def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
     schema = target_schema(conn, target)
     live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
     changes = diff(live, reference, ignore_tables=target.ignore_tables, renames=target.renames)
+    result.after_revisions = list(changes)  # what the revisions left: the report tells their work from alignment's
     to_apply, refused = split_by_align(changes, align)
     to_apply, blocked = blocked_by_kept_names(live, to_apply)
     engine = engine_of(conn)

@@ -48,9 +48,12 @@ class MigrationRecord:
     checks: list = field(default_factory=list)  # the user checks as run inside the transaction
     rolled_back: bool = False  # the run failed: everything in ``applied`` was undone
     replanned: str | None = None  # the database moved between the diff step and the migration: what changed
+    after_revisions: list[Change] | None = None  # the drift the revisions left (alignment's work); None: not reached
 
     def freeze(self) -> MigrationResult:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if values["after_revisions"] is not None:
+            values["after_revisions"] = list(values["after_revisions"])
         for name in ("applied", "aligned", "refused", "sql", "drift_after", "checks"):
             values[name] = list(values[name])  # copies: the record may go on, the result does not
         values["written"] = frozenset(self.written) if self.written is not None else None
@@ -81,6 +84,7 @@ class MigrationResult:
     checks: list = field(default_factory=list)
     rolled_back: bool = False
     replanned: str | None = None
+    after_revisions: list[Change] | None = None
 
     def to_dict(self) -> dict:
         return {

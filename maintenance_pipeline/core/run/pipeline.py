@@ -45,6 +45,24 @@ BACKUP_LABEL = {"maintain_database": "pre-migration", "verify_database": "nightl
 VERIFY_LABEL = {"schedule": "nightly", "drift": "drift", "manual": "manual"}
 
 
+def _drift_with_fixes(state: RunState) -> list[dict]:
+    """The drift found, each difference with what fixed it: ``revision`` (gone after the Alembic revisions),
+    ``alignment`` (aligned), or nothing (it remains, or nothing was applied)."""
+    mig = state.migration
+    out = []
+    for c in state.drift_before:
+        d = c.to_dict()
+        if mig is not None and not mig.dry_run and not mig.rolled_back and mig.after_revisions is not None:
+            left = {x.describe() for x in mig.after_revisions}
+            remains = {x.describe() for x in mig.drift_after}
+            if c.describe() not in left:
+                d["fixed_by"] = "revision"
+            elif c.describe() not in remains:
+                d["fixed_by"] = "alignment"
+        out.append(d)
+    return out
+
+
 def product_version() -> str:
     try:
         from importlib.metadata import version
@@ -299,7 +317,7 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "backup": state.backup.to_dict() if state.backup else None,
         "retention_removed": state.retention_removed,
         "revisions": state.revisions,
-        "drift_before": [c.to_dict() for c in state.drift_before] if state.diffed else None,
+        "drift_before": _drift_with_fixes(state) if state.diffed else None,
         "planned": planned,
         "sql": mig.sql if mig else [],  # what the migration executed (or would have), in order
         "rolled_back": bool(mig and mig.rolled_back),

@@ -253,7 +253,11 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
                 _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(_dicts(items)))
         if not items:
             return ["None: the database already matched the reference."]
-        return _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(_dicts(items)))
+        rows = _dicts(items)
+        if any(c.get("fixed_by") for c in rows):  # which the revisions fixed, which alignment fixed
+            return _table(["Kind", "Object", "Destructive", "Detail", "Fixed by"],
+                          [r + [_cell(c.get("fixed_by"), "—")] for r, c in zip(_change_rows(rows), rows)])
+        return _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(rows))
 
     def restored():
         r = _dict(report.get("restored_from"))

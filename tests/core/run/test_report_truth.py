@@ -31,6 +31,10 @@ def test_a_real_run_lists_its_sql_the_restore_command_the_version_and_the_revisi
     assert backup["pinned"] and backup["label"] == "pre-migration"
     assert f"maintenance-pipeline run restore_database goals --backup {backup['path']}" in md
     assert "**Product:** maintenance_pipeline " in md and "Alembic revision `0002`" in md
+    # which drift the revision fixed, which alignment fixed (the demo's 0002 leaves completed_at to alignment)
+    fixed = {f"{c['table']}.{c['name']}" if c["name"] else c["table"]: c.get("fixed_by") for c in report["drift_before"]}
+    assert fixed["goals.completed_at"] == "alignment" and fixed["program_day_templates"] == "revision"
+    assert "| Fixed by |" in md
 
 
 def test_a_restore_names_its_backup_and_reads_drift_as_information(demo_config):

@@ -268,9 +268,11 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
     def changes():
         if show_planned:
             planned = _dicts(report.get("planned"))
+            rolled = (["**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed. "
+                       "What it tried:", ""] if report.get("rolled_back") else [])
             if not planned:
-                return ["Nothing to do."]
-            out = _table(["#", "Source", "Description"],
+                return rolled + ["Nothing to do."]
+            out = rolled + _table(["#", "Source", "Description"],
                          [[str(i), _cell(p.get("source")), _cell(p.get("description"))]
                           for i, p in enumerate(planned, 1)])
             sql = [str(s).rstrip().rstrip(";") + ";" for p in planned

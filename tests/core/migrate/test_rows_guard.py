@@ -19,6 +19,7 @@ from maintenance_pipeline.core.run import pipeline
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import RowsLostError
 from maintenance_pipeline.core.run.pipeline import run_job
+from maintenance_pipeline.core.run.report import render_markdown
 
 
 def _app_edits(db: Path) -> None:
@@ -175,6 +176,9 @@ def test_rows_the_migration_loses_or_changes_roll_it_back(demo_dir):
     assert "nothing was committed" in error and "changes_rows = (" in error
     assert sha256(db) == before  # rolled back: the file is bytewise what it was
     assert report["rolled_back"] and report["applied"] == []
+    md = render_markdown(report)  # the report says it, and shows what was tried and undone with its SQL
+    assert "**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed." in md
+    assert "## Planned (not applied)" in md and "```sql" in md
 
 
 def test_a_revision_that_declares_its_row_changes_is_reported_not_failed(demo_dir):

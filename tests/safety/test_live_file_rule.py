@@ -56,3 +56,18 @@ def test_the_watch_catches_the_bug_it_is_for(demo_dir, monkeypatch):
     with watching(demo_dir / "data" / "goals.db") as watch:
         run_job(config, "goals", "maintain_database")
     assert watch.violations and "goals.db while 1 SQLite connection(s)" in watch.violations[0]
+
+
+def test_a_rolled_back_run_hashes_the_file_only_after_its_last_connection(demo_dir):
+    # the report of a rolled-back run states the file's sha256: read once every connection to it is closed
+    from conftest import copy_migrations, demo_target, revision
+
+    migrations = copy_migrations(demo_dir, {"0003_fails.py": revision(
+        "0003", "0002", '    op.execute("UPDATE goals SET name = name")\n    raise RuntimeError("stop here")')})
+    set_journal_mode(demo_dir / "data" / "goals.db", "wal")
+    config = load_config(write_config(demo_dir, {"goals": demo_target(migrations=str(migrations))}))
+    with watching(demo_dir / "data" / "goals.db") as watch:
+        report = run_job(config, "goals", "maintain_database")
+    assert report["status"] == "failed" and report["rolled_back"]
+    assert report["after_rollback"]["sha256"]
+    _assert_clean(watch)

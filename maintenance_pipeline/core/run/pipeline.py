@@ -63,6 +63,22 @@ def _drift_with_fixes(state: RunState) -> list[dict]:
     return out
 
 
+def _after_rollback(state: RunState) -> dict | None:
+    """A rolled-back run on a database that is one file: the file's sha256 now, beside the backup's (a bytewise
+    copy taken under the lock before the run). Read after the run closed every connection to it (the live-file
+    rule), so only when the report is written."""
+    b = state.backup
+    path = engine_for(state.target.url).file(state.target.url)
+    if b is None or not b.sha256 or path is None or not Path(path).is_file():
+        return None
+    try:
+        now = backup_mod.sha256_file(path)
+    except OSError:
+        return None
+    return {"sha256": now, "backup_sha256": b.sha256, "bytewise_copy": b.method == "sqlite-locked-copy",
+            "unchanged": now == b.sha256}
+
+
 def product_version() -> str:
     try:
         from importlib.metadata import version
@@ -321,6 +337,7 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "planned": planned,
         "sql": mig.sql if mig else [],  # what the migration executed (or would have), in order
         "rolled_back": bool(mig and mig.rolled_back),
+        "after_rollback": _after_rollback(state) if mig and mig.rolled_back else None,
         "replanned": mig.replanned if mig else None,
         "applied": applied,
         "refused": [c.to_dict() for c in mig.refused] if mig else [],

@@ -214,6 +214,20 @@ def _summary(report: dict) -> str:
 _ICONS = {"passed": "✅", "failed": "❌", "skipped": "⏭️"}
 
 
+def _file_state(report: dict) -> str:
+    """What a rolled-back run left in a database file: bytewise what the backup holds, or written by others."""
+    a = _dict(report.get("after_rollback"))
+    if not a.get("sha256"):
+        return ""
+    now = f"sha256 `{str(a['sha256'])[:16]}…`"
+    if a.get("unchanged"):
+        return f" The database file is bytewise what it was before the run ({now}, the same as its backup's)."
+    if a.get("bytewise_copy"):
+        return (f" The database file ({now}) differs from its backup's (`{str(a.get('backup_sha256'))[:16]}…`): "
+                "another session wrote since the backup; none of it is this run's.")
+    return f" The database file's {now} (its backup is a page copy: compare rows, not bytes)."
+
+
 def _check_status(c: dict) -> str:
     """passed / failed / skipped (older reports have only ``passed``)."""
     if c.get("status") in _ICONS:
@@ -268,8 +282,8 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
     def changes():
         if show_planned:
             planned = _dicts(report.get("planned"))
-            rolled = (["**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed. "
-                       "What it tried:", ""] if report.get("rolled_back") else [])
+            rolled = (["**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed."
+                       + _file_state(report), "", "What it tried:", ""] if report.get("rolled_back") else [])
             if not planned:
                 return rolled + ["Nothing to do."]
             out = rolled + _table(["#", "Source", "Description"],
@@ -287,7 +301,8 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
             note += [f"Alembic revision: `{_cell(revs.get('before') or revs.get('stamp'))}` → "
                      f"`{_cell(revs['after'])}`.", ""]
         if report.get("rolled_back"):
-            note += ["**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed.", ""]
+            note += ["**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed."
+                     + _file_state(report), ""]
         if not applied:
             return note + ["None."]
         total = sum(a["seconds"] for a in applied if _secs(a.get("seconds")) != "—")

@@ -178,6 +178,8 @@ def test_rows_the_migration_loses_or_changes_roll_it_back(demo_dir):
     assert report["rolled_back"] and report["applied"] == []
     md = render_markdown(report)  # the report says it, and shows what was tried and undone with its SQL
     assert "**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed." in md
+    assert report["after_rollback"]["sha256"] == before and report["after_rollback"]["unchanged"]
+    assert f"The database file is bytewise what it was before the run (sha256 `{before[:16]}…`" in md
     assert "## Planned (not applied)" in md and "```sql" in md
 
 

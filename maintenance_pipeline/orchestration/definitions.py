@@ -1,4 +1,5 @@
-"""The code location: jobs, the nightly schedule and the sensors, built from the targets file.
+"""The code location: each database an asset with its checks (``assets.py``), jobs, the nightly schedule and
+the sensors, built from the targets file.
 
 The targets file is loaded and validated once, when the code location loads; a bad
 file fails the load with one line naming the file and the key.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .assets import database_checks, database_specs
 from .automation import make_schedules, make_sensors
 from ..core.config import MaintenanceConfig, load_config
 from .jobs import make_jobs
@@ -17,7 +19,8 @@ def build_definitions(config: MaintenanceConfig | None = None) -> dg.Definitions
     config = config or load_config()
     jobs = make_jobs(config)
     verify_job = next(j for j in jobs if j.name == "verify_database")
-    return dg.Definitions(jobs=jobs, schedules=make_schedules(config, verify_job), sensors=make_sensors(config, jobs))
+    return dg.Definitions(assets=database_specs(config), asset_checks=database_checks(config), jobs=jobs,
+                          schedules=make_schedules(config, verify_job), sensors=make_sensors(config, jobs))
 
 
 def job_for(config_path: str, name: str) -> dg.JobDefinition:

@@ -58,6 +58,15 @@ def _report_metadata(report: dict) -> dict:
     }
 
 
+def _log_asset_events(context, state: RunState) -> None:
+    from .assets import log_run_events
+
+    try:
+        log_run_events(context, state)
+    except Exception as e:  # noqa: BLE001 - the catalog's record never fails or hides the run's own outcome
+        context.log.warning(pipeline.scrub(state, f"could not record the run on the database's asset: {e}"))
+
+
 def _raise(error: Exception):
     raise error
 
@@ -76,6 +85,8 @@ def run_step(context: dg.OpExecutionContext, state: RunState, step: str, fn: Cal
         trace = pipeline.scrub(state, "".join(traceback.format_exception(e)))
     context.log.debug(f"{step} failed; the traceback, secrets masked:\n{trace}")
     context.log.error(f"{step} failed: {message}")
+    if state.verification is not None:  # a failed verify still records its checks on the database's asset
+        _log_asset_events(context, state)
     report = pipeline.finish(state, error=message, failed_step=step)
     raise dg.Failure(description=message, metadata=_report_metadata(report))
 
@@ -159,6 +170,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
                        "verified, user SQL checks. Any failed check fails the run.", tags={"step": "verify"})
     def verify(context: dg.OpExecutionContext, state: RunState) -> RunState:
         step(context, state, "verify", pipeline.step_verify)
+        _log_asset_events(context, state)
         v = state.verification
         context.add_output_metadata({"checks": _checks_table([c.to_dict() for c in v.checks]),
                                      "passed": sum(c.passed for c in v.checks), "failed": len(v.failed)})

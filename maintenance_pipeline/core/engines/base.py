@@ -82,9 +82,16 @@ class Engine:
     # a database holds named schemas (a reference may be read in one: ``reference.schema``)
     has_schemas: ClassVar[bool] = True
 
+    kind_name: ClassVar[str] = ""  # how Dagster's catalog names the kind (its icon); default: ``name``
+
+    def size_bytes(self, url) -> int | None:
+        """The database's size on disk, for the asset's nightly plot (None: unknown)."""
+        return None
+
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if cls.name:
+            cls.kind_name = cls.kind_name or cls.name
             REGISTRY[cls.name] = cls()
 
     def _unsupported(self, what: str):

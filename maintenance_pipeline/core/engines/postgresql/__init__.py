@@ -29,6 +29,7 @@ SERIAL_OF = {"INTEGER": "SERIAL", "BIGINT": "BIGSERIAL", "SMALLINT": "SMALLSERIA
 class PostgresEngine(Engine):
     name = "postgresql"
     label = "PostgreSQL"
+    kind_name = "postgres"
     integrity_name = "amcheck"
     fk_how = " (one anti-join per declared key)"
 
@@ -204,6 +205,18 @@ class PostgresEngine(Engine):
         from .align import add_enum_values
 
         add_enum_values(ops, current, reference)
+
+    def size_bytes(self, url) -> int | None:
+        from .. import open_engine
+
+        engine = open_engine(url, check=False)
+        try:
+            with engine.connect() as conn:
+                return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar())
+        except sa.exc.DBAPIError:
+            return None
+        finally:
+            engine.dispose()
 
     def environment_error(self, message: str) -> str | None:
         if "read-only transaction" in message.lower():

@@ -260,6 +260,13 @@ class SQLiteEngine(Engine):
         return "SQLite keeps CHECK constraints, table options, generated columns and collations only in a table's " \
                "CREATE TABLE text, and the reference is not a SQLite database to take it from"
 
+    def size_bytes(self, url) -> int | None:
+        path = sqlite_path(url)
+        try:  # stat, never open: the live-file rule
+            return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists()) if path else None
+        except OSError:
+            return None
+
     def environment_error(self, message: str) -> str | None:
         low = message.lower()
         if "readonly database" in low or "read-only database" in low:

@@ -1,0 +1,163 @@
+"""Each database a Dagster asset: ``databases/<target>``, its checks declared, so the catalog shows the databases,
+each check's history and the numbers of every night.
+
+* ``database_specs``: one ``AssetSpec`` per target (kinds by engine, the masked URL and the reference in the
+  description, group ``databases``).
+* ``database_checks``: per target, a ``multi_asset_check`` declaring ``schema_matches_reference``, ``integrity``,
+  ``foreign_keys``, ``rows_preserved``, ``backup_verified``, ``alembic_at_head`` and each user check. Run from
+  the catalog on its own it is read-only: the live database against the reference and against its newest verified
+  backup (``verify`` mode), never a migration.
+* ``log_run_events``: what every run of a job logs on the asset: an ``AssetCheckEvaluation`` per check it made,
+  an ``AssetObservation`` (size, tables, rows, drift, fingerprint, revision) and, when ``maintain_database``
+  changed the schema, an ``AssetMaterialization`` with the changes and the report.
+
+Severity: ERROR for loss, corruption and failed user checks; WARN for drift on a target that only reports it
+(``align: none``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from ..core.backup.manifest import newest_verified
+from ..core.config import MaintenanceConfig, Target
+from ..core.dburl import mask_url
+from ..core.engines import engine_for
+from ..core.run.commands import reference_for
+from ..core.verify.checks import verify_target
+
+BUILT_IN_CHECKS = ("schema_matches_reference", "integrity", "foreign_keys", "rows_preserved", "backup_verified",
+                   "alembic_at_head")
+
+
+def asset_key(target: str) -> dg.AssetKey:
+    return dg.AssetKey(["databases", target])
+
+
+def check_names(t: Target) -> list[str]:
+    return list(BUILT_IN_CHECKS) + [c.name for c in t.checks if c.name not in BUILT_IN_CHECKS]
+
+
+def check_key(name: str) -> str:
+    """A check's name as Dagster allows it (letters, digits, ``_``): ``no orphaned goals`` -> ``no_orphaned_goals``."""
+    return _ident(name)
+
+
+def severity(t: Target, check: str) -> dg.AssetCheckSeverity:
+    if check == "schema_matches_reference" and t.align == "none":
+        return dg.AssetCheckSeverity.WARN  # the target only reports drift
+    return dg.AssetCheckSeverity.ERROR
+
+
+def database_specs(config: MaintenanceConfig) -> list[dg.AssetSpec]:
+    return [dg.AssetSpec(key=asset_key(name), group_name="databases",
+                         kinds={engine_for(t.url).kind_name},
+                         description=f"{mask_url(t.url)}, compared with {t.reference_label} (align: {t.align})")
+            for name, t in sorted(config.targets.items())]
+
+
+def _check_fn(config: MaintenanceConfig, name: str):
+    def run_checks(context):  # an AssetCheckExecutionContext (left unannotated: annotations are strings here)
+        t = config.target(name)
+        newest = newest_verified(config.backups.dir, name)
+        result = verify_target(t, reference_for(config, t),
+                               backup_path=Path(newest["path"]) if newest else None,
+                               backup_verified=bool(newest),
+                               backup_detail=f"newest verified backup {newest['path']}" if newest else "",
+                               mode="verify")
+        found = {c.name: c for c in result.checks}
+        for check in check_names(t):
+            c = found.get(check)
+            if check == "alembic_at_head":
+                c = _at_head(config, t)
+            if c is None:
+                yield dg.AssetCheckResult(asset_key=asset_key(name), check_name=check_key(check), passed=False,
+                                          severity=dg.AssetCheckSeverity.WARN,
+                                          metadata={"detail": "not checked: no verified backup to compare with"})
+                continue
+            yield dg.AssetCheckResult(asset_key=asset_key(name), check_name=check_key(check), passed=bool(c.passed),
+                                      severity=severity(t, check), metadata={"detail": c.detail, "status": c.status})
+
+    return run_checks
+
+
+def _at_head(config: MaintenanceConfig, t: Target):
+    from ..core.verify.results import Check
+    from ..core.run.commands import check_target
+
+    if t.migrations is None:
+        return Check("alembic_at_head", True, "skipped: the target has no migrations")
+    checked = check_target(config, t.name)
+    if checked.error:
+        return Check("alembic_at_head", False, checked.error)
+    return Check("alembic_at_head", not checked.pending,
+                 "at head" if not checked.pending else f"{len(checked.pending)} pending: {', '.join(checked.pending)}")
+
+
+def database_checks(config: MaintenanceConfig) -> list[dg.AssetChecksDefinition]:
+    out = []
+    for name, t in sorted(config.targets.items()):
+        specs = [dg.AssetCheckSpec(check_key(check), asset=asset_key(name),
+                                   description=_DESCRIPTIONS.get(check, f"user check: {check}"))
+                 for check in check_names(t)]
+        out.append(dg.multi_asset_check(specs=specs, name=f"checks_{_ident(name)}",
+                                        description=f"Read-only checks of {name} (no migration)")(
+            _check_fn(config, name)))
+    return out
+
+
+def _ident(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+_DESCRIPTIONS = {
+    "schema_matches_reference": "the live schema equals the reference (every property the engine stores)",
+    "integrity": "the engine's own corruption check",
+    "foreign_keys": "no row points at a missing parent",
+    "rows_preserved": "every row of the backup taken before the run is still there",
+    "backup_verified": "a verified backup exists (the run's, or the newest)",
+    "alembic_at_head": "no Alembic revision is pending",
+}
+
+
+def log_run_events(context, state) -> None:
+    """A run's checks, observation and (a schema change) materialization on ``databases/<target>``."""
+    t = state.target
+    key = asset_key(t.name)
+    checks = {c.name: c for c in (state.verification.checks if state.verification else [])}
+    declared = set(check_names(t))
+    for name, c in checks.items():
+        if name in declared:
+            context.log_event(dg.AssetCheckEvaluation(asset_key=key, check_name=check_key(name), passed=bool(c.passed),
+                                                      severity=severity(t, name),
+                                                      metadata={"detail": c.detail[:2000], "status": c.status}))
+    revs = state.revisions or {}
+    if t.migrations is not None and revs:
+        pending = [] if state.migration and not state.migration.dry_run and not state.migration.rolled_back \
+            else list(revs.get("pending") or [])
+        context.log_event(dg.AssetCheckEvaluation(
+            asset_key=key, check_name="alembic_at_head", passed=not pending, severity=severity(t, "alembic_at_head"),
+            metadata={"detail": "at head" if not pending else f"pending: {', '.join(pending)}"}))
+    tables = (state.verification.tables_after if state.verification else None) or state.tables_before or {}
+    rows = {n: v.get("rows") for n, v in tables.items() if isinstance(v.get("rows"), int)}
+    meta: dict = {"tables": len(tables), "dagster/row_count": sum(rows.values()),
+                  "drift_changes": len(state.drift_before)}
+    for n, r in sorted(rows.items(), key=lambda kv: -kv[1])[:3]:
+        meta[f"rows {n}"] = r
+    size = engine_for(t.url).size_bytes(t.url)
+    if size is not None:
+        meta["size_bytes"] = size
+    if state.backup is not None:
+        meta["backup_bytes"] = state.backup.bytes or 0
+    if state.live_fingerprint:
+        meta["schema_fingerprint"] = state.live_fingerprint[:16]
+    if revs.get("after") or revs.get("before"):
+        meta["alembic_revision"] = str(revs.get("after") or revs.get("before"))
+    context.log_event(dg.AssetObservation(asset_key=key, metadata=meta))
+    mig = state.migration
+    if mig is not None and mig.applied and not mig.dry_run and not mig.rolled_back:
+        context.log_event(dg.AssetMaterialization(asset_key=key, description="the schema changed", metadata={
+            "changes": dg.MetadataValue.md("\n".join(f"- {a['source']}: {a['description']}" for a in mig.applied)),
+            "alembic_revision": str(mig.revision_after or ""), "sql_statements": len(mig.sql)}))

@@ -1,0 +1,71 @@
+"""Each database a Dagster asset (``databases/<target>``) with its checks declared: every run records its checks
+in the checks' history, an observation with the numbers the catalog plots, and a schema change as a
+materialization; the declared checks also run on their own, read-only."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from conftest import sha256, write_config
+from maintenance_pipeline.core.config import load_config
+from maintenance_pipeline.orchestration.definitions import build_definitions
+
+KEY = dg.AssetKey(["databases", "goals"])
+DECLARED = {"schema_matches_reference", "integrity", "foreign_keys", "rows_preserved", "backup_verified",
+            "alembic_at_head", "no_orphaned_goals"}
+
+
+def _history(instance, check: str) -> list:
+    return instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(KEY, check), limit=10)
+
+
+def test_the_catalog_declares_each_database_and_its_checks(demo_config):
+    defs = build_definitions(demo_config)
+    spec = next(s for s in defs.assets if s.key == KEY)
+    assert spec.group_name == "databases" and spec.kinds == {"sqlite"} and "goals.db" in spec.description
+    declared = {c.key.name for cd in defs.asset_checks for c in cd.check_specs if c.asset_key == KEY}
+    assert DECLARED <= declared
+
+
+def test_runs_record_checks_observations_and_schema_changes(demo_dir):
+    config = load_config(write_config(demo_dir))
+    defs = build_definitions(config)
+    with dg.instance_for_test() as instance:
+        verify = defs.resolve_job_def("verify_database").execute_in_process(
+            partition_key="goals", instance=instance, raise_on_error=False)
+        assert not verify.success  # drift before the migration: the run fails, its checks are still recorded
+        schema = _history(instance, "schema_matches_reference")
+        assert len(schema) == 1 and schema[0].status == AssetCheckExecutionRecordStatus.FAILED
+        assert _history(instance, "integrity")[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED
+        maintain = defs.resolve_job_def("maintain_database").execute_in_process(partition_key="goals",
+                                                                                 instance=instance)
+        assert maintain.success
+        for check in DECLARED - {"alembic_at_head"}:
+            assert _history(instance, check)[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED, check
+        assert _history(instance, "alembic_at_head")[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED
+        observations = instance.fetch_observations(KEY, limit=10).records
+        assert len(observations) == 2
+        meta = observations[0].asset_observation.metadata
+        assert meta["size_bytes"].value == (demo_dir / "data" / "goals.db").stat().st_size
+        assert meta["dagster/row_count"].value > 0 and meta["tables"].value == 13
+        materializations = instance.fetch_materializations(KEY, limit=10).records
+        assert len(materializations) == 1  # the maintain run changed the schema; the verify run did not
+        assert "alembic" in materializations[0].asset_materialization.metadata["changes"].value
+
+
+def test_the_declared_checks_run_on_their_own_read_only(demo_dir):
+    config = load_config(write_config(demo_dir))
+    defs = build_definitions(config)
+    db = demo_dir / "data" / "goals.db"
+    before = sha256(db)
+    job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks_for_assets(KEY))
+    defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("checks_only").execute_in_process(instance=instance, raise_on_error=False)
+        evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert DECLARED <= set(evaluations)
+    assert not evaluations["schema_matches_reference"].passed  # the demo before its migration
+    assert evaluations["integrity"].passed and evaluations["foreign_keys"].passed
+    assert not evaluations["alembic_at_head"].passed  # 0002 is pending
+    assert sha256(db) == before and not (demo_dir / "backups").exists()  # read-only: nothing written

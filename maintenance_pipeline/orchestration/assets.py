@@ -7,8 +7,9 @@ each check's history and the numbers of every night.
   ``foreign_keys``, ``rows_preserved``, ``backup_verified``, ``alembic_at_head`` and each user check. Run from
   the catalog on its own it is read-only: the live database against the reference and against its newest verified
   backup (``verify`` mode), never a migration.
-* ``log_run_events``: what every run of a job logs on the asset: an ``AssetCheckEvaluation`` per check it made,
-  an ``AssetObservation`` (size, tables, rows, drift, fingerprint, revision) and, when ``maintain_database``
+* ``log_run_events``: what every run of a job logs on the asset, when its report is written (failed runs too):
+  an ``AssetCheckEvaluation`` per check it made, an ``AssetObservation`` (size, tables, rows, drift,
+  fingerprint, revision, and the report: on the run page and the asset page) and, when ``maintain_database``
   changed the schema, an ``AssetMaterialization`` with the changes and the report.
 
 Severity: ERROR for loss, corruption and failed user checks; WARN for drift on a target that only reports it
@@ -26,6 +27,7 @@ from ..core.config import MaintenanceConfig, Target
 from ..core.dburl import mask_url
 from ..core.engines import engine_for
 from ..core.run.commands import reference_for
+from ..core.run.report import render_markdown
 from ..core.verify.checks import verify_target
 
 BUILT_IN_CHECKS = ("schema_matches_reference", "integrity", "foreign_keys", "rows_preserved", "backup_verified",
@@ -122,8 +124,9 @@ _DESCRIPTIONS = {
 }
 
 
-def log_run_events(context, state) -> None:
-    """A run's checks, observation and (a schema change) materialization on ``databases/<target>``."""
+def log_run_events(context, state, report: dict | None = None) -> None:
+    """A run's checks, observation and (a schema change) materialization on ``databases/<target>``, each with the
+    run's report: the run page and the asset page show it, failed runs too."""
     t = state.target
     key = asset_key(t.name)
     checks = {c.name: c for c in (state.verification.checks if state.verification else [])}
@@ -155,9 +158,14 @@ def log_run_events(context, state) -> None:
         meta["schema_fingerprint"] = state.live_fingerprint[:16]
     if revs.get("after") or revs.get("before"):
         meta["alembic_revision"] = str(revs.get("after") or revs.get("before"))
+    if report:
+        meta["status"] = str(report.get("status"))
+        meta["report"] = dg.MetadataValue.md(render_markdown(report))
+        meta["report_path"] = dg.MetadataValue.path(str((report.get("report_paths") or {}).get("markdown", "")))
     context.log_event(dg.AssetObservation(asset_key=key, metadata=meta))
     mig = state.migration
     if mig is not None and mig.applied and not mig.dry_run and not mig.rolled_back:
         context.log_event(dg.AssetMaterialization(asset_key=key, description="the schema changed", metadata={
             "changes": dg.MetadataValue.md("\n".join(f"- {a['source']}: {a['description']}" for a in mig.applied)),
-            "alembic_revision": str(mig.revision_after or ""), "sql_statements": len(mig.sql)}))
+            "alembic_revision": str(mig.revision_after or ""), "sql_statements": len(mig.sql),
+            **({"report": dg.MetadataValue.md(render_markdown(report))} if report else {})}))

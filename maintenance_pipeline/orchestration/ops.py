@@ -58,11 +58,11 @@ def _report_metadata(report: dict) -> dict:
     }
 
 
-def _log_asset_events(context, state: RunState) -> None:
+def _log_asset_events(context, state: RunState, report: dict) -> None:
     from .assets import log_run_events
 
     try:
-        log_run_events(context, state)
+        log_run_events(context, state, report)
     except Exception as e:  # noqa: BLE001 - the catalog's record never fails or hides the run's own outcome
         context.log.warning(pipeline.scrub(state, f"could not record the run on the database's asset: {e}"))
 
@@ -85,9 +85,8 @@ def run_step(context: dg.OpExecutionContext, state: RunState, step: str, fn: Cal
         trace = pipeline.scrub(state, "".join(traceback.format_exception(e)))
     context.log.debug(f"{step} failed; the traceback, secrets masked:\n{trace}")
     context.log.error(f"{step} failed: {message}")
-    if state.verification is not None:  # a failed verify still records its checks on the database's asset
-        _log_asset_events(context, state)
     report = pipeline.finish(state, error=message, failed_step=step)
+    _log_asset_events(context, state, report)  # a failed run too: its checks, numbers and report on the asset
     raise dg.Failure(description=message, metadata=_report_metadata(report))
 
 
@@ -170,7 +169,6 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
                        "verified, user SQL checks. Any failed check fails the run.", tags={"step": "verify"})
     def verify(context: dg.OpExecutionContext, state: RunState) -> RunState:
         step(context, state, "verify", pipeline.step_verify)
-        _log_asset_events(context, state)
         v = state.verification
         context.add_output_metadata({"checks": _checks_table([c.to_dict() for c in v.checks]),
                                      "passed": sum(c.passed for c in v.checks), "failed": len(v.failed)})
@@ -179,6 +177,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Write the Markdown and JSON report and attach it to the run.", tags={"step": "report"})
     def report(context: dg.OpExecutionContext, state: RunState) -> dict:
         rep = pipeline.finish(_resume(state, context))
+        _log_asset_events(context, state, rep)
         context.log.info(f"report written: {rep['report_paths']['markdown']}")
         context.add_output_metadata(_report_metadata(rep))
         return {k: rep[k] for k in ("target", "job", "run_id", "status", "report_paths")}

@@ -49,6 +49,11 @@ def test_runs_record_checks_observations_and_schema_changes(demo_dir):
         meta = observations[0].asset_observation.metadata
         assert meta["size_bytes"].value == (demo_dir / "data" / "goals.db").stat().st_size
         assert meta["dagster/row_count"].value > 0 and meta["tables"].value == 13
+        # the report one click away, failed runs too: on the run's asset events and the asset's latest observation
+        failed_obs = observations[1].asset_observation.metadata
+        assert failed_obs["status"].value == "failed" and "❌ FAILED" in failed_obs["report"].value
+        assert observations[0].asset_observation.metadata["status"].value == "success"
+        assert observations[1].run_id == verify.run_id
         materializations = instance.fetch_materializations(KEY, limit=10).records
         assert len(materializations) == 1  # the maintain run changed the schema; the verify run did not
         assert "alembic" in materializations[0].asset_materialization.metadata["changes"].value

@@ -51,6 +51,7 @@ class BackupSettings:
     keep_last: int = 14
     keep_days: int = 30
     pin_pre_migration: bool = True
+    fresh_within_hours: int = 26  # the newest verified backup older than this is stale (UI freshness, one alert)
     # PostgreSQL (pg_dump): measured on ~0.9 GB, -Fc default compression 27.9 s, -Fc -Z0 4.2 s,
     # -Fd -j 2 -Z0 3.0 s: compression is the cost, so the default is directory format, 2 jobs, no compression.
     pg_format: str = "directory"  # directory | custom
@@ -224,7 +225,8 @@ class _Parser:
         top = self.section(raw, "", {"backups", "reports", "schedule", "alerts", "targets", "automation"},
                            {"targets"})
         b = self.section(top.get("backups"), "backups", {"dir", "keep_last", "keep_days", "pin_pre_migration",
-                                                         "pg_format", "pg_jobs", "pg_compress", "restore_check"})
+                                                         "pg_format", "pg_jobs", "pg_compress", "restore_check",
+                                                         "fresh_within_hours"})
         if b.get("pg_format", "directory") not in ("directory", "custom"):
             self.fail("backups.pg_format", f"must be directory or custom, got {b.get('pg_format')!r}")
         backups = BackupSettings(
@@ -236,6 +238,7 @@ class _Parser:
             pg_jobs=self.int_(b, "backups", "pg_jobs", 2, 1),
             pg_compress=self.int_(b, "backups", "pg_compress", 0, 0),
             restore_check=self.bool_(b, "backups", "restore_check", False),
+            fresh_within_hours=self.int_(b, "backups", "fresh_within_hours", 26, 1),
         )
         r = self.section(top.get("reports"), "reports", {"dir"})
         s = self.section(top.get("schedule"), "schedule", {"cron", "timezone"})

@@ -18,6 +18,7 @@ Severity: ERROR for loss, corruption and failed user checks; WARN for drift on a
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -53,11 +54,32 @@ def severity(t: Target, check: str) -> dg.AssetCheckSeverity:
     return dg.AssetCheckSeverity.ERROR
 
 
+def backup_key(target: str) -> dg.AssetKey:
+    return dg.AssetKey(["backups", target])
+
+
 def database_specs(config: MaintenanceConfig) -> list[dg.AssetSpec]:
-    return [dg.AssetSpec(key=asset_key(name), group_name="databases",
-                         kinds={engine_for(t.url).kind_name},
-                         description=f"{mask_url(t.url)}, compared with {t.reference_label} (align: {t.align})")
-            for name, t in sorted(config.targets.items())]
+    """``databases/<target>`` and ``backups/<target>`` (materialized by every verified backup; stale in the UI
+    when the newest is older than ``backups.fresh_within_hours``)."""
+    window = timedelta(hours=config.backups.fresh_within_hours)
+    out = []
+    for name, t in sorted(config.targets.items()):
+        out.append(dg.AssetSpec(key=asset_key(name), group_name="databases", kinds={engine_for(t.url).kind_name},
+                                description=f"{mask_url(t.url)}, compared with {t.reference_label} (align: {t.align})"))
+        out.append(dg.AssetSpec(key=backup_key(name), group_name="backups", deps=[asset_key(name)],
+                                freshness_policy=dg.FreshnessPolicy.time_window(fail_window=window),
+                                description=f"verified backups of {name} in {config.backups.dir / name}"))
+    return out
+
+
+def log_backup(context, state) -> None:
+    """A verified backup materializes ``backups/<target>``."""
+    b = state.backup
+    if b is None or not b.verified:
+        return
+    context.log_event(dg.AssetMaterialization(asset_key=backup_key(state.target.name), metadata={
+        "path": dg.MetadataValue.path(str(b.path)), "sha256": b.sha256 or "", "bytes": b.bytes or 0,
+        "label": b.label, "pinned": bool(b.pinned)}))
 
 
 def _check_fn(config: MaintenanceConfig, name: str):

@@ -19,7 +19,7 @@ import dagster as dg
 
 from ..core.run import alerts as alerts_mod
 from ..core.config import MaintenanceConfig
-from ..core.run.drift import ReferenceCache, probe_target
+from ..core.run.drift import BackupFreshness, ReferenceCache, probe_target
 from ..core.engines import engine_for
 
 ON_DRIFT_JOB = {"verify": "verify_database", "maintain": "maintain_database"}
@@ -52,6 +52,7 @@ def make_schedules(config: MaintenanceConfig, verify_job: dg.JobDefinition) -> l
 def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> list[dg.SensorDefinition]:
     by_name = {j.name: j for j in jobs}
     references = ReferenceCache()
+    freshness = BackupFreshness()
     secret_values = secrets(config)
     sensor_status = (dg.DefaultSensorStatus.RUNNING if config.sensors_running else dg.DefaultSensorStatus.STOPPED)
 
@@ -92,6 +93,17 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
                 what, short = engine_for(target.url).version_words(probe.schema_version)
                 how = "reflected" if probe.reflected else f"{short} unchanged"
                 notes.append(f"{name}: no drift ({what}, {how})")
+            # open-source Dagster sends no freshness alerts: one per stale period (per newest backup) from here
+            # (a target without any backup yet is not alerted: nothing ran yet; the catalog shows it unknown)
+            stale, newest, age = freshness.stale(config, name)
+            if stale and newest is not None and entry.get("stale_alerted") != newest:
+                send(alerts_mod.Alert(kind="stale_backup", target=name, error=(
+                    f"the newest verified backup of {name} is {age:.1f} h old (window "
+                    f"{config.backups.fresh_within_hours} h); check the nightly schedule and the last runs")),
+                     context.log)
+                entry["stale_alerted"] = newest
+            elif not stale:
+                entry.pop("stale_alerted", None)
             cursor[name] = entry
         new_cursor = json.dumps(cursor, sort_keys=True)
         if requests:

@@ -116,6 +116,9 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
                                trigger=tags.get("trigger", "manual"),
                                ui_url=f"{config.alerts.ui_base_url}/runs/{context.run_id}")
         run_step(context, state, "backup", pipeline.step_backup)
+        from .assets import log_backup
+
+        log_backup(context, state)
         b = state.backup
         context.add_output_metadata({
             "backup_path": dg.MetadataValue.path(str(b.path)), "sha256": b.sha256 or "", "bytes": b.bytes,

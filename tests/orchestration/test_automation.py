@@ -145,3 +145,49 @@ def test_database_password_is_collected_as_a_secret(demo_dir, password):
     config = load_config(write_config(demo_dir, {"goals": demo_target(
         url=f"postgresql+psycopg://app:{password}@127.0.0.1:1/app")}))
     assert password in secrets(config)
+
+
+def _backdate(manifest, hours: float) -> None:
+    data = json.loads(manifest.read_text())
+    when = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=hours)
+    data["created_at"] = when.isoformat(timespec="seconds")
+    manifest.write_text(json.dumps(data))
+
+
+def test_a_stale_backup_gives_exactly_one_alert_per_stale_period(demo_config, demo_dir):
+    assert run_job(demo_config, "goals", "maintain_database")["status"] == "success"  # in sync, one backup
+    first = next((demo_config.backups.dir / "goals").glob("*.json"))
+    defs = build_definitions(demo_config)
+    _, cursor = tick(defs)
+    assert [a["kind"] for a in alerts(demo_dir)] == []  # fresh
+    _backdate(first, 30)  # older than the 26 h window: a night was missed
+    # (the sensor reads a folder's manifests again when the folder changes: a new definitions object stands for
+    # the time passing, since editing a manifest in place changes no folder)
+    defs = build_definitions(demo_config)
+    for _ in range(3):
+        _, cursor = tick(defs, cursor)
+    stale = [a for a in alerts(demo_dir) if a["kind"] == "stale_backup"]
+    assert len(stale) == 1 and "is 30.0 h old (window 26 h)" in stale[0]["error"]
+    run_job(demo_config, "goals", "verify_database", trigger="schedule")  # the next night: fresh again
+    _, cursor = tick(defs, cursor)
+    assert len([a for a in alerts(demo_dir) if a["kind"] == "stale_backup"]) == 1
+    for m in (demo_config.backups.dir / "goals").glob("*.json"):
+        _backdate(m, 27)  # and stale again: a new stale period, one new alert
+    defs = build_definitions(demo_config)
+    for _ in range(2):
+        _, cursor = tick(defs, cursor)
+    assert len([a for a in alerts(demo_dir) if a["kind"] == "stale_backup"]) == 2
+
+
+def test_every_verified_backup_materializes_the_backups_asset_with_a_freshness_window(demo_dir):
+    config = load_config(write_config(demo_dir, backups={"dir": "backups", "fresh_within_hours": 30}))
+    defs = build_definitions(config)
+    spec = next(s for s in defs.assets if s.key == dg.AssetKey(["backups", "goals"]))
+    assert spec.freshness_policy is not None and spec.freshness_policy.fail_window.to_timedelta() == \
+        datetime.timedelta(hours=30)
+    with dg.instance_for_test() as instance:
+        defs.resolve_job_def("maintain_database").execute_in_process(partition_key="goals", instance=instance)
+        records = instance.fetch_materializations(dg.AssetKey(["backups", "goals"]), limit=5).records
+        assert len(records) == 1
+        meta = records[0].asset_materialization.metadata
+        assert meta["label"].value == "pre-migration" and meta["bytes"].value > 0 and len(meta["sha256"].value) == 64

@@ -28,8 +28,8 @@ from .report import mask_secrets
 
 log = logging.getLogger("maintenance_pipeline.alerts")
 
-KINDS = ("run_failure", "drift", "unreadable")
-_SUBJECT = {"run_failure": "FAILED", "drift": "DRIFT", "unreadable": "UNREADABLE"}
+KINDS = ("run_failure", "drift", "unreadable", "stale_backup")
+_SUBJECT = {"run_failure": "FAILED", "drift": "DRIFT", "unreadable": "UNREADABLE", "stale_backup": "STALE BACKUP"}
 
 
 def _one_line(value, limit: int | None = None) -> str | None:
@@ -77,6 +77,8 @@ class Alert:
             return f"⚠️ schema drift on {target}"
         if self.kind == "unreadable":
             return f"⚠️ target {target} unreadable"
+        if self.kind == "stale_backup":
+            return f"⚠️ no fresh verified backup of {target}"
         return (f"❌ {self.job or 'run'} failed" + (f" on {self.target}" if self.target else "")
                 + (f" at step {self.step}" if self.step else ""))
 

@@ -10,6 +10,10 @@ same drift gives the same fingerprint (one run, one alert), different drift a ne
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+from pathlib import Path
+
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -118,3 +122,39 @@ def probe_target(target: Target, previous: dict | None, references: ReferenceCac
     except Exception as e:  # noqa: BLE001 - one bad target must never stop the others
         error = f"{type(e).__name__}: {e}"
     return Probe(target.name, "unreadable", error=error), {**previous, "error": error}
+
+
+class BackupFreshness:
+    """Whether each target's newest verified backup is older than ``backups.fresh_within_hours``, reading the
+    manifests of a target's folder only when the folder changed (a tick over 100 targets stays cheap)."""
+
+    def __init__(self):
+        self._seen: dict[str, tuple[float, str | None]] = {}  # folder -> (mtime, newest verified created_at)
+
+    def newest(self, backups_dir, target: str) -> str | None:
+        from ..backup.manifest import newest_verified
+
+        folder = Path(backups_dir) / target
+        try:
+            mtime = folder.stat().st_mtime
+        except OSError:
+            return None
+        hit = self._seen.get(str(folder))
+        if hit and hit[0] == mtime:
+            return hit[1]
+        m = newest_verified(backups_dir, target)
+        created = str(m["created_at"]) if m else None
+        self._seen[str(folder)] = (mtime, created)
+        return created
+
+    def stale(self, config, target: str, now: datetime | None = None) -> tuple[bool, str | None, float | None]:
+        """(stale, newest verified backup's created_at, its age in hours)."""
+        now = now or datetime.now(timezone.utc)
+        created = self.newest(config.backups.dir, target)
+        if created is None:
+            return True, None, None
+        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        age = (now - when).total_seconds() / 3600
+        return age > config.backups.fresh_within_hours, created, age

@@ -149,6 +149,13 @@ def _read_only(args) -> int:
         return 2
 
 
+def repository_label() -> str:
+    """``<repository>@<code location>`` as the workspace (``workspace.yaml``: ``python_module:
+    maintenance_pipeline``) names this code location: Definitions' repository is ``__repository__``, the location
+    is named after the module."""
+    return f"__repository__@{__package__ or 'maintenance_pipeline'}"
+
+
 def _run(args) -> int:
     from .core.config import load_config
     from .core.errors import MaintenanceError
@@ -167,6 +174,7 @@ def _run(args) -> int:
         return 2
 
     import dagster as dg
+    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
     ops: dict = {}
     if args.job == "maintain_database" and (args.dry_run or args.align):
@@ -179,8 +187,11 @@ def _run(args) -> int:
         logging.getLogger("dagster").setLevel(logging.CRITICAL)
     job = defs.resolve_job_def(args.job)
     with dg.DagsterInstance.get() as instance:
+        # the tag the UI finds a job's runs by (its Runs tab, partition status, the timeline): the code location's
+        # repository label, which runs launched from the UI or the daemon carry and in-process runs do not
         result = job.execute_in_process(partition_key=args.target, instance=instance, raise_on_error=False,
-                                        run_config=run_config or None)
+                                        run_config=run_config or None,
+                                        tags={REPOSITORY_LABEL_TAG: repository_label()})
     found = sorted((config.reports_dir / args.target).glob(f"*_{args.job}_{result.run_id[:8]}.md"))
     report_path = str(found[-1]) if found else None
     report = {}

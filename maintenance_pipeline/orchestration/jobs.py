@@ -21,6 +21,9 @@ def partitions_def(config: MaintenanceConfig) -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition(sorted(config.targets))
 
 
+MAX_RUNTIME_SECONDS = 4 * 3600  # a maintenance run that takes longer than this is stuck
+
+
 def make_jobs(config: MaintenanceConfig) -> list[dg.JobDefinition]:
     ops = make_ops(config)
     parts = partitions_def(config)
@@ -31,7 +34,10 @@ def make_jobs(config: MaintenanceConfig) -> list[dg.JobDefinition]:
 
     # Outputs go through Dagster's default IO manager (pickled on disk between steps), so a failed run
     # can be re-executed from its failed step; the run state holds no secret (``pipeline.RunState``).
-    common = dict(executor_def=dg.in_process_executor, partitions_def=parts, tags={"product": "maintenance_pipeline"})
+    # ``dagster/max_runtime``: with run monitoring on (docs/production/dagster.yaml) a stuck run is failed by the
+    # daemon after this many seconds, and the failure alert goes out like any other
+    common = dict(executor_def=dg.in_process_executor, partitions_def=parts,
+                  tags={"product": "maintenance_pipeline", "dagster/max_runtime": str(MAX_RUNTIME_SECONDS)})
 
     def build(name: str) -> dg.JobDefinition:
         steps = JOB_STEPS[name]

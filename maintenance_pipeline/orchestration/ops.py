@@ -18,6 +18,11 @@ from ..core.errors import ConfigError
 from ..core.run.pipeline import RunState
 
 
+# the concurrency pool of the backup step: the instance caps how many backups (pg_dumps) run at once across targets
+# (``concurrency: pools:`` in docs/production/dagster.yaml)
+BACKUP_POOL = "backups"
+
+
 class MigrateConfig(dg.Config):
     """Run config of the migrate op (all optional; defaults come from the targets file)."""
 
@@ -106,7 +111,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         return state
 
     @dg.op(description="Back up the target (SQLite online copy / pg_dump), verify the copy, apply retention.",
-           tags={"step": "backup"})
+           tags={"step": "backup"}, pool=BACKUP_POOL)
     def backup(context: dg.OpExecutionContext) -> RunState:
         target = context.partition_key
         tags = context.run.tags

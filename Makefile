@@ -24,7 +24,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m maintenance_pipeline run maintain_database goals
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # the inner loop: everything but PostgreSQL, the end-to-end and the safety (processes, kills) tests
 test-fast: $(STAMP)

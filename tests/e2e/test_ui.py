@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, build_demo, write_config
+from deployment import graphql
 from receivers import free_port
 
 BIN = Path(sys.executable).parent
@@ -207,12 +208,9 @@ def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, brows
         d.save_screenshot(str(tmp / "failure.png"))
         raise
     # where the page draws a canvas, the API it reads: five observations, the last three from the verify runs
-    query = ('{ assetOrError(assetKey: {path: ["databases", "goals"]}) { ... on Asset { assetObservations '
-             '{ runId metadataEntries { label ... on IntMetadataEntry { intValue } } } } } }')
-    request = urllib.request.Request(f"{ui}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    observations = json.loads(urllib.request.urlopen(request, timeout=30).read())["data"]["assetOrError"][
-        "assetObservations"]
+    observations = graphql(ui, '{ assetOrError(assetKey: {path: ["databases", "goals"]}) { ... on Asset { '
+                               'assetObservations { runId metadataEntries { label ... on IntMetadataEntry { intValue } '
+                               '} } } } }')["assetOrError"]["assetObservations"]
     sizes = [e["intValue"] for o in observations for e in o["metadataEntries"] if e["label"] == "size_bytes"]
     assert len(observations) == 5 and len(sizes) == 5 and all(s > 0 for s in sizes)
 
@@ -222,9 +220,7 @@ def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, brows
     cli = subprocess.run([sys.executable, "-m", "maintenance_pipeline", "run", "verify_database", "goals", "--json"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     run_id = json.loads(cli.stdout.splitlines()[0])["run_id"]
-    query = ('{ pipelineOrError(params: {pipelineName: "verify_database", repositoryName: "__repository__", '
-             'repositoryLocationName: "maintenance_pipeline"}) { ... on Pipeline { runs { runId } } } }')
-    request = urllib.request.Request(f"{ui}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    runs = json.loads(urllib.request.urlopen(request, timeout=30).read())["data"]["pipelineOrError"]["runs"]
+    runs = graphql(ui, '{ pipelineOrError(params: {pipelineName: "verify_database", repositoryName: "__repository__", '
+                       'repositoryLocationName: "maintenance_pipeline"}) { ... on Pipeline { runs { runId } } } }'
+                   )["pipelineOrError"]["runs"]
     assert run_id in [r["runId"] for r in runs]

@@ -52,9 +52,10 @@ def reference(target: Target):
                               ignore_tables=target.ignore_tables)
 
 
-def db_state(url: str, schema: str = "public") -> dict:
+def db_state(url: str, schema: str = "public", *, snapshot: bool = True) -> dict:
     """Everything a failed run must leave as it was: the catalog fingerprint (names, indexes, constraints
-    and all), the snapshot fingerprint, and every table's rows (count and an md5 over their text)."""
+    and all), the snapshot fingerprint (``snapshot=False``: left out, the catalog covers it and it costs a
+    reflection), and every table's rows (count and an md5 over their text)."""
     engine = open_engine(url)
     try:
         with engine.connect() as conn:
@@ -66,8 +67,8 @@ def db_state(url: str, schema: str = "public") -> dict:
                 rows[t] = tuple(conn.exec_driver_sql(
                     f"SELECT count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) "
                     f"FROM {q} AS x").one())
-            return {"catalog": catalog_fingerprint(conn, schema), "snapshot": take_snapshot(conn, schema=schema)
-                    .fingerprint, "rows": rows}
+            return {"catalog": catalog_fingerprint(conn, schema), "rows": rows,
+                    "snapshot": take_snapshot(conn, schema=schema).fingerprint if snapshot else None}
     finally:
         engine.dispose()
 

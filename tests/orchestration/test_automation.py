@@ -140,7 +140,7 @@ def test_run_failure_sensor_alerts_with_step_error_run_url_and_report(demo_confi
 
 @pytest.mark.parametrize("password", ["hunter2-secret"])
 def test_database_password_is_collected_as_a_secret(demo_dir, password):
-    from maintenance_pipeline.orchestration.automation import secrets
+    from maintenance_pipeline.core.run.alerts import config_secrets as secrets
 
     config = load_config(write_config(demo_dir, {"goals": demo_target(
         url=f"postgresql+psycopg://app:{password}@127.0.0.1:1/app")}))

@@ -27,8 +27,6 @@ from maintenance_pipeline.core.migrate.executor import migrate  # noqa: E402
 from maintenance_pipeline.core.schema.diff import diff  # noqa: E402
 from maintenance_pipeline.core.schema.snapshot import snapshot_url  # noqa: E402
 from maintenance_pipeline.core.verify.checks import verify_target  # noqa: E402
-from maintenance_pipeline.core.engines import open_engine  # noqa: E402
-from maintenance_pipeline.core.engines.postgresql.catalog import catalog_fingerprint  # noqa: E402
 from pg_migrate_helpers import db_state, reference  # noqa: E402
 from schema_judges import pg_judge  # noqa: E402
 
@@ -152,19 +150,7 @@ CASES = [
 
 
 def _state(url: str) -> dict:
-    """What a refused run must leave as it was, read cheaply: the catalog fingerprint (every column, index,
-    constraint, trigger, view, function, type ...) and every table's rows (count and md5 of their text)."""
-    engine = open_engine(url)
-    try:
-        with engine.connect() as conn:
-            tables = [r[0] for r in conn.exec_driver_sql(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
-            rows = {t: tuple(conn.exec_driver_sql(
-                f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM \"{t}\" AS x"
-            ).one()) for t in tables}
-            return {"catalog": catalog_fingerprint(conn, "public"), "rows": rows}
-    finally:
-        engine.dispose()
+    return db_state(url, snapshot=False)  # the catalog fingerprint and every table's rows
 
 
 def _db(pg, sql: str) -> tuple[str, str]:

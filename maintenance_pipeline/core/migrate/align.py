@@ -20,13 +20,21 @@ rebuild the table instead, every row kept (``engines/sqlite/rebuild.py``).
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
+import sqlalchemy as sa
 from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
 
+from ..config import Target
 from ..engines import engine_of
+from ..errors import DestructiveChangeRefusedError, UnalignableChangeError
 from ..engines.ddl import sa_column, sa_constraints
-from ..schema.diff import POSSIBLE_RENAME
+from ..schema.diff import POSSIBLE_RENAME, diff
+from ..schema.snapshot import take_snapshot
+from .results import MigrationRecord
+from .revisions import target_schema
 from ..schema.model import Change, Column, ForeignKey, Index, SchemaObject, Snapshot, Table
 
 
@@ -171,3 +179,85 @@ def _apply_object(ops: Operations, engine, ch: Change) -> bool:
         return True
     run_sql(ops, ref.alter_sql)
     return True
+
+
+def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
+                         result: MigrationRecord, state: dict | None = None) -> None:
+    """Inside the migration's transaction, after the revisions: diff again, refuse what may not or cannot be
+    applied (raising, so nothing is committed), then apply the rest in the engine's order, natively or by
+    rebuilding tables; ``state["step"]`` names the change under way (for the one-line error)."""
+    state = state if state is not None else {}
+    schema = target_schema(conn, target)
+    live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
+    changes = diff(live, reference, ignore_tables=target.ignore_tables, renames=target.renames)
+    result.after_revisions = list(changes)  # what the revisions left: the report tells their work from alignment's
+    to_apply, refused = split_by_align(changes, align)
+    to_apply, blocked = blocked_by_kept_names(live, to_apply)
+    engine = engine_of(conn)
+    unalignable = cannot_align(engine, to_apply, reference, live)
+    result.refused = refused + blocked + [c for c, _ in unalignable]
+    if unalignable and not result.dry_run:
+        what = "; ".join(f"{c.kind} {c.noun}: {why}" for c, why in unalignable[:3])
+        more = f" (+{len(unalignable) - 3} more)" if len(unalignable) > 3 else ""
+        raise UnalignableChangeError(
+            f"{len(unalignable)} difference(s) cannot be aligned automatically ({what}{more}); the whole run was "
+            "refused, nothing was committed; write a revision for them, or change the reference")
+    to_apply = [c for c in to_apply if all(c is not x for x, _ in unalignable)]
+    if result.refused and not result.dry_run:
+        names = "; ".join(c.describe() for c in result.refused[:4])
+        more = f" (+{len(result.refused) - 4} more)" if len(result.refused) > 4 else ""
+        raise DestructiveChangeRefusedError(
+            f"align: {align} refuses {len(result.refused)} destructive change(s): {names}{more}; the whole run was "
+            "refused, nothing was committed; review them and rerun with align: full to apply them, or change "
+            "the reference")
+    if not to_apply:
+        return
+    same_engine = reference.dialect == engine.name
+    implied = engine.implied(to_apply, live)  # made by the engine along with others (children of a parent)
+    to_apply = engine.order_changes(expand(engine, [c for c in to_apply if all(c is not x for x in implied)]))
+    result.aligned.extend(implied)
+    check_after = engine.alignment_guard(conn)
+    # a single-column FK arriving with its column is added with it (natively on SQLite)
+    column_fks = {}
+    for ch in to_apply:
+        if ch.kind == "add_foreign_key" and len(ch.reference.columns) == 1:  # type: ignore[union-attr]
+            if any(c.kind == "add_column" and c.table == ch.table and c.name == ch.reference.columns[0]
+                   for c in to_apply):
+                column_fks[(ch.table, ch.reference.columns[0])] = ch  # type: ignore[union-attr]
+    ops = Operations(MigrationContext.configure(conn, opts={"transactional_ddl": True}))
+    rebuild: dict[str, list[Change]] = {}
+    for ch in to_apply:
+        if ch.kind == "add_foreign_key" and \
+                column_fks.get((ch.table, ch.reference.columns[0])) is ch:  # type: ignore[union-attr]
+            continue  # added with its column
+        if ch.kind == "drop_column" and ch.table in rebuild:
+            # the table is rebuilt anyway: dropping the column natively first would rewrite it twice
+            rebuild[ch.table].append(ch)
+            continue
+        fk_ch = column_fks.get((ch.table, ch.name)) if ch.kind == "add_column" else None
+        state["step"] = ch.describe()
+        t0 = time.monotonic()
+        n_sql = len(result.sql)
+        if apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema,
+                                 same_engine=same_engine):
+            desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
+            result.applied.append({"source": "align", "description": desc, "seconds": round(time.monotonic() - t0, 4)})
+            result.aligned.append(ch)
+            if fk_ch:
+                result.aligned.append(fk_ch)
+        else:
+            del result.sql[n_sql:]  # a native attempt the engine refused (rolled back) is not part of the plan
+            rebuild.setdefault(ch.table, []).append(ch)
+    if rebuild:
+        now = take_snapshot(conn, ignore_tables=target.ignore_tables)
+        for table, chs in rebuild.items():
+            state["step"] = f"rebuilding table {table} (" + "; ".join(c.describe() for c in chs) + ")"
+            t0 = time.monotonic()
+            engine.rebuild(ops, now.tables[table], chs, reference.tables.get(table) if same_engine else None)
+            result.applied.append({"source": "align",
+                                   "description": f"rebuilt table {table} (rows kept): "
+                                   + "; ".join(c.describe() for c in chs),
+                                   "seconds": round(time.monotonic() - t0, 4)})
+            result.aligned.extend(chs)
+    state["step"] = None
+    check_after()

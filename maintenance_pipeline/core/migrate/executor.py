@@ -40,16 +40,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
 
-from .align import apply_change_natively, blocked_by_kept_names, cannot_align, expand, split_by_align
-from ..verify.results import describe_loss, fmt_fk, introduced_violations
+from .align import align_in_transaction
+from ..verify.results import fmt_fk, introduced_violations
 from ..config import Target
 from ..dburl import mask_url, short_name, translate_error
 from ..engines import open_engine
@@ -209,7 +206,7 @@ def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown:
     state["phase"] = "alembic"
     run_revisions(conn, target, result.plan, result)
     state["phase"] = "align"
-    _align(conn, target, reference, align, result, state)
+    align_in_transaction(conn, target, reference, align, result, state)
     state["phase"], state["step"] = "foreign_key_check", None
     introduced = introduced_violations(fk_violations(conn, schema, only_unenforced=True), fk_before)
     if introduced:
@@ -277,85 +274,6 @@ def _judge_rows(verdict, shown: Target, note: str = "") -> None:
         raise RowsLostError(f"the migration would lose or change rows of kept tables: {lost}{note}; nothing was "
                             f"committed; fix the revision, or declare the tables it means to change: "
                             f"changes_rows = ({tables},)")
-
-
-def _align(conn: sa.Connection, target: Target, reference: Snapshot, align: str, result: MigrationRecord,
-           state: dict | None = None) -> None:
-    state = state if state is not None else {}
-    schema = target_schema(conn, target)
-    live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
-    changes = diff(live, reference, ignore_tables=target.ignore_tables, renames=target.renames)
-    result.after_revisions = list(changes)  # what the revisions left: the report tells their work from alignment's
-    to_apply, refused = split_by_align(changes, align)
-    to_apply, blocked = blocked_by_kept_names(live, to_apply)
-    engine = engine_of(conn)
-    unalignable = cannot_align(engine, to_apply, reference, live)
-    result.refused = refused + blocked + [c for c, _ in unalignable]
-    if unalignable and not result.dry_run:
-        what = "; ".join(f"{c.kind} {c.noun}: {why}" for c, why in unalignable[:3])
-        more = f" (+{len(unalignable) - 3} more)" if len(unalignable) > 3 else ""
-        raise UnalignableChangeError(
-            f"{len(unalignable)} difference(s) cannot be aligned automatically ({what}{more}); the whole run was "
-            "refused, nothing was committed; write a revision for them, or change the reference")
-    to_apply = [c for c in to_apply if all(c is not x for x, _ in unalignable)]
-    if result.refused and not result.dry_run:
-        names = "; ".join(c.describe() for c in result.refused[:4])
-        more = f" (+{len(result.refused) - 4} more)" if len(result.refused) > 4 else ""
-        raise DestructiveChangeRefusedError(
-            f"align: {align} refuses {len(result.refused)} destructive change(s): {names}{more}; the whole run was "
-            "refused, nothing was committed; review them and rerun with align: full to apply them, or change "
-            "the reference")
-    if not to_apply:
-        return
-    same_engine = reference.dialect == engine.name
-    implied = engine.implied(to_apply, live)  # made by the engine along with others (children of a parent)
-    to_apply = engine.order_changes(expand(engine, [c for c in to_apply if all(c is not x for x in implied)]))
-    result.aligned.extend(implied)
-    check_after = engine.alignment_guard(conn)
-    # a single-column FK arriving with its column is added with it (natively on SQLite)
-    column_fks = {}
-    for ch in to_apply:
-        if ch.kind == "add_foreign_key" and len(ch.reference.columns) == 1:  # type: ignore[union-attr]
-            if any(c.kind == "add_column" and c.table == ch.table and c.name == ch.reference.columns[0]
-                   for c in to_apply):
-                column_fks[(ch.table, ch.reference.columns[0])] = ch  # type: ignore[union-attr]
-    ops = Operations(MigrationContext.configure(conn, opts={"transactional_ddl": True}))
-    rebuild: dict[str, list[Change]] = {}
-    for ch in to_apply:
-        if ch.kind == "add_foreign_key" and \
-                column_fks.get((ch.table, ch.reference.columns[0])) is ch:  # type: ignore[union-attr]
-            continue  # added with its column
-        if ch.kind == "drop_column" and ch.table in rebuild:
-            # the table is rebuilt anyway: dropping the column natively first would rewrite it twice
-            rebuild[ch.table].append(ch)
-            continue
-        fk_ch = column_fks.get((ch.table, ch.name)) if ch.kind == "add_column" else None
-        state["step"] = ch.describe()
-        t0 = time.monotonic()
-        n_sql = len(result.sql)
-        if apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema,
-                                 same_engine=same_engine):
-            desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
-            result.applied.append({"source": "align", "description": desc, "seconds": round(time.monotonic() - t0, 4)})
-            result.aligned.append(ch)
-            if fk_ch:
-                result.aligned.append(fk_ch)
-        else:
-            del result.sql[n_sql:]  # a native attempt the engine refused (rolled back) is not part of the plan
-            rebuild.setdefault(ch.table, []).append(ch)
-    if rebuild:
-        now = take_snapshot(conn, ignore_tables=target.ignore_tables)
-        for table, chs in rebuild.items():
-            state["step"] = f"rebuilding table {table} (" + "; ".join(c.describe() for c in chs) + ")"
-            t0 = time.monotonic()
-            engine.rebuild(ops, now.tables[table], chs, reference.tables.get(table) if same_engine else None)
-            result.applied.append({"source": "align",
-                                   "description": f"rebuilt table {table} (rows kept): "
-                                   + "; ".join(c.describe() for c in chs),
-                                   "seconds": round(time.monotonic() - t0, 4)})
-            result.aligned.extend(chs)
-    state["step"] = None
-    check_after()
 
 
 def _failed(e: Exception, state: dict, result: MigrationRecord, target: Target) -> Exception:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from ..backup.manifest import list_backups
 from ..config import MaintenanceConfig, Target
@@ -76,7 +75,6 @@ def check_target(config: MaintenanceConfig, name: str, *, sql: bool = False) -> 
                 out.sql = list(migrate(t, ref, align=t.align, dry_run=True).sql)
             except MaintenanceError as e:
                 out.sql = list(getattr(getattr(e, "result", None), "sql", []) or [])
-                out.error = out.error or None
     except MaintenanceError as e:
         out.error = str(e)
     return out

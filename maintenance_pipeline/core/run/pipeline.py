@@ -18,23 +18,22 @@ from pathlib import Path
 
 from .. import backup as backup_mod
 from ..config import MaintenanceConfig, Target, load_config
-from ..dburl import mask_url, short_name, scrub_passwords
+from ..dburl import mask_url
 from ..engines import engine_for
 from ..engines import open_engine
 from ..schema.diff import diff
 from ..errors import (
-    DatabaseDamagedError,
     DestructiveChangeRefusedError,
     MaintenanceError,
     RestoreError,
     VerificationFailedError,
-    says_damaged,
 )
 from ..lock import maintenance_lock
 from ..backup.manifest import BackupResult, RestoreResult
 from ..migrate.executor import MigrationResult, migrate, plan_revisions
 from ..schema.model import Change, Snapshot
 from ..schema.reference import reference_snapshot
+from .failures import failure_line
 from .report import write_report
 from ..schema.snapshot import take_snapshot
 from ..verify.checks import VerifyResult, verify_target
@@ -377,41 +376,3 @@ def run_job(config: MaintenanceConfig, target: str, job: str, *, dry_run: bool =
         except Exception as e:  # noqa: BLE001 - a report exists for every run, whatever failed
             return finish(state, error=failure_line(state, name, e), failed_step=name)
     return finish(state)
-
-
-def scrub(state: RunState, text: str) -> str:
-    """``text`` with every secret of the targets file masked (``alerts.config_secrets``): what may reach Dagster's
-    storage, its logs, a report or the command line."""
-    from .alerts import config_secrets, scrubber
-
-    try:
-        config = state.config
-    except Exception:  # noqa: BLE001 - a targets file that does not load holds no secret we could know
-        config = None
-    return scrubber(config_secrets(config) if config is not None else [])(text)
-
-
-def failure_line(state: RunState, step: str, e: BaseException) -> str:
-    """The one line a failed step is reported with (report, Dagster, alerts): our own errors as they are; an
-    I/O error or a corrupt page says so, that the file needs checking and which backup holds the last good
-    state; anything else is an internal error named with its step. Never a password."""
-    if isinstance(e, MaintenanceError):
-        return one_line(str(e))
-    t = state.target
-    text = scrub_passwords(" ".join(str(getattr(e, "orig", None) or e).split()), t.url, t.reference_url or "")
-    if says_damaged(text):
-        backup = state.backup.path if state.backup and state.backup.verified else None
-        good = (f"the last good state is in backup {backup}" if backup else
-                f"the last good state is in the newest verified backup in {state.config.backups.dir / t.name}")
-        return str(DatabaseDamagedError.met(short_name(t.url), text, f"in step {step}", good))
-    return one_line(f"this is a bug in step {step}: {type(e).__name__}: {text[:160]} (the traceback is in the run's "
-                    "log); please report it with the report")
-
-
-MAX_LINE = 300  # no error line is longer: what does not fit is in the report's sections
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line of at most ``MAX_LINE`` characters."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= MAX_LINE else text[:MAX_LINE - 31] + "… (the rest is in the report)"

@@ -33,7 +33,7 @@ from dataclasses import replace
 from collections.abc import Iterable
 
 from ..engines import engine_named
-from .model import (extends, EXPR, SHADOW, ADDITIVE_KINDS, ADDITIVE_OBJECTS, EARLY_OBJECTS, Change, Column, ForeignKey, Index, SchemaObject,
+from .model import (extends, EXPR, SHADOW, ADDITIVE_KINDS, ADDITIVE_OBJECTS, Change, Column, ForeignKey, Index, SchemaObject,
                     Snapshot, Table, UniqueConstraint)
 from . import sqltypes
 
@@ -65,11 +65,6 @@ ORDER = (
 )
 POSSIBLE_RENAME = "possible rename to"  # said in a drop_column's detail when an added column could be it
 KINDS_IN_ORDER = tuple(dict.fromkeys(k.split(":")[0] for k in ORDER))
-
-
-def slot(ch: Change) -> str:
-    """Where a change goes in ``ORDER`` (``Change.slot``)."""
-    return ch.slot
 
 
 def _change(kind: str, table: str, name: str | None, detail: str, *, reference=None, current=None,
@@ -347,11 +342,11 @@ def _compare_objects(current: Snapshot, reference: Snapshot, ignore: set[str], o
                          reference=o, current=c, destructive=not additive)
         else:
             continue
-        out[slot(ch)].append(ch)
+        out[ch.slot].append(ch)
     for k, c in reversed(list(cur.items())):  # dropped newest first
         if k not in ref:
             ch = _change("drop_object", c.table or "", k, _short(c.definition), current=c)
-            out[slot(ch)].append(ch)
+            out[ch.slot].append(ch)
 
 
 def _short(text: str, n: int = 160) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from maintenance_pipeline.core.schema.diff import ORDER, diff, slot, summarize
+from maintenance_pipeline.core.schema.diff import ORDER, diff, summarize
 from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.schema.model import (ADDITIVE_KINDS, CHANGE_KINDS, Check, Column, ForeignKey, Index,
                                                     SchemaObject, Table, UniqueConstraint)
@@ -242,7 +242,7 @@ def test_order_is_suitable_for_applying(tmp_path):
     """)
     changes = diff(a, b)
     kinds = [c.kind for c in changes]
-    assert [slot(c) for c in changes] == sorted((slot(c) for c in changes), key=ORDER.index)
+    assert [c.slot for c in changes] == sorted((c.slot for c in changes), key=ORDER.index)
     assert len(set(kinds)) == 12
     assert summarize(changes) == (
         "13 changes (7 destructive): 1 add_table, 2 add_column, 1 alter_column, 1 alter_primary_key, "

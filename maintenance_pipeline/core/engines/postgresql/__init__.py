@@ -45,8 +45,6 @@ class PostgresEngine(Engine):
         session sets no lock timeout of its own (a migration in progress holds its tables)."""
         from ...dburl import mask_url
         from ...errors import ConfigError
-        from ..inspect import inspector_snapshot
-
         if schema and not sa.inspect(conn).has_schema(schema):
             raise ConfigError(f"schema {schema!r} does not exist in {mask_url(conn.engine.url)}; create it or "
                               "fix the schema setting (schema: or reference.schema:) in the targets file")

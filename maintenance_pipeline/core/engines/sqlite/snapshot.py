@@ -53,14 +53,6 @@ _CONSTRAINT_RE = re.compile(
 )
 
 
-def _unquote(ident: str) -> str:
-    ident = ident.strip()
-    if len(ident) >= 2 and ident[0] in "\"`[" and ident[-1] in "\"`]":
-        inner = ident[1:-1]
-        return inner.replace('""', '"') if ident[0] == '"' else inner
-    return ident
-
-
 def _column_list(text: str) -> tuple[str, ...]:
     out = []
     for part in text.split(","):
@@ -68,7 +60,7 @@ def _column_list(text: str) -> tuple[str, ...]:
         if not part:
             continue
         m = re.match(_IDENT, part)
-        out.append(_unquote(m.group(0)) if m else part)
+        out.append(sqltext.unquote(m.group(0)) if m else part)
     return tuple(out)
 
 
@@ -80,7 +72,7 @@ def _constraint_names(sql: str | None) -> tuple[dict, dict]:
         return uniques, fks
     for m in _CONSTRAINT_RE.finditer(sql):
         cols = tuple(c.lower() for c in _column_list(m.group(3)))
-        (uniques if m.group(2).upper() == "UNIQUE" else fks).setdefault(cols, _unquote(m.group(1)))
+        (uniques if m.group(2).upper() == "UNIQUE" else fks).setdefault(cols, sqltext.unquote(m.group(1)))
     return uniques, fks
 
 

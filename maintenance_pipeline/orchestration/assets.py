@@ -8,9 +8,10 @@ each check's history and the numbers of every night.
   the catalog on its own it is read-only: the live database against the reference and against its newest verified
   backup (``verify`` mode), never a migration.
 * ``log_run_events``: what every run of a job logs on the asset, when its report is written (failed runs too):
-  an ``AssetCheckEvaluation`` per check it made, an ``AssetObservation`` (size, tables, rows, drift,
-  fingerprint, revision, and the report: on the run page and the asset page) and, when ``maintain_database``
-  changed the schema, an ``AssetMaterialization`` with the changes and the report.
+  an ``AssetCheckEvaluation`` per check it made, an ``AssetObservation`` (size, tables, rows, drift, FK orphans,
+  backup age, integrity duration, fingerprint, revision, and the report: on the run page and the asset page) and,
+  when ``maintain_database`` changed the schema, an ``AssetMaterialization`` with the changes, the
+  ``dagster/column_schema`` of the changed tables and the report.
 
 Severity: ERROR for loss, corruption and failed user checks; WARN for drift on a target that only reports it
 (``align: none``).
@@ -176,6 +177,16 @@ def log_run_events(context, state, report: dict | None = None) -> None:
         meta["size_bytes"] = size
     if state.backup is not None:
         meta["backup_bytes"] = state.backup.bytes or 0
+    age = _backup_age_hours(state)
+    if age is not None:
+        meta["backup_age_hours"] = age
+    measures = state.verification.measures if state.verification else {}
+    if "fk_orphans" in measures:
+        meta["fk_orphans"] = int(measures["fk_orphans"])
+    if "integrity_seconds" in measures:
+        meta["integrity_seconds"] = float(measures["integrity_seconds"])
+    elif state.backup is not None and state.backup.verified and "verify" in (state.backup.timings or {}):
+        meta["integrity_seconds"] = float(state.backup.timings["verify"])  # checked on the run's backup copy
     if state.live_fingerprint:
         meta["schema_fingerprint"] = state.live_fingerprint[:16]
     if revs.get("after") or revs.get("before"):
@@ -190,4 +201,46 @@ def log_run_events(context, state, report: dict | None = None) -> None:
         context.log_event(dg.AssetMaterialization(asset_key=key, description="the schema changed", metadata={
             "changes": dg.MetadataValue.md("\n".join(f"- {a['source']}: {a['description']}" for a in mig.applied)),
             "alembic_revision": str(mig.revision_after or ""), "sql_statements": len(mig.sql),
+            **column_schema(state),
             **({"report": dg.MetadataValue.md(render_markdown(report))} if report else {})}))
+
+
+def changed_tables(state) -> list[str]:
+    """Tables the run's schema change touched: those of the drift it started from, and those whose column count
+    moved (an Alembic revision the reference does not describe)."""
+    after = state.verification.tables_after if state.verification else {}
+    names = {c.table for c in state.drift_before if c.table}
+    names |= {n for n, v in after.items() if (state.tables_before.get(n) or {}).get("columns") != v.get("columns")}
+    return sorted(names)
+
+
+def column_schema(state) -> dict:
+    """``dagster/column_schema`` of the changed tables as they are now (the reference the run aligned to, read
+    back by the run's verification): one column per ``table.column``, its type, NOT NULL and default."""
+    ref = state.reference
+    tables = [ref.tables[n] for n in changed_tables(state) if ref is not None and n in ref.tables]
+    if not tables:
+        return {}
+    columns = [dg.TableColumn(f"{t.name}.{c.name}", c.type or "", description=f"default {c.default}"
+                              if c.default is not None else None,
+                              constraints=dg.TableColumnConstraints(nullable=c.nullable,
+                                                                   other=["primary key"] if c.name in t.primary_key
+                                                                   else []))
+               for t in tables for c in t.columns]
+    return {"dagster/column_schema": dg.TableSchema(columns=columns), "changed_tables": ", ".join(t.name for t in tables)}
+
+
+def _backup_age_hours(state) -> float | None:
+    """Hours since the newest verified backup of the target (this run's when it made one)."""
+    from datetime import datetime, timezone
+
+    from ..core.backup.manifest import parse_time
+
+    if state.backup is not None and state.backup.verified:
+        created = parse_time(state.backup.created_at)
+    else:
+        newest = newest_verified(state.config.backups.dir, state.target.name)
+        created = parse_time(newest["created_at"]) if newest else None
+    if created is None:
+        return None
+    return round((datetime.now(timezone.utc) - created).total_seconds() / 3600, 3)

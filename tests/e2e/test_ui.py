@@ -55,6 +55,23 @@ def _wait(predicate, timeout: float, what: str, log: Path):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{log.read_text()[-3000:]}")
 
 
+# the chart drawn under a plot's heading (Dagster draws each numeric metadata entry with Chart.js on a canvas):
+# its size and how many of its pixels are painted, or null while there is none
+PLOTTED = """
+const heading = [...document.querySelectorAll('div, span, h1, h2, h3, h4')].find(
+    e => e.children.length === 0 && e.textContent.trim() === arguments[0]);
+if (!heading) return null;
+let box = heading;
+while (box && !box.querySelector('canvas')) box = box.parentElement;
+const canvas = box && box.querySelector('canvas');
+if (!canvas || !canvas.width || !canvas.height) return null;
+const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+let painted = 0;
+for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
+return painted ? {width: canvas.width, height: canvas.height, painted: painted} : null;
+"""
+
+
 @pytest.fixture
 def webserver(tmp_path):
     build_demo.build(tmp_path / "data")
@@ -156,10 +173,9 @@ def test_launch_maintain_database_from_the_launchpad(webserver, browser):
 
 
 def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, browser):
-    """After runs on the demo, the asset pages show the declared checks with their latest status, the
-    observations with the numbers the catalog plots (Dagster 1.13 shows an external asset's numeric metadata in
-    its Events view; the API gives every point), the backups asset's freshness, and a failed run's page shows its
-    checks and its report."""
+    """After runs on the demo, the asset pages show the declared checks with their latest status, plots of the
+    numbers every run observes (the overview's Metadata section, Plots: a chart per numeric entry; the API gives
+    its points), the backups asset's freshness, and a failed run's page shows its checks and its report."""
     import dagster as dg
     from selenium.webdriver.common.by import By
 
@@ -175,9 +191,30 @@ def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, brows
         assert not failed.success  # the demo before its migration: drift
         assert defs.resolve_job_def("maintain_database").execute_in_process(partition_key="goals",
                                                                             instance=instance).success
+        verify_runs = []
         for _ in range(3):
-            assert defs.resolve_job_def("verify_database").execute_in_process(partition_key="goals",
-                                                                              instance=instance).success
+            result = defs.resolve_job_def("verify_database").execute_in_process(partition_key="goals",
+                                                                                instance=instance)
+            assert result.success
+            verify_runs.append(result.run_id)
+    def buttons(label: str):
+        return [b for b in d.find_elements(By.TAG_NAME, "button") if b.text.strip() == label and b.is_enabled()]
+
+    def click(find, what: str):
+        from selenium.common.exceptions import ElementClickInterceptedException
+
+        def attempt():
+            for skip in buttons("Skip"):  # Dagster's first-visit dialog, whenever it shows up
+                skip.click()
+            found = find()
+            if found:
+                try:
+                    found[0].click()
+                except ElementClickInterceptedException:  # a dialog over it: dismissed on the next poll
+                    return None
+                return True
+        return _wait(attempt, 60, what, log)
+
     def text() -> str:
         try:
             return d.find_element(By.TAG_NAME, "body").text
@@ -191,12 +228,13 @@ def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, brows
             _wait(lambda: name in text(), 60, f"the check {name} on the asset page", log)
         _wait(lambda: "Succeeded" in text() and "Passed" in text(), 60, "the checks' latest status", log)
         d.save_screenshot(str(tmp / "asset_checks.png"))
-        d.get(f"{ui}/assets/databases/goals?view=events")
-        # the asset's events: each run's observation with the numbers the catalog plots over nights
-        _wait(lambda: "size_bytes" in text() and "dagster/row_count" in text() and
-              text().count("Observed in run") + text().count("Nov ") >= 3, 60,
-              "the observations with size_bytes and dagster/row_count", log)
-        d.save_screenshot(str(tmp / "asset_events.png"))
+        # the asset's overview: its Metadata section plots each numeric entry of the runs' observations over time
+        d.get(f"{ui}/assets/databases/goals")
+        click(lambda: buttons("Plots"), "the Metadata section's Plots toggle")
+        plotted = _wait(lambda: d.execute_script(PLOTTED, "size_bytes"), 60, "the plot of size_bytes", log)
+        assert plotted["width"] > 100 and plotted["painted"] > 200, plotted  # a drawn line, not an empty canvas
+        assert d.execute_script(PLOTTED, "dagster/row_count")
+        d.save_screenshot(str(tmp / "asset_plots.png"))
         d.get(f"{ui}/assets/backups/goals")
         _wait(lambda: "reshness" in text(), 60, "the backups asset's freshness", log)
         d.get(f"{ui}/runs/{failed.run_id}")
@@ -207,12 +245,14 @@ def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, brows
     except BaseException:
         d.save_screenshot(str(tmp / "failure.png"))
         raise
-    # where the page draws a canvas, the API it reads: five observations, the last three from the verify runs
+    # the points of that canvas are not in the page: the API the plot reads gives them, one per run, the three
+    # verify runs' among them, equal to the file's size now (verify changes nothing)
     observations = graphql(ui, '{ assetOrError(assetKey: {path: ["databases", "goals"]}) { ... on Asset { '
                                'assetObservations { runId metadataEntries { label ... on IntMetadataEntry { intValue } '
                                '} } } } }')["assetOrError"]["assetObservations"]
-    sizes = [e["intValue"] for o in observations for e in o["metadataEntries"] if e["label"] == "size_bytes"]
-    assert len(observations) == 5 and len(sizes) == 5 and all(s > 0 for s in sizes)
+    sizes = {o["runId"]: e["intValue"] for o in observations for e in o["metadataEntries"] if e["label"] == "size_bytes"}
+    assert len(observations) == 5 and len(sizes) == 5
+    assert [sizes[r] for r in verify_runs] == [(tmp / "data" / "goals.db").stat().st_size] * 3
 
     # a run started from the command line belongs to its job like a Launchpad run: the job's Runs tab lists it
     # (the cause was the repository tag the UI filters a job's runs by, which in-process runs lacked)

@@ -4,6 +4,8 @@ materialization; the declared checks also run on their own, read-only."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
@@ -56,7 +58,20 @@ def test_runs_record_checks_observations_and_schema_changes(demo_dir):
         assert observations[1].run_id == verify.run_id
         materializations = instance.fetch_materializations(KEY, limit=10).records
         assert len(materializations) == 1  # the maintain run changed the schema; the verify run did not
-        assert "alembic" in materializations[0].asset_materialization.metadata["changes"].value
+        mat = materializations[0].asset_materialization.metadata
+        assert "alembic" in mat["changes"].value
+        # the changed tables' columns as the engine reports them now (PRAGMA table_info, not our snapshot)
+        with sqlite3.connect(demo_dir / "data" / "goals.db") as db:
+            changed = mat["changed_tables"].value.split(", ")
+            assert "goals" in changed
+            pragma = [f"{t}.{row[1]}" for t in changed for row in db.execute(f'PRAGMA table_info("{t}")')]
+            orphans = len(db.execute("PRAGMA foreign_key_check").fetchall())
+        columns = mat["dagster/column_schema"].value.columns
+        assert [c.name for c in columns] == pragma and len(pragma) >= 22
+        # the numbers of each night: FK orphans (the engine's own count), backup age, integrity duration
+        assert meta["fk_orphans"].value == orphans
+        assert 0 <= meta["backup_age_hours"].value < 1 and meta["integrity_seconds"].value >= 0
+        assert failed_obs["fk_orphans"].value == orphans
 
 
 def test_the_declared_checks_run_on_their_own_read_only(demo_dir):

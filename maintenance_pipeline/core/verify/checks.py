@@ -24,6 +24,7 @@ measures (``Engine.integrity``, ``fk_violations``, ``not_valid_keys``, ``backup_
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,7 +89,9 @@ def _read(r: Reading, reference: Snapshot, out: Verification) -> None:
             out.tables_after = table_counts(conn, sorted(r.live.tables), schema=schema)
             out.drift_after = diff(r.live, reference, ignore_tables=t.ignore_tables, renames=t.renames)
             if copy_url is None or not r.backup_verified:
+                started = time.monotonic()
                 r.integrity = engine.integrity(conn, schema)
+                out.measures["integrity_seconds"] = round(time.monotonic() - started, 3)
             if copy_url is None:
                 r.fk = engine.fk_violations(conn, schema)
             r.not_valid = engine.not_valid_keys(conn, schema)
@@ -102,6 +105,7 @@ def _read(r: Reading, reference: Snapshot, out: Verification) -> None:
         sa_engine.dispose()
     if copy_url is not None:  # verify_database: the backup is the live database at this run's start
         r.fk = _fk_of(copy_url, schema, engine)
+    out.measures["fk_orphans"] = sum(r.fk.values())
 
 
 def _fk_of(url: str, schema: str | None, engine) -> Counter:

@@ -43,10 +43,11 @@ class Verification:
     tables_after: dict = field(default_factory=dict)
     planned_drops: list[dict] = field(default_factory=list)
     fingerprint: str = ""
+    measures: dict = field(default_factory=dict)
 
     def freeze(self) -> VerifyResult:
         return VerifyResult(list(self.checks), list(self.drift_after), dict(self.tables_after),
-                            list(self.planned_drops), self.fingerprint)
+                            list(self.planned_drops), self.fingerprint, dict(self.measures))
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class VerifyResult:
     tables_after: dict = field(default_factory=dict)
     planned_drops: list[dict] = field(default_factory=list)
     fingerprint: str = ""
+    # numbers the catalog plots over nights: fk_orphans (rows pointing at a missing parent, the run's own or
+    # not), integrity_seconds (when the engine's check ran on the live database)
+    measures: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-.PHONY: demo test test-fast ui bench clean
+.PHONY: demo test test-fast ui bench clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@export UI_BASE_URL=http://127.0.0.1:$(PORT); trap 'kill 0' INT TERM EXIT; \
 	  $(BIN)/dagster-daemon run -w workspace.yaml & \
 	  $(BIN)/dagster-webserver -h 127.0.0.1 -p $(PORT) -w workspace.yaml
+
+# The README's pictures of the UI (docs/images/*.png), from the demo on a throwaway DAGSTER_HOME; needs Chromium.
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py --out docs/images
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_diff.py

@@ -40,6 +40,12 @@ def test_runs_record_checks_observations_and_schema_changes(demo_dir):
         schema = _history(instance, "schema_matches_reference")
         assert len(schema) == 1 and schema[0].status == AssetCheckExecutionRecordStatus.FAILED
         assert _history(instance, "integrity")[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED
+        # the nightly job also says whether Alembic revisions are pending (read-only; a warning, not the verdict)
+        at_head = _history(instance, "alembic_at_head")
+        assert len(at_head) == 1 and at_head[0].status == AssetCheckExecutionRecordStatus.FAILED
+        evaluation = at_head[0].event.dagster_event.event_specific_data
+        assert evaluation.severity == dg.AssetCheckSeverity.WARN
+        assert evaluation.metadata["detail"].value == "pending: 0002"
         maintain = defs.resolve_job_def("maintain_database").execute_in_process(partition_key="goals",
                                                                                  instance=instance)
         assert maintain.success
@@ -60,6 +66,7 @@ def test_runs_record_checks_observations_and_schema_changes(demo_dir):
         assert len(materializations) == 1  # the maintain run changed the schema; the verify run did not
         mat = materializations[0].asset_materialization.metadata
         assert "alembic" in mat["changes"].value
+        assert mat["size_bytes"].value == meta["size_bytes"].value  # the plots read both kinds of event
         # the changed tables' columns as the engine reports them now (PRAGMA table_info, not our snapshot)
         with sqlite3.connect(demo_dir / "data" / "goals.db") as db:
             changed = mat["changed_tables"].value.split(", ")

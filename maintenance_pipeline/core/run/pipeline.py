@@ -216,8 +216,8 @@ def step_diff(state: RunState) -> list[Change]:
         try:
             with engine.connect() as conn:
                 live = take_snapshot(conn, ignore_tables=t.ignore_tables, schema=t.schema)
-                if t.migrations is not None and state.job == "maintain_database":
-                    state.revisions = plan_revisions(conn, t).to_dict()
+                if t.migrations is not None:
+                    state.revisions = _revisions(conn, t, state.job)
         finally:
             engine.dispose()
         state.live_fingerprint = live.fingerprint
@@ -226,6 +226,17 @@ def step_diff(state: RunState) -> list[Change]:
         rows = state.backup.row_counts if state.backup else {}
         state.tables_before = {n: {"columns": len(tb.columns), "rows": rows.get(n)} for n, tb in sorted(live.tables.items())}
     return state.drift_before
+
+
+def _revisions(conn, t: Target, job: str) -> dict:
+    """The Alembic plan: what maintain_database will apply; for the other jobs only whether revisions are pending
+    (the ``alembic_at_head`` check), which never fails their run: an unreadable plan is said instead."""
+    if job == "maintain_database":
+        return plan_revisions(conn, t).to_dict()
+    try:
+        return plan_revisions(conn, t).to_dict()
+    except MaintenanceError as e:
+        return {"error": str(e).splitlines()[0][:300]}
 
 
 def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = None) -> MigrationResult:

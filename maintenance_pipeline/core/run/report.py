@@ -363,8 +363,10 @@ def render_markdown(report: dict) -> str:
                  + "  ")
     revs = _dict(report.get("revisions"))
     head = revs.get("after") or revs.get("before") or revs.get("stamp")
+    pending = [] if revs.get("after") else [str(r) for r in revs.get("pending") or []]
     lines.append(f"**Product:** maintenance_pipeline {_cell(report.get('version'), 'unknown')}"
-                 + (f" · Alembic revision `{_cell(head)}`" if head else ""))
+                 + (f" · Alembic revision `{_cell(head)}`" if head else "")
+                 + (f" ({len(pending)} pending: {_cell(', '.join(pending))})" if pending else ""))
     for title, build in _sections(report):
         try:
             body = build()

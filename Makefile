@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-.PHONY: demo test test-fast ui bench clean screenshots
+.PHONY: demo test test-fast test-scale ui bench clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,15 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m maintenance_pipeline run maintain_database goals
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -m "not scale"
 
 # the inner loop: everything but PostgreSQL, the end-to-end and the safety (processes, kills) tests
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not postgres and not e2e and not safety"
+	$(BIN)/python -m pytest -q -m "not postgres and not e2e and not safety and not scale"
+
+# the nightly at scale: 22 databases under a real daemon, the instance on PostgreSQL (~6 minutes; CI runs it)
+test-scale: $(STAMP)
+	$(BIN)/python -m pytest -q -m scale
 
 # The Dagster UI and its daemon (schedules, sensors, alerts), as two processes; Ctrl-C stops both.
 # PORT=3001 make ui serves elsewhere; report and alert links follow (UI_BASE_URL).

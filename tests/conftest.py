@@ -36,7 +36,7 @@ FIGURES: list[str] = []
 
 
 def pytest_collection_modifyitems(config, items):
-    """Markers by folder (``make test-fast`` leaves out postgres, e2e and safety)."""
+    """Markers by folder (``make test-fast`` leaves out postgres, e2e, safety and scale; ``make test`` scale)."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
         if parts[0] == "pg" or "pg" in getattr(item, "fixturenames", ()):
@@ -45,6 +45,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
         if parts[0] == "safety":
             item.add_marker(pytest.mark.safety)
+        if parts[0] == "scale":
+            item.add_marker(pytest.mark.scale)
 
 
 def pytest_terminal_summary(terminalreporter):

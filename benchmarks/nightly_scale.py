@@ -1,0 +1,271 @@
+"""The nightly at scale: 20 SQLite and 2 PostgreSQL targets under a real daemon and webserver, the Dagster
+instance's storage on PostgreSQL, the instance settings of ``docs/production/dagster.yaml`` as they are.
+
+The nightly schedule fires twice in a row (a test-only cron naming two adjacent minutes: the second tick comes
+while the first one's runs are still queued or running, as a nightly that overruns would), so each database
+gets two ``verify_database`` runs that the per-``database`` run limit must keep apart. Measured:
+
+* every run succeeded, one per target per tick;
+* no two runs of one database overlapped (their RUN_START .. RUN_SUCCESS/FAILURE events);
+* the catalog (the webserver's GraphQL API) holds 22 ``databases/*`` assets, each with its declared checks,
+  and every check's latest execution passed;
+* wall time from the first tick to the last run's end, runs per minute, the peak of runs in progress at once.
+
+Run it (it starts its own throwaway PostgreSQL server, like the tests)::
+
+    .venv/bin/python benchmarks/nightly_scale.py            # 20 + 2 targets, 2 ticks
+    .venv/bin/python benchmarks/nightly_scale.py --ticks 1  # just one nightly
+
+``tests/scale/test_nightly_scale.py`` (``make test-scale``) runs the same with the suite's PostgreSQL server
+and asserts the first three points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for extra in (ROOT, ROOT / "tests" / "helpers", ROOT / "examples"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+import dagster as dg  # noqa: E402
+import yaml  # noqa: E402
+from deployment import Deployment, graphql, location_loaded  # noqa: E402
+from receivers import free_port  # noqa: E402
+
+import build_demo  # noqa: E402
+import pg_demo  # noqa: E402
+from maintenance_pipeline.core.config import load_config  # noqa: E402
+from maintenance_pipeline.core.run.pipeline import run_job  # noqa: E402
+
+BIN = Path(sys.executable).parent
+PRODUCTION_INSTANCE = ROOT / "docs" / "production" / "dagster.yaml"
+ORPHAN_CHECK = {"name": "no orphaned goals", "expect": 0,
+                "sql": "SELECT count(*) FROM goals g WHERE g.parent_id IS NOT NULL "
+                       "AND NOT EXISTS (SELECT 1 FROM goals p WHERE p.id = g.parent_id)"}
+ENDS = {dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED}
+CATALOG = """{ assetNodes(group: {groupName: "databases", repositoryName: "__repository__",
+  repositoryLocationName: "maintenance_pipeline"}) { assetKey { path }
+  assetChecksOrError { ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } } } }"""
+
+
+def target(url: str, reference: str) -> dict:
+    return {"url": url, "reference": {"url": reference}, "migrations": str(ROOT / "examples" / "migrations"),
+            "baseline_revision": "0001", "checks": [ORPHAN_CHECK]}
+
+
+def write_targets(folder: Path, targets: dict, **top) -> Path:
+    data = {"backups": {"dir": "backups", "keep_last": 3, "keep_days": 0}, "reports": {"dir": "reports"},
+            "alerts": {"log_file": "alerts.jsonl"}, "targets": targets, **top}
+    path = folder / "maintenance.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@contextmanager
+def environ(**values):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def prepare(work: Path, pg, sqlite_targets: int, pg_targets: int, password: str) -> dict:
+    """The targets, each already equal to its reference (the nightly verifies; it has nothing to migrate)."""
+    data = work / "data"
+    build_demo.build(data)
+    seed = write_targets(work, {"goals": target("sqlite:///data/goals.db", "sqlite:///data/goals_dev.db")})
+    report = run_job(load_config(seed), "goals", "maintain_database")
+    assert report["status"] == "success", report.get("error")
+    targets = {}
+    with sqlite3.connect(data / "goals.db") as src:
+        for i in range(1, sqlite_targets + 1):
+            name = f"db{i:02d}"
+            with sqlite3.connect(data / f"{name}.db") as dst:
+                src.backup(dst)  # SQLite's own copy
+            dst.close()
+            targets[name] = target(f"sqlite:///data/{name}.db", "sqlite:///data/goals_dev.db")
+    src.close()
+    for i in range(1, pg_targets + 1):
+        prod, dev = pg_demo.load(pg.url(), prod=f"scale_pg{i}", dev=f"scale_pg{i}_dev", data_dir=work / f"pg{i}")
+        hide = f":{password}@"
+        targets[f"pg{i}"] = target(prod.replace(hide, ":${PGPASSWORD}@"), dev.replace(hide, ":${PGPASSWORD}@"))
+    with environ(PGPASSWORD=password):
+        for i in range(1, pg_targets + 1):
+            one = write_targets(work / f"pg{i}", {f"pg{i}": targets[f"pg{i}"]})
+            report = run_job(load_config(one), f"pg{i}", "maintain_database")
+            assert report["status"] == "success", report.get("error")
+    return targets
+
+
+def tick_minutes(ticks: int, lead_seconds: float = 50.0) -> tuple[str, datetime]:
+    """A cron naming ``ticks`` adjacent minutes, the first at least ``lead_seconds`` from now (time for the
+    daemon to start and load the schedule), and the first tick's time."""
+    first = (datetime.now(timezone.utc) + timedelta(seconds=lead_seconds + 60)).replace(second=0, microsecond=0)
+    times = [first + timedelta(minutes=k) for k in range(ticks)]
+    if len({t.hour for t in times}) == 1:
+        cron = f"{','.join(str(t.minute) for t in times)} {first.hour} * * *"
+    else:  # across an hour: every minute of those hours, the extra ticks are not waited for
+        cron = f"* {','.join(sorted({str(t.hour) for t in times}))} * * *"
+    return cron, first
+
+
+def run_intervals(instance, run_ids) -> tuple[dict[str, tuple[float, float]], list[float]]:
+    """Each run's RUN_START .. end, and how long each run's worker took to start (RUN_STARTING: the daemon
+    launched it, to RUN_START: a new process has loaded Dagster and the code)."""
+    out, launches = {}, []
+    for run_id in run_ids:
+        events = instance.all_logs(run_id, of_type={dg.DagsterEventType.RUN_STARTING,
+                                                    dg.DagsterEventType.RUN_START, *ENDS})
+        at = {e.dagster_event_type: e.timestamp for e in events}
+        out[run_id] = (at[dg.DagsterEventType.RUN_START], max(e.timestamp for e in events
+                                                             if e.dagster_event_type in ENDS))
+        if dg.DagsterEventType.RUN_STARTING in at:
+            launches.append(at[dg.DagsterEventType.RUN_START] - at[dg.DagsterEventType.RUN_STARTING])
+    return out, sorted(launches)
+
+
+def overlaps(runs: list, intervals: dict) -> list[str]:
+    """Pairs of runs of one database whose start..end intervals overlap."""
+    by_db: dict[str, list] = {}
+    for r in runs:
+        by_db.setdefault(r.tags["database"], []).append(intervals[r.run_id])
+    bad = []
+    for db, spans in sorted(by_db.items()):
+        spans.sort()
+        for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+            if s2 < e1:
+                bad.append(f"{db}: a run started {e1 - s2:.1f} s before the previous one ended")
+    return bad
+
+
+def not_passed(catalog: list) -> list[str]:
+    """The declared checks of the catalog's databases whose latest execution did not pass."""
+    out = []
+    for node in catalog:
+        for check in (node["assetChecksOrError"] or {}).get("checks") or []:
+            status = (check["executionForLatestMaterialization"] or {}).get("status")
+            if status != "SUCCEEDED":
+                out.append(f"{'/'.join(node['assetKey']['path'])} {check['name']}: {status}")
+    return out
+
+
+def peak(intervals: dict) -> int:
+    points = sorted([(s, 1) for s, _ in intervals.values()] + [(e, -1) for _, e in intervals.values()])
+    now = top = 0
+    for _, step in points:
+        now += step
+        top = max(top, now)
+    return top
+
+
+def run_nightly(work: Path, pg, *, password: str, sqlite_targets: int = 20, pg_targets: int = 2, ticks: int = 2,
+                timeout: float = 1200) -> dict:
+    """Everything above; returns the figures and what was measured (the caller asserts or prints)."""
+    targets = prepare(work, pg, sqlite_targets, pg_targets, password)
+    cron, first_tick = tick_minutes(ticks)
+    config_path = write_targets(work, targets, schedule={"cron": cron, "timezone": "UTC"})
+    home = work / "dagster_home"
+    home.mkdir()
+    shutil.copy(PRODUCTION_INSTANCE, home / "dagster.yaml")
+    pg.create_database("dagster_scale")
+    pg_url = pg.url("dagster_scale").replace("+psycopg:", "+psycopg2:")  # dagster-postgres's driver
+    workspace = work / "workspace.yaml"
+    workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": {
+        "module_name": "maintenance_pipeline", "working_directory": str(ROOT), "location_name": "maintenance_pipeline"}}]}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST_"))}
+    env.update({"DAGSTER_HOME": str(home), "MAINTENANCE_CONFIG": str(config_path), "DAGSTER_PG_URL": pg_url,
+                "PGPASSWORD": password, "PYTHONUNBUFFERED": "1", "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"})
+    dep = Deployment(work)
+    with environ(DAGSTER_PG_URL=pg_url), dg.DagsterInstance.from_config(str(home)) as instance:
+        try:
+            ui = f"http://127.0.0.1:{free_port()}"
+            dep.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env)
+            dep.start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", ui.rsplit(":", 1)[1],
+                                    "-w", str(workspace)], env)
+            dep.wait_until(lambda: location_loaded(ui), 120, "the webserver to serve the code location")
+            expected = len(targets) * ticks
+
+            def nightly_runs():
+                return list(instance.get_runs(filters=dg.RunsFilter(job_name="verify_database",
+                                                                    tags={"trigger": "schedule"})))
+
+            def all_done():
+                runs = nightly_runs()
+                done = [r for r in runs if r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
+                                                          dg.DagsterRunStatus.CANCELED)]
+                return runs if len(runs) >= expected and len(done) == len(runs) else None
+
+            wait = (first_tick - datetime.now(timezone.utc)).total_seconds() + timeout
+            runs = dep.wait_until(all_done, wait, f"{expected} nightly runs to finish")
+            ticks_seen = sorted({r.tags.get(".dagster/scheduled_execution_time") for r in runs})
+            intervals, launches = run_intervals(instance, [r.run_id for r in runs])
+            catalog = graphql(ui, CATALOG)["assetNodes"]
+        finally:
+            dep.teardown()
+    start = first_tick.timestamp()
+    end = max(e for _, e in intervals.values())
+    durations = sorted(e - s for s, e in intervals.values())
+    return {
+        "targets": len(targets), "ticks": ticks_seen, "runs": runs, "intervals": intervals,
+        "failed": [f"{r.tags['database']}: {r.status.value}" for r in runs if r.status != dg.DagsterRunStatus.SUCCESS],
+        "overlaps": overlaps(runs, intervals), "catalog": catalog, "checks_not_passed": not_passed(catalog),
+        "wall_seconds": end - start, "runs_per_minute": len(runs) / ((end - start) / 60),
+        "median_run_seconds": durations[len(durations) // 2], "peak_in_progress": peak(intervals),
+        "median_launch_seconds": launches[len(launches) // 2] if launches else float("nan"),
+    }
+
+
+def describe(result: dict) -> str:
+    checks = {len((a["assetChecksOrError"] or {}).get("checks") or []) for a in result["catalog"]}
+    return (f"nightly at scale: {result['targets']} targets, {len(result['ticks'])} tick(s), {len(result['runs'])} "
+            f"runs, {len(result['failed'])} failed, {len(result['overlaps'])} overlapping pair(s) of one database\n"
+            f"  wall time from the first tick to the last run's end: {result['wall_seconds']:.0f} s; "
+            f"{result['runs_per_minute']:.1f} runs/minute; median run {result['median_run_seconds']:.1f} s (its worker "
+            f"process took {result['median_launch_seconds']:.1f} s to start); "
+            f"at most {result['peak_in_progress']} runs in progress at once\n"
+            f"  catalog: {len(result['catalog'])} databases/* assets with {sorted(checks)} checks each, "
+            f"{len(result['checks_not_passed'])} not passed at their latest execution")
+
+
+def main() -> None:
+    from pgserver import SUPERPASS, PgServer, find_bindir
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sqlite-targets", type=int, default=20)
+    parser.add_argument("--pg-targets", type=int, default=2)
+    parser.add_argument("--ticks", type=int, default=2)
+    args = parser.parse_args()
+    bindir = find_bindir()
+    if bindir is None:
+        sys.exit("PostgreSQL binaries not found; install PostgreSQL (Debian: apt-get install postgresql)")
+    pg = PgServer(bindir).start()
+    work = Path(tempfile.mkdtemp(prefix="mp-scale-"))
+    try:
+        result = run_nightly(work, pg, password=SUPERPASS, sqlite_targets=args.sqlite_targets,
+                             pg_targets=args.pg_targets, ticks=args.ticks)
+        print(describe(result))
+        for line in result["failed"] + result["overlaps"] + result["checks_not_passed"]:
+            print("  !", line)
+    finally:
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

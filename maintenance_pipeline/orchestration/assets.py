@@ -159,8 +159,7 @@ def log_run_events(context, state, report: dict | None = None) -> None:
     for name, c in checks.items():
         if name in declared:
             context.log_event(dg.AssetCheckEvaluation(asset_key=key, check_name=check_key(name), passed=bool(c.passed),
-                                                      severity=severity(t, name),
-                                                      metadata={"detail": c.detail[:2000], "status": c.status}))
+                                                      severity=severity(t, name), metadata=evidence(t, state, c)))
     revs = state.revisions or {}
     if t.migrations is not None and revs:
         pending = [] if state.migration and not state.migration.dry_run and not state.migration.rolled_back \
@@ -208,6 +207,20 @@ def log_run_events(context, state, report: dict | None = None) -> None:
             "changes": dg.MetadataValue.md("\n".join(f"- {a['source']}: {a['description']}" for a in mig.applied)),
             "alembic_revision": str(mig.revision_after or ""), "sql_statements": len(mig.sql),
             **column_schema(state)}))
+
+
+def evidence(t: Target, state, c) -> dict:
+    """A check's metadata: its one-line detail (counts, the first offending keys) and status; a user check's SQL
+    and expected value; the foreign-key check's orphan count."""
+    meta: dict = {"detail": c.detail[:2000], "status": c.status}
+    user = next((u for u in t.checks if u.name == c.name), None)
+    if user is not None:
+        meta["sql"] = dg.MetadataValue.md(f"```sql\n{user.sql.strip()}\n```")
+        meta["expect"] = str(user.expect)
+    measures = state.verification.measures if state.verification else {}
+    if c.name == "foreign_keys" and "fk_orphans" in measures:
+        meta["orphan_rows"] = int(measures["fk_orphans"])
+    return meta
 
 
 def changed_tables(state) -> list[str]:

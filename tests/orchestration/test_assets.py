@@ -46,6 +46,9 @@ def test_runs_record_checks_observations_and_schema_changes(demo_dir):
         evaluation = at_head[0].event.dagster_event.event_specific_data
         assert evaluation.severity == dg.AssetCheckSeverity.WARN
         assert evaluation.metadata["detail"].value == "pending: 0002"
+        # a user check's evidence: its SQL and the value it expects
+        user = _history(instance, "no_orphaned_goals")[0].event.dagster_event.event_specific_data
+        assert "NOT EXISTS" in user.metadata["sql"].value and user.metadata["expect"].value == "0"
         maintain = defs.resolve_job_def("maintain_database").execute_in_process(partition_key="goals",
                                                                                  instance=instance)
         assert maintain.success

@@ -40,7 +40,7 @@ PORT ?= 3000
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@test -f examples/data/goals.db || $(BIN)/python examples/build_demo.py
 	@echo "Dagster UI: http://127.0.0.1:$(PORT)  (webserver + daemon; Ctrl-C stops both)"
-	@export UI_BASE_URL=http://127.0.0.1:$(PORT); trap 'kill 0' INT TERM EXIT; \
+	@export UI_BASE_URL=http://127.0.0.1:$(PORT); trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	  $(BIN)/dagster-daemon run -w workspace.yaml & \
 	  $(BIN)/dagster-webserver -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 

@@ -132,9 +132,12 @@ def _read_only(args) -> int:
         if args.command == "status":
             rows = commands.status_lines(config)
             for r in rows:
-                r["sync"] = "error" if r["error"] else ("in sync" if r["in_sync"] else f"{r['differences']} diff.")
+                r["sync"] = "error" if r["error"] else ("in sync" if r["in_sync"] else
+                                                        f"{r['differences']} difference(s)")
             print(commands.render_table(rows, ["target", "engine", "revision", "sync", "last_run", "backup_age"]))
-            return 0
+            if any(r["error"] for r in rows):
+                return 2
+            return 0 if all(r["in_sync"] for r in rows) else 1
         rows = commands.history_rows(config, args.target, args.limit)
         if not rows:
             print(f"no runs of {args.target} in {config.reports_dir / args.target}")
@@ -186,6 +189,15 @@ def _run(args) -> int:
         run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
         logging.getLogger("dagster").setLevel(logging.CRITICAL)
     job = defs.resolve_job_def(args.job)
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        print("error: DAGSTER_HOME is not set: a run is recorded in a Dagster instance; export DAGSTER_HOME=<a "
+              "folder> (the one the UI uses; make demo uses .dagster_home of this checkout)", file=sys.stderr)
+        return 2
+    if not os.path.isdir(home):
+        print(f"error: DAGSTER_HOME {home} is not a directory; create it (mkdir -p {home}) or point DAGSTER_HOME "
+              "at the Dagster instance the UI uses", file=sys.stderr)
+        return 2
     with dg.DagsterInstance.get() as instance:
         # the tag the UI finds a job's runs by (its Runs tab, partition status, the timeline): the code location's
         # repository label, which runs launched from the UI or the daemon carry and in-process runs do not

@@ -79,3 +79,18 @@ def test_version_help_and_the_installed_command(capsys):
     assert exe, "the package installs a maintenance-pipeline command"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "exit codes: 0 success; 1" in out.stdout
+
+
+def test_a_missing_or_unset_dagster_home_is_one_line_with_the_fix(demo_dir, monkeypatch, capsys):
+    path = write_config(demo_dir)
+    missing = demo_dir / "no_such_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(missing))
+    assert cli.main(["--config", str(path), "run", "verify_database", "goals"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: DAGSTER_HOME {missing} is not a directory; create it (mkdir -p {missing}) or point DAGSTER_HOME "
+        "at the Dagster instance the UI uses"]
+    monkeypatch.delenv("DAGSTER_HOME")
+    assert cli.main(["--config", str(path), "run", "verify_database", "goals"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: DAGSTER_HOME is not set") and "export DAGSTER_HOME" in err[0]
+    assert not missing.exists() and not (demo_dir / "backups").exists()  # nothing ran

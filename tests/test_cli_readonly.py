@@ -42,7 +42,8 @@ def test_check_diff_status_history_before_and_after_maintain(demo_dir, capsys):
     code, text = _cli(capsys, "diff", dev, dev)
     assert code == 0 and text.strip() == "diff: in sync"
     code, text = _cli(capsys, "--config", path, "status")
-    assert code == 0 and text.splitlines()[1].split()[:5] == ["goals", "SQLite", "behind", "by", "1"]
+    row = text.splitlines()[1].split()
+    assert code == 1 and row[:7] == ["goals", "SQLite", "behind", "by", "1", "7", "difference(s)"]
     code, text = _cli(capsys, "--config", path, "history", "goals")
     assert code == 0 and text.strip() == f"no runs of goals in {demo_dir / 'reports' / 'goals'}"
     code, text = _cli(capsys, "--config", path, "check", "nope")

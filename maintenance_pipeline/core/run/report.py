@@ -86,7 +86,7 @@ def write_report(report: dict, reports_dir: Path) -> tuple[Path, Path]:
 
 # ---------------------------------------------------------------- text
 def _applied_counts(report: dict, key: str) -> tuple[int, int]:
-    items = _dicts(report.get(key))
+    items = [i for i in _dicts(report.get(key)) if i.get("source") != "sql"]  # the SQL entry is no change
     alembic = sum(1 for i in items if i.get("source") == "alembic")
     return alembic, len(items) - alembic
 
@@ -226,7 +226,7 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
                 return rolled + ["Nothing to do."]
             out = rolled + _table(["#", "Source", "Description"],
                          [[str(i), _cell(p.get("source")), _cell(p.get("description"))]
-                          for i, p in enumerate(planned, 1)])
+                          for i, p in enumerate([p for p in planned if p.get("source") != "sql"], 1)])
             sql = [str(s).rstrip().rstrip(";") + ";" for p in planned
                    for s in ([p["sql"]] if isinstance(p.get("sql"), str) else p.get("sql") or []) if s]
             return out + (["", "```sql", *sql, "```"] if sql else [])
@@ -364,8 +364,9 @@ def render_markdown(report: dict) -> str:
     revs = _dict(report.get("revisions"))
     head = revs.get("after") or revs.get("before") or revs.get("stamp")
     pending = [] if revs.get("after") else [str(r) for r in revs.get("pending") or []]
+    unstamped = f" · not under Alembic yet (baseline `{_cell(revs['baseline'])}`)" if revs.get("baseline") else ""
     lines.append(f"**Product:** maintenance_pipeline {_cell(report.get('version'), 'unknown')}"
-                 + (f" · Alembic revision `{_cell(head)}`" if head else "")
+                 + (f" · Alembic revision `{_cell(head)}`" if head else unstamped)
                  + (f" ({len(pending)} pending: {_cell(', '.join(pending))})" if pending else ""))
     for title, build in _sections(report):
         try:

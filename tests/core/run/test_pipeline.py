@@ -66,6 +66,8 @@ def test_verify_before_migration_fails_and_changes_nothing(demo_config, demo_dir
         assert missing in schema["detail"]
     md = Path(report["report_paths"]["markdown"]).read_text()
     assert "completed_at" in md and "program_day_templates" in md
+    # a read-only job stamps nothing and says so: the database's own state, and what maintain_database would do
+    assert "stamped" not in md and "not under Alembic yet (baseline `0001`) (1 pending: 0002)" in md
     assert sha256(db) == before
 
 
@@ -83,6 +85,9 @@ def test_additive_refuses_drop_table_and_full_applies_it(demo_dir):
     assert report["refused"][0]["destructive"] is True
     assert "align: full" in report["error"] and "scheduled_sessions" in report["error"]
     assert sha256(db) == before  # refused as a whole: not even the additive part was committed
+    # a run that changed nothing leaves its pre-migration backup to retention, like a dry run
+    manifest = json.loads(Path(report["backup"]["manifest_path"]).read_text())
+    assert manifest["label"] == "pre-migration" and manifest["pinned"] is False
     md = Path(report["report_paths"]["markdown"]).read_text()
     assert "drop_table" in md and "scheduled_sessions" in md and "align: full" in md
 
@@ -104,6 +109,14 @@ def test_dry_run_changes_nothing_and_reports_sql(demo_config, demo_dir):
     assert "program_day_templates" in sql
     assert sha256(db) == before
     assert not list((demo_dir / "data").glob("goals.db-*"))  # no journal or WAL left beside it
+    # nobody wrote beside the dry run: its rows check says nothing of another session
+    rows = next(c for c in report["checks"] if c["name"] == "rows_preserved")
+    assert rows["passed"] and "another session" not in rows["detail"], rows["detail"]
+    # the summary counts the planned changes, not the SQL listed under them
+    changes = [p for p in report["planned"] if p["source"] != "sql"]
+    aligned = sum(p["source"] == "align" for p in changes)
+    md = Path(report["report_paths"]["markdown"]).read_text()
+    assert f"planned 1 Alembic revision and {aligned} alignment change" in md and "| statements |" not in md
 
 
 BROKEN = revision("0003", "0002", """    op.add_column("goals", sa.Column("halfway", sa.Integer(), nullable=True))
@@ -186,6 +199,19 @@ def test_restore_brings_back_the_pre_migration_database(demo_config, demo_dir):
     assert "scheduled_sessions" in report["tables_after"]
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_restoring_a_backup_that_is_not_there_says_so_and_pins_nothing(demo_config, demo_dir):
+    db = demo_dir / "data" / "goals.db"
+    before = sha256(db)
+    report = run_job(demo_config, "goals", "restore_database", restore_backup=str(demo_dir / "nope.db"))
+    assert report["status"] == "failed" and report["failed_step"] == "restore"
+    assert f"backup {demo_dir / 'nope.db'} does not exist" in report["error"]
+    assert "backups list goals" in report["error"]
+    assert sha256(db) == before
+    # the pre-restore backup it took first is an ordinary one: a typo must not keep a copy for good
+    manifest = json.loads(Path(report["backup"]["manifest_path"]).read_text())
+    assert manifest["label"] == "pre-restore" and manifest["pinned"] is False
 
 
 def test_paths_with_uri_characters_work(tmp_path):

@@ -165,22 +165,20 @@ class SQLiteEngine(Engine):
 
     @contextlib.contextmanager
     def dry_run_copy(self, url):
-        """A copy made with SQLite's online backup API (a consistent snapshot, writers never blocked)."""
+        """A consistent copy made as the run's backup is (``backup.consistent_copy``): when nothing was written
+        since the backup, the copy has the backup's header and the rows check compares with the backup itself
+        (a copy through the online backup API would differ in its header and look written by another session)."""
         import shutil
         import tempfile
+
+        from .backup import consistent_copy
 
         path = sqlite_path(url)
         check_sqlite_file(path)
         tmp = tempfile.mkdtemp(prefix="maintenance-dryrun-")
         try:
             scratch = Path(tmp) / path.name
-            src = sqlite3.connect(sqlite_uri(path), uri=True)
-            dst = sqlite3.connect(scratch)
-            try:
-                src.backup(dst)
-            finally:
-                dst.close()
-                src.close()
+            consistent_copy(path, url, scratch)
             yield f"sqlite:///{scratch}"
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

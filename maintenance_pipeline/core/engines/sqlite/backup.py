@@ -160,6 +160,17 @@ def _backup_sqlite(src: Path, url: str, folder: Path, target: str, *, label: str
 # --------------------------------------------------------------------------- copying
 
 
+def consistent_copy(src: Path, url: str, dest: Path, busy_timeout: float = 30.0) -> str:
+    """A consistent copy of ``src`` at ``dest`` made as a backup is (a byte copy under the read lock, so an
+    unchanged database's copy has the backup's own header; WAL: the online backup API); returns the method."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        method, _ = _sqlite_copy(src, url, dest, fd, busy_timeout, {})
+    finally:
+        os.close(fd)
+    return method
+
+
 def _sqlite_copy(
     src: Path, url: str, tmp: Path, tmp_fd: int, busy_timeout: float, timings: dict[str, float]
 ) -> tuple[str, str]:

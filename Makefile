@@ -30,7 +30,8 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not postgres and not e2e and not safety and not scale"
 
-# the nightly at scale: 22 databases under a real daemon, the instance on PostgreSQL (~6 minutes; CI runs it)
+# production-shaped runs: the nightly over 22 databases under a real daemon, and the daemon test with the instance
+# on PostgreSQL (~6 minutes; CI runs it after make test)
 test-scale: $(STAMP)
 	$(BIN)/python -m pytest -q -m scale
 

@@ -180,6 +180,12 @@ def _run(args) -> int:
     from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
     ops: dict = {}
+    if args.job != "maintain_database" and (args.dry_run or args.align):
+        flags = " and ".join(f for f, on in (("--dry-run", args.dry_run), ("--align", args.align)) if on)
+        both = " and " in flags
+        print(f"error: {flags} {'apply' if both else 'applies'} to maintain_database only ({args.job} changes no "
+              f"schema); drop {'them' if both else 'it'} or run maintain_database", file=sys.stderr)
+        return 2
     if args.job == "maintain_database" and (args.dry_run or args.align):
         ops["migrate"] = {"config": {"dry_run": args.dry_run, **({"align": args.align} if args.align else {})}}
     if args.job == "restore_database" and args.backup:

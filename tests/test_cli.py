@@ -41,7 +41,10 @@ def test_a_failed_run_on_a_missing_file_is_a_few_lines_with_the_error_and_the_re
 
 def test_success_is_two_lines_and_verbose_shows_the_event_log(demo_dir, home, capsys):
     path = write_config(demo_dir)
-    assert cli.main(["--config", str(path), "run", "verify_database", "goals", "--align", "none"]) in (0, 1)
+    assert cli.main(["--config", str(path), "run", "verify_database", "goals", "--align", "none"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --align applies to maintain_database only (verify_database "
+                                               "changes no schema); drop it or run maintain_database")
+    assert cli.main(["--config", str(path), "run", "verify_database", "goals"]) in (0, 1)
     quiet = capsys.readouterr()
     assert "STEP_SUCCESS" not in quiet.out + quiet.err
     code = cli.main(["--config", str(path), "run", "maintain_database", "goals"])

@@ -119,7 +119,8 @@ def _summary(report: dict) -> str:
     before, after = report.get("drift_before"), report.get("drift_after")
     if isinstance(after, list) and status != "dry_run":
         parts.append("schema now equals the reference" if not after
-                     else f"{_plural(len(after), 'difference')} from the reference remain")
+                     else f"{_plural(len(after), 'difference')} from the reference "
+                          f"{'remains' if len(after) == 1 else 'remain'}")
     elif isinstance(before, list):
         parts.append("schema equals the reference" if not before
                      else f"{_plural(len(before), 'difference')} from the reference found")

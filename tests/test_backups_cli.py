@@ -67,7 +67,7 @@ def test_bad_input_is_one_clear_line(demo_config, monkeypatch, capsys, tmp_path)
     monkeypatch.setenv("MAINTENANCE_CONFIG", str(demo_config.path))
     assert cli.main(["backups", "list", "nope"]) == 2
     err = capsys.readouterr().err
-    assert "no target named 'nope'" in err and "goals" in err and len(err.strip().splitlines()) == 1
+    assert "unknown target 'nope'" in err and "goals" in err and len(err.strip().splitlines()) == 1
 
     stray = tmp_path / "stray.db"
     stray.write_bytes(b"not ours")

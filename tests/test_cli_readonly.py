@@ -65,3 +65,8 @@ def test_check_diff_status_history_before_and_after_maintain(demo_dir, capsys):
     lines = text.strip().splitlines()
     assert len(lines) == 2 and lines[1].split()[1:6] == ["maintain_database", "manual", "success", "2",
                                                          "pre-migration"]
+    # a dry run is told apart from a run that changed the database
+    assert run_job(load_config(path), "goals", "maintain_database", dry_run=True)["status"] == "success"
+    code, text = _cli(capsys, "--config", path, "history", "goals")
+    statuses = sorted(line.split()[3] for line in text.strip().splitlines()[1:])
+    assert code == 0 and statuses == ["dry-run", "success"]

@@ -116,7 +116,7 @@ class MaintenanceConfig:
             return self.targets[name]
         except KeyError:
             raise ConfigError(
-                f"{self.path}: no target named {name!r}; known targets: {', '.join(self.targets) or 'none'}"
+                f"unknown target {name!r}; {self.path} defines: {', '.join(self.targets) or 'no target'}"
             ) from None
 
 

@@ -142,7 +142,8 @@ def history_rows(config: MaintenanceConfig, name: str, limit: int = 20) -> list[
     for r in _reports(config, name)[:limit]:
         backup = r.get("backup") or {}
         rows.append({"started_at": r.get("started_at"), "job": r.get("job"), "trigger": r.get("trigger"),
-                     "status": r.get("status"), "failed_step": r.get("failed_step"),
+                     "status": "dry-run" if r.get("dry_run") is True and r.get("status") == "success"
+                     else r.get("status"), "failed_step": r.get("failed_step"),
                      "applied": len(r.get("applied") or []), "backup": backup.get("label"),
                      "report": r.get("_path")})
     return rows

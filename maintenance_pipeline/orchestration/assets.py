@@ -29,6 +29,7 @@ from ..core.config import MaintenanceConfig, Target
 from ..core.dburl import mask_url
 from ..core.engines import engine_for
 from ..core.run.commands import reference_for
+from ..core.run.drift import BackupFreshness
 from ..core.run.report import render_markdown
 from ..core.verify.checks import verify_target
 
@@ -250,15 +251,5 @@ def column_schema(state) -> dict:
 
 def _backup_age_hours(state) -> float | None:
     """Hours since the newest verified backup of the target (this run's when it made one)."""
-    from datetime import datetime, timezone
-
-    from ..core.backup.manifest import parse_time
-
-    if state.backup is not None and state.backup.verified:
-        created = parse_time(state.backup.created_at)
-    else:
-        newest = newest_verified(state.config.backups.dir, state.target.name)
-        created = parse_time(newest["created_at"]) if newest else None
-    if created is None:
-        return None
-    return round((datetime.now(timezone.utc) - created).total_seconds() / 3600, 3)
+    _, _, age = BackupFreshness().stale(state.config, state.target.name)
+    return None if age is None else round(age, 3)

@@ -113,16 +113,10 @@ def webserver(tmp_path):
 @pytest.fixture
 def browser(tmp_path):
     _need_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from screenshots import browser as start_browser  # the same headless Chromium `make screenshots` drives
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = start_browser(CHROMIUM, CHROMEDRIVER, tmp_path / "chromium")
     try:
         yield driver
     finally:

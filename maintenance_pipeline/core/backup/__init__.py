@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .files import DEFAULT_BUSY_TIMEOUT, sha256_file
 from ..engines import engine_for
-from ..errors import BackupError
+from ..errors import BackupError, RestoreError
 from .manifest import BackupResult, list_backups, newest_verified, read_manifest, set_pinned, utc
 from .retention import apply_retention
 
@@ -81,6 +81,26 @@ def restore_database(
     return engine_for(url).restore(Path(backup_path), url, busy_timeout=busy_timeout, schema=schema)
 
 
+def backup_to_restore(target: str, backups_dir: str | os.PathLike, root: Path, backup_path: str = "", *,
+                      exclude: str | os.PathLike | None = None) -> tuple[Path, dict]:
+    """The backup a restore uses and its manifest: ``backup_path`` (relative to ``root``, the targets file's
+    folder), or the newest verified backup of ``target`` but ``exclude`` (the run's own pre-restore backup)."""
+    if backup_path:
+        path = Path(backup_path).expanduser()
+        if not path.is_absolute():
+            path = (root / path).resolve()
+        if not path.exists():
+            raise RestoreError(f"backup {path} does not exist; list the backups of {target} with "
+                               f"`maintenance-pipeline backups list {target}`")
+        return path, read_manifest(path)
+    candidates = [m for m in list_backups(backups_dir, target)
+                  if m.get("verified") and str(m.get("path")) != str(exclude)]
+    if not candidates:
+        raise RestoreError(f"no verified backup of {target!r} in {Path(backups_dir) / target} to restore; "
+                           "name one with ops.restore.config.backup")
+    return Path(candidates[0]["path"]), candidates[0]
+
+
 @dataclass(frozen=True)
 class DumpSettings:
     """How a server engine dumps (``backups.pg_*`` in the targets file); a file engine ignores them."""
@@ -111,5 +131,6 @@ __all__ = [
     "set_pinned",
     "apply_retention",
     "restore_database",
+    "backup_to_restore",
     "sha256_file",
 ]

@@ -27,6 +27,12 @@ class MigrationPlan:
             "pending": [r for r, _ in self.pending],
         }
 
+    def status(self) -> dict:
+        """The plan as a read-only job reports it (nothing is stamped): the database's own revision (None before
+        Alembic), the baseline maintain_database would stamp it at, and what is pending."""
+        return {"before": ",".join(self.current) or None, "baseline": self.stamp,
+                "pending": [r for r, _ in self.pending]}
+
 
 @dataclass
 class MigrationRecord:

@@ -1,6 +1,6 @@
 """A failed step said in one line: ``failure_line`` (our errors as they are, damage with where the good state
-is, anything else "this is a bug"), ``one_line`` (at most ``MAX_LINE`` characters), and ``scrub`` (every secret
-of the targets file masked) for whatever reaches Dagster, a report or the command line. ``state`` is a
+is, anything else "this is a bug"), ``one_line`` (at most ``MAX_LINE`` characters), ``fix_hint`` (what to do about a failed
+check) and ``scrub`` (every secret of the targets file masked) for whatever reaches Dagster, a report or the command line. ``state`` is a
 ``pipeline.RunState``."""
 
 from __future__ import annotations
@@ -45,3 +45,18 @@ def one_line(text: str) -> str:
     """``text`` on one line of at most ``MAX_LINE`` characters."""
     text = " ".join(str(text).split())
     return text if len(text) <= MAX_LINE else text[:MAX_LINE - 31] + "… (the rest is in the report)"
+
+
+def fix_hint(state, check: str) -> str:
+    """What to do about a failed check, named before its detail (the one line may be cut after it)."""
+    name = state.target.name
+    if check == "schema_matches_reference" and state.job == "verify_database":
+        return (f"align it with `maintenance-pipeline run maintain_database {name}`; preview with "
+                f"`maintenance-pipeline check {name} --sql`")
+    if check == "integrity":
+        return f"the database is damaged: restore a verified backup (`maintenance-pipeline backups list {name}`)"
+    if check == "foreign_keys":
+        return "fix or delete the orphan rows named below"
+    if check in {c.name for c in state.target.checks}:
+        return "the targets file's own check: its SQL says what it looks for"
+    return ""

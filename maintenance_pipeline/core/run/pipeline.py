@@ -25,7 +25,6 @@ from ..schema.diff import diff
 from ..errors import (
     DestructiveChangeRefusedError,
     MaintenanceError,
-    RestoreError,
     VerificationFailedError,
 )
 from ..lock import maintenance_lock
@@ -33,7 +32,7 @@ from ..backup.manifest import BackupResult, RestoreResult
 from ..migrate.executor import MigrationResult, migrate, plan_revisions
 from ..schema.model import Change, Snapshot
 from ..schema.reference import reference_snapshot
-from .failures import failure_line
+from .failures import failure_line, fix_hint
 from .report import write_report
 from ..schema.snapshot import take_snapshot
 from ..verify.checks import VerifyResult, verify_target
@@ -234,13 +233,9 @@ def _revisions(conn, t: Target, job: str) -> dict:
     if job == "maintain_database":
         return plan_revisions(conn, t).to_dict()
     try:
-        plan = plan_revisions(conn, t)
+        return plan_revisions(conn, t).status()
     except MaintenanceError as e:
         return {"error": str(e).splitlines()[0][:300]}
-    # nothing is stamped by a read-only job: the database's own revision (none before Alembic) and the baseline
-    # maintain_database would stamp it at
-    return {"before": ",".join(plan.current) or None, "baseline": plan.stamp,
-            "pending": [r for r, _ in plan.pending]}
 
 
 def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = None) -> MigrationResult:
@@ -280,7 +275,9 @@ def step_restore(state: RunState, backup_path: str = "") -> dict:
     t = state.target
     with timed(state, "restore"):
         try:
-            path, manifest = _backup_to_restore(state, backup_path)
+            path, manifest = backup_mod.backup_to_restore(
+                t.name, state.config.backups.dir, state.config.root, backup_path,
+                exclude=state.backup.path if state.backup else None)
         except MaintenanceError:
             if state.backup is not None:
                 _unpin(state)  # nothing was restored: the pre-restore backup is an ordinary one
@@ -290,25 +287,6 @@ def step_restore(state: RunState, backup_path: str = "") -> dict:
         # "measured": the restored database as the restore itself saw it (verify compares that with the manifest)
         state.restored_from = RestoreResult(path=Path(path), manifest=dict(manifest), measured=measured)
     return state.restored_from.to_dict()
-
-
-def _backup_to_restore(state: RunState, backup_path: str) -> tuple[Path, dict]:
-    t, cfg = state.target, state.config
-    if backup_path:
-        path = Path(backup_path).expanduser()
-        if not path.is_absolute():
-            path = (cfg.root / path).resolve()
-        if not path.exists():
-            raise RestoreError(f"backup {path} does not exist; list the backups of {t.name} with "
-                               f"`maintenance-pipeline backups list {t.name}`")
-        return path, backup_mod.read_manifest(path)
-    own = state.backup.path if state.backup else None
-    candidates = [m for m in backup_mod.list_backups(cfg.backups.dir, t.name)
-                  if m.get("verified") and str(m.get("path")) != str(own)]
-    if not candidates:
-        raise RestoreError(f"no verified backup of {t.name!r} in {cfg.backups.dir / t.name} to restore; "
-                           "name one with ops.restore.config.backup")
-    return Path(candidates[0]["path"]), candidates[0]
 
 
 def step_verify(state: RunState) -> VerifyResult:
@@ -333,24 +311,10 @@ def step_verify(state: RunState) -> VerifyResult:
                 f"{len(refused)} destructive change(s) refused under align: additive "
                 f"({'; '.join(c.describe() for c in refused[:3])}); review them and rerun with align: full "
                 "(`--align full` on the command line) to apply")
-        hint = _fix_hint(state, first.name)
+        hint = fix_hint(state, first.name)
         raise VerificationFailedError(f"verification failed: {names}{f' ({hint})' if hint else ''} — {first.detail}")
     return state.verification
 
-
-def _fix_hint(state: RunState, check: str) -> str:
-    """What to do about a failed check, named before its detail (the one line may be cut after it)."""
-    name = state.target.name
-    if check == "schema_matches_reference" and state.job == "verify_database":
-        return (f"align it with `maintenance-pipeline run maintain_database {name}`; preview with "
-                f"`maintenance-pipeline check {name} --sql`")
-    if check == "integrity":
-        return f"the database is damaged: restore a verified backup (`maintenance-pipeline backups list {name}`)"
-    if check == "foreign_keys":
-        return "fix or delete the orphan rows named below"
-    if check in {c.name for c in state.target.checks}:
-        return "the targets file's own check: its SQL says what it looks for"
-    return ""
 
 
 def report_dict(state: RunState, *, error: str | None = None, failed_step: str | None = None) -> dict:

@@ -178,6 +178,9 @@ def _run(args) -> int:
 
     import dagster as dg
     from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+    from dagster._core.utils import make_new_run_id
+
+    from .orchestration.liveness import process_tags
 
     ops: dict = {}
     if args.job != "maintain_database" and (args.dry_run or args.align):
@@ -205,19 +208,21 @@ def _run(args) -> int:
               "at the Dagster instance the UI uses", file=sys.stderr)
         return 2
     with dg.DagsterInstance.get() as instance:
+        _fail_dead_runs(instance, config)
+        run_id = make_new_run_id()
         # the tag the UI finds a job's runs by (its Runs tab, partition status, the timeline): the code location's
-        # repository label, which runs launched from the UI or the daemon carry and in-process runs do not
+        # repository label, which runs launched from the UI or the daemon carry and in-process runs do not; and
+        # this process (pid, host, start time), so that the next look fails the run if the process is killed
         result = job.execute_in_process(partition_key=args.target, instance=instance, raise_on_error=False,
-                                        run_config=run_config or None,
-                                        tags={REPOSITORY_LABEL_TAG: repository_label()})
+                                        run_config=run_config or None, run_id=run_id,
+                                        tags={REPOSITORY_LABEL_TAG: repository_label(), **process_tags(run_id)})
     found = sorted((config.reports_dir / args.target).glob(f"*_{args.job}_{result.run_id[:8]}.md"))
     report_path = str(found[-1]) if found else None
     report = {}
     if found and found[-1].with_suffix(".json").is_file():
         report = json.loads(found[-1].with_suffix(".json").read_text())
     status = "success" if result.success else "failed"
-    error = report.get("error") or (None if result.success else "the run failed before its report was written; "
-                                    "see the run in the Dagster UI")
+    error = _error_line(report, result)
     if args.json:
         print(json.dumps({"status": status, "run_id": result.run_id, "error": error,
                           "failed_step": report.get("failed_step"), "report": report_path}))
@@ -228,6 +233,46 @@ def _run(args) -> int:
             print(f"error: {error}")
         print(f"report: {report_path or 'none written'}")
     return 0 if result.success else 1
+
+
+def _fail_dead_runs(instance, config) -> None:
+    """Before a run is launched: fail every run of this host whose process is gone (killed or crashed: it would stay
+    STARTED and hold its database's place in the run queue), one line each on stderr, and alert it (the daemon's
+    run-failure sensor does not see runs executed from the command line)."""
+    from .core.run import alerts
+    from .orchestration.liveness import fail_dead_runs
+
+    try:
+        dead = fail_dead_runs(instance, config.reports_dir)
+    except Exception as e:  # noqa: BLE001 - looking for dead runs never stops this run; the run says what is wrong
+        text = " ".join(str(e).split())[:160]
+        print(f"warning: could not look for runs whose process is gone ({type(e).__name__}: {text}); the run goes "
+              "on", file=sys.stderr)
+        return
+    secrets = alerts.config_secrets(config)
+    for run in dead:
+        print(f"note: {run.line()}", file=sys.stderr)
+        alerts.send_alert(run.alert(config.alerts.ui_base_url), config.alerts, secrets=secrets)
+
+
+def _error_line(report: dict, result) -> str | None:
+    """The run's error in one line short enough for ``error: ``: the report's (its whole text is in the report);
+    without a report, the failed step's own line (a report that could not be written says what the run did)."""
+    from .core.run.failures import MAX_LINE, one_line
+
+    if report.get("error"):
+        whole = str(report.get("error_detail") or report["error"]).split("\n\n", 1)[0]
+        return one_line(whole, limit=MAX_LINE - len("error: "))
+    if result.success:
+        return None
+    for event in result.all_events:
+        data = event.step_failure_data if event.is_step_failure else None
+        said = (data.user_failure_data.description if data and data.user_failure_data else None) or \
+            (data.error.message if data and data.error else None)
+        if said and said.strip():
+            return one_line(said.strip().splitlines()[0], rest=" (the rest is in the run's log)",
+                            limit=MAX_LINE - len("error: "))
+    return "the run failed before its report was written; see the run in the Dagster UI"
 
 
 def _backups(args) -> int:
@@ -250,9 +295,11 @@ def _backups(args) -> int:
         print(f"no backups of {args.target} in {config.backups.dir / args.target}")
         return 0
     print(f"{'created (UTC)':<20} {'label':<14} {'pinned':<6} {'verified':<8} {'bytes':>12}  path")
-    for m in rows:
+    for m in rows:  # newest first, by sequence number: a clock that ran ahead cannot reorder them
         print(f"{str(m['created_at'])[:19]:<20} {m.get('label', ''):<14} {'yes' if m.get('pinned') else 'no':<6} "
               f"{'yes' if m.get('verified') else 'no':<8} {m.get('bytes') or 0:>12}  {m['path']}")
+    for line in backup.problems(config.backups.dir / args.target):
+        print(f"warning: {line}")
     return 0
 
 

@@ -110,6 +110,16 @@ def demo_config(demo_dir):
     return load_config(write_config(demo_dir))
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh DAGSTER_HOME (telemetry off) for the test: what the command line's real runs use."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def pg():
     """A real PostgreSQL server for the session; skipped locally when PostgreSQL is missing, never under CI."""

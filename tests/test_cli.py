@@ -16,15 +16,6 @@ from conftest import write_config
 from maintenance_pipeline import cli
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
 def test_a_failed_run_on_a_missing_file_is_a_few_lines_with_the_error_and_the_report(demo_dir, home, capsys):
     path = write_config(demo_dir, {"goals": {"url": "sqlite:///data/missing.db",
                                              "reference": {"url": "sqlite:///data/goals_dev.db"}}})

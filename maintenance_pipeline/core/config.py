@@ -133,12 +133,59 @@ def load_config(path: str | os.PathLike | None = None) -> MaintenanceConfig:
             f"targets file {p} not found; create it (see README 'Configuration') or set MAINTENANCE_CONFIG"
         )
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = _safe_load(p.read_text(), p) or {}
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
         raise ConfigError(f"{p}: not valid YAML{line}; fix the syntax") from None
     return _Parser(p).parse(_expand(raw, p, "")) if isinstance(raw, dict) else _Parser(p).fail("", "must be a mapping")
+
+
+# a targets file is a few hundred values; aliases (``&a`` / ``*a``) that expand past this are a bomb, not a config
+MAX_EXPANDED_NODES = 100_000
+
+
+def _safe_load(text: str, path: Path):
+    """``yaml.safe_load`` that first counts what the aliases expand to (each alias counts as the whole node it
+    repeats): nested aliases (``a: &a [x, x]; b: &b [*a, *a]; ...``) grow exponentially, and walking the result
+    (``${VAR}`` expansion, validation) would hang the code location."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is None:
+        return None
+    sizes: dict[int, int] = {}
+    walking: set[int] = set()
+
+    def size(n) -> int:
+        known = sizes.get(id(n))
+        if known is not None:
+            return known
+        if id(n) in walking:
+            raise ConfigError(f"{path}: a YAML alias refers to a value that contains it (a recursive alias); "
+                              "write the values out instead")
+        walking.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(v) for v in n.value)
+        else:
+            total = 1
+        walking.discard(id(n))
+        sizes[id(n)] = total
+        return total
+
+    expanded = size(node)
+    if expanded > MAX_EXPANDED_NODES:
+        raise ConfigError(f"{path}: its YAML aliases expand to {expanded:,} values (more than "
+                          f"{MAX_EXPANDED_NODES:,}); write the values out instead of nesting aliases (&name / *name)")
+    return _construct(node)
+
+
+def _construct(node):
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _expand(value, path: Path, key: str):

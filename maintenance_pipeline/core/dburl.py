@@ -64,11 +64,38 @@ def scrub_passwords(text: str, *urls: str | URL) -> str:
     return " ".join(text.split())
 
 
+# what a driver says when the server ended a session it had accepted (a crash, a restart, pg_terminate_backend):
+# not a problem of the address or the credentials
+SERVER_WENT_AWAY = ("server closed the connection unexpectedly", "terminating connection due to administrator",
+                    "terminating connection because of crash", "connection to server was lost",
+                    "the database system is shutting down", "ssl connection has been closed unexpectedly",
+                    "could not receive data from server")
+
+
+def went_away(text: str) -> bool:
+    """Whether a driver's or a tool's text says the server ended an established session."""
+    low = text.lower()
+    return any(k in low for k in SERVER_WENT_AWAY)
+
+
 def translate_error(e: BaseException, url: str | URL) -> Exception:
-    """Map a driver error to one of our one-line errors."""
+    """Map a driver error to one of our one-line errors (carrying the driver's whole text as ``detail``)."""
+    err = _translate(e, url)
+    said = str(getattr(e, "orig", e) or e).strip()
+    if said:
+        err.detail = said  # type: ignore[attr-defined]
+    return err
+
+
+def _translate(e: BaseException, url: str | URL) -> Exception:
     msg = str(getattr(e, "orig", e) or e).strip().splitlines()[0] if str(e) else type(e).__name__
     low = msg.lower()
     where = mask_url(url)
+    if went_away(str(getattr(e, "orig", e) or e)):
+        return ConnectionFailedError(
+            f"the server of {where} ended the session ({msg}): it went away mid-way (a crash, a restart or a "
+            "terminated session), after it had let us in; check the server's log, then rerun"
+        )
     if "locked" in low or "busy" in low:
         return DatabaseLockedError(
             f"database {where} is locked by another connection ({msg}); wait for the other writer to finish "

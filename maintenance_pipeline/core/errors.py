@@ -132,10 +132,30 @@ class BackupError(MaintenanceError):
     kind = "backup_failed"
 
 
+class InvalidManifestError(BackupError):
+    """A backup manifest that names a file outside its own folder or stem, or is a link: left alone."""
+
+    kind = "invalid_manifest"
+
+
 class LockHeldError(MaintenanceError):
     """Another run holds the maintenance lock on this target."""
 
     kind = "lock_held"
+
+
+class UnsafeLockError(MaintenanceError):
+    """The lock folder (or a lock file in it) is not private to this user: another account could plant a link
+    there or hold the lock; nothing is opened through it."""
+
+    kind = "unsafe_lock"
+
+
+class LockLostError(MaintenanceError):
+    """The run's maintenance lock ended while it worked (its session terminated, its lock file removed):
+    the run is rolled back before COMMIT."""
+
+    kind = "lock_lost"
 
 
 class VerificationFailedError(MaintenanceError):
@@ -144,3 +164,10 @@ class VerificationFailedError(MaintenanceError):
 
 class RestoreError(MaintenanceError):
     kind = "restore_failed"
+
+
+class ReportError(MaintenanceError):
+    """The run's report could not be written (a full or read-only reports folder); the message says first what
+    the run did to the database (a committed migration changed it) and where its backup is."""
+
+    kind = "report_not_written"

@@ -30,6 +30,7 @@ from ..core.dburl import mask_url
 from ..core.engines import engine_for
 from ..core.run.commands import reference_for
 from ..core.run.drift import BackupFreshness
+from ..core.run.markdown import _cell, _code, fenced
 from ..core.run.report import render_markdown
 from ..core.verify.checks import verify_target
 
@@ -69,10 +70,12 @@ def database_specs(config: MaintenanceConfig) -> list[dg.AssetSpec]:
     out = []
     for name, t in sorted(config.targets.items()):
         out.append(dg.AssetSpec(key=asset_key(name), group_name="databases", kinds={engine_for(t.url).kind_name},
-                                description=f"{mask_url(t.url)}, compared with {t.reference_label} (align: {t.align})"))
+                                description=f"{_code(mask_url(t.url))}, compared with {_cell(t.reference_label)} "
+                                            f"(align: {_cell(t.align)})"))
         out.append(dg.AssetSpec(key=backup_key(name), group_name="backups", deps=[asset_key(name)],
                                 freshness_policy=dg.FreshnessPolicy.time_window(fail_window=window),
-                                description=f"verified backups of {name} in {config.backups.dir / name}"))
+                                description=f"verified backups of {_cell(name)} in "
+                                            f"{_code(config.backups.dir / name)}"))
     return out
 
 
@@ -84,6 +87,22 @@ def log_backup(context, state) -> None:
     context.log_event(dg.AssetMaterialization(asset_key=backup_key(state.target.name), metadata={
         "path": dg.MetadataValue.path(str(b.path)), "sha256": b.sha256 or "", "bytes": b.bytes or 0,
         "label": b.label, "pinned": bool(b.pinned)}))
+
+
+def recorded_sha256(instance, target: str, path, limit: int = 500) -> str | None:
+    """The sha256 the newest ``backups/<target>`` materialization recorded for the backup at ``path`` (the event
+    log, which a manifest edited by hand does not change), or None when none of the last ``limit`` names it."""
+    want = str(path)
+    records = instance.fetch_materializations(backup_key(target), limit=limit).records
+    for record in records:  # newest first
+        m = record.asset_materialization
+        meta = m.metadata if m is not None else {}
+        where = meta.get("path")
+        if where is not None and str(getattr(where, "path", where)) == want:
+            sha = meta.get("sha256")
+            text = getattr(sha, "text", None) or getattr(sha, "value", None) or sha
+            return str(text) if text else None
+    return None
 
 
 def _check_fn(config: MaintenanceConfig, name: str):
@@ -128,10 +147,10 @@ def database_checks(config: MaintenanceConfig) -> list[dg.AssetChecksDefinition]
     out = []
     for name, t in sorted(config.targets.items()):
         specs = [dg.AssetCheckSpec(check_key(check), asset=asset_key(name),
-                                   description=_DESCRIPTIONS.get(check, f"user check: {check}"))
+                                   description=_DESCRIPTIONS.get(check, f"user check: {_cell(check)}"))
                  for check in check_names(t)]
         out.append(dg.multi_asset_check(specs=specs, name=f"checks_{_ident(name)}",
-                                        description=f"Read-only checks of {name} (no migration)")(
+                                        description=f"Read-only checks of {_cell(name)} (no migration)")(
             _check_fn(config, name)))
     return out
 
@@ -205,7 +224,8 @@ def log_run_events(context, state, report: dict | None = None) -> None:
         # the run's numbers too, so the plots (which read both kinds of event) have no gap at a schema change
         context.log_event(dg.AssetMaterialization(asset_key=key, description="the schema changed", metadata={
             **meta,
-            "changes": dg.MetadataValue.md("\n".join(f"- {a['source']}: {a['description']}" for a in mig.applied)),
+            "changes": dg.MetadataValue.md("\n".join(f"- {_cell(a['source'])}: {_cell(a['description'])}"
+                                                     for a in mig.applied)),
             "alembic_revision": str(mig.revision_after or ""), "sql_statements": len(mig.sql),
             **column_schema(state)}))
 
@@ -216,7 +236,7 @@ def evidence(t: Target, state, c) -> dict:
     meta: dict = {"detail": c.detail[:2000], "status": c.status}
     user = next((u for u in t.checks if u.name == c.name), None)
     if user is not None:
-        meta["sql"] = dg.MetadataValue.md(f"```sql\n{user.sql.strip()}\n```")
+        meta["sql"] = dg.MetadataValue.md("\n".join(fenced(user.sql, "sql")))  # as the targets file has it
         meta["expect"] = str(user.expect)
     measures = state.verification.measures if state.verification else {}
     if c.name == "foreign_keys" and "fk_orphans" in measures:

@@ -5,6 +5,11 @@
   (``run_key = "<target>:<fingerprint>"``) and sends one drift alert per new fingerprint.
 - ``alert_on_run_failure``: a run-failure sensor over every job of this code location.
 
+Each drift sensor tick first fails the runs of its host whose process is gone (``liveness``: a command-line run
+killed with SIGKILL would stay STARTED and hold its database's place in the run queue) and alerts them itself: the
+run-failure sensor only sees runs launched from this code location (the UI, the schedule, the sensors), not runs
+executed in process by the command line.
+
 All three are RUNNING by default here (Dagster's own default is STOPPED); the targets file's
 ``automation:`` section turns them off.
 
@@ -21,6 +26,7 @@ from ..core.run import alerts as alerts_mod
 from ..core.config import MaintenanceConfig
 from ..core.run.drift import BackupFreshness, ReferenceCache, probe_target
 from ..core.engines import engine_for
+from . import liveness
 
 ON_DRIFT_JOB = {"verify": "verify_database", "maintain": "maintain_database"}
 
@@ -55,13 +61,31 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
         outcome = alerts_mod.send_alert(alert, config.alerts, secrets=secret_values)
         log.info(f"{alert.kind} alert for {alert.target}: {outcome}")
 
+    def fail_dead_runs(context: dg.SensorEvaluationContext) -> list[str]:
+        """Each tick, first: fail the runs of this host whose process is gone (``liveness``), and alert them: the
+        run-failure sensor does not see runs executed from the command line. Returns a note per run."""
+        try:
+            instance = context.instance
+        except dg.DagsterInvariantViolationError:  # a test context built without an instance
+            return []
+        try:
+            dead = liveness.fail_dead_runs(instance, config.reports_dir)
+        except Exception as e:  # noqa: BLE001 - the drift check of this tick goes on whatever happens here
+            context.log.warning(f"could not look for runs whose process is gone: {type(e).__name__}: "
+                                f"{' '.join(str(e).split())[:160]}")
+            return []
+        for run in dead:
+            context.log.warning(run.line())
+            send(run.alert(config.alerts.ui_base_url), context.log)
+        return [f"failed run {run.run_id[:8]} ({run.job} on {run.target}): its process is gone" for run in dead]
+
     @dg.sensor(name="schema_drift_sensor", jobs=[by_name["verify_database"], by_name["maintain_database"]],
                minimum_interval_seconds=config.sensor_interval_seconds, default_status=sensor_status,
                description="Each tick: a cheap schema version per target (reflect only when it moved); drift "
                            "starts the target's on_drift job once per drift fingerprint and sends one alert.")
     def schema_drift_sensor(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
-        requests, notes = [], []
+        requests, notes = [], fail_dead_runs(context)
         references.new_tick()
         for name in sorted(config.targets):
             target = config.targets[name]

@@ -13,9 +13,10 @@ from typing import Callable
 import dagster as dg
 
 from ..core.run import pipeline
-from ..core.run.failures import failure_line, scrub
+from ..core.run.failures import failure_detail, failure_line, one_line, scrub
 from ..core.config import ALIGN_MODES, MaintenanceConfig
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ReportError
+from ..core.run.markdown import _cell, fenced, sql_text
 from ..core.run.pipeline import RunState
 
 
@@ -77,23 +78,59 @@ def _raise(error: Exception):
     raise error
 
 
+def _finish(context, state: RunState, **failed) -> dict:
+    """``pipeline.finish``; a report that cannot be written fails the op with the line that says what the run did
+    to the database (a committed migration changed it) and where its backup is, logged at error level with the
+    report's text (the run's log is then where the report is)."""
+    from ..core.run.report import render_markdown
+
+    try:
+        return pipeline.finish(state, **failed)
+    except ReportError as e:
+        line, report = str(e), getattr(e, "report", None)
+    context.log.error(f"report failed: {line}")
+    metadata = {}
+    if report is not None:
+        text = render_markdown(report)
+        context.log.info(f"the report that could not be written:\n{text}")
+        metadata["report"] = dg.MetadataValue.md(text)
+        _log_asset_events(context, state, report)
+    raise dg.Failure(description=one_line(line, rest=" (the rest is in the run's log)"), metadata=metadata)
+
+
 def run_step(context: dg.OpExecutionContext, state: RunState, step: str, fn: Callable[[RunState], object]) -> None:
     """Run one pipeline step; on failure write the report and fail the op with it attached.
 
-    Secrets never reach Dagster: the one-line error and the traceback (logged at debug level, for whoever
-    debugs) pass the targets file's scrubber, and the Failure is raised outside the ``except`` block, so the
-    original exception (whose text may hold a URL with its password) is not chained into the run's storage."""
+    Secrets never reach Dagster: the one-line error, the whole error (logged at error level) and the traceback
+    (at debug level, for whoever debugs) pass the targets file's scrubber, and the Failure is raised outside the
+    ``except`` block, so the original exception (whose text may hold a URL with its password) is not chained into
+    the run's storage."""
     try:
         fn(state)
         return
     except Exception as e:  # noqa: BLE001 - every failure becomes a report and a clear Failure
-        message = scrub(state, failure_line(state, step, e))
+        message = failure_line(state, step, e)  # scrubbed, at most failures.MAX_LINE characters
+        detail = failure_detail(state, step, e)  # scrubbed, whole
         trace = scrub(state, "".join(traceback.format_exception(e)))
     context.log.debug(f"{step} failed; the traceback, secrets masked:\n{trace}")
-    context.log.error(f"{step} failed: {message}")
-    report = pipeline.finish(state, error=message, failed_step=step)
+    context.log.error(f"{step} failed: {detail}")
+    report = _finish(context, state, error=message, detail=detail, failed_step=step)
     _log_asset_events(context, state, report)  # a failed run too: its checks, numbers and report on the asset
     raise dg.Failure(description=message, metadata=_report_metadata(report))
+
+
+def _restore_config(context) -> dict:
+    """The restore op's run config, read by the backup op of restore_database (it checks that backup first)."""
+    ops = (context.run_config or {}).get("ops") or {}
+    return ((ops.get("restore") or {}).get("config")) or {}
+
+
+def _recorded(context, state: RunState):
+    """``path -> sha256`` that the event log recorded when this pipeline made the backup at ``path`` (its
+    ``backups/<target>`` materialization), or None when it holds no record of it."""
+    from .assets import recorded_sha256
+
+    return lambda path: recorded_sha256(context.instance, state.target_name, path)
 
 
 def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
@@ -111,7 +148,8 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         run_step(context, _resume(state, context), name, fn)
         return state
 
-    @dg.op(description="Back up the target (SQLite online copy / pg_dump), verify the copy, apply retention.",
+    @dg.op(description="Back up the target (SQLite online copy / pg_dump), verify the copy, apply retention "
+                       "(restore_database: check the backup to restore; its safety copy is the restore's).",
            tags={"step": "backup"}, pool=BACKUP_POOL)
     def backup(context: dg.OpExecutionContext) -> RunState:
         target = context.partition_key
@@ -121,6 +159,11 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         state = pipeline.start(config, target, context.job_name, run_id=context.run_id,
                                trigger=tags.get("trigger", "manual"),
                                ui_url=f"{config.alerts.ui_base_url}/runs/{context.run_id}")
+        if context.job_name == "restore_database":  # the safety copy is taken by the restore, under its lock
+            state.restore_backup = _restore_config(context).get("backup") or ""
+            run_step(context, state, "backup", lambda s: pipeline.step_backup(s, recorded=_recorded(context, s)))
+            context.add_output_metadata({"restore_from": dg.MetadataValue.path(str(state.restore_choice[0]))})
+            return state
         run_step(context, state, "backup", pipeline.step_backup)
         from .assets import log_backup
 
@@ -160,17 +203,22 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         meta = {"dry_run": m.dry_run, "align": m.align, "applied": len(m.applied), "refused": len(m.refused),
                 "revision_after": m.revision_after or ""}
         if m.applied:
-            meta["changes"] = dg.MetadataValue.md("\n".join(f"- {a['source']}: {a['description']} "
+            meta["changes"] = dg.MetadataValue.md("\n".join(f"- {_cell(a['source'])}: {_cell(a['description'])} "
                                                             f"({a['seconds']:.3f} s)" for a in m.applied))
         if m.dry_run and m.sql:
-            meta["sql"] = dg.MetadataValue.md("```sql\n" + ";\n".join(m.sql) + ";\n```")
+            meta["sql"] = dg.MetadataValue.md("\n".join(fenced(sql_text(m.sql), "sql")))
         context.add_output_metadata(meta)
         return state
 
-    @dg.op(description="Restore a backup into the target (after the safety backup), under the lock.",
+    @dg.op(description="Under the lock: a safety copy of the target, then the chosen backup put in its place "
+                       "(SQLite: both inside one write transaction).",
            tags={"step": "restore"})
     def restore(context: dg.OpExecutionContext, state: RunState, config: RestoreConfig) -> RunState:
-        step(context, state, "restore", lambda s: pipeline.step_restore(s, config.backup))
+        step(context, state, "restore", lambda s: pipeline.step_restore(s, config.backup,
+                                                                         recorded=_recorded(context, s)))
+        from .assets import log_backup
+
+        log_backup(context, state)  # the safety copy the restore took
         context.add_output_metadata({"restored_from": dg.MetadataValue.path(str(state.restored_from.path))})
         return state
 
@@ -185,7 +233,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
 
     @dg.op(description="Write the Markdown and JSON report and attach it to the run.", tags={"step": "report"})
     def report(context: dg.OpExecutionContext, state: RunState) -> dict:
-        rep = pipeline.finish(_resume(state, context))
+        rep = _finish(context, _resume(state, context))
         _log_asset_events(context, state, rep)
         context.log.info(f"report written: {rep['report_paths']['markdown']}")
         context.add_output_metadata(_report_metadata(rep))

@@ -95,3 +95,32 @@ def test_missing_file_is_clear(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(tmp_path / "nope.yaml")
     assert "nope.yaml" in str(e.value) and "MAINTENANCE_CONFIG" in str(e.value)
+
+
+def _alias_bomb(levels: int, width: int) -> str:
+    lines = ["a0: &a0 [x]"]
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]")
+    return "\n".join(lines) + "\n" + GOOD.lstrip("\n")
+
+
+def test_a_yaml_alias_bomb_is_refused_in_one_line_without_expanding_it(tmp_path):
+    # 8 levels x 9 aliases: 9**8 = 43 million values once expanded (the ${VAR} walk never finished)
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, _alias_bomb(8, 9)))
+    msg = str(e.value)
+    assert "\n" not in msg and "aliases expand to" in msg and "maintenance.yaml" in msg
+
+
+def test_a_recursive_yaml_alias_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="recursive alias"):
+        load_config(write(tmp_path, "loop: &loop [*loop]\n" + GOOD.lstrip("\n")))
+
+
+def test_aliases_that_stay_small_still_load(tmp_path):
+    text = GOOD.replace("checks:\n      - {name: positive, sql: \"SELECT 0\", expect: 0}",
+                        "checks: &checks\n      - {name: positive, sql: \"SELECT 0\", expect: 0}")
+    text += "  app2:\n    url: sqlite:///data/app2.db\n    reference: {metadata: \"models:Base.metadata\"}\n" \
+            "    checks: *checks\n"
+    cfg = load_config(write(tmp_path, text))
+    assert [c.name for c in cfg.targets["app2"].checks] == ["positive"]

@@ -31,7 +31,7 @@ from pathlib import Path
 from .files import DEFAULT_BUSY_TIMEOUT, sha256_file
 from ..engines import engine_for
 from ..errors import BackupError, RestoreError
-from .manifest import BackupResult, list_backups, newest_verified, read_manifest, set_pinned, utc
+from .manifest import BackupResult, list_backups, newest_verified, problems, read_manifest, set_pinned, utc
 from .retention import apply_retention
 
 
@@ -67,18 +67,56 @@ def backup_database(
                                   verify=verify, busy_timeout=busy_timeout, settings=settings, schema=schema)
 
 
+
 def restore_database(
     backup_path: str | os.PathLike, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-    schema: str | None = None,
+    schema: str | None = None, safety: SafetyCopy | None = None, recorded_sha256: str | None = None,
 ) -> dict:
     """Write a backup made by ``backup_database`` into the live database at ``url``.
 
-    The backup's sha256 is checked against its manifest and it must pass ``integrity_check``
-    before the target is touched (RestoreError otherwise, target unchanged). Returns
-    {"fingerprint", "row_counts", "tables", "matches_manifest", "method", "backup", "sha256",
-    "seconds"} of the restored target.
+    Before the target is touched: the backup's manifest must be valid, its sha256 must match the manifest
+    (and ``recorded_sha256``, what the event log recorded when the backup was made, when there is one: a
+    manifest edited to match tampered content is refused too), and the engine checks the content itself
+    (SQLite: ``integrity_check``, the schema fingerprint and every table's row count against the manifest;
+    PostgreSQL: ``pg_restore --list``, the row counts inside the restore's transaction). RestoreError
+    otherwise, target unchanged.
+
+    ``safety``: the safety copy of the live database to take first, as part of the restore (SQLite: under the
+    restore's own write lock, so no commit falls between the copy and the restore; PostgreSQL: a dump just
+    before it). Returns {"fingerprint", "row_counts", "tables", "matches_manifest", "method", "backup",
+    "sha256", "seconds", "safety" (the safety copy's ``BackupResult`` or None)} of the restored target.
     """
-    return engine_for(url).restore(Path(backup_path), url, busy_timeout=busy_timeout, schema=schema)
+    path = Path(backup_path)
+    if recorded_sha256:
+        from ..dburl import mask_url
+        from .manifest import manifest_for_restore
+
+        manifest = manifest_for_restore(path, mask_url(url))
+        if manifest.get("sha256") != recorded_sha256:
+            raise RestoreError(
+                f"the manifest of backup {path.name} says sha256 {str(manifest.get('sha256'))[:12]}…, but this "
+                f"pipeline recorded {recorded_sha256[:12]}… when it made that backup: the manifest was edited; the "
+                f"target {mask_url(url)} was not touched; pick another backup")
+    return engine_for(url).restore(path, url, busy_timeout=busy_timeout, schema=schema, safety=safety)
+
+
+@dataclass(frozen=True)
+class SafetyCopy:
+    """The safety backup a restore takes of the live database before it changes anything (a verified backup with
+    its manifest, as ``backup_database`` makes)."""
+
+    backups_dir: Path
+    target: str
+    label: str = "pre-restore"
+    pinned: bool = True
+    settings: DumpSettings | None = None
+
+    def take(self, url: str, *, busy_timeout: float, schema: str | None, copier=None) -> BackupResult:
+        """``backup_database`` of ``url``; ``copier`` (the engine's): how the copy's bytes are made (inside a
+        lock the restore already holds)."""
+        return engine_for(url).backup(url, Path(self.backups_dir), self.target, label=self.label,
+                                      pinned=self.pinned, now=utc(None), verify=True, busy_timeout=busy_timeout,
+                                      settings=self.settings or DumpSettings(), schema=schema, copier=copier)
 
 
 def backup_to_restore(target: str, backups_dir: str | os.PathLike, root: Path, backup_path: str = "", *,
@@ -130,7 +168,9 @@ __all__ = [
     "newest_verified",
     "set_pinned",
     "apply_retention",
+    "problems",
     "restore_database",
+    "SafetyCopy",
     "backup_to_restore",
     "sha256_file",
 ]

@@ -7,8 +7,8 @@ write, ``.<name>.json.<pid>.<token>.tmp``. Killed between giving the copy its fi
 manifest, it leaves a full-size ``<target>_<label>_<time>.db`` (``.dump``) with no manifest, which
 retention and ``backups list`` never see: an orphan.
 
-Every backup, and every copy taken at BEGIN, holds a shared ``flock`` on the folder's lock file (in the
-system's temp folder, keyed by the folder's real path, like the maintenance lock) while it works; the
+Every backup, and every copy taken at BEGIN, holds a shared ``flock`` on the folder's lock file (in this
+user's private lock folder, keyed by the folder's real path, like the maintenance lock) while it works; the
 kernel drops it when the process dies. The next backup first tries to take it
 exclusively: when it can, no other backup or migration of the target is working, so every hidden
 ``.tmp`` and every orphan in the folder is a leftover; it removes them and its report lists them. When it
@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 from .files import remove_tree
-from ..lock import lock_path
+from ..lock import LockFile
 
 _ORPHAN = r"^{target}_.+_\d{{8}}_\d{{6}}(_\d+)?\.(db|dump)$"
 
@@ -38,12 +38,13 @@ class FolderHold:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.fd: int | None = None
+        self._lock: LockFile | None = None
 
     def acquire(self, *, clean: bool = True) -> list[str]:
         """Take the hold; first (``clean``) remove the leftovers if no one else holds the folder. Returns the
-        paths removed."""
-        path = lock_path(f"backups:{os.path.realpath(self.folder)}")
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        paths removed. UnsafeLockError when the lock folder is not private to this user (``core/lock.py``)."""
+        self._lock = LockFile(f"backups:{os.path.realpath(self.folder)}")  # O_NOFOLLOW, checked, never written
+        self.fd = self._lock.fd
         removed: list[str] = []
         if clean:
             try:
@@ -56,9 +57,9 @@ class FolderHold:
         return removed
 
     def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock, self.fd = None, None
 
 
 def leftovers(folder: Path) -> list[Path]:

@@ -12,11 +12,11 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .files import os_backup_error, write_json_atomic
-from ..errors import BackupError, RestoreError
+from ..errors import BackupError, InvalidManifestError, RestoreError
 
 MANIFEST_FORMAT = "maintenance_pipeline.backup"
 MANIFEST_VERSION = 1
@@ -112,10 +112,12 @@ class BackupResult:
 
 def manifest_head(final: Path, *, target: str, label: str, pinned: bool, now: datetime, source: str,
                   dialect: str, method: str) -> dict:
-    """The first keys of every manifest; the dialect's own keys follow."""
+    """The first keys of every manifest; the dialect's own keys follow. ``seq`` orders the folder's backups
+    (one more than any manifest there has): a clock that runs ahead or back cannot reorder them."""
     return {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
+        "seq": next_seq(final.parent),
         "file": final.name,
         "target": target,
         "label": label,
@@ -208,10 +210,15 @@ def parse_time(value) -> datetime | None:
 def read_manifest(path: str | os.PathLike) -> dict:
     """The manifest of a backup; ``path`` is the backup file or its ``.json`` manifest.
 
-    The result has ``path`` (the backup file) and ``manifest_path`` added.
+    The result has ``path`` (the backup file) and ``manifest_path`` added. A manifest is an input (hand-edited,
+    or in a folder copied from another host): the file it names must be its own stem in its own folder, and
+    neither may be a link; anything else raises ``InvalidManifestError`` and the manifest is left alone.
     """
     p = Path(path)
     mpath = p if p.suffix == ".json" else p.with_suffix(".json")
+    if mpath.is_symlink():
+        raise InvalidManifestError(f"backup manifest {mpath} is a symbolic link; it was left alone (a manifest is "
+                                   "never a link: remove it if it is not yours)")
     try:
         data = json.loads(mpath.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -223,9 +230,28 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise BackupError(f"cannot read backup manifest {mpath}: {e}; restore it or pick another backup") from None
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise BackupError(f"{mpath} is not a backup manifest of this pipeline; pick another backup")
-    data["path"] = str(mpath.parent / data.get("file", mpath.with_suffix(".db").name))
+    name = data.get("file", mpath.with_suffix(".db").name)
+    problem = _foreign_file(mpath, name)
+    if problem:
+        raise InvalidManifestError(f"backup manifest {mpath} is invalid: {problem}; it was left alone (retention and "
+                                   "restore ignore it; remove it by hand if it is not yours)")
+    data["path"] = str(mpath.parent / name)
     data["manifest_path"] = str(mpath)
+    seq = data.get("seq", 0)
+    data["seq"] = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
     return data
+
+
+def _foreign_file(mpath: Path, name) -> str | None:
+    """Why the backup file a manifest names is not its own (its stem, in its folder, not a link), or None."""
+    if not isinstance(name, str) or not name or name != Path(name).name or name in (".", "..") \
+            or "/" in name or "\\" in name or "\0" in name:
+        return f"its file {name!r} is not a name in the manifest's own folder"
+    if Path(name).stem != mpath.stem or Path(name).suffix in ("", ".json"):
+        return f"its file {name!r} is not {mpath.stem}.<ext>, the backup beside it"
+    if (mpath.parent / name).is_symlink():
+        return f"its file {name} is a symbolic link"
+    return None
 
 
 def list_backups(backups_dir: str | os.PathLike, target: str) -> list[dict]:
@@ -240,19 +266,26 @@ def newest_verified(backups_dir: str | os.PathLike, target: str) -> dict | None:
     return None
 
 
-def manifests(folder: Path) -> list[dict]:
-    """Every readable manifest of ours in ``folder`` (backup file present or not), newest first."""
+FUTURE_SLACK = timedelta(minutes=5)  # clocks of two hosts may differ this much without a word
+
+
+def manifests(folder: Path, *, now: datetime | None = None) -> list[dict]:
+    """Every valid manifest of ours in ``folder`` (backup file present or not), newest first: by ``seq``, which a
+    clock cannot reorder (manifests written before it existed count as older than any that has it, and among
+    themselves by time). A ``created_at`` later than ``now`` is marked ``future`` (reported, never trusted)."""
     if not folder.is_dir():
         return []
+    limit = utc(now) + FUTURE_SLACK
     out = []
     for mpath in folder.glob("*.json"):
         try:
             m = read_manifest(mpath)
         except BackupError:
-            continue  # not ours
+            continue  # not ours, or invalid (``problems`` says which)
         m["_created"] = parse_time(m.get("created_at"))
         if m["_created"] is None:
             continue
+        m["future"] = m["_created"] > limit
         out.append(m)
     out.sort(key=_sort_key, reverse=True)
     for m in out:
@@ -260,12 +293,38 @@ def manifests(folder: Path) -> list[dict]:
     return out
 
 
+def problems(folder: Path, *, now: datetime | None = None) -> list[str]:
+    """One line per manifest of ``folder`` that is ours but invalid, or dated in the future: what a run reports."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for mpath in sorted(folder.glob("*.json")):
+        try:
+            read_manifest(mpath)
+        except InvalidManifestError as e:
+            out.append(str(e))
+        except BackupError:
+            continue
+    limit = utc(now) + FUTURE_SLACK
+    for m in manifests(folder, now=now):
+        if m["future"]:
+            out.append(f"backup {Path(m['path']).name} says it was made at {m['created_at']}, later than this "
+                       f"host's clock ({limit - FUTURE_SLACK:%Y-%m-%d %H:%M} UTC): a clock ran ahead; it is ordered "
+                       "by its sequence number, never by that time")
+    return out
+
+
+def next_seq(folder: Path) -> int:
+    """One more than the highest ``seq`` of the folder's manifests."""
+    return 1 + max((m.get("seq", 0) for m in manifests(folder)), default=0)
+
+
 def _sort_key(m: dict):
     stem = Path(m["path"]).stem
     seq = _SEQ.search(stem)
     # names end in _HHMMSS (6 digits) or _HHMMSS_<n>; only a short suffix is a collision counter
     n = int(seq.group(1)) if seq and len(seq.group(1)) < 6 else 1
-    return (m["_created"], n, stem)
+    return (m.get("seq", 0), m["_created"], n, stem)
 
 
 # --------------------------------------------------------------------------- restoring

@@ -19,31 +19,43 @@ def apply_retention(
     keep_last: int,
     keep_days: float,
     now: datetime | None = None,
+    keep: tuple[str | os.PathLike, ...] = (),
 ) -> list[Path]:
     """Remove old backups of ``target``; return the removed backup files.
 
-    Kept: the newest ``keep_last``, everything younger than ``keep_days`` days, every pinned
-    backup, and always the newest verified one. Files without a manifest are never touched;
+    Kept: the newest ``keep_last`` (newest by the manifests' sequence numbers, which a clock cannot reorder),
+    everything younger than ``keep_days`` days (a backup dated in the future is as old as the backups made after
+    it say, by sequence; with none, it cannot be proven old and is kept; ``manifest.problems`` reports it),
+    every pinned backup, always the newest verified one, and
+    ``keep`` (the run's own backup: a run never removes it). Files without a valid manifest are never touched;
     a manifest whose backup file is gone is removed.
     """
     if keep_last < 0 or keep_days < 0:
         raise ValueError("keep_last and keep_days must be >= 0")
     now = utc(now)
     folder = Path(backups_dir) / target
-    entries = manifests(folder)
+    entries = manifests(folder, now=now)
     present = [m for m in entries if Path(m["path"]).exists()]
-    keep: set[str] = {m["manifest_path"] for m in present[:keep_last]}
+    keep_paths = {Path(p).resolve() for p in keep}
+    keep_set: set[str] = {m["manifest_path"] for m in present[:keep_last]}
+    keep_set |= {m["manifest_path"] for m in present if Path(m["path"]).resolve() in keep_paths}
     last_good = next((m for m in present if m.get("verified") and m.get("sha256")), None)
     if last_good is not None:
-        keep.add(last_good["manifest_path"])
+        keep_set.add(last_good["manifest_path"])
     cutoff = now - timedelta(days=keep_days)
     removed: list[Path] = []
-    for m in entries:
+    bound = None  # the earliest plausible date of a backup made after this one (by sequence)
+    for m in entries:  # newest first
         path = Path(m["path"])
+        created = parse_time(m["created_at"])
+        if m["future"]:  # its date is wrong; it was made before every later backup, so no later than ``bound``
+            created = bound or created
+        else:
+            bound = created if bound is None else min(bound, created)
         if not path.exists():
             remove_quietly(Path(m["manifest_path"]))  # orphan manifest: ours, holds nothing
             continue
-        if m["manifest_path"] in keep or m.get("pinned") or parse_time(m["created_at"]) > cutoff:
+        if m["manifest_path"] in keep_set or m.get("pinned") or created > cutoff:
             continue
         try:
             if path.is_dir():

@@ -32,6 +32,7 @@ class MigrationSession:
     def __init__(self, engine: "Engine", url, target, *, backup: Path | None, dry_run: bool):
         self.engine, self.url, self.target, self.backup, self.dry_run = engine, url, target, backup, dry_run
         self.shown_name = target.name
+        self.cleaned: list[str] = []  # what a killed run left, removed on entering (``MigrationResult.cleaned``)
         self.begin_snapshot = None
         self.reference_snapshot = None
 
@@ -322,10 +323,14 @@ class Engine:
     # ------------------------------------------------------------------ backups
 
     def backup(self, url, backups_dir: Path, target: str, *, label: str, pinned: bool, now, verify: bool,
-               busy_timeout: float, settings, schema: str | None):
+               busy_timeout: float, settings, schema: str | None, copier=None):
+        """A verified backup with its manifest (``BackupResult``). ``copier``: made by the engine's own restore,
+        which takes its safety copy inside a lock it holds (how the bytes are copied there)."""
         raise self._unsupported("backing up")
 
-    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None) -> dict:
+    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None) -> dict:
+        """Check ``backup`` against its manifest, then put it in place of the live database; ``safety``
+        (``backup.SafetyCopy``): take that copy of the live database first (returned as ``"safety"``)."""
         raise self._unsupported("restoring")
 
     # ------------------------------------------------------------------ checks
@@ -353,7 +358,17 @@ class Engine:
         """``fk_violations`` of the database a backup holds (the orphans that were there before the run)."""
         raise self._unsupported("reading a backup's foreign keys")
 
+    # the first keywords of a query: a user check starting with anything else is not run (a check is one
+    # read-only query; ``core/statements.py`` counts the statements)
+    query_keywords: ClassVar[frozenset[str]] = frozenset({"SELECT", "WITH", "VALUES", "TABLE"})
+
     def read_only(self, conn: sa.Connection, restore_authorizer=None, hidden=None):
         """A context in which ``conn`` cannot write (user checks); yields a dict the guard may fill with what it
-        refused ("write", "hidden")."""
+        refused ("write", "hidden"). On leaving it normally, the engine confirms the check ran inside the
+        transaction it was given (raises ``UserCheckError`` otherwise)."""
         raise self._unsupported("read-only checks")
+
+    def run_check(self, conn: sa.Connection, sql: str):
+        """The first value of the one statement ``sql`` (inside ``read_only``); the driver must run one statement
+        at most, whatever the text holds."""
+        return conn.exec_driver_sql(sql).scalar()

@@ -24,7 +24,8 @@ The flow of ``migrate()``:
    not run, writes or fails (``user_checks.py``), a row of a kept table lost or changed that no
    revision declared (``changes_rows``; SQLite: the guard; PostgreSQL: the scratch restore against
    this transaction, ``engines.postgresql.rows.compare_in_transaction``);
-6. commit, or roll back on any error (the SQLite file is then bytewise what it was; PostgreSQL's
+6. confirm the maintenance lock is still this run's (``LockLostError`` otherwise: its session ended, its file
+   was replaced), commit, or roll back on any error (the SQLite file is then bytewise what it was; PostgreSQL's
    DDL is transactional, so its schema and rows are exactly what they were). The error carries the
    ``MigrationResult`` (``rolled_back``): what was tried, refused and undone, for the report.
 
@@ -55,6 +56,7 @@ from ..schema.diff import diff
 from ..errors import (
     DatabaseDamagedError,
     DestructiveChangeRefusedError,
+    LockLostError,
     UnalignableChangeError,
     MaintenanceError,
     MigrationError,
@@ -98,12 +100,13 @@ def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dr
             if scratch_url is not None:  # a copy: nothing to lock
                 return _run_on(engine, scratch_url, target, reference, align, True, backup=backup, named=target,
                                planned=planned)
-    with maintenance_lock(target.url, holder=f"migrate {target.name}"):
-        return _run_on(engine, target.url, target, reference, align, dry_run, backup=backup, planned=planned)
+    with maintenance_lock(target.url, holder=f"migrate {target.name}") as lock:
+        return _run_on(engine, target.url, target, reference, align, dry_run, backup=backup, planned=planned,
+                       lock=lock)
 
 
 def _run_on(engine, url: str, target: Target, reference: Snapshot, align: str, dry_run: bool, *,
-            backup: Path | None, named: Target | None = None, planned=None) -> MigrationResult:
+            backup: Path | None, named: Target | None = None, planned=None, lock=None) -> MigrationResult:
     """``_run`` on a fresh SQLAlchemy engine, inside the engine's migration session (its resources come
     before the first connection and go after the last: ``MigrationSession``)."""
     run_target = dataclasses.replace(target, url=url) if named else target
@@ -112,7 +115,7 @@ def _run_on(engine, url: str, target: Target, reference: Snapshot, align: str, d
         sa_engine = open_engine(url)
         try:
             return _run(sa_engine, session, run_target, reference, align, dry_run, named=named, backup=backup,
-                        planned=planned)
+                        planned=planned, lock=lock)
         finally:
             sa_engine.dispose()
 
@@ -122,8 +125,9 @@ _VERDICTS = (DestructiveChangeRefusedError, UnalignableChangeError, SchemaLeftDi
 
 
 def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, align: str, dry_run: bool,
-         named: Target | None = None, backup: Path | None = None, planned=None) -> MigrationResult:
-    """``named``: the target that error messages name (a dry run may work on a scratch copy)."""
+         named: Target | None = None, backup: Path | None = None, planned=None, lock=None) -> MigrationResult:
+    """``named``: the target that error messages name (a dry run may work on a scratch copy); ``lock``: the
+    maintenance lock's handle, confirmed on this connection right before COMMIT (``core/lock.py``)."""
     sql: list[str] = []
     shown = named or target
 
@@ -131,7 +135,7 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
         head = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
         if head in ("SELECT", "PRAGMA", "BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "EXPLAIN", "SET"):
             return
-        text = " ".join(statement.split())
+        text = statement.strip()  # as it ran, inside too (a name may hold a newline): the report shows it whole
         if parameters:
             text += f"  -- params {parameters!r}"
         sql.append(text)
@@ -156,7 +160,8 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
     with sa_engine.connect() as conn:
         sa.event.listen(conn, "before_cursor_execute", capture)
         state = {"phase": "plan", "step": None, "engine": session.engine}
-        result = MigrationRecord(plan=MigrationPlan(False, (), None, []), dry_run=dry_run, align=align, sql=sql)
+        result = MigrationRecord(plan=MigrationPlan(False, (), None, []), dry_run=dry_run, align=align, sql=sql,
+                                 cleaned=list(session.cleaned))
         try:
             session.connected(conn)
             trans = begin()
@@ -173,10 +178,17 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
                 trans.rollback()
                 return result.freeze()
             try:
+                if lock is not None:
+                    lock.confirm(conn)  # the lock ended during the run (session gone, file replaced): no COMMIT
                 trans.commit()
             except sa.exc.DBAPIError as e:
                 _rollback(trans)
                 raise _commit_failed(e, result, shown, backup) from None
+            except LockLostError as e:
+                _rollback(trans)
+                result.rolled_back = True
+                e.result = result.freeze()  # type: ignore[attr-defined]
+                raise
             return result.freeze()
         finally:
             if sa.event.contains(conn, "before_cursor_execute", no_commit):
@@ -293,11 +305,18 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
     damaged = _damage(e, target, state.get("backup"))
     if damaged is not None:
         return damaged
-    line = " ".join(str(getattr(e, "orig", None) or e).split())[:300] or type(e).__name__
+    said = str(getattr(e, "orig", None) or e)  # whole, for the report (``detail``); the line holds its start
+    line = " ".join(said.split())[:300] or type(e).__name__
+    if isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated:  # the driver's dialect: the session is gone
+        return _with_detail(MigrationError(
+            f"the server ended the migration's session ({line}): {mask_url(target.url)} lost its connection at "
+            f"{phase}; nothing was committed; check the server (its log: a restart, a crash, a terminated "
+            "session) and rerun"), said)
     engine = state.get("engine")
     where = engine.environment_error(line) if isinstance(e, sa.exc.DBAPIError) and engine is not None else None
     if where:  # not the revision's fault, nor the reference's: say what is wrong where the database lives
-        return MigrationError(f"{mask_url(target.url)} cannot be changed: {where}; nothing was committed")
+        return _with_detail(MigrationError(f"{mask_url(target.url)} cannot be changed: {where}; nothing was committed"),
+                            said)
     hint = engine.error_hint(line) if isinstance(e, sa.exc.DBAPIError) and engine is not None else None
     line = re.sub(r"_alembic_tmp_", "", line)  # Alembic's temporary copy is the table itself to the reader
     line = state.get("explain", lambda text: text)(line)
@@ -306,16 +325,23 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
     rolled = f"{mask_url(target.url)} was rolled back to its state before the run"
     if phase == "alembic":
         rev = failing or "?"
-        return MigrationError(f"Alembic revision {rev} failed: {line}; {rolled}; "
-                              f"{hint or 'fix the revision and rerun'}", revision=rev)
+        return _with_detail(MigrationError(f"Alembic revision {rev} failed: {line}; {rolled}; "
+                                           f"{hint or 'fix the revision and rerun'}", revision=rev), said)
     if phase == "align":
         step = state.get("step")
         at = f" at {step}" if step else ""
-        return MigrationError(f"alignment failed{at}: {line}; {rolled}; "
-                              f"{hint or 'fix the data or the reference, or use align: none'}")
+        return _with_detail(MigrationError(f"alignment failed{at}: {line}; {rolled}; "
+                                           f"{hint or 'fix the data or the reference, or use align: none'}"), said)
     if hint:
-        return MigrationError(f"migration failed at {phase}: {line}; {rolled}; {hint}")
-    return MigrationError(f"migration failed at {phase}: {line}; {rolled}")
+        return _with_detail(MigrationError(f"migration failed at {phase}: {line}; {rolled}; {hint}"), said)
+    return _with_detail(MigrationError(f"migration failed at {phase}: {line}; {rolled}"), said)
+
+
+def _with_detail(err: Exception, said: str) -> Exception:
+    """``err`` carrying the driver's whole text (``detail``: the report and the run's log show it; the line is
+    cut)."""
+    err.detail = said  # type: ignore[attr-defined]
+    return err
 
 
 def _damage(e: BaseException, target: Target, backup: Path | None = None) -> Exception | None:
@@ -326,14 +352,15 @@ def _damage(e: BaseException, target: Target, backup: Path | None = None) -> Exc
         return None
     good = f"the last good state is in this run's backup {backup}" if backup is not None else \
         "restore the newest verified backup if it is"
-    return DatabaseDamagedError.met(short_name(target.url), text, "during the migration, which stopped without "
-                                    "committing", good)
+    return _with_detail(DatabaseDamagedError.met(short_name(target.url), text, "during the migration, which stopped "
+                                                 "without committing", good), str(getattr(e, "orig", None) or e))
 
 
 def _commit_failed(e: sa.exc.DBAPIError, result: MigrationRecord, target: Target, backup: Path | None) -> Exception:
     result.rolled_back = True
     err = _damage(e, target, backup) or translate_error(e, target.url)
     if not isinstance(err, DatabaseDamagedError):
-        err = MigrationError(f"COMMIT failed ({err}); the migration was rolled back; rerun")
+        err = _with_detail(MigrationError(f"COMMIT failed ({err}); the migration was rolled back; rerun"),
+                           str(getattr(e, "orig", None) or e))
     err.result = result.freeze()  # type: ignore[attr-defined]
     return err

@@ -55,12 +55,13 @@ class MigrationRecord:
     rolled_back: bool = False  # the run failed: everything in ``applied`` was undone
     replanned: str | None = None  # the database moved between the diff step and the migration: what changed
     after_revisions: list[Change] | None = None  # the drift the revisions left (alignment's work); None: not reached
+    cleaned: list[str] = field(default_factory=list)  # what a killed run left, removed under the lock first
 
     def freeze(self) -> MigrationResult:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if values["after_revisions"] is not None:
             values["after_revisions"] = list(values["after_revisions"])
-        for name in ("applied", "aligned", "refused", "sql", "drift_after", "checks"):
+        for name in ("applied", "aligned", "refused", "sql", "drift_after", "checks", "cleaned"):
             values[name] = list(values[name])  # copies: the record may go on, the result does not
         values["written"] = frozenset(self.written) if self.written is not None else None
         values["declared_rows"] = dict(self.declared_rows)
@@ -91,6 +92,7 @@ class MigrationResult:
     rolled_back: bool = False
     replanned: str | None = None
     after_revisions: list[Change] | None = None
+    cleaned: list[str] = field(default_factory=list)  # PostgreSQL: the scratch databases of killed runs dropped
 
     def to_dict(self) -> dict:
         return {
@@ -100,6 +102,7 @@ class MigrationResult:
             "sql": list(self.sql),
             "dry_run": self.dry_run,
             "align": self.align,
+            "cleaned": list(self.cleaned),
         }
 
 

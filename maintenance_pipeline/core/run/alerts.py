@@ -164,7 +164,7 @@ def _scrubbed(alert: Alert, scrub) -> Alert:
     """A copy of ``alert`` with every string scrubbed, then the error and changes cut short."""
     d = {k: v if k in ("kind", "created_at") else [scrub(x) for x in v] if isinstance(v, list)
          else scrub(v) if isinstance(v, str) else v for k, v in alert.to_dict().items()}
-    d["error"] = _one_line(d["error"], 500)
+    d["error"] = _one_line(d["error"], 300)  # short, as failures.MAX_LINE: the whole error is in the report
     d["changes"] = [_one_line(c, 200) for c in d["changes"]]
     return Alert(**d)
 

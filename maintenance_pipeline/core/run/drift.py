@@ -124,6 +124,9 @@ def probe_target(target: Target, previous: dict | None, references: ReferenceCac
     return Probe(target.name, "unreadable", error=error), {**previous, "error": error}
 
 
+FUTURE_SLACK_HOURS = 5 / 60  # as ``backup.manifest.FUTURE_SLACK``
+
+
 class BackupFreshness:
     """Whether each target's newest verified backup is older than ``backups.fresh_within_hours``, reading the
     manifests of a target's folder only when the folder changed (a tick over 100 targets stays cheap)."""
@@ -157,4 +160,5 @@ class BackupFreshness:
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         age = (now - when).total_seconds() / 3600
-        return age > config.backups.fresh_within_hours, created, age
+        # dated in the future: a clock ran ahead; its age is unknown, so it proves nothing fresh
+        return age > config.backups.fresh_within_hours or age < -FUTURE_SLACK_HOURS, created, age

@@ -1,8 +1,15 @@
 """Markdown primitives of the run reports: tolerant readers of a report dict's values (any key may be missing
-or odd) and one-line, pipe-safe table cells."""
+or odd) and the escaping of what they show.
+
+Every value that comes from the database, the targets file or a check is data, never Markdown: ``_cell`` (text)
+and ``_code`` (a code span) keep it on one line (a control character is shown as its escape, ``\\n``) and
+escape what Markdown or HTML would read (``\\ ` * _ [ ] # | ! ~``, ``<`` ``>`` ``&`` as entities, a bare URL's
+``://``), so a name can add no heading, link, image or HTML to a page; ``fenced`` holds SQL byte for byte in a
+fence longer than any backtick run in it."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 
@@ -23,15 +30,63 @@ def _dt(value) -> datetime | None:
     return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Markdown's punctuation; ``_`` inside a word (``rows_preserved``) cannot start or end emphasis and stays as it is
+_PUNCT = re.compile(r"([\\`*\[\]#|!~]|(?<![^\W_])_|_(?![^\W_]))")
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_BARE_LINK = re.compile(r"(?<=[A-Za-z0-9])\\?:(?=//)|(?<=\bwww)\.|@", re.IGNORECASE)  # GFM autolinks a bare URL
+
+
+def one_line_visible(value) -> str:
+    """``value`` as text on one line: a control character (a newline in a table's name) shown as its escape."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), str(value))
+
+
+def escape_text(value) -> str:
+    """``value`` as inline Markdown text that renders as itself: one line, Markdown punctuation backslash-escaped,
+    ``<`` ``>`` ``&`` as HTML entities, a bare URL or e-mail address broken so no renderer links it."""
+    text = _PUNCT.sub(r"\\\1", one_line_visible(value))
+    text = "".join(_HTML.get(ch, ch) for ch in text)
+    return _BARE_LINK.sub(lambda m: "\\" + m.group().lstrip("\\"), text)
+
+
 def _cell(value, empty: str = "—") -> str:
-    """Text safe inside a Markdown table cell (one line, no bare pipes)."""
+    """Text safe in a Markdown table cell and in prose (one line, escaped: see ``escape_text``)."""
     if value is None or value == "":
         return empty
-    return " ".join(str(value).split()).replace("|", "\\|")
+    return escape_text(value)
 
 
-def _code(value) -> str:
-    return f"`{_cell(value).replace('`', chr(39))}`" if value not in (None, "") else "—"
+def _code(value, *, cell: bool = False) -> str:
+    """``value`` in a code span that holds it whole: delimited by more backticks than any run in it, on one line
+    (control characters shown as escapes); in a table (``cell``) its pipes escaped as tables require."""
+    if value in (None, ""):
+        return "—"
+    text = one_line_visible(value)
+    if cell:
+        text = text.replace("|", "\\|")
+    ticks = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def fenced(text: str, info: str = "") -> list[str]:
+    """``text`` in a fenced code block, byte for byte: a fence of more backticks than any run in it (at least 3)."""
+    text = str(text)
+    ticks = "`" * max(3, max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    body = text[:-1] if text.endswith("\n") else text
+    return [f"{ticks}{info}", *body.split("\n"), ticks]
+
+
+def sql_text(statements) -> str:
+    """The statements that ran, each as it ran and ended by ``;`` (added when it has none), one after another."""
+    out = []
+    for s in statements or []:
+        s = str(s)
+        if s.strip():
+            out.append(s if s.rstrip().endswith(";") else s + ";")
+    return "".join(x + "\n" for x in out)
 
 
 def _secs(value) -> str:

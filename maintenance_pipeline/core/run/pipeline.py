@@ -25,6 +25,7 @@ from ..schema.diff import diff
 from ..errors import (
     DestructiveChangeRefusedError,
     MaintenanceError,
+    ReportError,
     VerificationFailedError,
 )
 from ..lock import maintenance_lock
@@ -32,7 +33,7 @@ from ..backup.manifest import BackupResult, RestoreResult
 from ..migrate.executor import MigrationResult, migrate, plan_revisions
 from ..schema.model import Change, Snapshot
 from ..schema.reference import reference_snapshot
-from .failures import failure_line, fix_hint
+from .failures import failure_detail, failure_line, fix_hint, report_line, report_not_written, scrub
 from .report import write_report
 from ..schema.snapshot import take_snapshot
 from ..verify.checks import VerifyResult, verify_target
@@ -123,7 +124,10 @@ class RunState:
     started_at: datetime = field(default_factory=_now)
     timeline: list[dict] = field(default_factory=list)
     backup: BackupResult | None = None
+    restore_backup: str = ""  # restore_database: the backup asked for (empty: the newest verified one)
+    restore_choice: tuple | None = None  # restore_database: (path, manifest, sha256 the event log recorded)
     retention_removed: list[str] = field(default_factory=list)
+    backup_problems: list[str] = field(default_factory=list)  # manifests left alone: invalid, or dated in the future
     reference: Snapshot | None = None
     live_fingerprint: str | None = None  # the schema the diff step saw (migrate says if it moved since)
     drift_before: list[Change] = field(default_factory=list)
@@ -189,9 +193,17 @@ def timed(state: RunState, step: str):
         entry["seconds"] = round(time.monotonic() - t0, 3)
 
 
-def step_backup(state: RunState) -> dict:
+def step_backup(state: RunState, recorded=None) -> dict:
     """A verified backup before anything else; retention only after it succeeded. The state keeps the typed
-    ``BackupResult``; the return value is its dict (what a report shows)."""
+    ``BackupResult``; the return value is its dict (what a report shows).
+
+    ``restore_database`` takes its safety copy inside the restore (under the restore's own lock: no commit falls
+    between the copy and the restore); its backup step chooses the backup to restore and checks it against
+    its manifest and ``recorded`` (``path -> sha256`` the event log recorded for it, or None) first."""
+    if state.job == "restore_database":
+        with timed(state, "backup"):
+            _choose_restore(state, recorded)
+        return {"restore_from": str(state.restore_choice[0])}
     cfg, t = state.config, state.target
     label = backup_label(state.job, state.trigger)
     pinned = cfg.backups.pin_pre_migration and state.job != "verify_database"
@@ -201,10 +213,26 @@ def step_backup(state: RunState) -> dict:
                                             pg_jobs=b.pg_jobs, pg_compress=b.pg_compress,
                                             restore_check=b.restore_check, schema=t.schema)
         state.backup = result
-        removed = backup_mod.apply_retention(cfg.backups.dir, t.name, keep_last=cfg.backups.keep_last,
-                                             keep_days=cfg.backups.keep_days)
-        state.retention_removed = [str(p) for p in removed]
+        _retention(state, result)
     return state.backup.to_dict()
+
+
+def _retention(state: RunState, own: BackupResult) -> None:
+    """Retention after a verified backup (never removing ``own``), and the manifests it left alone."""
+    cfg, t = state.config, state.target
+    removed = backup_mod.apply_retention(cfg.backups.dir, t.name, keep_last=cfg.backups.keep_last,
+                                         keep_days=cfg.backups.keep_days, keep=(own.path,))
+    state.retention_removed = [str(p) for p in removed]
+    state.backup_problems = backup_mod.problems(Path(cfg.backups.dir) / t.name)
+
+
+def _choose_restore(state: RunState, recorded=None) -> None:
+    """The backup a restore puts back (``state.restore_backup``, or the newest verified one), its manifest
+    valid, and what the event log recorded of it, before anything is copied or changed."""
+    t = state.target
+    path, manifest = backup_mod.backup_to_restore(t.name, state.config.backups.dir, state.config.root,
+                                                  state.restore_backup)
+    state.restore_choice = (Path(path), dict(manifest), recorded(Path(path)) if recorded else None)
 
 
 def step_diff(state: RunState) -> list[Change]:
@@ -271,21 +299,35 @@ def _unpin(state: RunState) -> None:
         state.backup = dataclasses.replace(state.backup, pinned=False)
 
 
-def step_restore(state: RunState, backup_path: str = "") -> dict:
-    t = state.target
+def step_restore(state: RunState, backup_path: str = "", recorded=None) -> dict:
+    """Under the maintenance lock: the safety copy of the live database, then the chosen backup put in its place
+    (the engine does both: ``backup.restore_database(safety=…)``), then retention."""
+    t, cfg = state.target, state.config
+    if backup_path and backup_path != state.restore_backup:
+        state.restore_backup, state.restore_choice = backup_path, None
     with timed(state, "restore"):
+        if state.restore_choice is None:
+            _choose_restore(state, recorded)
+        path, manifest, sha = state.restore_choice
+        safety = backup_mod.SafetyCopy(cfg.backups.dir, t.name, label=BACKUP_LABEL[state.job],
+                                       pinned=cfg.backups.pin_pre_migration,
+                                       settings=backup_mod.DumpSettings(cfg.backups.pg_format, cfg.backups.pg_jobs,
+                                                                        cfg.backups.pg_compress))
         try:
-            path, manifest = backup_mod.backup_to_restore(
-                t.name, state.config.backups.dir, state.config.root, backup_path,
-                exclude=state.backup.path if state.backup else None)
-        except MaintenanceError:
-            if state.backup is not None:
-                _unpin(state)  # nothing was restored: the pre-restore backup is an ordinary one
+            with maintenance_lock(t.url, holder=f"restore {t.name}"):
+                measured = backup_mod.restore_database(path, t.url, schema=t.schema, safety=safety,
+                                                       recorded_sha256=sha)
+        except MaintenanceError as e:
+            copy = getattr(e, "safety", None)
+            if copy is not None:
+                state.backup = copy
+                _unpin(state)  # nothing was restored: the safety copy is an ordinary backup
             raise
-        with maintenance_lock(t.url, holder=f"restore {t.name}"):
-            measured = backup_mod.restore_database(path, t.url, schema=t.schema)
+        state.backup = measured.pop("safety", None) or state.backup
         # "measured": the restored database as the restore itself saw it (verify compares that with the manifest)
         state.restored_from = RestoreResult(path=Path(path), manifest=dict(manifest), measured=measured)
+        if state.backup is not None:
+            _retention(state, state.backup)
     return state.restored_from.to_dict()
 
 
@@ -317,7 +359,8 @@ def step_verify(state: RunState) -> VerifyResult:
 
 
 
-def report_dict(state: RunState, *, error: str | None = None, failed_step: str | None = None) -> dict:
+def report_dict(state: RunState, *, error: str | None = None, failed_step: str | None = None,
+                error_detail: str | None = None) -> dict:
     t = state.target
     mig = state.migration
     ver = state.verification
@@ -333,7 +376,8 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "job": state.job,
         "run_id": state.run_id,
         "status": "failed" if error else "success",
-        "error": error,
+        "error": error,  # the short line (at most failures.MAX_LINE characters)
+        "error_detail": error_detail if error else None,  # the whole text: the line uncut, what the server said
         "failed_step": failed_step,
         "trigger": state.trigger,
         "started_at": state.started_at.isoformat(timespec="seconds"),
@@ -345,6 +389,8 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "ui_url": state.ui_url,
         "backup": state.backup.to_dict() if state.backup else None,
         "retention_removed": state.retention_removed,
+        "backup_problems": state.backup_problems,
+        "migration_cleaned": list(getattr(mig, "cleaned", ())),  # PostgreSQL: scratch databases killed runs left
         "revisions": state.revisions,
         "drift_before": _drift_with_fixes(state) if state.diffed else None,
         "planned": planned,
@@ -365,12 +411,27 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
     }
 
 
-def finish(state: RunState, *, error: BaseException | str | None = None, failed_step: str | None = None) -> dict:
-    """Write the Markdown and JSON report (for failed runs too); returns the report dict."""
+def finish(state: RunState, *, error: BaseException | str | None = None, failed_step: str | None = None,
+           detail: str | None = None) -> dict:
+    """Write the Markdown and JSON report (for failed runs too); returns the report dict. ``error`` is the failed
+    step's exception (its short line and its whole text, ``detail``, are made here) or its line already made;
+    both are scrubbed of the targets file's secrets. A report that cannot be written raises ``ReportError``, whose
+    line says first what the run did to the database (a committed migration changed it) and where its backup is;
+    it carries the report dict (``report``) for whoever can still show it."""
     with timed(state, "report"):
-        message = None if error is None else (str(error) or type(error).__name__)
-        report = report_dict(state, error=message, failed_step=failed_step)
-        state.report_paths = write_report(report, state.config.reports_dir)
+        if isinstance(error, BaseException):
+            detail = failure_detail(state, failed_step or "?", error)
+            error = failure_line(state, failed_step or "?", error)
+        message = None if error is None else scrub(state, str(error) or "the step failed without a message")
+        report = report_dict(state, error=report_line(message), failed_step=failed_step,
+                             error_detail=scrub(state, detail or message) if message else None)
+        try:
+            state.report_paths = write_report(report, state.config.reports_dir)
+        except OSError as e:
+            err = ReportError(report_not_written(state, e, message, failed_step))
+            report.pop("report_paths", None)  # not written
+            err.report = report  # type: ignore[attr-defined]
+            raise err from None
     report["report_paths"] = {"markdown": str(state.report_paths[0]), "json": str(state.report_paths[1])}
     return report
 
@@ -381,12 +442,13 @@ def run_job(config: MaintenanceConfig, target: str, job: str, *, dry_run: bool =
     if job not in JOB_STEPS:
         raise ValueError(f"unknown job {job!r}; one of {', '.join(JOB_STEPS)}")
     state = start(config, target, job, run_id=run_id, trigger=trigger)
+    state.restore_backup = restore_backup
     steps = {"backup": step_backup, "diff": step_diff, "verify": step_verify,
              "migrate": lambda s: step_migrate(s, dry_run=dry_run, align=align),
-             "restore": lambda s: step_restore(s, restore_backup)}
+             "restore": lambda s: step_restore(s)}
     for name in JOB_STEPS[job][:-1]:  # the last step, report, is finish
         try:
             steps[name](state)
         except Exception as e:  # noqa: BLE001 - a report exists for every run, whatever failed
-            return finish(state, error=failure_line(state, name, e), failed_step=name)
+            return finish(state, error=e, failed_step=name)
     return finish(state)

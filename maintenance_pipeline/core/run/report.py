@@ -2,7 +2,10 @@
 
 Every key of the report dict may be missing or None (a run can fail at any step), so
 every section renders from whatever is there and never raises. The final text is masked:
-``scheme://user:password@`` becomes ``scheme://user:***@``.
+``scheme://user:password@`` becomes ``scheme://user:***@``. What comes from the database, the targets file or a
+check is escaped (``markdown._cell``, ``_code``, ``fenced``): a name shows as itself and adds no heading, link,
+image or HTML; the SQL is shown byte for byte in a fenced block. A failed run's whole error (``error_detail``) is
+in its own section, in a code block.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import re
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from .markdown import (_cell, _code, _dict, _dicts, _dt, _duration, _plural, _secs, _table, _yes,  # noqa: F401
-                       human_bytes)
+                       fenced, human_bytes, sql_text)
 
-_SECRET_RE = re.compile(r"(://[^:/@\s`]*):[^\s`]*@")  # up to the last @ of the token
+# up to the last @ of the token; a password already masked (``***``, or ``\*\*\*`` escaped in Markdown) is left
+_SECRET_RE = re.compile(r"(://[^:/@\s`]*):(?!(?:\\?\*){3}\\?@)[^\s`]*@")
 _UNSAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
 _UNCHANGED_STEPS = {"backup", "diff"}  # steps that never touch the target
 
@@ -94,18 +99,19 @@ def _applied_counts(report: dict, key: str) -> tuple[int, int]:
 def _summary(report: dict) -> str:
     status, target = _status(report), _cell(report.get("target"), "")
     backup = _dict(report.get("backup")).get("path")
-    backup_txt = f" (backup: `{backup}`)" if backup else ""
+    backup_txt = f" (backup: {_code(backup)})" if backup else ""
     if status == "failed":
-        step = _cell(report.get("failed_step"), "")
-        error = " ".join(str(report.get("error") or "no error message was recorded").split()).rstrip(".")
-        out = f"Failed at step {step}: {error}." if step else f"The run failed: {error}."
+        step = str(report.get("failed_step") or "")
+        error = _cell(" ".join(str(report.get("error") or "no error message was recorded").split()).rstrip("."))
+        more = " (the whole error is below)" if report.get("error_detail") else ""
+        out = f"Failed at step {_cell(step)}: {error}.{more}" if step else f"The run failed: {error}.{more}"
         if step in _UNCHANGED_STEPS or report.get("dry_run") is True or step == "migrate":
             out += f" The database was left as it was before the run{backup_txt}."
         elif _dicts(report.get("applied")):
             out += (f" Changes applied before the failure are still in place; to undo them run "
                     f"`restore_database`{backup_txt}.")
         elif backup:
-            out += f" Backup taken before the run: `{backup}`."
+            out += f" Backup taken before the run: {_code(backup)}."
         return out
     parts: list[str] = []
     if status == "dry_run":
@@ -145,7 +151,7 @@ def _summary(report: dict) -> str:
         text += f" Note: {_cell(report['replanned'])}."
     if refused := _dicts(report.get("refused")):
         verb = "would be refused" if status == "dry_run" else "refused"
-        align = report.get("align") or "additive"
+        align = _cell(report.get("align") or "additive")
         text += f" {_plural(len(refused), 'destructive change')} {verb} under align={align} (see Refused)."
     return text
 
@@ -158,11 +164,12 @@ def _file_state(report: dict) -> str:
     a = _dict(report.get("after_rollback"))
     if not a.get("sha256"):
         return ""
-    now = f"sha256 `{str(a['sha256'])[:16]}…`"
+    now = f"sha256 {_code(str(a['sha256'])[:16] + '…')}"
     if a.get("unchanged"):
         return f" The database file is bytewise what it was before the run ({now}, the same as its backup's)."
     if a.get("bytewise_copy"):
-        return (f" The database file ({now}) differs from its backup's (`{str(a.get('backup_sha256'))[:16]}…`): "
+        theirs = _code(str(a.get("backup_sha256"))[:16] + "…")
+        return (f" The database file ({now}) differs from its backup's ({theirs}): "
                 "another session wrote since the backup; none of it is this run's.")
     return f" The database file's {now} (its backup is a page copy: compare rows, not bytes)."
 
@@ -175,7 +182,8 @@ def _check_status(c: dict) -> str:
 
 
 def _change_rows(items: list[dict]) -> list[list[str]]:
-    return [[_cell(c.get("kind")), _code(f"{c.get('table')}.{c['name']}" if c.get("name") else c.get("table")),
+    return [[_cell(c.get("kind")), _code(f"{c.get('table')}.{c['name']}" if c.get("name") else c.get("table"),
+                                         cell=True),
              "⚠️ yes" if c.get("destructive") else "no", _cell(c.get("detail"))] for c in items]
 
 
@@ -215,7 +223,8 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
     def restored():
         r = _dict(report.get("restored_from"))
         return _table(["Backup restored", "SHA-256", "Created", "Label"],
-                      [[_code(r.get("path")), _code(str(r.get("sha256") or "")[:12]) if r.get("sha256") else "—",
+                      [[_code(r.get("path"), cell=True),
+                        _code(str(r.get("sha256") or "")[:12], cell=True) if r.get("sha256") else "—",
                         _cell(r.get("created_at")), _cell(r.get("label"))]])
 
     def changes():
@@ -228,34 +237,34 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
             out = rolled + _table(["#", "Source", "Description"],
                          [[str(i), _cell(p.get("source")), _cell(p.get("description"))]
                           for i, p in enumerate([p for p in planned if p.get("source") != "sql"], 1)])
-            sql = [str(s).rstrip().rstrip(";") + ";" for p in planned
-                   for s in ([p["sql"]] if isinstance(p.get("sql"), str) else p.get("sql") or []) if s]
-            return out + (["", "```sql", *sql, "```"] if sql else [])
+            sql = sql_text([s for p in planned
+                            for s in ([p["sql"]] if isinstance(p.get("sql"), str) else p.get("sql") or []) if s])
+            return out + (["", *fenced(sql, "sql")] if sql else [])
         applied = _dicts(report.get("applied"))
         revs = _dict(report.get("revisions"))
         note = []
         if revs.get("stamp"):
-            note = [f"The database predated Alembic: stamped at baseline revision `{_cell(revs['stamp'])}` first.", ""]
+            note = [f"The database predated Alembic: stamped at baseline revision {_code(revs['stamp'])} first.", ""]
         if revs.get("after") and (revs.get("before") or revs.get("stamp")) != revs.get("after"):
-            note += [f"Alembic revision: `{_cell(revs.get('before') or revs.get('stamp'))}` → "
-                     f"`{_cell(revs['after'])}`.", ""]
+            note += [f"Alembic revision: {_code(revs.get('before') or revs.get('stamp'))} → "
+                     f"{_code(revs['after'])}.", ""]
         if report.get("rolled_back"):
             note += ["**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed."
                      + _file_state(report), ""]
         if not applied:
             return note + ["None."]
         total = sum(a["seconds"] for a in applied if _secs(a.get("seconds")) != "—")
-        sql = [str(x).rstrip().rstrip(";") + ";" for x in report.get("sql") or [] if str(x).strip()]
+        sql = sql_text(report.get("sql") or [])
         return note + _table(["#", "Source", "Description", "Seconds"],
                       [[str(i), _cell(a.get("source")), _cell(a.get("description")), _secs(a.get("seconds"))]
                        for i, a in enumerate(applied, 1)]) + ["", f"**Total:** {_secs(total)} s"] + \
-            (["", "The SQL executed, in order:", "", "```sql", *sql, "```"] if sql else [])
+            (["", "The SQL executed, in order:", "", *fenced(sql, "sql")] if sql else [])
 
     def refused():
         items = _dicts(report.get("refused"))
         return _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(items)) + [
             "", "These are not applied because `align` is "
-            f"`{report.get('align') or 'additive'}`. To apply them, review the data they hold, then run again "
+            f"{_code(report.get('align') or 'additive')}. To apply them, review the data they hold, then run again "
             "with `align: full` (`ops: {migrate: {config: {align: full}}}`)."]
 
     def verification():
@@ -266,7 +275,8 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
         if drops:
             out += ["", "**Data held by dropped objects** (a copy stays in the backup):"]
             for d in drops:
-                obj = f"column `{d.get('table')}.{d['column']}`" if d.get("column") else f"table `{d.get('table')}`"
+                column = f"{d.get('table')}.{d.get('column')}"
+                obj = f"column {_code(column)}" if d.get("column") else f"table {_code(d.get('table'))}"
                 held = [f"{d['rows']} rows" if d.get("rows") is not None else "",
                         f"{d['values']} values" if d.get("values") is not None else ""]
                 out.append(f"- {obj}: {', '.join(h for h in held if h) or 'size unknown'}")
@@ -286,7 +296,7 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
                 note = "🗑 DROPPED"
             elif b and a and b.get("columns") != a.get("columns"):
                 note = "✅ UPDATED"
-            rows.append([_code(name), f"{_cell(b.get('columns'))} → {_cell(a.get('columns'))}",
+            rows.append([_code(name, cell=True), f"{_cell(b.get('columns'))} → {_cell(a.get('columns'))}",
                          f"{_cell(b.get('rows'))} → {_cell(a.get('rows'))}", note])
         return _table(["Table", "Columns", "Rows", "Note"], rows)
 
@@ -307,25 +317,36 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
     def backups():
         b = _dict(report.get("backup"))
         out = (_table(["Path", "SHA-256", "Size", "Verified", "Pinned", "Label", "Method"],
-                      [[_code(b.get("path")), _code(str(b["sha256"])[:12]) if b.get("sha256") else "—",
+                      [[_code(b.get("path"), cell=True),
+                        _code(str(b["sha256"])[:12], cell=True) if b.get("sha256") else "—",
                         human_bytes(b.get("bytes")), _yes(b.get("verified")), _yes(b.get("pinned")),
                         _cell(b.get("label")), _cell(b.get("method"))]])
                if b else ["No backup was taken."])
         if b and b.get("pinned") and b.get("path"):
             out += ["", "Restore this pinned backup with:", "",
-                    f"    maintenance-pipeline run restore_database {report.get('target')} --backup {b['path']}"]
+                    *fenced(f"maintenance-pipeline run restore_database {report.get('target')} --backup {b['path']}")]
         cleaned = b.get("cleaned") if b else None
         if cleaned:
             out += ["", "**Left by an interrupted run and removed before this backup** (temp files, copies "
                         "without a manifest):"]
             out += [f"- {_code(p)}" for p in cleaned]
+        if isinstance(dropped := report.get("migration_cleaned"), list) and dropped:  # PostgreSQL: scratch databases
+            out += ["", "**Left by a killed run, dropped:** " + ", ".join(map(_code, dropped))]
+        if report.get("backup_problems"):  # manifests left alone (invalid, or dated in the future)
+            out += ["", "**Left alone in the backup folder:**"] + [f"- {_cell(p)}" for p in report["backup_problems"]]
         removed = report.get("retention_removed")
         if isinstance(removed, list):
             out += ["", "**Retention removed:**" + ("" if removed else " nothing.")]
             out += [f"- {_code(p)}" for p in removed]
         return out
 
+    def error():
+        return ["The whole error, as the failed step raised it (secrets masked):", "",
+                *fenced(str(report.get("error_detail") or report.get("error")), "text")]
+
     sections = [("Summary", lambda: [_summary(report)])]
+    if status == "failed" and (report.get("error_detail") or report.get("error")):
+        sections.append(("Error", error))
     if report.get("restored_from"):
         sections.append(("Restored", restored))
     sections += [("Drift found" if report.get("job") != "restore_database" else "Compared with the reference", drift),
@@ -336,12 +357,26 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
                        ("Timeline", timeline), ("Backups", backups)]
 
 
+_URL_SAFE = ":/?#[]@!$&'*+,;=%-._~"  # what a URL keeps as it is; anything else (spaces, parentheses, <>) encoded
+
+
+def _link(text: str, url) -> str | None:
+    """A Markdown link to ``url`` (the run's page: an http(s) URL of the targets file), its destination
+    percent-encoded so nothing in it ends the link; None for anything else."""
+    try:
+        if urlsplit(str(url)).scheme not in ("http", "https"):
+            return None
+    except ValueError:
+        return None
+    return f"[{text}]({quote(str(url), safe=_URL_SAFE)})"
+
+
 def render_markdown(report: dict) -> str:
     report = report if isinstance(report, dict) else {}
     status = _status(report)
     badge = _BADGES.get(status, status.upper())
     if status == "failed" and report.get("failed_step"):
-        badge += f" at step `{_cell(report['failed_step'])}`"
+        badge += f" at step {_code(report['failed_step'])}"
     start, end = _dt(report.get("started_at")), _dt(report.get("finished_at"))
     time = start.strftime("%H:%M:%S") if start else "—"
     if start and end:
@@ -351,23 +386,23 @@ def render_markdown(report: dict) -> str:
     run_id = report.get("run_id")
     run = _code(run_id)
     if report.get("ui_url"):
-        run = f"[{_cell(run_id)}]({report['ui_url']})"
+        run = _link(_cell(run_id), report["ui_url"]) or run
     reference = report.get("reference")
     lines = [f"# Database maintenance report — {_cell(report.get('target'), 'unknown target')}", "",
-             f"**Job:** `{_cell(report.get('job'))}`  ",
+             f"**Job:** {_code(report.get('job'))}  ",
              f"**Date:** {start.strftime('%Y-%m-%d') if start else '—'}  ", f"**Time:** {time}  ",
              f"**Status:** **{badge}**  ",
              f"**Database:** {_code(report.get('database'))}  "]
     if reference:
-        lines.append(f"**Reference:** {_code(reference)} (align: `{_cell(report.get('align'))}`)  ")
+        lines.append(f"**Reference:** {_code(reference)} (align: {_code(report.get('align'))})  ")
     lines.append(f"**Run:** {run}" + (f" (trigger: {_cell(report.get('trigger'))})" if report.get("trigger") else "")
                  + "  ")
     revs = _dict(report.get("revisions"))
     head = revs.get("after") or revs.get("before") or revs.get("stamp")
     pending = [] if revs.get("after") else [str(r) for r in revs.get("pending") or []]
-    unstamped = f" · not under Alembic yet (baseline `{_cell(revs['baseline'])}`)" if revs.get("baseline") else ""
+    unstamped = f" · not under Alembic yet (baseline {_code(revs['baseline'])})" if revs.get("baseline") else ""
     lines.append(f"**Product:** maintenance_pipeline {_cell(report.get('version'), 'unknown')}"
-                 + (f" · Alembic revision `{_cell(head)}`" if head else unstamped)
+                 + (f" · Alembic revision {_code(head)}" if head else unstamped)
                  + (f" ({len(pending)} pending: {_cell(', '.join(pending))})" if pending else ""))
     for title, build in _sections(report):
         try:

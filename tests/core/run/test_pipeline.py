@@ -205,13 +205,12 @@ def test_restoring_a_backup_that_is_not_there_says_so_and_pins_nothing(demo_conf
     db = demo_dir / "data" / "goals.db"
     before = sha256(db)
     report = run_job(demo_config, "goals", "restore_database", restore_backup=str(demo_dir / "nope.db"))
-    assert report["status"] == "failed" and report["failed_step"] == "restore"
+    assert report["status"] == "failed" and report["failed_step"] == "backup"  # checked before anything else
     assert f"backup {demo_dir / 'nope.db'} does not exist" in report["error"]
     assert "backups list goals" in report["error"]
     assert sha256(db) == before
-    # the pre-restore backup it took first is an ordinary one: a typo must not keep a copy for good
-    manifest = json.loads(Path(report["backup"]["manifest_path"]).read_text())
-    assert manifest["label"] == "pre-restore" and manifest["pinned"] is False
+    # no safety copy was taken for a typo: the restore takes it under its own lock, after the checks
+    assert report["backup"] is None and not list((demo_dir / "backups").glob("goals/*pre-restore*"))
 
 
 def test_paths_with_uri_characters_work(tmp_path):

@@ -64,3 +64,33 @@ def test_verify_runs_checks_read_only(demo_dir):
     check = next(c for c in report["checks"] if c["name"] == "wipes programs")
     assert not check["passed"] and check["detail"].startswith("checks must be read-only queries")
     assert _count(db, "programs") == n
+
+
+MULTI = "SELECT 0; DELETE FROM programs; SELECT 0"
+
+
+@pytest.mark.parametrize("job", ["maintain_database", "verify_database"])
+def test_a_check_of_several_statements_is_refused_before_any_of_them_runs(demo_dir, job):
+    db = demo_dir / "data" / "goals.db"
+    n = _count(db, "programs")
+    before = sha256(db)
+    report = run_job(_config(demo_dir, {"name": "two faced", "sql": MULTI, "expect": 0}), "goals", job)
+    assert report["status"] == "failed"
+    check = next((c for c in report["checks"] if c["name"] == "two faced"), None)
+    said = check["detail"] if check else report["error"]
+    assert "a check is one statement and this one has 3 (SELECT, DELETE, SELECT)" in said
+    assert _count(db, "programs") == n
+    if job == "maintain_database":
+        assert report["failed_step"] == "migrate" and sha256(db) == before
+
+
+def test_the_check_command_refuses_a_check_of_several_statements(demo_dir, capsys):
+    from maintenance_pipeline import cli
+
+    db = demo_dir / "data" / "goals.db"
+    path = write_config(demo_dir, {"goals": demo_target(checks=[{"name": "two faced", "sql": MULTI, "expect": 0}])})
+    before = sha256(db)
+    code = cli.main(["--config", str(path), "check", "goals"])
+    out = capsys.readouterr().out
+    assert code == 1 and "a check is one statement" in out
+    assert sha256(db) == before

@@ -230,7 +230,7 @@ class PostgresEngine(Engine):
     # ------------------------------------------------------------------ backups
 
     def backup(self, url, backups_dir: Path, target: str, *, label: str, pinned: bool, now, verify: bool,
-               busy_timeout: float, settings, schema: str | None):
+               busy_timeout: float, settings, schema: str | None, copier=None):
         from .backup import backup_postgresql
 
         return backup_postgresql(url, backups_dir, target, label=label, pinned=pinned, now=now, verify=verify,
@@ -238,10 +238,17 @@ class PostgresEngine(Engine):
                                  pg_compress=settings.pg_compress, restore_check=settings.restore_check,
                                  schema=schema)
 
-    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None) -> dict:
+    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None) -> dict:
+        """The safety dump first, then the restore in one transaction: commits made between the dump's snapshot
+        and the restore's table locks are in neither (README: "Security and failure model")."""
         from .restore import restore_postgresql
 
-        return restore_postgresql(backup, url, busy_timeout, schema=schema)
+        copy = safety.take(url, busy_timeout=busy_timeout, schema=schema) if safety is not None else None
+        try:
+            return {**restore_postgresql(backup, url, busy_timeout, schema=schema), "safety": copy}
+        except Exception as e:
+            e.safety = copy  # type: ignore[attr-defined] - taken, and the target unchanged (one transaction)
+            raise
 
     # ------------------------------------------------------------------ checks
 
@@ -268,13 +275,44 @@ class PostgresEngine(Engine):
 
         return backup_fk_violations(backup, target)
 
+    query_keywords = Engine.query_keywords | {"SHOW"}
+
     @contextlib.contextmanager
     def read_only(self, conn: sa.Connection, restore_authorizer=None, hidden=None):
-        """A savepoint made read-only and always rolled back: whatever the block did (a function with side
-        effects) is undone."""
+        """A savepoint made read-only and always rolled back: whatever the block did inside the transaction is
+        undone. A token set for the transaction alone (``set_config(…, true)``) must still be there afterwards:
+        a check that ended the transaction (it cannot: one statement, a query, the extended protocol) would
+        have lost it."""
+        import secrets
+
         savepoint = conn.begin_nested()
+        token = secrets.token_hex(12)
         try:
+            conn.exec_driver_sql("SELECT set_config('maintenance_pipeline.check_token', %s, true)", (token,))
             conn.exec_driver_sql("SET LOCAL transaction_read_only = on")
             yield {}
+            after = conn.exec_driver_sql("SELECT current_setting('maintenance_pipeline.check_token', true), "
+                                         "current_setting('transaction_read_only')").first()
+            if tuple(after or ()) != (token, "on"):
+                from ...errors import UserCheckError
+
+                raise UserCheckError("a check ran outside the read-only transaction it was given (its transaction "
+                                     "ended or became writable); remove it from the targets file and report this")
         finally:
             savepoint.rollback()
+
+    def run_check(self, conn: sa.Connection, sql: str):
+        """Through the extended query protocol (a prepared statement): the server refuses a text holding a second
+        command, where the simple protocol (psycopg's choice for a statement without parameters) runs them all."""
+        import psycopg
+
+        raw = conn.connection.driver_connection
+        try:
+            with raw.cursor() as cur:
+                cur.execute(sql, prepare=True)
+                if cur.description is None:
+                    raise sa.exc.ResourceClosedError("This result object does not return rows.")
+                row = cur.fetchone()
+        except psycopg.Error as e:
+            raise sa.exc.DBAPIError.instance(sql, None, e, psycopg.Error) from None
+        return None if row is None else row[0]

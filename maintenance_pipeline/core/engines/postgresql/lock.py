@@ -1,7 +1,18 @@
 """PostgreSQL's maintenance lock: a session-level advisory lock (``pg_try_advisory_lock``) keyed by the
 database, held on its own connection for the block; the server drops it if the process dies. That
 session's ``application_name`` names the holder, so a second run's error (and ``pg_stat_activity``)
-says who has it."""
+says who has it.
+
+The lock session idles for the whole run, so it turns off ``idle_session_timeout`` and
+``idle_in_transaction_session_timeout`` for itself (a role's or database's setting would end it, and the
+lock with it, silently). A session can still be ended (``pg_terminate_backend``, a restart): the handle
+the block gets remembers the lock session's backend pid, and ``confirm(conn)``, called by the migration on
+its own connection right before COMMIT, raises ``LockLostError`` unless that session still holds the lock.
+To close the gap between that check and the COMMIT, ``confirm`` also takes a transaction-level advisory
+lock on a second key (``commit_key``) in the migration's transaction, and a run that acquires the lock
+refuses while another run's transaction holds that key: a run that confirmed commits before anyone else
+can start.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +21,19 @@ import hashlib
 import os
 
 from ...dburl import mask_url
-from ...errors import LockHeldError
+from ...errors import LockHeldError, LockLostError
+
+# the granted advisory lock on a 64-bit key, in this database (``objsubid = 1``: a bigint key)
+_HELD = ("SELECT {what} FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+         "AND l.classid::bigint = ((%(key)s >> 32) & 4294967295) AND l.objid::bigint = (%(key)s & 4294967295)")
+
+_NO_IDLE_LIMITS = ("SELECT set_config(name, '0', false) FROM pg_settings "
+                   "WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')")
+
+
+def _key(ident: str) -> int:
+    return int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "big", signed=True)
 
 
 def advisory_key(url: str) -> int:
@@ -18,8 +41,31 @@ def advisory_key(url: str) -> int:
     from ...dburl import parse_url
 
     u = parse_url(url)
-    ident = f"maintenance_pipeline:{u.host}:{u.port}:{u.database}"
-    return int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "big", signed=True)
+    return _key(f"maintenance_pipeline:{u.host}:{u.port}:{u.database}")
+
+
+def commit_key(url: str) -> int:
+    """The key a migration's transaction holds from confirming its lock to its COMMIT."""
+    return _key(f"maintenance_pipeline:commit:{advisory_key(url)}")
+
+
+class AdvisoryLockHandle:
+    """What ``advisory_lock`` yields: the key and the lock session's backend pid."""
+
+    def __init__(self, url: str, key: int, pid: int):
+        self.url, self.key, self.pid = url, key, pid
+
+    def confirm(self, conn) -> None:
+        """On the migration's connection, inside its transaction: hold ``commit_key`` until COMMIT, then check
+        that the lock session (``pid``) still holds the lock; LockLostError otherwise."""
+        guard = conn.exec_driver_sql("SELECT pg_try_advisory_xact_lock(%(k)s)", {"k": commit_key(self.url)}).scalar()
+        holders = [r[0] for r in conn.exec_driver_sql(_HELD.format(what="l.pid"), {"key": self.key})]
+        if guard and self.pid in holders:
+            return
+        now = f"; backend pid {holders[0]} holds it now" if holders else ""
+        raise LockLostError(
+            f"the maintenance lock on {mask_url(self.url)} was lost during the run (its session, backend pid "
+            f"{self.pid}, ended: terminated or idle_session_timeout{now}); nothing was committed; rerun")
 
 
 @contextlib.contextmanager
@@ -33,14 +79,22 @@ def advisory_lock(url: str, holder: str):
     try:
         with engine.connect() as conn:
             key = advisory_key(url)
+            other = ""
             try:
+                conn.exec_driver_sql(_NO_IDLE_LIMITS).all()  # before the lock: it idles for the whole run
                 got = conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (key,)).scalar()
+                if got and not conn.exec_driver_sql("SELECT pg_try_advisory_xact_lock(%s)",
+                                                    (commit_key(url),)).scalar():
+                    # a run whose lock session ended after it confirmed its lock is committing: it goes first
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (key,))
+                    got, other = False, ", whose migration is committing"
                 if got:
                     name = f"maintenance_pipeline: {holder} (pid {os.getpid()})" if holder else "maintenance_pipeline"
                     conn.exec_driver_sql("SELECT set_config('application_name', %s, false)", (name[:63],))
-                    conn.commit()
+                    pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                    conn.commit()  # ends the transaction (and its commit_key test); the session lock stays
                 else:
-                    other = _advisory_holder(conn, key)
+                    other = other or _advisory_holder(conn, key)
                     conn.commit()
             except sa.exc.DBAPIError as e:
                 raise translate_error(e, url) from None
@@ -50,7 +104,7 @@ def advisory_lock(url: str, holder: str):
                     f"{key}{other}); wait for it to finish (or check it is not stuck) and rerun"
                 )
             try:
-                yield key
+                yield AdvisoryLockHandle(url, key, pid)
             finally:
                 try:
                     conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (key,))
@@ -72,5 +126,3 @@ def _advisory_holder(conn, key: int) -> str:
     if row is None:
         return ""
     return f", held by {row[1] or 'a session'} (backend pid {row[0]})"
-
-

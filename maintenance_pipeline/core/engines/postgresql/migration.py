@@ -1,6 +1,8 @@
 """PostgreSQL's part of one migration (``Engine.migration``): around the single transaction that
 ``migrate`` drives.
 
+* first, under the maintenance lock ``migrate`` holds, the scratch databases a killed run left for this
+  database are dropped (``rows.drop_stale_scratches``; ``cleaned``, for the report; not in a dry run);
 * the run's backup starts restoring into a scratch database before BEGIN, in a thread
   (``rows.Scratch``), so it is ready for the rows check before COMMIT, and is dropped after;
 * the transaction is REPEATABLE READ: the rows check sees the database as it was at BEGIN plus the
@@ -26,7 +28,7 @@ from .. import open_engine
 from ...errors import MaintenanceError
 from ..base import MigrationSession
 from . import catalog
-from .rows import Scratch, compare_in_transaction
+from .rows import Scratch, compare_in_transaction, drop_stale_scratches
 
 
 class PostgresMigration(MigrationSession):
@@ -40,6 +42,8 @@ class PostgresMigration(MigrationSession):
         self.storage_before: dict[str, int] = {}
 
     def __enter__(self):
+        if not self.dry_run:  # under the maintenance lock: no other maintain run of this database is going
+            self.cleaned = drop_stale_scratches(self.url)
         if self.backup is not None:
             self.scratch = Scratch(self.backup, self.url).start()
         return self

@@ -3,12 +3,22 @@
 ``scratch_restore`` restores a dump into a fresh ``<db>_mp_scratch_<random>`` database on the
 target's server (the backup's restore check, verify's ``rows_preserved`` and foreign-key counts),
 and drops it afterwards. ``compare_rows`` checks that every row of the backup is still live.
+
+A scratch database is marked as ours (``COMMENT ON DATABASE``: ``scratch_mark``), and while its
+``Scratch`` lives, the session that made it holds an advisory lock named after it (in the target
+database). A run killed (SIGKILL, a server crash, its session killed) leaves its scratch database
+behind: ``drop_stale_scratches``, called by a maintain run under the maintenance lock, drops those of
+its own database (the exact name pattern and the mark for that database) that nobody uses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +32,7 @@ from .catalog import quote_ident as _qi
 from .tools import DEFAULT_JOBS, build_command, classify, find_tool, first_error, psycopg_connect, run
 
 SCRATCH_INFIX = "_mp_scratch_"
+_HEX = 8  # hex digits of a scratch database's random part
 
 
 def _ql(value: str) -> str:
@@ -31,11 +42,32 @@ def _ql(value: str) -> str:
 # --------------------------------------------------------------------------- scratch restore
 
 
+def _scratch_base(dbname: str | None) -> str:
+    return (dbname or "db").encode()[: 63 - len(SCRATCH_INFIX) - _HEX].decode(errors="ignore")
+
+
 def scratch_name(dbname: str | None) -> str:
     """``<db>_mp_scratch_<random>``, cut to PostgreSQL's 63-byte identifier limit."""
-    suffix = SCRATCH_INFIX + secrets.token_hex(4)
-    base = (dbname or "db").encode()[: 63 - len(suffix)].decode(errors="ignore")
-    return base + suffix
+    return _scratch_base(dbname) + SCRATCH_INFIX + secrets.token_hex(_HEX // 2)
+
+
+def is_scratch_of(name: str, dbname: str | None) -> bool:
+    """``name`` has exactly the form of a scratch database of ``dbname`` (``scratch_name``)."""
+    return re.fullmatch(re.escape(_scratch_base(dbname) + SCRATCH_INFIX) + f"[0-9a-f]{{{_HEX}}}", name) is not None
+
+
+def scratch_mark(dbname: str | None) -> str:
+    """The comment on a scratch database of ``dbname``: only databases carrying it are ever dropped as leftovers
+    (a name cut to 63 bytes may be shared by two databases; the mark holds the whole name)."""
+    return (f'maintenance_pipeline scratch restore of database "{dbname or "db"}"; dropped by its run, or by a '
+            "later maintain run once no session uses it")
+
+
+def _scratch_lock_key(name: str) -> tuple[int, int]:
+    """The advisory lock (two int4 keys) a live ``Scratch`` holds, in the target database."""
+    digest = hashlib.sha256(f"maintenance_pipeline:scratch:{name}".encode()).digest()
+    return (int.from_bytes(hashlib.sha256(b"maintenance_pipeline:scratch").digest()[:4], "big", signed=True),
+            int.from_bytes(digest[:4], "big", signed=True))
 
 
 def _drop_database(admin, name: str) -> None:
@@ -45,6 +77,51 @@ def _drop_database(admin, name: str) -> None:
         admin.execute(f"DROP DATABASE IF EXISTS {_qi(name)} WITH (FORCE)")
     except psycopg.errors.SyntaxError:  # PostgreSQL < 13
         admin.execute(f"DROP DATABASE IF EXISTS {_qi(name)}")
+
+
+def drop_stale_scratches(url: str) -> list[str]:
+    """Drop the scratch databases a killed run left for ``url``'s database; returns their names.
+
+    Only databases whose name has exactly the form ``scratch_name`` gives this database, that carry its
+    ``scratch_mark``, that no session is connected to and whose advisory lock no live ``Scratch`` holds; the
+    DROP has no FORCE (a session connecting meanwhile makes it fail: that database is left). Call it under
+    the maintenance lock. Best effort: a database that cannot be dropped (another role's, in use) is left,
+    and a failure to connect returns nothing (the run's own steps report that)."""
+    import psycopg
+
+    dbname = parse_url(url).database
+    try:
+        conn = psycopg_connect(url, autocommit=True)
+    except MaintenanceError:
+        return []
+    dropped: list[str] = []
+    try:
+        rows = conn.execute(
+            "SELECT d.datname, shobj_description(d.oid, 'pg_database'), "
+            "  EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid) "
+            "FROM pg_database d WHERE strpos(d.datname, %s) > 0 ORDER BY 1", (SCRATCH_INFIX,)).fetchall()
+        mark = scratch_mark(dbname)
+        for name, comment, in_use in rows:
+            if in_use or comment != mark or not is_scratch_of(name, dbname):
+                continue
+            key = _scratch_lock_key(name)
+            if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
+                continue  # its run is alive (between its restore and its use)
+            try:
+                conn.execute(f"DROP DATABASE {_qi(name)}")  # no FORCE: a connected session makes it fail
+                dropped.append(name)
+            except psycopg.Error:
+                pass
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+    except psycopg.Error:
+        pass
+    finally:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
+    return dropped
 
 
 @contextmanager
@@ -66,17 +143,32 @@ def scratch_restore(backup_path: str | os.PathLike, url: str, *, jobs: int = DEF
         scratch.drop()
 
 
+def _failed_statement(stderr: str) -> str:
+    """The head of the statement pg_restore failed on ("Command was: ..."), without what follows the object's name
+    (a body, a comment's text, a definition): "it failed at CREATE EXTENSION IF NOT EXISTS amcheck; ", or ""."""
+    m = re.search(r"^Command was: (.*)$", stderr, re.M)
+    if not m:
+        return ""
+    head = re.split(r"\(| AS | IS | USING | WITH | CHECK |;", m.group(1), maxsplit=1)[0]
+    return f"it failed at {' '.join(head.split())[:100]}; " if head.strip() else ""
+
+
 class Scratch:
     """A scratch database holding a dump: ``restore()`` (or ``start()`` it in a thread and ``wait()``), ``drop()``.
 
     A maintain run starts the restore of its backup before the migration's BEGIN, so it runs beside
-    the migration and is ready for the rows check before COMMIT."""
+    the migration and is ready for the rows check before COMMIT.
+
+    The dump's schemas are created first (``CREATE SCHEMA IF NOT EXISTS``) and their own entries left out
+    of the restore: a dump of a whole database records ``public`` without creating it (it is there already,
+    whoever owns it), a dump made with ``--schema`` creates its schema."""
 
     def __init__(self, backup_path: str | os.PathLike, url: str, *, jobs: int = DEFAULT_JOBS):
         self.dump, self.source_url = Path(backup_path), url
         self.jobs = jobs
         u = parse_url(url)
         self.name = scratch_name(u.database)
+        self.mark = scratch_mark(u.database)
         self.url = u.set(database=self.name).render_as_string(hide_password=False)
         self._admin = None
         self._thread: threading.Thread | None = None
@@ -101,14 +193,18 @@ class Scratch:
             raise self._error
         return self.url
 
-    def restore(self) -> None:
+    def _create(self) -> None:
+        """CREATE DATABASE (the target's encoding and locale, else the server's), marked as ours; the session
+        making it holds the scratch's advisory lock until ``drop``."""
         import psycopg
 
-        if not self.dump.exists():
-            raise BackupError(f"backup {self.dump} does not exist; pick one from the target's backup folder")
         source = mask_url(self.source_url)
         self._admin = admin = psycopg_connect(self.source_url, autocommit=True)
         try:
+            # it idles until ``drop`` (the whole migration): a role's idle timeouts must not end it (and its lock)
+            admin.execute("SELECT set_config(name, '0', false) FROM pg_settings "
+                          "WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')")
+            admin.execute("SELECT pg_try_advisory_lock(%s, %s)", _scratch_lock_key(self.name))
             info = admin.execute(
                 "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
                 "WHERE datname = current_database()").fetchone()
@@ -119,6 +215,7 @@ class Scratch:
                 raise
             except psycopg.Error:  # e.g. an ICU database: the server's defaults will do for a scratch copy
                 admin.execute(f"CREATE DATABASE {_qi(self.name)} TEMPLATE template0")
+            admin.execute(f"COMMENT ON DATABASE {_qi(self.name)} IS {_ql(self.mark)}")
         except psycopg.errors.InsufficientPrivilege:
             user = parse_url(self.source_url).username or "this role"
             raise BackupError(
@@ -128,43 +225,71 @@ class Scratch:
         except psycopg.Error as e:
             raise BackupError(f"cannot create a scratch database on {source}: {first_error(str(e))}; check "
                               "the server and rerun") from None
+
+    def restore(self) -> None:
+        if not self.dump.exists():
+            raise BackupError(f"backup {self.dump} does not exist; pick one from the target's backup folder")
+        self._create()
         tool = find_tool("pg_restore")
         listing = list_archive(self.dump, tool)
         if not listing.ok:
             raise BackupError(f"backup {self.dump.name} cannot be read ({listing.detail}); pick another backup")
-        schemas = [e.name for e in listing.of("SCHEMA")]
-        if schemas:  # a dump of the public schema alone creates it: the fresh database already has it
-            with psycopg_connect(self.url, autocommit=True) as fresh:
-                for s in schemas:
-                    fresh.execute(f"DROP SCHEMA IF EXISTS {_qi(s)}")
-        args = ["--no-owner", "--no-privileges", "--exit-on-error"]
-        if self.jobs > 1:
-            args.append(f"--jobs={self.jobs}")
-        args.append(str(self.dump))
-        cmd = build_command(tool.path, self.source_url, args, dbname=self.name)
-        out = run(cmd)
+        schemas = sorted({e.name for e in listing.of("SCHEMA")})
+        work = Path(tempfile.mkdtemp(prefix="mp-pg-scratch-"))
+        try:
+            args = ["--no-owner", "--no-privileges", "--exit-on-error"]
+            if schemas:
+                with psycopg_connect(self.url, autocommit=True) as fresh:
+                    for s in schemas:
+                        fresh.execute(f"CREATE SCHEMA IF NOT EXISTS {_qi(s)}")
+                args.append(f"--use-list={self._use_list(tool, work)}")
+            if self.jobs > 1:
+                args.append(f"--jobs={self.jobs}")
+            args.append(str(self.dump))
+            cmd = build_command(tool.path, self.source_url, args, dbname=self.name)
+            out = run(cmd)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         if out.returncode != 0:
-            raise classify(cmd, out.stderr, source, "restoring the backup into a scratch database on",
-                           "check that the dump is complete and the server log")
+            at = cmd.scrub(_failed_statement(out.stderr))
+            raise classify(cmd, out.stderr, mask_url(self.source_url), "restoring the backup into a scratch database "
+                           "on", f"{at}the scratch restore runs as the target's role: give it what that needs (the "
+                           "server log says more), then rerun")
+
+    def _use_list(self, tool, work: Path) -> Path:
+        """The dump's table of contents without its SCHEMA entries (created already), for ``--use-list``."""
+        out = run(build_command(tool.path, None, ["--list", str(self.dump)], connect=False), timeout=600)
+        if out.returncode != 0:
+            raise BackupError(f"backup {self.dump.name} cannot be read (pg_restore --list failed: "
+                              f"{first_error(out.stderr)}); pick another backup")
+        path = work / "toc.list"
+        path.write_text("".join(";" + line + "\n" if re.match(r"^\d+; \d+ \d+ SCHEMA ", line) else line + "\n"
+                                for line in out.stdout.splitlines()))
+        return path
 
     def drop(self) -> None:
-        """Drop the scratch database (after the restore, if one is running); never raises."""
+        """Drop the scratch database (after the restore, if one is running); never raises. If the session that
+        made it is gone (killed by the server's idle-session timeout, say), a new one drops it."""
         import psycopg
 
         if self._thread is not None:
             self._thread.join()
-        if self._admin is None:
+        admin, self._admin = self._admin, None
+        if admin is None:
             return
         try:
-            _drop_database(self._admin, self.name)
+            _drop_database(admin, self.name)
         except psycopg.Error:
-            pass
+            try:
+                with psycopg_connect(self.source_url, autocommit=True) as fresh:
+                    _drop_database(fresh, self.name)
+            except (psycopg.Error, MaintenanceError):
+                pass
         finally:
             try:
-                self._admin.close()
+                admin.close()
             except psycopg.Error:
                 pass
-            self._admin = None
 
 
 # --------------------------------------------------------------------------- row comparison

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...dburl import mask_url, parse_url, translate_error
+from ...dburl import mask_url, parse_url, translate_error, went_away
 from ...errors import BackupError, ConnectionFailedError, DatabaseLockedError, MaintenanceError
 
 BINDIR_ENV = "MAINTENANCE_PG_BINDIR"
@@ -280,7 +280,8 @@ def check_dump_version(tool: PgTool, server: tuple[int, ...], server_text: str, 
 
 
 def first_error(stderr: str) -> str:
-    """The first error line of a child's stderr (with its DETAIL line, if any), on one line."""
+    """The first error line of a child's stderr (with its DETAIL and HINT lines, if any), on one line; the
+    server's own message when pg_restore says "could not execute query: ERROR: ..."."""
     lines = [" ".join(line.split()) for line in stderr.splitlines() if line.strip()]
     index = 0
     for i, line in enumerate(lines):
@@ -291,16 +292,36 @@ def first_error(stderr: str) -> str:
         return "no error message"
     line = lines[index]
     line = re.sub(r"^(pg_dump|pg_restore|psql)(:[^:]*:\d+)?:\s*(error:\s*)?", "", line)
-    line = re.sub(r"^(ERROR|FATAL):\s*", "", line)
-    if index + 1 < len(lines) and re.match(r"^(psql:[^:]*:\d+:\s*)?DETAIL:", lines[index + 1]):
-        line += " (" + re.sub(r"^(psql:[^:]*:\d+:\s*)?DETAIL:\s*", "", lines[index + 1]).rstrip(".") + ")"
+    line = re.sub(r"^(could not execute query:\s*)?(ERROR|FATAL):\s*", "", line)
+    extras = []
+    for following in lines[index + 1:index + 3]:
+        m = re.match(r"^(?:psql:[^:]*:\d+:\s*)?(DETAIL|HINT):\s*(.*)$", following)
+        if not m:
+            break
+        extras.append(m.group(2).rstrip("."))
+    if extras:
+        line += " (" + "; ".join(extras) + ")"
     return line[:400]
 
 
 def classify(cmd: PgCommand, stderr: str, where: str, what: str, fix: str, cls=BackupError) -> MaintenanceError:
-    """A child's failure as our error: connection, lock timeout, disk full, else ``cls`` with ``fix``."""
+    """A child's failure as our error (the child's whole stderr, password scrubbed, as its ``detail``): the
+    server gone mid-way, connection, lock timeout, disk full, else ``cls`` with ``fix``."""
+    err = _classify(cmd, stderr, where, what, fix, cls)
+    if stderr.strip():
+        err.detail = cmd.scrub(stderr.strip())  # type: ignore[attr-defined]
+    return err
+
+
+def _classify(cmd: PgCommand, stderr: str, where: str, what: str, fix: str, cls) -> MaintenanceError:
     msg = cmd.scrub(first_error(stderr))
     low = msg.lower()
+    if went_away(stderr) and not any(k in low for k in ("password authentication failed", "no password supplied")):
+        # a session the server had accepted, then ended (a crash, a restart, pg_terminate_backend)
+        return ConnectionFailedError(
+            f"the server went away mid-way through {what} {where} ({msg}): a crash, a restart or a terminated "
+            "session after it had let us in; check the server's log, then rerun"
+            + (f"; {fix}" if cls is not BackupError else ""))
     if any(k in low for k in ("password authentication failed", "no password supplied", "could not connect",
                               "connection refused", "timeout expired", "could not translate host name",
                               "no route to host", "server closed the connection")) or (

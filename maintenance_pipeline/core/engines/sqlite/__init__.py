@@ -285,16 +285,16 @@ class SQLiteEngine(Engine):
     # ------------------------------------------------------------------ backups
 
     def backup(self, url, backups_dir: Path, target: str, *, label: str, pinned: bool, now, verify: bool,
-               busy_timeout: float, settings, schema: str | None):
+               busy_timeout: float, settings, schema: str | None, copier=None):
         from .backup import backup_sqlite
 
         return backup_sqlite(url, backups_dir, target, label=label, pinned=pinned, now=now, verify=verify,
-                             busy_timeout=busy_timeout)
+                             busy_timeout=busy_timeout, copier=copier)
 
-    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None) -> dict:
+    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None) -> dict:
         from .restore import restore_sqlite
 
-        return restore_sqlite(backup, url, busy_timeout)
+        return restore_sqlite(backup, url, busy_timeout, safety=safety)
 
     # ------------------------------------------------------------------ checks
 
@@ -319,11 +319,17 @@ class SQLiteEngine(Engine):
 
         raw = conn.connection.driver_connection
         seen: dict = {}
+        before = (raw.in_transaction, raw.total_changes)
         raw.set_authorizer(read_only_authorizer(hidden, seen))
         try:
             yield seen
         finally:
             raw.set_authorizer(restore_authorizer)
+        if (raw.in_transaction, raw.total_changes) != before:  # the authorizer refuses both: a tripwire
+            from ...errors import UserCheckError
+
+            raise UserCheckError("a check changed the database or its transaction although it ran read-only; "
+                                 "remove it from the targets file and report this as a bug")
 
 
 def _needs_text(change) -> bool:

@@ -63,14 +63,17 @@ _SQLITE_READONLY_ROLLBACK = getattr(sqlite3, "SQLITE_READONLY_ROLLBACK", 776)
 
 def backup_sqlite(
     url: str, backups_dir: Path, target: str, *, label: str, pinned: bool, now: datetime, verify: bool,
-    busy_timeout: float,
+    busy_timeout: float, copier=None,
 ) -> BackupResult:
+    """``copier(tmp, tmp_fd, timings) -> (method, journal mode)``: how the bytes are copied when the caller
+    already holds the database (the restore's safety copy, under its write lock); default ``_sqlite_copy``."""
     t_start = time.perf_counter()
     source = mask_url(url)
     src = sqlite_path(url)
     if src is None:
         raise BackupError(f"{source} is an in-memory SQLite database; there is no file to back up")
-    check_sqlite_file(src)  # MissingDatabaseError / NotADatabaseError, before anything is created
+    if copier is None:
+        check_sqlite_file(src)  # MissingDatabaseError / NotADatabaseError, before anything is created
 
     folder = backups_dir / target
     ensure_folder(folder)
@@ -78,13 +81,14 @@ def backup_sqlite(
     try:
         cleaned = hold.acquire()  # what a killed run left here is removed first (leftovers.py)
         return _backup_sqlite(src, url, folder, target, label=label, pinned=pinned, now=now, verify=verify,
-                              busy_timeout=busy_timeout, cleaned=cleaned, t_start=t_start)
+                              busy_timeout=busy_timeout, cleaned=cleaned, t_start=t_start, copier=copier)
     finally:
         hold.release()
 
 
 def _backup_sqlite(src: Path, url: str, folder: Path, target: str, *, label: str, pinned: bool, now: datetime,
-                   verify: bool, busy_timeout: float, cleaned: list[str], t_start: float) -> BackupResult:
+                   verify: bool, busy_timeout: float, cleaned: list[str], t_start: float,
+                   copier=None) -> BackupResult:
     source = mask_url(url)
     check_free_space(folder, _sqlite_size(src))
 
@@ -100,7 +104,10 @@ def _backup_sqlite(src: Path, url: str, folder: Path, target: str, *, label: str
         try:
             os.fchmod(fd, FILE_MODE)
             t = time.perf_counter()
-            method, journal_mode = _sqlite_copy(src, url, tmp, fd, busy_timeout, timings)
+            if copier is not None:
+                method, journal_mode = copier(tmp, fd, timings)
+            else:
+                method, journal_mode = _sqlite_copy(src, url, tmp, fd, busy_timeout, timings)
             os.fsync(fd)
             timings["copy"] = time.perf_counter() - t
         except OSError as e:
@@ -125,7 +132,7 @@ def _backup_sqlite(src: Path, url: str, folder: Path, target: str, *, label: str
             detail = f"integrity_check ok, sha256 {sha[:12]}…, {size} bytes"
 
         t = time.perf_counter()
-        fingerprint, tables = _describe_sqlite_file(tmp)
+        fingerprint, tables = describe_file(tmp)
         timings["snapshot"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -182,34 +189,57 @@ def _sqlite_copy(
     # the descriptor is opened before the connection and closed after it (live_file.py): closing a
     # descriptor drops this process's POSIX locks on the file, SQLite's included
     with live_file.pinned(src) as src_fd:
-        conn = _connect_source(src, "ro")
+        return copy_pinned(src_fd, src, url, tmp, tmp_fd, busy_timeout=busy_timeout, timings=timings)
+
+
+def copy_pinned(src_fd: int, src: Path, url: str, tmp: Path, tmp_fd: int, *, busy_timeout: float,
+                timings: dict[str, float], exclusive: bool = False) -> tuple[str, str]:
+    """``_sqlite_copy`` through ``src_fd``, a descriptor of ``src`` pinned by the caller (opened before its
+    first connection to the file, closed after its last): a read transaction, then the byte copy under it
+    (rollback journal) or the online backup API (WAL).
+
+    ``exclusive``: a connection of this process holds the file's write transaction, nothing of it written to
+    the file yet (a restore's safety copy, after the restore's first step). In rollback-journal mode that
+    transaction holds an EXCLUSIVE lock (the backup API takes one at its first step): no reader gets in, no
+    other writer either, and the file holds exactly the last commit, so its bytes are copied without a read
+    transaction of our own. In WAL mode readers still get in: a read transaction and the backup API, as always.
+    """
+    if exclusive and os.pread(src_fd, 2, 18) != b"\x02\x02":
+        t = time.perf_counter()
+        size = os.fstat(src_fd).st_size
+        copy_bytes(src_fd, tmp_fd, size)
+        if os.fstat(tmp_fd).st_size != size:
+            raise BackupError(f"copy of {src} is incomplete; check the backup folder's disk and rerun")
+        timings["lock_wait"], timings["locked"] = 0.0, time.perf_counter() - t
+        return "sqlite-locked-copy", "delete"
+    conn = _connect_source(src, "ro")
+    try:
+        t = time.perf_counter()
         try:
-            t = time.perf_counter()
-            try:
-                _begin_read(conn, busy_timeout, url)  # SHARED lock (rollback journal) / snapshot (WAL)
-            except _HotJournal:
-                # A writer crashed mid-transaction: a read-only connection may not roll its journal
-                # back. A read-write one (mode=rw never creates a file) does, as any next user would.
-                conn.close()
-                conn = _connect_source(src, "rw")
-                _begin_read(conn, busy_timeout, url)
-            locked_at = time.perf_counter()
-            timings["lock_wait"] = locked_at - t
-            # Read under the lock: in rollback mode nobody can switch the file to WAL while we hold it.
-            wal = os.pread(src_fd, 2, 18) == b"\x02\x02"
-            if not wal:
-                size = os.fstat(src_fd).st_size
-                copy_bytes(src_fd, tmp_fd, size)
-                if os.fstat(tmp_fd).st_size != size:
-                    raise BackupError(f"copy of {src} is incomplete; check the backup folder's disk and rerun")
-                conn.execute("ROLLBACK")
-                timings["locked"] = time.perf_counter() - locked_at
-                return "sqlite-locked-copy", "delete"
-            conn.execute("ROLLBACK")
-            _backup_api(conn, tmp, url, busy_timeout)
-            return "sqlite-backup-api", "wal"
-        finally:
+            _begin_read(conn, busy_timeout, url)  # SHARED lock (rollback journal) / snapshot (WAL)
+        except _HotJournal:
+            # A writer crashed mid-transaction: a read-only connection may not roll its journal
+            # back. A read-write one (mode=rw never creates a file) does, as any next user would.
             conn.close()
+            conn = _connect_source(src, "rw")
+            _begin_read(conn, busy_timeout, url)
+        locked_at = time.perf_counter()
+        timings["lock_wait"] = locked_at - t
+        # Read under the lock: in rollback mode nobody can switch the file to WAL while we hold it.
+        wal = os.pread(src_fd, 2, 18) == b"\x02\x02"
+        if not wal:
+            size = os.fstat(src_fd).st_size
+            copy_bytes(src_fd, tmp_fd, size)
+            if os.fstat(tmp_fd).st_size != size:
+                raise BackupError(f"copy of {src} is incomplete; check the backup folder's disk and rerun")
+            conn.execute("ROLLBACK")
+            timings["locked"] = time.perf_counter() - locked_at
+            return "sqlite-locked-copy", "delete"
+        conn.execute("ROLLBACK")
+        _backup_api(conn, tmp, url, busy_timeout)
+        return "sqlite-backup-api", "wal"
+    finally:
+        conn.close()
 
 
 def _connect_source(src: Path, mode: str) -> sqlite3.Connection:
@@ -391,7 +421,7 @@ def integrity_check(path: str | os.PathLike, max_errors: int = 20) -> tuple[bool
     return False, f"{more} problem(s), the first: {' '.join(rows[0].split())[:60]}"
 
 
-def _describe_sqlite_file(path: Path) -> tuple[str | None, dict[str, dict]]:
+def describe_file(path: Path) -> tuple[str | None, dict[str, dict]]:
     """Schema fingerprint (over all tables) and {table: {"columns", "rows"}} of a SQLite file."""
     import sqlalchemy as sa
 

@@ -1,9 +1,19 @@
 """SQLite restore: write a verified backup back into the live database (``backup.restore_database``).
 
-The backup's sha256 is checked against its manifest and it must pass ``integrity_check``
-before the target is touched. A live database is overwritten with SQLite's online backup API
-in one transaction (it keeps its own journal mode); a file that is not a database at all is
-replaced atomically by a copy of the backup.
+Before the target is touched, the backup is checked against its manifest: its sha256, ``integrity_check``,
+and what it holds (the schema fingerprint and every table's row count). A live database is overwritten with
+SQLite's online backup API in one transaction (it keeps its own journal mode); a file that is not a database
+at all is replaced atomically by a copy of the backup.
+
+The safety copy (``safety``) is taken inside the restore's own write transaction: the backup API holds a write
+transaction on the live file from its first step to the end (rollback journal: an EXCLUSIVE lock, so readers
+wait too; WAL: the write lock, readers go on), so after a first step of a few pages (still in this
+connection's cache, nothing written to the file) no other connection can commit. The progress callback of
+that first step makes the safety copy then (rollback journal: the file's bytes through a descriptor pinned
+before the first connection, which hold exactly the last commit; WAL: the online backup API from a read
+transaction), verifies it and writes its manifest; only then does the restore go on. Every commit of the
+application is therefore in the safety copy or lands after the restore, never in neither. The application's
+writers wait (their busy timeout) while the copy is made and the restore runs.
 """
 
 from __future__ import annotations
@@ -19,13 +29,17 @@ import sqlalchemy as sa
 from ...backup.files import fsync_dir, remove_quietly, sha256_file
 from ...dburl import mask_url, translate_error
 from .. import open_engine
+from . import live_file
 from .files import check_sqlite_file, sqlite_path, sqlite_uri
 from ...errors import DatabaseLockedError, NotADatabaseError, RestoreError
 from ...backup.manifest import describe_tables, expected_sha256, manifest_for_restore, restored, sha256_mismatch
-from .backup import SQLITE_SIDECARS, busy_deadline, copy_bytes, integrity_check
+from .backup import SQLITE_SIDECARS, busy_deadline, copy_bytes, copy_pinned, describe_file, integrity_check
+
+FIRST_STEP_PAGES = 256  # pages of the restore's first step: they stay in the cache (no spill to the file)
+RESTORE_CACHE_KIB = 65536
 
 
-def restore_sqlite(backup: Path, url: str, busy_timeout: float) -> dict:
+def restore_sqlite(backup: Path, url: str, busy_timeout: float, *, safety=None) -> dict:
     t_start = time.perf_counter()
     where = mask_url(url)
     target = sqlite_path(url)
@@ -33,32 +47,25 @@ def restore_sqlite(backup: Path, url: str, busy_timeout: float) -> dict:
         raise RestoreError(f"{where} is an in-memory SQLite database; there is no file to restore into")
     if not target.exists():
         check_sqlite_file(target)  # raises MissingDatabaseError; nothing is created
-    backup = backup.resolve()
+    backup = backup.absolute()
     if not backup.is_file():
         raise RestoreError(f"backup file {backup} does not exist; pick one from the target's backup folder")
     manifest = manifest_for_restore(backup, where)
-    expected = expected_sha256(manifest, backup, where)
-    actual = sha256_file(backup)
-    if actual != expected:
-        raise sha256_mismatch(backup, actual, expected, where)
-    ok, detail = integrity_check(backup)
-    if not ok:
-        raise RestoreError(
-            f"backup {backup.name} fails integrity_check ({detail}); the target {where} was not touched; pick "
-            "another backup"
-        )
+    actual = check_backup(backup, manifest, where)
 
     try:
         check_sqlite_file(target)
         live_is_db = True
     except NotADatabaseError:
-        if target.is_dir():
+        if target.is_dir() or safety is not None:  # a safety copy of something that is not a database: no
             raise
         live_is_db = False  # garbage where the database was: replace the file itself
 
+    copy = None
     if live_is_db:
         method = "sqlite-backup-api"
-        fingerprint, tables, exact = _restore_in_place(backup, target, url, where, busy_timeout)
+        with live_file.pinned(target) as fd:  # before the first connection to the live file, closed after the last
+            fingerprint, tables, exact, copy = _restore_in_place(backup, target, url, where, busy_timeout, safety, fd)
     else:
         method = "file-replace"
         _replace_file(backup, target)
@@ -69,31 +76,83 @@ def restore_sqlite(backup: Path, url: str, busy_timeout: float) -> dict:
         finally:
             engine.dispose()
         exact = True  # no one could have written to a file that was not a database
-    return restored(manifest, fingerprint, tables, method=method, backup=backup, sha256=actual, t_start=t_start,
-                    exact=exact)
+    out = restored(manifest, fingerprint, tables, method=method, backup=backup, sha256=actual, t_start=t_start,
+                   exact=exact)
+    return {**out, "safety": copy}
 
 
-def _restore_in_place(backup: Path, target: Path, url: str, where: str, busy_timeout: float):
-    """The online backup API copies the backup into the live file in one transaction; the restored file is
-    then described on the same connection. (fingerprint, tables, exact): ``exact`` when no other connection
-    committed since the restore began (``PRAGMA data_version``, which the copy itself does not move), so the
-    description is of the backup's content and not of the application's writes since."""
+def check_backup(backup: Path, manifest: dict, where: str) -> str:
+    """The backup is what its manifest says, or RestoreError (the target untouched): sha256, integrity, the
+    schema fingerprint and every table's row count. Returns the sha256."""
+    expected = expected_sha256(manifest, backup, where)
+    actual = sha256_file(backup)
+    if actual != expected:
+        raise sha256_mismatch(backup, actual, expected, where)
+    ok, detail = integrity_check(backup)
+    if not ok:
+        raise RestoreError(
+            f"backup {backup.name} fails integrity_check ({detail}); the target {where} was not touched; pick "
+            "another backup"
+        )
+    fingerprint, tables = describe_file(backup)
+    counts = {n: v["rows"] for n, v in tables.items()}
+    want = manifest.get("row_counts") or {}
+    if counts != want or fingerprint != manifest.get("fingerprint"):
+        differ = sorted(n for n in set(counts) | set(want) if counts.get(n) != want.get(n))
+        what = ", ".join(f"{n} {want.get(n, '—')} → {counts.get(n, '—')}" for n in differ[:3]) or "its schema"
+        raise RestoreError(
+            f"backup {backup.name} does not hold what its manifest says (rows: manifest → backup: {what}); it was "
+            f"altered after it was made; the target {where} was not touched; pick another backup"
+        )
+    return actual
+
+
+def _restore_in_place(backup: Path, target: Path, url: str, where: str, busy_timeout: float, safety, fd: int):
+    """The online backup API copies the backup into the live file in one transaction, the safety copy taken
+    inside it (see the module's docstring); the restored file is then described on the same connection.
+    (fingerprint, tables, exact, safety copy): ``exact`` when no other connection committed since the restore
+    began (``PRAGMA data_version``, which the copy itself does not move), so the description is of the
+    backup's content and not of the application's writes since."""
     src = sqlite3.connect(sqlite_uri(backup, "ro"), uri=True, isolation_level=None, check_same_thread=False)
     try:
         dest = sqlite3.connect(sqlite_uri(target, "rw"), uri=True, timeout=busy_timeout, isolation_level=None,
                                check_same_thread=False)
         try:
+            dest.execute(f"PRAGMA cache_size=-{RESTORE_CACHE_KIB}")
             version = dest.execute("PRAGMA data_version").fetchone()[0]
+            pages = src.execute("PRAGMA page_count").fetchone()[0]
+            taken: dict = {}
+
+            def copier(tmp: Path, tmp_fd: int, timings: dict) -> tuple[str, str]:
+                return copy_pinned(fd, target, url, tmp, tmp_fd, busy_timeout=busy_timeout, timings=timings,
+                                   exclusive="copy" not in taken and pages > 1)
+
+            def take_safety() -> None:
+                taken["copy"] = safety.take(url, busy_timeout=busy_timeout, schema=None, copier=copier)
+
+            if safety is not None and pages <= 1:
+                take_safety()  # a backup of one page is restored in one step: no step to take the copy after
+            deadline = busy_deadline(busy_timeout, url)
+
+            def progress(status: int, remaining: int, total: int) -> None:
+                deadline(status, remaining, total)
+                if safety is not None and "copy" not in taken and status == sqlite3.SQLITE_OK:
+                    take_safety()  # the restore's write transaction is open; nothing of it is in the file yet
+
             try:
-                src.backup(dest, pages=-1, progress=busy_deadline(busy_timeout, url))
-            except sqlite3.Error as e:
-                err = translate_error(e, url)
-                if isinstance(err, DatabaseLockedError):
-                    raise err from None
-                raise RestoreError(
-                    f"restoring {backup.name} into {where} failed: {' '.join(str(e).split())}; the target is "
-                    "unchanged (the restore runs in one transaction)"
-                ) from None
+                try:
+                    src.backup(dest, pages=max(1, min(pages - 1, FIRST_STEP_PAGES)), progress=progress)
+                except sqlite3.Error as e:
+                    err = translate_error(e, url)
+                    if isinstance(err, DatabaseLockedError):
+                        raise err from None
+                    raise RestoreError(
+                        f"restoring {backup.name} into {where} failed: {' '.join(str(e).split())}; the target is "
+                        "unchanged (the restore runs in one transaction)"
+                    ) from None
+            except Exception as e:
+                e.safety = taken.get("copy")  # type: ignore[attr-defined] - taken, and the target unchanged
+                raise
             engine = sa.create_engine("sqlite://", creator=lambda: dest, poolclass=sa.pool.StaticPool,
                                       pool_reset_on_return=None)
             dest.execute("BEGIN")  # one read snapshot for the description and the version
@@ -104,7 +163,7 @@ def _restore_in_place(backup: Path, target: Path, url: str, where: str, busy_tim
             finally:
                 if dest.in_transaction:
                     dest.execute("ROLLBACK")
-            return fingerprint, tables, exact
+            return fingerprint, tables, exact, taken.get("copy")
         finally:
             dest.close()
     finally:

@@ -55,9 +55,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rows_preserved.py
 	$(BIN)/python benchmarks/bench_rows_guard.py
 	$(BIN)/python benchmarks/bench_sensor_tick.py
+	$(BIN)/python benchmarks/bench_scaling.py
 	$(BIN)/python benchmarks/bench_pg_backup.py
 	$(BIN)/python benchmarks/bench_pg_fingerprint.py
 	$(BIN)/python benchmarks/crash_trials.py --trials-per-mode 50
+	$(BIN)/python benchmarks/bench_app_stall.py
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) reports/*/ backups/*/ examples/data/*.db

@@ -81,11 +81,21 @@ class Target:
     ignore_tables: tuple[str, ...] = DEFAULT_IGNORE
     checks: tuple[UserCheck, ...] = ()
     schema: str | None = None  # PostgreSQL schema (None = public)
-    lock_timeout: str = "10s"  # PostgreSQL: how long DDL waits for a table lock before failing
+    # how long one attempt of the migration waits for a lock (PostgreSQL: a table lock, SET LOCAL lock_timeout;
+    # SQLite: the write lock) before it rolls back and tries again, up to lock_retries more times within
+    # lock_deadline: an application is never queued behind the run for longer than one attempt's wait
+    lock_timeout: str = "2s"
+    lock_retries: int = 5
+    lock_deadline: str = "60s"
     statement_timeout: str = "0"  # PostgreSQL: per statement limit during migrate ("0" = none)
     # what a dropped + added column pair is: ((table, old, new), ...) a rename (RENAME COLUMN keeps the values);
     # new None: really a drop and an add
     renames: tuple[tuple[str, str, str | None], ...] = ()
+
+    @property
+    def lock_wait(self) -> tuple[float, int, float]:
+        """(seconds one attempt waits for a lock, retries after the first, seconds all attempts may take)."""
+        return duration_seconds(self.lock_timeout), self.lock_retries, duration_seconds(self.lock_deadline)
 
     @property
     def reference_label(self) -> str:
@@ -210,6 +220,19 @@ def _expand(value, path: Path, key: str):
     return value
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, None: 1.0}
+
+
+def duration_seconds(text) -> float:
+    """Seconds of a duration as PostgreSQL writes them (``500ms``, ``2s``, ``1min``, ``1h``; a bare number is
+    seconds); ValueError otherwise."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError(f"not a duration: {text!r}")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
 def _has_schemas(url: str) -> bool:
     try:
         return engine_for(url).has_schemas
@@ -245,6 +268,14 @@ class _Parser:
         v = raw.get(name, default)
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             self.fail(f"{key}.{name}", f"must be a whole number >= {minimum}, got {v!r}")
+        return v
+
+    def duration_(self, raw: dict, key: str, name: str, default: str) -> str:
+        v = str(raw.get(name, default))
+        try:
+            duration_seconds(v)
+        except ValueError:
+            self.fail(f"{key}.{name}", f"must be a duration such as 500ms, 2s or 1min, got {v!r}")
         return v
 
     def bool_(self, raw: dict, key: str, name: str, default: bool) -> bool:
@@ -341,8 +372,8 @@ class _Parser:
             if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", str(name)):
                 self.fail(key, "name may only hold letters, digits, '_', '.' and '-'")
             t = self.section(t, key, {"url", "reference", "migrations", "baseline_revision", "align", "on_drift",
-                                      "ignore_tables", "checks", "schema", "lock_timeout", "statement_timeout",
-                                      "renames"},
+                                      "ignore_tables", "checks", "schema", "lock_timeout", "lock_retries",
+                                      "lock_deadline", "statement_timeout", "renames"},
                              {"url", "reference"})
             ref = self.section(t["reference"], f"{key}.reference", {"url", "metadata", "schema"})
             if bool(ref.get("url")) == bool(ref.get("metadata")):
@@ -393,7 +424,9 @@ class _Parser:
                 ignore_tables=tuple(ignore),
                 checks=tuple(checks),
                 schema=str(t["schema"]) if t.get("schema") else None,
-                lock_timeout=str(t.get("lock_timeout", "10s")),
+                lock_timeout=self.duration_(t, key, "lock_timeout", "2s"),
+                lock_retries=self.int_(t, key, "lock_retries", 5, 0),
+                lock_deadline=self.duration_(t, key, "lock_deadline", "60s"),
                 statement_timeout=str(t.get("statement_timeout", "0")),
                 renames=tuple(renames),
             )

@@ -151,6 +151,13 @@ class UnsafeLockError(MaintenanceError):
     kind = "unsafe_lock"
 
 
+class LockTimeoutError(MigrationError, DatabaseLockedError):
+    """Every attempt of the migration waited its ``lock_timeout`` for a lock another session held; each was rolled
+    back and nothing was committed; the sessions that blocked it are named."""
+
+    kind = "lock_timeout"
+
+
 class LockLostError(MaintenanceError):
     """The run's maintenance lock ended while it worked (its session terminated, its lock file removed):
     the run is rolled back before COMMIT."""

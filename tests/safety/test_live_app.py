@@ -322,14 +322,14 @@ def test_writer_and_readers_during_restore(tmp_path, mode):
 def _old_header_read(monkeypatch) -> None:
     """Put the bug of 42caf14's parent back: the live file's header read with ``open()`` inside the
     migration's transaction (``_byte_copy_unchanged``; its close dropped this process's POSIX locks on the
-    file, SQLite's included). Here it happens at the migration's first foreign-key check, just after
-    ``BEGIN IMMEDIATE``, where the old read was. With a writer running (``RUNNING``), it then waits (a poll
+    file, SQLite's included). Here it happens at the migration's first reading of its schema, just after
+    ``BEGIN IMMEDIATE``, where the old read was (then beside the first foreign-key check). With a writer running (``RUNNING``), it then waits (a poll
     with a deadline) until the writer committed once more: inside the migration's transaction, which only
     the dropped locks allow, so every run meets the damage and none depends on timing."""
-    real = migrate_mod.fk_violations
+    real = migrate_mod.take_snapshot
     done: set[int] = set()
 
-    def fk_violations(conn, *args, **kw):
+    def take_snapshot(conn, *args, **kw):
         if conn.dialect.name == "sqlite" and id(conn) not in done:
             done.add(id(conn))
             live = conn.exec_driver_sql("PRAGMA database_list").fetchall()[0][2]
@@ -342,7 +342,7 @@ def _old_header_read(monkeypatch) -> None:
                 time.sleep(0.002)
         return real(conn, *args, **kw)
 
-    monkeypatch.setattr(migrate_mod, "fk_violations", fk_violations)
+    monkeypatch.setattr(migrate_mod, "take_snapshot", take_snapshot)
 
 
 @pytest.mark.parametrize("mode", ["delete", "wal"])

@@ -167,6 +167,49 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+class TrickleSync:
+    """While a backup is written, flush it to disk every ``interval`` seconds (``fdatasync``), so it never piles up
+    dirty pages: the application's own commits, each an fsync on the same disk, would otherwise wait behind one
+    burst of writeback of the whole copy (measured: a 0.2-0.5 s commit during a 1 GiB backup). ``fds``: descriptors
+    of files the caller holds open; ``folder``: every file below it (a dump being written by ``pg_dump``), opened
+    read-only for the flush. Never a live database file: only the copy being made."""
+
+    def __init__(self, *, fds: tuple[int, ...] = (), folder: Path | None = None, interval: float = 0.05):
+        import threading
+
+        self.fds, self.folder, self.interval = fds, folder, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trickle-sync", daemon=True)
+
+    def __enter__(self) -> TrickleSync:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for fd in self.fds:
+                try:
+                    os.fdatasync(fd)
+                except OSError:
+                    pass
+            if self.folder is not None:
+                for path in [p for p in self.folder.rglob("*") if p.is_file() and not p.is_symlink()]:
+                    try:
+                        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
+                    except OSError:
+                        continue
+                    try:
+                        os.fdatasync(fd)
+                    except OSError:
+                        pass
+                    finally:
+                        os.close(fd)
+
+
 def remove_quietly(*paths: Path) -> None:
     """Unlink each file, ignoring any error (a folder is left alone)."""
     for p in paths:

@@ -11,11 +11,23 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import sqlalchemy as sa
 
 from ..errors import UnsupportedEngineError
+
+
+class Prepare(Exception):  # noqa: N818 - a signal, not a failure
+    """Raised inside the migration's transaction by a session that must do slow work outside it before the attempt
+    can prove what it must (PostgreSQL: let the scratch restore finish; SQLite: copy the file at BEGIN). The
+    executor rolls the attempt back, calls ``prepare()`` holding no lock of the database, and runs it again: the
+    slow work never happens while the migration holds the application off."""
+
+    def __init__(self, reason: str, prepare):
+        super().__init__(reason)
+        self.reason = reason
+        self.prepare = prepare
 
 
 class MigrationSession:
@@ -33,6 +45,7 @@ class MigrationSession:
         self.engine, self.url, self.target, self.backup, self.dry_run = engine, url, target, backup, dry_run
         self.shown_name = target.name
         self.cleaned: list[str] = []  # what a killed run left, removed on entering (``MigrationResult.cleaned``)
+        self.lock_wait: float | None = None  # seconds one attempt waits for a lock (``migrate/attempts.py``)
         self.begin_snapshot = None
         self.reference_snapshot = None
 
@@ -68,8 +81,42 @@ class MigrationSession:
         holds is "no such table")."""
         return message
 
+    def fk_at_begin(self, conn: sa.Connection, schema: str | None):
+        """The foreign-key violations at BEGIN that ``fk_introduced`` compares with (default: of every key the engine
+        does not enforce by itself); None when the session judges later, on what the migration touched only."""
+        return self.engine.fk_violations(conn, schema, only_unenforced=True)
+
+    def fk_introduced(self, conn: sa.Connection, schema: str | None, at_begin):
+        """Violations per (table, parent) the migration introduced, before COMMIT (a Counter: now minus at BEGIN)."""
+        return self.engine.fk_violations(conn, schema, only_unenforced=True) - at_begin
+
+    def effects_before(self, conn: sa.Connection):
+        """What ``effects_after`` compares with, read just before a statement of the migration (``migrate/measure.py``)."""
+        return None
+
+    def effects_after(self, conn: sa.Connection, before, statement: str) -> dict:
+        """What the statement just run did: {"locks": ["ACCESS EXCLUSIVE on goals", …], "rewrites": [tables]}."""
+        return {}
+
+    def transaction_lock(self) -> str | None:
+        """A lock the whole transaction holds from BEGIN (SQLite's write lock), said for the report; None if none."""
+        return None
+
+    def blockers(self) -> list[str]:
+        """The sessions that held what the last attempt waited for, one line each ("pid N (app) idle in transaction
+        for 12 min holds a lock on orders"); never another session's query text."""
+        return []
+
     def release(self, conn: sa.Connection) -> None:
         pass
+
+
+class ReadFrom(NamedTuple):
+    """What ``Engine.reading_copy`` yields: the URL to read, and what it is."""
+
+    url: object  # the database to read: the live one, or a copy of it
+    copied: bool = False  # a consistent copy of the live database taken on entering (the live one is not read)
+    note: str = ""  # why the live database is read although the engine would have copied it (one phrase)
 
 
 REGISTRY: dict[str, "Engine"] = {}  # backend name -> engine; each subclass with a name enters itself
@@ -103,6 +150,11 @@ class Engine:
     def resolve_url(self, url: str, root: Path) -> str:
         """The URL as the targets file means it (``root``: the file's folder, for relative paths)."""
         return url
+
+    def is_lock_wait(self, e: BaseException) -> bool:
+        """Whether ``e`` is the engine giving up waiting for a lock another session holds (the migration's attempt is
+        then rolled back and tried again)."""
+        return False
 
     def file(self, url) -> Path | None:
         """The database file behind ``url``, for engines that keep one (None: a server)."""
@@ -207,9 +259,10 @@ class Engine:
         return MigrationSession(self, url, target, backup=backup, dry_run=dry_run)
 
     @contextlib.contextmanager
-    def dry_run_copy(self, url):
-        """Where a dry run works: a URL of a scratch copy (then nothing is locked), or None: in place, in a
-        transaction that is rolled back (the default: transactional DDL)."""
+    def dry_run_copy(self, url, backup: Path | None = None):
+        """Where a dry run works: a URL of a scratch copy (then nothing of the live database is locked: a rehearsal
+        whose measured costs are the real run's), or None: in place, in a transaction that is rolled back (the
+        default: transactional DDL). ``backup``: the run's backup, a copy may be made from it."""
         yield None
 
     def fk_violations(self, conn: sa.Connection, schema: str | None, *, only_unenforced: bool = False):
@@ -337,11 +390,17 @@ class Engine:
 
     integrity_name: ClassVar[str] = "the integrity check"  # how verify names ``integrity`` in a detail
     fk_how: ClassVar[str] = ""  # how ``fk_violations`` checks, said after "no row points at a missing parent"
-    dry_run_on_copy: ClassVar[bool] = False  # a dry run works on a scratch copy (``dry_run_copy``)
 
     def readable_copy(self, backup: Path) -> str | None:
         """A URL that reads the backup ``backup`` as a database (None: a backup is not one, e.g. a dump)."""
         return None
+
+    @contextlib.contextmanager
+    def reading_copy(self, url, folder: Path | None):
+        """Where verify reads every row of a live database after a change (row counts, integrity, foreign keys,
+        user checks), for the block: a ``ReadFrom``. ``folder``: the target's backup folder, where a copy may be
+        kept meanwhile. Default: the live database itself (its readers keep no writer from committing)."""
+        yield ReadFrom(url)
 
     def prepare_checks(self, conn: sa.Connection, schema: str | None) -> None:
         """Before user checks: make unqualified names resolve in the target's ``schema``."""

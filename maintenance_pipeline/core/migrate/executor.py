@@ -47,16 +47,20 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .align import align_in_transaction
+from .attempts import Attempts, LockWait, pause
+from .measure import Recorder
 from ..verify.results import fmt_fk, introduced_violations
 from ..config import Target
 from ..dburl import mask_url, short_name, translate_error
 from ..engines import open_engine
 from ..engines import engine_for, engine_of
+from ..engines.base import Prepare
 from ..schema.diff import diff
 from ..errors import (
     DatabaseDamagedError,
     DestructiveChangeRefusedError,
     LockLostError,
+    LockTimeoutError,
     UnalignableChangeError,
     MaintenanceError,
     MigrationError,
@@ -96,10 +100,11 @@ def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dr
     backup = Path(backup) if backup is not None else None
     engine = engine_for(target.url)
     if dry_run:
-        with engine.dry_run_copy(target.url) as scratch_url:
-            if scratch_url is not None:  # a copy: nothing to lock
-                return _run_on(engine, scratch_url, target, reference, align, True, backup=backup, named=target,
-                               planned=planned)
+        with engine.dry_run_copy(target.url, backup) as scratch_url:
+            if scratch_url is not None:  # a copy: nothing to lock; a rehearsal of the real run
+                result = _run_on(engine, scratch_url, target, reference, align, True, backup=backup, named=target,
+                                 planned=planned)
+                return dataclasses.replace(result, on_copy=True)
     with maintenance_lock(target.url, holder=f"migrate {target.name}") as lock:
         return _run_on(engine, target.url, target, reference, align, dry_run, backup=backup, planned=planned,
                        lock=lock)
@@ -107,17 +112,38 @@ def migrate(target: Target, reference: Snapshot, *, align: str | None = None, dr
 
 def _run_on(engine, url: str, target: Target, reference: Snapshot, align: str, dry_run: bool, *,
             backup: Path | None, named: Target | None = None, planned=None, lock=None) -> MigrationResult:
-    """``_run`` on a fresh SQLAlchemy engine, inside the engine's migration session (its resources come
-    before the first connection and go after the last: ``MigrationSession``)."""
+    """``_run`` on a fresh SQLAlchemy engine per attempt, inside the engine's migration session (its resources
+    come before the first connection and go after the last: ``MigrationSession``). An attempt that waited its
+    ``lock_timeout`` for a lock is rolled back and tried again (``attempts.py``)."""
     run_target = dataclasses.replace(target, url=url) if named else target
+    shown = named or target
+    attempts = Attempts.of(target, mask_url(shown.url))
     with engine.migration(url, run_target, backup=backup, dry_run=dry_run) as session:
-        session.shown_name = (named or target).name
-        sa_engine = open_engine(url)
-        try:
-            return _run(sa_engine, session, run_target, reference, align, dry_run, named=named, backup=backup,
-                        planned=planned, lock=lock)
-        finally:
-            sa_engine.dispose()
+        session.shown_name = shown.name
+        session.lock_wait = attempts.wait
+        while True:
+            since = attempts.begun()
+            sa_engine = open_engine(url)
+            try:
+                result = _run(sa_engine, session, run_target, reference, align, dry_run, named=named, backup=backup,
+                              planned=planned, lock=lock)
+            except Prepare as p:  # rolled back: do the slow part holding nothing, then the attempt again
+                attempts.prepared(p.reason, since)
+                p.prepare()
+                continue
+            except LockWait as e:
+                try:
+                    wait = attempts.timed_out(e, since)
+                except LockTimeoutError as err:
+                    if e.result is not None:
+                        err.result = dataclasses.replace(e.result, attempts=list(attempts.log))  # type: ignore
+                    raise err from None
+                pause(wait)
+                continue
+            finally:
+                sa_engine.dispose()
+            attempts.succeeded(since)
+            return dataclasses.replace(result, attempts=list(attempts.log))
 
 
 # decided inside the transaction: a real run raises them (rolled back), a dry run reports them
@@ -153,12 +179,15 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
 
     def begin():
         try:
-            return conn.begin()  # SQLite: BEGIN IMMEDIATE: waits busy_timeout for another writer, then fails
+            return conn.begin()  # SQLite: BEGIN IMMEDIATE: waits the attempt's lock_timeout for another writer
         except sa.exc.DBAPIError as e:
+            if session.engine.is_lock_wait(e):
+                raise LockWait(" ".join(str(e.orig).split()), session.blockers()) from None
             raise translate_error(e, shown.url) from None
 
     with sa_engine.connect() as conn:
         sa.event.listen(conn, "before_cursor_execute", capture)
+        recorder = None
         state = {"phase": "plan", "step": None, "engine": session.engine}
         result = MigrationRecord(plan=MigrationPlan(False, (), None, []), dry_run=dry_run, align=align, sql=sql,
                                  cleaned=list(session.cleaned))
@@ -168,21 +197,36 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
             try:
                 trans = session.begun(conn, trans, begin)
                 sa.event.listen(conn, "before_cursor_execute", no_commit)
+                recorder = Recorder(session, state)
+                sa.event.listen(conn, "before_cursor_execute", recorder.before)
+                sa.event.listen(conn, "after_cursor_execute", recorder.after)
                 _migrate_in_transaction(conn, session, target, shown, reference, align, result, state, planned)
             except Exception as e:  # noqa: BLE001 - every failure rolls back, then is reported on one line
                 _rollback(trans)
+                if isinstance(e, Prepare):
+                    raise
+                if session.engine.is_lock_wait(e):  # this attempt waited its lock_timeout: try again
+                    result.rolled_back = not dry_run
+                    raise LockWait(" ".join(str(getattr(e, "orig", None) or e).split()), session.blockers(),
+                                   result.freeze()) from None
                 state["explain"] = session.explain
                 state["backup"] = backup
                 raise _failed(e, state, result, shown) from e
+            _stop_recording(conn, recorder)
             if dry_run:
                 trans.rollback()
+                result.measured = recorder.finish()
                 return result.freeze()
             try:
                 if lock is not None:
                     lock.confirm(conn)  # the lock ended during the run (session gone, file replaced): no COMMIT
                 trans.commit()
+                result.measured = recorder.finish()
             except sa.exc.DBAPIError as e:
                 _rollback(trans)
+                if session.engine.is_lock_wait(e):  # SQLite: COMMIT waited for readers: nothing was committed
+                    result.rolled_back = True
+                    raise LockWait(" ".join(str(e.orig).split()), session.blockers(), result.freeze()) from None
                 raise _commit_failed(e, result, shown, backup) from None
             except LockLostError as e:
                 _rollback(trans)
@@ -193,7 +237,14 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
         finally:
             if sa.event.contains(conn, "before_cursor_execute", no_commit):
                 sa.event.remove(conn, "before_cursor_execute", no_commit)
+            _stop_recording(conn, recorder)
             session.release(conn)
+
+
+def _stop_recording(conn: sa.Connection, recorder) -> None:
+    if recorder is not None and sa.event.contains(conn, "before_cursor_execute", recorder.before):
+        sa.event.remove(conn, "before_cursor_execute", recorder.before)
+        sa.event.remove(conn, "after_cursor_execute", recorder.after)
 
 
 def _rollback(trans) -> None:
@@ -213,14 +264,14 @@ def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown:
     begin_snap = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
     result.replanned = _moved_since_diff(planned, begin_snap, reference, target)
     session.read_begin_state(conn, begin_snap, target.ignore_tables)
-    fk_before = fk_violations(conn, schema, only_unenforced=True)
+    fk_before = session.fk_at_begin(conn, schema)
     result.plan = plan_revisions(conn, target)
     state["phase"] = "alembic"
     run_revisions(conn, target, result.plan, result)
     state["phase"] = "align"
     align_in_transaction(conn, target, reference, align, result, state)
     state["phase"], state["step"] = "foreign_key_check", None
-    introduced = introduced_violations(fk_violations(conn, schema, only_unenforced=True), fk_before)
+    introduced = session.fk_introduced(conn, schema, fk_before)
     if introduced:
         raise MigrationError("the migration would leave rows pointing at missing parents "
                              f"({fmt_fk(introduced)})")
@@ -300,8 +351,6 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
     phase = state.get("phase", "plan")
     if isinstance(e, MaintenanceError) and (phase == "plan" or isinstance(e, (*_VERDICTS, UserCheckError))):
         return e
-    if isinstance(e, sa.exc.OperationalError) and "locked" in str(e).lower() and "timeout" not in str(e).lower():
-        return translate_error(e, target.url)
     damaged = _damage(e, target, state.get("backup"))
     if damaged is not None:
         return damaged

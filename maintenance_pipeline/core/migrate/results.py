@@ -56,12 +56,15 @@ class MigrationRecord:
     replanned: str | None = None  # the database moved between the diff step and the migration: what changed
     after_revisions: list[Change] | None = None  # the drift the revisions left (alignment's work); None: not reached
     cleaned: list[str] = field(default_factory=list)  # what a killed run left, removed under the lock first
+    attempts: list[dict] = field(default_factory=list)  # each attempt at the transaction (attempts.py)
+    measured: dict | None = None  # each statement's time, rows, locks, rewrites; the longest lock (measure.py)
+    on_copy: bool = False  # a dry run rehearsed on a copy (nothing of the live database locked)
 
     def freeze(self) -> MigrationResult:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if values["after_revisions"] is not None:
             values["after_revisions"] = list(values["after_revisions"])
-        for name in ("applied", "aligned", "refused", "sql", "drift_after", "checks", "cleaned"):
+        for name in ("applied", "aligned", "refused", "sql", "drift_after", "checks", "cleaned", "attempts"):
             values[name] = list(values[name])  # copies: the record may go on, the result does not
         values["written"] = frozenset(self.written) if self.written is not None else None
         values["declared_rows"] = dict(self.declared_rows)
@@ -93,6 +96,9 @@ class MigrationResult:
     replanned: str | None = None
     after_revisions: list[Change] | None = None
     cleaned: list[str] = field(default_factory=list)  # PostgreSQL: the scratch databases of killed runs dropped
+    attempts: list[dict] = field(default_factory=list)  # {"attempt", "waited_for_lock", "blockers", "seconds"}
+    measured: dict | None = None  # {"statements": [...], "longest_lock": {...}, "transaction_seconds"}
+    on_copy: bool = False  # a dry run rehearsed on a copy (nothing of the live database locked)
 
     def to_dict(self) -> dict:
         return {
@@ -103,6 +109,8 @@ class MigrationResult:
             "dry_run": self.dry_run,
             "align": self.align,
             "cleaned": list(self.cleaned),
+            "attempts": list(self.attempts),
+            "measured": self.measured,
         }
 
 

@@ -36,6 +36,8 @@ class TargetCheck:
     pending: list[str] = field(default_factory=list)  # Alembic revisions not applied yet
     checks: list[dict] = field(default_factory=list)  # the targets file's checks: name, passed, detail
     sql: list[str] = field(default_factory=list)  # what alignment would run (--sql)
+    measured: dict | None = None  # --sql: each statement's lock, rewrite, rows and lock time in the rehearsal
+    on_copy: bool = False  # --sql: the rehearsal ran on a copy (else in a rolled-back transaction on the database)
     error: str | None = None
 
     @property
@@ -45,7 +47,7 @@ class TargetCheck:
     def to_dict(self) -> dict:
         return {"target": self.target, "database": self.database, "in_sync": self.in_sync,
                 "changes": [c.to_dict() for c in self.changes], "pending_revisions": self.pending,
-                "checks": self.checks, "sql": self.sql, "error": self.error}
+                "checks": self.checks, "sql": self.sql, "measured": self.measured, "error": self.error}
 
 
 def reference_for(config: MaintenanceConfig, t: Target):
@@ -72,7 +74,8 @@ def check_target(config: MaintenanceConfig, name: str, *, sql: bool = False) -> 
         out.changes = diff(live, ref, ignore_tables=t.ignore_tables, renames=t.renames)
         if sql and (out.changes or out.pending):
             try:  # the whole migration, on a scratch copy or in a rolled-back transaction: what it would run
-                out.sql = list(migrate(t, ref, align=t.align, dry_run=True).sql)
+                result = migrate(t, ref, align=t.align, dry_run=True)
+                out.sql, out.measured, out.on_copy = list(result.sql), result.measured, result.on_copy
             except MaintenanceError as e:
                 out.sql = list(getattr(getattr(e, "result", None), "sql", []) or [])
     except MaintenanceError as e:
@@ -209,8 +212,25 @@ def render_check(results: list[TargetCheck], fmt: str) -> str:
         lines += [f"  {c.describe()}" for c in r.changes]
         lines += [f"  check {c['name']}: {c['detail']}" for c in failed]
         if r.sql:
-            lines += ["  -- SQL alignment would run:"] + [f"  {s.rstrip().rstrip(';')};" for s in r.sql]
+            lines += ["  -- SQL alignment would run:"] + _sql_with_costs(r)
     return "\n".join(lines)
+
+
+def _sql_with_costs(r: TargetCheck) -> list[str]:
+    """Each statement, and what it cost in the rehearsal: the lock it took, whether it rewrote a table, the rows it
+    touched, how long its lock was held (the transaction's locks last until it ends)."""
+    measured = (r.measured or {}).get("statements") or []
+    if len(measured) != len(r.sql):
+        return [f"  {s.rstrip().rstrip(';')};" for s in r.sql]
+    where = "a rehearsal on a copy" if r.on_copy else "a rolled-back transaction on the database"
+    out = [f"  -- each with what it cost in {where}: the lock it took; rewrite; rows; seconds the lock was held"]
+    for s, m in zip(r.sql, measured):
+        cost = "; ".join([", ".join(m.get("locks") or []) or "no new lock",
+                          f"rewrites {', '.join(m['rewrites'])}" if m.get("rewrites") else "no rewrite",
+                          f"{m['rows']} rows" if m.get("rows") is not None else "rows —",
+                          f"lock held {m['lock_held']:.3f} s" if m.get("lock_held") is not None else "no lock held"])
+        out.append(f"  {s.rstrip().rstrip(';')};  -- {cost}")
+    return out
 
 
 def render_diff(changes: list[Change], fmt: str, title: str) -> str:

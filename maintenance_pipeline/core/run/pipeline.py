@@ -398,6 +398,8 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "rolled_back": bool(mig and mig.rolled_back),
         "after_rollback": _after_rollback(state) if mig and mig.rolled_back else None,
         "replanned": mig.replanned if mig else None,
+        "measured": mig.measured if mig else None,  # each statement's lock, rewrite, rows, time; the longest lock
+        "attempts": mig.attempts if mig else [],
         "applied": applied,
         "refused": [c.to_dict() for c in mig.refused] if mig else [],
         "drift_after": [c.to_dict() for c in ver.drift_after] if ver else None,

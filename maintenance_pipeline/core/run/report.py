@@ -351,10 +351,48 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
         sections.append(("Restored", restored))
     sections += [("Drift found" if report.get("job") != "restore_database" else "Compared with the reference", drift),
                 ("Planned (not applied)" if show_planned else "Changes applied", changes)]
+    if _dict(report.get("measured")).get("statements") or len(_dicts(report.get("attempts"))) > 1:
+        sections.append(("What it cost the application", lambda: _cost(report, show_planned)))
     if _dicts(report.get("refused")):
         sections.append(("Refused", refused))
     return sections + [("Verification", verification), ("Before vs after", before_after),
                        ("Timeline", timeline), ("Backups", backups)]
+
+
+MAX_STATEMENTS = 50  # rows of the cost table; the JSON keeps them all
+
+
+def _cost(report: dict, planned: bool) -> list[str]:
+    """Each statement's lock, rewrite, rows and time, and the longest lock: measured as it ran (a dry run: in the
+    rehearsal on a copy, what the real run will hold; a real run: on the live database)."""
+    measured = _dict(report.get("measured"))
+    where = ("measured in the rehearsal on a copy (what the real run will hold the application off for)" if planned
+             else "measured on the live database")
+    out = []
+    longest = _dict(measured.get("longest_lock"))
+    if longest:
+        out.append(f"**Longest lock:** {_cell(longest.get('lock'))} for {_secs(longest.get('seconds'))} s, from "
+                   f"{_code(longest.get('statement'))} to the end of the transaction ({where}).")
+    attempts = _dicts(report.get("attempts"))
+    waited = [a for a in attempts if a.get("waited_for_lock")]
+    prepared = [a for a in attempts if a.get("prepared")]
+    if len(attempts) > 1:
+        who = sorted({b for a in waited for b in a.get("blockers") or []})
+        out += ["", f"**Attempts:** {len(attempts)}; {len(waited)} rolled back after waiting their lock_timeout"
+                + (f" (blocked by: {_cell('; '.join(who))})" if who else "")
+                + (f"; {len(prepared)} started over to prepare outside the transaction "
+                   f"({_cell(prepared[0].get('prepared'))})" if prepared else "") + "."]
+    rows = []
+    for i, e in enumerate(_dicts(measured.get("statements"))[:MAX_STATEMENTS], 1):
+        rows.append([str(i), _code(e.get("sql"), cell=True), _cell("; ".join(e.get("locks") or []), "—"),
+                     _cell(", ".join(e.get("rewrites") or []), "no"), _cell(e.get("rows"), "—"),
+                     _secs(e.get("seconds")), _secs(e.get("lock_held"))])
+    if rows:
+        more = len(_dicts(measured.get("statements"))) - MAX_STATEMENTS
+        out += ["", *_table(["#", "Statement", "Lock it took", "Rewrites", "Rows", "Seconds", "Lock held (s)"], rows)]
+        if more > 0:
+            out += ["", f"(+{more} more statements in the JSON report)"]
+    return out
 
 
 _URL_SAFE = ":/?#[]@!$&'*+,;=%-._~"  # what a URL keeps as it is; anything else (spaces, parentheses, <>) encoded

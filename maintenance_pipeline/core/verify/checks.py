@@ -2,7 +2,10 @@
 
 The live database is read once (``_read``: schema, table counts, drift, integrity, foreign keys, user
 checks, through the engine's primitives); then each check of the run's mode is one small function of
-that reading (``CHECKS``). The wording and the rules of a check live here, once; an engine only
+that reading (``CHECKS``). After a change (maintain, restore) it is read where the engine says
+(``Engine.reading_copy``): SQLite in rollback-journal mode reads a consistent copy taken after the commit,
+since a reader there keeps the application's writers from committing for as long as it reads; the
+integrity check's detail says so. The wording and the rules of a check live here, once; an engine only
 measures (``Engine.integrity``, ``fk_violations``, ``not_valid_keys``, ``backup_fk_violations``, ...).
 
 * ``schema_matches_reference``: the drift left; a dry run judges its plan (the drift the planned changes
@@ -24,6 +27,7 @@ measures (``Engine.integrity``, ``fk_violations``, ``not_valid_keys``, ``backup_
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,6 +43,7 @@ from ..dburl import scrub_passwords, translate_error
 from ..engines import open_engine
 from ..schema.diff import diff
 from ..engines import engine_for
+from ..engines.base import ReadFrom
 from ..schema.model import Change, Snapshot
 from ..schema.snapshot import table_counts, take_snapshot
 from .user_checks import run_user_check
@@ -68,6 +73,7 @@ class Reading:
     not_valid: list[str] = field(default_factory=list)
     full_fingerprint: str | None = None
     user: list[Check] = field(default_factory=list)
+    source: ReadFrom | None = None  # where the rows were read (``_source``)
 
     @property
     def planned_drift(self) -> list[Change] | None:
@@ -76,11 +82,31 @@ class Reading:
 
 
 def _read(r: Reading, reference: Snapshot, out: Verification) -> None:
-    t = r.target
-    engine = r.engine = engine_for(t.url)
+    r.engine = engine_for(r.target.url)
+    started = time.monotonic()
+    with _source(r) as source:
+        r.source = source
+        if source.copied:  # how long the copy took (the application's writers waited at most that long)
+            out.measures["copy_seconds"] = round(time.monotonic() - started, 3)
+        _read_database(r, source.url, reference, out)
+    out.measures["fk_orphans"] = sum(r.fk.values())
+
+
+def _source(r: Reading):
+    """Where the database's rows are read. After a change (maintain, restore): where the engine says
+    (``Engine.reading_copy``; SQLite in rollback-journal mode: a consistent copy taken now, equal to the live
+    database at that moment, so the application's writers wait for the copy, not for every check). A verify
+    run reads the live database: its integrity and foreign keys come off the run's backup."""
+    if r.mode == "verify":
+        return contextlib.nullcontext(ReadFrom(r.target.url))
+    return r.engine.reading_copy(r.target.url, r.backup_path.parent if r.backup_path is not None else None)
+
+
+def _read_database(r: Reading, url, reference: Snapshot, out: Verification) -> None:
+    t, engine = r.target, r.engine
     schema = engine.target_schema(t)
     copy_url = engine.readable_copy(r.backup_path) if r.mode == "verify" and r.backup_path is not None else None
-    sa_engine = open_engine(t.url)
+    sa_engine = open_engine(url)
     try:
         with sa_engine.connect() as conn:
             engine.prepare_checks(conn, schema)  # unqualified names in user checks resolve in the target's schema
@@ -105,7 +131,22 @@ def _read(r: Reading, reference: Snapshot, out: Verification) -> None:
         sa_engine.dispose()
     if copy_url is not None:  # verify_database: the backup is the live database at this run's start
         r.fk = _fk_of(copy_url, schema, engine)
-    out.measures["fk_orphans"] = sum(r.fk.values())
+
+
+def _read_where(r: Reading) -> str:
+    """What the checks read, when it is not simply the live database (said in the integrity check)."""
+    s = r.source
+    if s is None:
+        return ""
+    if s.copied:
+        m = r.migration
+        after = ("the restore" if r.mode == "restore" else "the dry run" if m is not None and m.dry_run
+                 else "the migration's commit" if m is not None and (m.applied or m.aligned) else "the migration")
+        return (f" (read, with the row counts, foreign keys and checks, from a consistent copy of the live database "
+                f"taken after {after}; the application's writers waited only while it was copied)")
+    if s.note:
+        return f" (read on the live database, whose writers waited meanwhile: {s.note})"
+    return ""
 
 
 def _fk_of(url: str, schema: str | None, engine) -> Counter:
@@ -151,7 +192,7 @@ def integrity_check(r: Reading, out: Verification) -> Check:
         return Check("integrity", True, f"ok ({r.engine.integrity_name} on this run's backup, a consistent copy "
                                         "of the live file; the live file was not read twice)")
     ok, detail = r.integrity
-    return Check("integrity", ok, detail)
+    return Check("integrity", ok, detail + _read_where(r))
 
 
 def fk_check(r: Reading, out: Verification) -> Check:
@@ -212,7 +253,7 @@ def rows_check(r: Reading, out: Verification) -> Check | None:
     out.planned_drops = list(drops or [])
     if not r.migration.dry_run:
         where = "compared inside the migration's transaction, before its commit"
-    elif r.engine.dry_run_on_copy:
+    elif r.migration.on_copy:
         where = "dry run, compared on the scratch copy after the planned changes"
     else:
         where = "dry run, compared inside its transaction before the rollback"

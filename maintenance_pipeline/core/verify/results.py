@@ -160,6 +160,8 @@ def compare_kept_rows(backup_snapshot: Snapshot, live_snapshot: Snapshot, ignore
     if problems:
         return False, "; ".join(describe_loss(p) for p in problems[:5]) + failure_note + skipped + declared_text \
             + dropped
+    if not compared:
+        return True, f"no kept table's rows were written{declared_text}{skipped}{dropped}"
     tables = f"{compared} kept table{'' if compared == 1 else 's'}"
     return True, f"all {rows_total} rows of {tables} present with the same values{declared_text}{skipped}{dropped}"
 

@@ -9,6 +9,8 @@ test_rebuild_keeps.py; the shared ``Case`` helpers are in sqlite_cases.py.
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlite3
 
 import pytest
@@ -103,6 +105,7 @@ def test_a_database_locked_by_another_writer_is_a_clear_error(case, monkeypatch)
     original = sqlite_files.connect_factory
     monkeypatch.setattr(sqlite_files, "connect_factory", lambda path, timeout: original(path, 0.1))
     c = case("CREATE TABLE t (id INTEGER PRIMARY KEY);", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);")
+    c.target = dataclasses.replace(c.target, lock_timeout="100ms", lock_retries=1)  # one short retry
     other = sqlite3.connect(c.path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:

@@ -25,7 +25,8 @@ NEW_TABLE = "<b>new</b>\n\n# made |x| [y](javascript:alert(1))"
 CHECK = "check [x](http://x)\n# h <i>i</i> | `c`"
 
 OWN_HEADINGS = {"Summary", "Error", "Restored", "Drift found", "Compared with the reference", "Planned (not applied)",
-                "Changes applied", "Refused", "Verification", "Before vs after", "Timeline", "Backups"}
+                "Changes applied", "Refused", "Verification", "Before vs after", "Timeline", "Backups",
+                "What it cost the application"}
 
 
 def q(name: str) -> str:

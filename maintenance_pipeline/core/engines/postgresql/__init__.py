@@ -33,6 +33,33 @@ class PostgresEngine(Engine):
     integrity_name = "amcheck"
     fk_how = " (one anti-join per declared key)"
 
+    @contextlib.contextmanager
+    def dry_run_copy(self, url, backup: Path | None = None):
+        """The run's backup restored into a scratch database: the dry run rehearses the migration there, holding no
+        lock of the live database, and measures what each statement will cost. Without a backup, or when the role
+        may not create a database, in place (a transaction rolled back, its locks bounded by ``lock_timeout``)."""
+        from ...errors import MaintenanceError
+        from .rows import Scratch
+
+        if backup is None:
+            yield None
+            return
+        scratch = Scratch(backup, url)
+        try:
+            scratch.restore()
+        except MaintenanceError:
+            scratch.drop()
+            yield None
+            return
+        try:
+            yield scratch.url
+        finally:
+            scratch.drop()
+
+    def is_lock_wait(self, e: BaseException) -> bool:
+        """SQLSTATE 55P03 (lock_not_available): the attempt's ``lock_timeout`` ran out waiting for a lock."""
+        return getattr(getattr(e, "orig", None), "sqlstate", None) == "55P03"
+
     def maintenance_lock(self, url, holder: str):
         from .lock import advisory_lock
 

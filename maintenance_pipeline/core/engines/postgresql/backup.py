@@ -50,6 +50,7 @@ from ...backup.files import (
     backup_stem,
     check_free_space,
     ensure_folder,
+    TrickleSync,
     fsync_dir,
     link_unique,
     os_backup_error,
@@ -171,7 +172,8 @@ def backup_postgresql(
                     args.append(f"--schema={quote_ident(schema)}")  # quoted: a name, not a pattern
                 cmd = build_command(pg_dump.path, url, args)
                 t = time.perf_counter()
-                out = run(cmd)
+                with TrickleSync(folder=staging):  # the dump reaches the disk as pg_dump writes it, not in one burst
+                    out = run(cmd)
                 timings["dump"] = time.perf_counter() - t
                 if out.returncode != 0:
                     raise classify(cmd, out.stderr, source, "pg_dump of", "check the server log and the backup "

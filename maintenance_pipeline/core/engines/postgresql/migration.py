@@ -26,9 +26,27 @@ from ...verify.results import RowsVerdict
 from ...dburl import scrub_passwords
 from .. import open_engine
 from ...errors import MaintenanceError
-from ..base import MigrationSession
+from ..base import MigrationSession, Prepare
 from . import catalog
+from .blockers import BlockerWatch
 from .rows import Scratch, compare_in_transaction, drop_stale_scratches
+
+
+_OWN_LOCKS = ("SELECT c.relname, l.mode FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation "
+              "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE l.pid = pg_backend_pid() AND l.granted "
+              "AND c.relkind IN ('r', 'p', 'm', 'f') AND n.nspname = %s")
+_STORAGE = ("SELECT c.relname, c.relfilenode FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm') AND n.nspname = %s")
+_STRENGTH = {"AccessShareLock": 1, "RowShareLock": 2, "RowExclusiveLock": 3, "ShareUpdateExclusiveLock": 4,
+             "ShareLock": 5, "ShareRowExclusiveLock": 6, "ExclusiveLock": 7, "AccessExclusiveLock": 8}
+# what each table lock holds off, for the report
+_MODE_NAME = {"AccessShareLock": "ACCESS SHARE (blocks only ACCESS EXCLUSIVE)",
+              "RowShareLock": "ROW SHARE (blocks EXCLUSIVE DDL)",
+              "RowExclusiveLock": "ROW EXCLUSIVE (blocks DDL, not reads or writes)",
+              "ShareUpdateExclusiveLock": "SHARE UPDATE EXCLUSIVE (blocks DDL and VACUUM, not reads or writes)",
+              "ShareLock": "SHARE (blocks writes)", "ShareRowExclusiveLock": "SHARE ROW EXCLUSIVE (blocks writes)",
+              "ExclusiveLock": "EXCLUSIVE (blocks writes)",
+              "AccessExclusiveLock": "ACCESS EXCLUSIVE (blocks reads and writes)"}
 
 
 class PostgresMigration(MigrationSession):
@@ -39,6 +57,9 @@ class PostgresMigration(MigrationSession):
     def __init__(self, engine, url, target, *, backup: Path | None, dry_run: bool):
         super().__init__(engine, url, target, backup=backup, dry_run=dry_run)
         self.scratch: Scratch | None = None
+        self.watch: BlockerWatch | None = None
+        self.schema_name = "public"
+        self.seen: list[str] = []
         self.storage_before: dict[str, int] = {}
 
     def __enter__(self):
@@ -56,11 +77,40 @@ class PostgresMigration(MigrationSession):
     def connected(self, conn: sa.Connection) -> None:
         conn.execution_options(isolation_level="REPEATABLE READ")
 
+    def release(self, conn: sa.Connection) -> None:
+        self.blockers()  # the attempt is over: stop watching
+
     def begun(self, conn: sa.Connection, trans, begin):
         t = self.target
         catalog.begin_migration(conn, target_name=self.shown_name, schema=t.schema, lock_timeout=t.lock_timeout,
                                 statement_timeout=t.statement_timeout)
+        self.schema_name = catalog.schema_of(conn, t.schema)
+        if self.watch is None:  # who blocks this attempt, watched from a connection of its own
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            self.watch = BlockerWatch(self.url, pid).start()
         return trans
+
+    def effects_before(self, conn: sa.Connection):
+        raw, schema = conn.connection.driver_connection, self.schema_name
+        return (set(raw.execute(_OWN_LOCKS, (schema,)).fetchall()), dict(raw.execute(_STORAGE, (schema,)).fetchall()))
+
+    def effects_after(self, conn: sa.Connection, before, statement: str) -> dict:
+        if before is None:
+            return {}
+        locks_before, storage_before = before
+        after = self.effects_before(conn)
+        new = sorted(after[0] - locks_before, key=lambda x: (_STRENGTH.get(x[1], 0) * -1, x[0]))
+        strongest: dict[str, str] = {}
+        for rel, mode in new:
+            strongest.setdefault(rel, mode)  # sorted strongest first
+        locks = [f"{_MODE_NAME.get(m, m)} on {rel}" for rel, m in strongest.items()]
+        rewrites = sorted(t for t, node in storage_before.items() if t in after[1] and after[1][t] != node)
+        return {"locks": locks, "rewrites": rewrites}
+
+    def blockers(self) -> list[str]:
+        if self.watch is not None:
+            self.seen, self.watch = self.watch.stop(), None
+        return list(self.seen)
 
     def read_begin_state(self, conn: sa.Connection, begin_snapshot, ignore) -> None:
         super().read_begin_state(conn, begin_snapshot, ignore)
@@ -70,13 +120,19 @@ class PostgresMigration(MigrationSession):
         written = catalog.tables_written(conn, self.storage_before, self.target.schema)
         if written is None:
             return None  # the server counts nothing: every table may have changed
-        # also a table whose columns changed: a dropped column is a planned drop to list
-        return written | {t for t, tb in self.begin_snapshot.tables.items() if after.tables.get(t) != tb}
+        # also a table that lost (or renamed) a column: a dropped column is a planned drop to list. A table whose
+        # columns were only added to keeps every kept value unless a statement updated, deleted or rewrote its rows,
+        # which the counters and the storage above see: an added column costs no row compare.
+        return written | {t for t, tb in self.begin_snapshot.tables.items()
+                          if t not in after.tables or not set(tb.column_names) <= set(after.tables[t].column_names)}
 
     def rows_verdict(self, conn: sa.Connection, after, result):
         if self.scratch is None or (result.written is not None and not result.written):
             return None
         t = self.target
+        if not self.scratch.ready():  # never wait for the restore while holding the migration's locks
+            raise Prepare("the rows check needs the scratch restore of the backup, still running: the migration "
+                          "waits for it holding no lock, then runs again", self.scratch.wait)
         try:
             scratch_url = self.scratch.wait()
             from ...schema.snapshot import take_snapshot

@@ -185,6 +185,10 @@ class Scratch:
         self._thread.start()
         return self
 
+    def ready(self) -> bool:
+        """Whether ``wait`` would return at once (the restore finished, or failed)."""
+        return self._thread is None or not self._thread.is_alive()
+
     def wait(self) -> str:
         """The scratch database's URL once the restore finished; its error if it failed."""
         if self._thread is not None:
@@ -272,6 +276,11 @@ class Scratch:
         made it is gone (killed by the server's idle-session timeout, say), a new one drops it."""
         import psycopg
 
+        if self._thread is not None and self._thread.is_alive() and self._admin is not None:
+            try:  # a restore no compare needs any more: end it (FORCE ends pg_restore's sessions) instead of waiting
+                _drop_database(self._admin, self.name)
+            except psycopg.Error:
+                pass
         if self._thread is not None:
             self._thread.join()
         admin, self._admin = self._admin, None

@@ -34,7 +34,6 @@ class SQLiteEngine(Engine):
     has_schemas = False
     probe_sql = "PRAGMA schema_version"
     integrity_name = "PRAGMA integrity_check"
-    dry_run_on_copy = True
 
     # ------------------------------------------------------------------ URLs and connections
 
@@ -64,6 +63,23 @@ class SQLiteEngine(Engine):
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
 
         return engine
+
+    def is_lock_wait(self, e: BaseException) -> bool:
+        """SQLITE_BUSY / SQLITE_LOCKED: another connection held the write lock (or, at COMMIT, a read lock)
+        longer than the attempt's busy timeout."""
+        import sqlite3
+
+        from ...errors import DatabaseLockedError
+
+        if isinstance(e, DatabaseLockedError):
+            return True
+        orig = getattr(e, "orig", None)
+        if not isinstance(orig, sqlite3.OperationalError):
+            return False
+        code = getattr(orig, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        return "database is locked" in str(orig) or "database table is locked" in str(orig)
 
     def describe(self, conn: sa.Connection) -> str:
         # our SQLite engines all say sqlite:// (they connect through a creator): the file names the database
@@ -164,7 +180,7 @@ class SQLiteEngine(Engine):
         return SQLiteMigration(self, url, target, backup=backup, dry_run=dry_run)
 
     @contextlib.contextmanager
-    def dry_run_copy(self, url):
+    def dry_run_copy(self, url, backup: Path | None = None):
         """A consistent copy made as the run's backup is (``backup.consistent_copy``): when nothing was written
         since the backup, the copy has the backup's header and the rows check compares with the backup itself
         (a copy through the online backup API would differ in its header and look written by another session)."""
@@ -300,6 +316,13 @@ class SQLiteEngine(Engine):
 
     def readable_copy(self, backup: Path) -> str | None:
         return f"sqlite:///{backup}"  # a backup is a database file
+
+    def reading_copy(self, url, folder: Path | None):
+        """Rollback journal: a consistent byte copy in ``folder`` (a reader there would keep writers from
+        committing); WAL: the live file (``backup.reading_copy``)."""
+        from .backup import reading_copy
+
+        return reading_copy(url, folder)
 
     def integrity(self, conn: sa.Connection, schema: str | None) -> tuple[bool, str]:
         from .checks import integrity

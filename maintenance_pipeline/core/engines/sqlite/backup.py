@@ -28,6 +28,7 @@ holds another connection to the source.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -39,7 +40,9 @@ from pathlib import Path
 
 from ...backup.files import (
     CHUNK,
+    DEFAULT_BUSY_TIMEOUT,
     FILE_MODE,
+    TrickleSync,
     backup_stem,
     check_free_space,
     ensure_folder,
@@ -104,10 +107,11 @@ def _backup_sqlite(src: Path, url: str, folder: Path, target: str, *, label: str
         try:
             os.fchmod(fd, FILE_MODE)
             t = time.perf_counter()
-            if copier is not None:
-                method, journal_mode = copier(tmp, fd, timings)
-            else:
-                method, journal_mode = _sqlite_copy(src, url, tmp, fd, busy_timeout, timings)
+            with TrickleSync(fds=(fd,)):  # the copy reaches the disk as it is written, not in one burst
+                if copier is not None:
+                    method, journal_mode = copier(tmp, fd, timings)
+                else:
+                    method, journal_mode = _sqlite_copy(src, url, tmp, fd, busy_timeout, timings)
             os.fsync(fd)
             timings["copy"] = time.perf_counter() - t
         except OSError as e:
@@ -176,6 +180,72 @@ def consistent_copy(src: Path, url: str, dest: Path, busy_timeout: float = 30.0)
     finally:
         os.close(fd)
     return method
+
+
+@contextlib.contextmanager
+def reading_copy(url: str, folder: Path | None, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
+    """``Engine.reading_copy`` for SQLite: where verify reads every row of the live file after a change.
+
+    Rollback journal: a reader holds the SHARED lock for as long as its transaction lasts, and no writer can
+    COMMIT meanwhile; so the file is copied as a backup is (a byte copy under one read transaction, through a
+    pinned descriptor: ``copy_pinned``) into a hidden temp file in ``folder``, held (``FolderHold``: no other
+    backup takes it for a leftover; a killed run's copy is one, removed by the next backup) and deleted on
+    leaving. Writers wait for the copy only. WAL: readers never block writers, the live file is read as is.
+    Without room for the copy (or a folder to put it in), the live file is read and the note says why.
+
+    Call it with no connection of this process to the file open (the live-file rule, ``live_file.py``)."""
+    from ..base import ReadFrom
+
+    src = sqlite_path(url)
+    if src is None:
+        yield ReadFrom(url)
+        return
+    check_sqlite_file(src)
+    hold: FolderHold | None = None
+    copy: Path | None = None
+    note = ""
+    try:
+        with live_file.pinned(src) as src_fd:
+            if os.pread(src_fd, 2, 18) == b"\x02\x02":
+                pass  # WAL
+            elif folder is None:
+                note = "there is no backup folder to copy it into"
+            else:
+                hold = FolderHold(folder)
+                hold.acquire(clean=False)
+                copy, note = _copy_for_reading(src_fd, src, url, Path(folder), busy_timeout)
+        yield ReadFrom(f"sqlite:///{copy}", copied=True) if copy is not None else ReadFrom(url, note=note)
+    finally:
+        if copy is not None:
+            remove_quietly(copy, *(Path(f"{copy}{s}") for s in SQLITE_SIDECARS))
+        if hold is not None:
+            hold.release()
+
+
+def _copy_for_reading(src_fd: int, src: Path, url: str, folder: Path, busy_timeout: float) -> tuple[Path | None, str]:
+    """(the copy, "") or (None, why the live file is read instead: no room, no write access, a failed copy)."""
+    size = os.fstat(src_fd).st_size
+    try:
+        check_free_space(folder, size)
+    except BackupError:
+        return None, f"not enough free space in {folder} for a copy of {size >> 20} MiB"
+    copy = folder / f".{src.stem}.verify.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        try:
+            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+        except OSError as e:
+            return None, f"cannot write a copy into {folder} ({e.strerror or e})"
+        try:
+            copy_pinned(src_fd, src, url, copy, fd, busy_timeout=busy_timeout, timings={})
+        finally:
+            os.close(fd)
+    except (OSError, BackupError) as e:  # the disk, not the database: a lock held too long still raises
+        remove_quietly(copy, *(Path(f"{copy}{s}") for s in SQLITE_SIDECARS))
+        return None, f"the copy into {folder} failed ({e.strerror if isinstance(e, OSError) else e})"
+    except BaseException:
+        remove_quietly(copy, *(Path(f"{copy}{s}") for s in SQLITE_SIDECARS))
+        raise
+    return copy, ""
 
 
 def _sqlite_copy(

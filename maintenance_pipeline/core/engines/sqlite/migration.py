@@ -22,6 +22,7 @@ from ...errors import MigrationError
 from ..base import MigrationSession
 from . import live_file
 from .files import sqlite_path
+from ..base import MigrationSession, Prepare
 from .rows import BACKUP_SCHEMA, RowsGuard, explain_denied
 
 
@@ -33,6 +34,8 @@ class SQLiteMigration(MigrationSession):
         self.guard: RowsGuard | None = None
         self.raw = None
         self.fk_setting = None
+        self.copy_at_begin = False  # an attempt asked for the file's copy at BEGIN (``RowsGuard.at_end``)
+        self.begin_fk_graph: dict = {}  # every foreign key at BEGIN (``fk_introduced`` sees which changed)
         self._stack = contextlib.ExitStack()
 
     def __enter__(self):
@@ -46,11 +49,14 @@ class SQLiteMigration(MigrationSession):
 
     def connected(self, conn: sa.Connection) -> None:
         self.raw = conn.connection.driver_connection
+        if self.lock_wait is not None:  # one attempt's wait for the write lock (BEGIN IMMEDIATE, COMMIT)
+            self.raw.execute(f"PRAGMA busy_timeout = {max(1, int(self.lock_wait * 1000))}")
         self.fk_setting = self.raw.execute("PRAGMA foreign_keys").fetchone()[0]
         self.raw.execute("PRAGMA foreign_keys=OFF")
         conn.info["immediate"] = True
         if self.backup is not None and self.live_fd is not None:
-            self.guard = RowsGuard.attach(self.raw, self.path, self.backup, self.live_fd)
+            self.guard = RowsGuard.attach(self.raw, self.path, self.backup, self.live_fd,
+                                          copy_at_begin=self.copy_at_begin)
 
     def begun(self, conn: sa.Connection, trans, begin):
         if self.guard is not None:  # may end the still empty transaction and begin again (see RowsGuard)
@@ -69,15 +75,21 @@ class SQLiteMigration(MigrationSession):
         super().read_begin_state(conn, begin_snapshot, ignore)
         if self.guard is not None:
             from ...schema.snapshot import take_snapshot
+            from .keys import fk_graph
 
             with self.guard.reading():
+                self.begin_fk_graph = fk_graph(self.raw)
                 self.reference_snapshot = take_snapshot(conn, ignore_tables=ignore, schema=BACKUP_SCHEMA)
 
     def rows_verdict(self, conn: sa.Connection, after, result):
         if self.guard is None:
             return None
-        return self.guard.at_end(self.reference_snapshot, self.begin_snapshot, after, self.target.ignore_tables,
-                                 result.declared_rows)
+        try:
+            return self.guard.at_end(self.reference_snapshot, self.begin_snapshot, after, self.target.ignore_tables,
+                                result.declared_rows)
+        except Prepare as p:  # the next attempt copies the file at BEGIN
+            p.prepare = lambda: setattr(self, "copy_at_begin", True)
+            raise
 
     def check_guard(self) -> dict:
         if self.guard is None:
@@ -86,6 +98,55 @@ class SQLiteMigration(MigrationSession):
 
     def explain(self, message: str) -> str:
         return explain_denied(message, self.guard.last_denied if self.guard is not None else None)
+
+    def fk_at_begin(self, conn: sa.Connection, schema: str | None):
+        """With the rows guard: nothing now; ``fk_introduced`` judges the keys of the tables the migration touched
+        against the state it began from (the whole database's ``foreign_key_check`` twice under the write lock would
+        hold the application's writers off for a time that grows with the data)."""
+        return None if self.guard is not None else super().fk_at_begin(conn, schema)
+
+    def fk_introduced(self, conn: sa.Connection, schema: str | None, at_begin):
+        if at_begin is not None or self.guard is None:
+            return super().fk_introduced(conn, schema, at_begin)
+        from .keys import fk_graph, fk_violations_of
+
+        guard = self.guard
+        with guard.reading():
+            graph = fk_graph(self.raw)
+            columns = {t: {r[0] for r in self.raw.execute("SELECT name FROM pragma_table_xinfo(?)", (t,))}
+                       for t in guard.altered}
+        # whose rows a new orphan can be in: a child whose rows the migration wrote, or whose keys it changed; a child
+        # of a parent whose rows it wrote (deleted, updated, dropped) or which lost a column. A table that only gained
+        # columns (no new key) keeps every row and every key as it was: nothing to check there.
+        lost = {t for t in guard.altered if t in self.begin_snapshot.tables
+                and not set(self.begin_snapshot.tables[t].column_names) <= columns[t]}
+        parents_written = guard.written | lost
+        begin_keys = self.begin_fk_graph
+        scope = {child for child, keys in graph.items()
+                 if child in guard.written or keys != begin_keys.get(child)
+                 or {k[0] for k in keys} & parents_written}
+        if not scope:
+            return fk_violations_of(self.raw, ())
+        if guard.unsettled:  # the file moved since the backup: the state at BEGIN is needed to judge
+            raise Prepare("the migration touched tables with foreign keys (" + ", ".join(sorted(scope)) + ") and "
+                          "another session committed since the backup: it starts again with a copy of the file "
+                          "taken at BEGIN", lambda: setattr(self, "copy_at_begin", True))
+        with guard.reading():
+            now = fk_violations_of(self.raw, scope)
+            begin = guard.fk_at_begin(scope)
+        return now - begin
+
+    WRITE_LOCK = "write lock (from BEGIN IMMEDIATE: other writers wait; readers go on until COMMIT)"
+
+    def effects_after(self, conn: sa.Connection, before, statement: str) -> dict:
+        return {"locks": [self.WRITE_LOCK], "rewrites": []}
+
+    def transaction_lock(self) -> str | None:
+        return self.WRITE_LOCK
+
+    def blockers(self) -> list[str]:
+        return ["another connection held the database's write lock (SQLite does not say which: look for a long "
+                "write transaction, or a long read in rollback-journal mode, in the application)"]
 
     def release(self, conn: sa.Connection) -> None:
         if sa.event.contains(conn, "after_cursor_execute", self._names_moved):

@@ -31,6 +31,7 @@ from ...backup.leftovers import FolderHold
 from .live_file import HEADER_BYTES, header, unchanged_rollback_copy
 from .backup import copy_bytes
 from ...schema.model import Snapshot
+from ..base import Prepare
 
 BACKUP_SCHEMA = "mp_run_backup"
 
@@ -137,8 +138,11 @@ class RowsGuard:
     compared: the cost follows what the migration touched, not the size of the database.
     """
 
-    def __init__(self, raw: sqlite3.Connection, live: Path, backup: Path, live_fd: int):
+    def __init__(self, raw: sqlite3.Connection, live: Path, backup: Path, live_fd: int, copy_at_begin: bool = False):
         self.raw, self.live, self.backup, self.live_fd = raw, live, backup, live_fd
+        self.copy_at_begin = copy_at_begin  # copy the file at BEGIN when it moved since the backup (see ``settle``)
+        self.unsettled = False  # it moved, and was not copied: a written table cannot be judged in this attempt
+        self.altered: set[str] = set()  # tables of main an ALTER TABLE changed (added columns keep every row)
         self.reference = backup  # the attached file: the backup, or the copy taken at BEGIN
         self.backup_header = b""  # the backup's first 100 bytes, read before it was attached
         self.allowed = False
@@ -151,11 +155,12 @@ class RowsGuard:
         self.backup_names: set[str] = set()  # tables and views only the attached reference would resolve
 
     @classmethod
-    def attach(cls, raw: sqlite3.Connection, live: Path, backup: Path, live_fd: int) -> "RowsGuard":
+    def attach(cls, raw: sqlite3.Connection, live: Path, backup: Path, live_fd: int,
+               copy_at_begin: bool = False) -> "RowsGuard":
         """Attach ``backup`` to ``raw`` (outside any transaction) and guard it; MigrationError if it cannot be.
 
         ``live_fd``: the live file's descriptor, pinned before the migration's first connection."""
-        guard = cls(raw, live, backup, live_fd)
+        guard = cls(raw, live, backup, live_fd, copy_at_begin)
         guard.backup_header = guard._file_header(backup)  # before ATTACH: no connection has the file open yet
         guard._attach(backup)
         raw.set_authorizer(guard._authorize)
@@ -201,7 +206,7 @@ class RowsGuard:
         if action in _WRITES and db_name == "main":
             self.written.add(arg1)
         elif action == sqlite3.SQLITE_ALTER_TABLE and arg1 == "main":
-            self.written.add(arg2)
+            self.altered.add(arg2)
         return sqlite3.SQLITE_OK
 
     @contextmanager
@@ -222,6 +227,9 @@ class RowsGuard:
             self.wal = self.raw.execute("PRAGMA main.journal_mode").fetchone()[0].lower() == "wal"
         if self.wal:
             return trans
+        if not self.copy_at_begin:  # copied only if the migration writes a table's rows: ``at_end`` asks for it
+            self.unsettled = True
+            return trans
         for _ in range(SETTLE_ATTEMPTS):
             copy, copied_header = self._copy_at_begin()
             trans.rollback()
@@ -234,8 +242,8 @@ class RowsGuard:
             if unchanged_rollback_copy(header(self.live_fd), copied_header):
                 return trans
         trans.rollback()
-        raise MigrationError(f"another session committed to {self.live} each time the migration reopened its "
-                             f"transaction ({SETTLE_ATTEMPTS} times); nothing was changed; rerun")
+        raise Prepare(f"another session committed to {self.live} each time the migration reopened its transaction "
+                      f"to copy the file at BEGIN ({SETTLE_ATTEMPTS} times)", lambda: None)  # a later attempt again
 
     @staticmethod
     def _file_header(path: Path) -> bytes:
@@ -282,7 +290,18 @@ class RowsGuard:
         drops: list[dict] = []
         losses: list[dict] = []
         kept = {n for n in reference_snapshot.tables if n not in ignore}
-        written = kept & self.written
+        # an ALTER that only added columns keeps every kept value; one that dropped or renamed one is compared
+        lost_columns = {t for t in self.altered if t in begin_snapshot.tables and (
+            t not in live_snapshot.tables
+            or not set(begin_snapshot.tables[t].column_names) <= set(live_snapshot.tables[t].column_names))}
+        written = kept & (self.written | lost_columns)
+        # a table the migration drops is a planned drop, counted from the backup: only kept tables it still has
+        # must be judged against the exact state at BEGIN
+        judged = {t for t in written if t in live_snapshot.tables}
+        if judged and self.unsettled:
+            raise Prepare("the migration writes rows of " + ", ".join(sorted(judged)) + " and another session "
+                          "committed since the backup: it starts again with a copy of the file taken at BEGIN",
+                          lambda: None)  # the session sets what the next attempt does
         try:
             changed_since_backup = self._changed_since_backup(reference_snapshot, begin_snapshot, ignore, written) \
                 if self.wal and written else {}
@@ -299,7 +318,11 @@ class RowsGuard:
             detail = f"{lost}; {detail}" if not passed else f"{lost}; other written tables: {detail}"
             passed = False
             losses.extend(begin_losses)
-        untouched = len(kept - written)
+        gained = sorted(kept & self.altered - written)
+        untouched = len(kept - written - set(gained))
+        if gained:
+            detail += (f"; {len(gained)} kept table(s) only gained columns ({', '.join(gained)}): no row of them was "
+                       "written, so every kept value is unchanged (proven from the schema: nothing to compare)")
         if changed_since_backup:
             detail += (f"; compared with the state at BEGIN (another session wrote since the backup): "
                        f"{', '.join(sorted(changed_since_backup))}")
@@ -364,6 +387,22 @@ class RowsGuard:
         finally:
             reader.close()
         return losses
+
+    def fk_at_begin(self, tables: set[str]):
+        """``fk_violations`` of the child ``tables`` as the migration began: a reader of the state at BEGIN (WAL), or the
+        attached reference (the backup, or the copy taken at BEGIN: call it only when that is the state at BEGIN)."""
+        from .keys import fk_violations_of
+
+        if self.wal:
+            reader = self._begin_reader()
+            try:
+                present = {r[0] for r in reader.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                return fk_violations_of(reader, tables & present)
+            finally:
+                reader.close()
+        present = {r[0] for r in self.raw.execute(f"SELECT name FROM {BACKUP_SCHEMA}.sqlite_master "
+                                                  "WHERE type = 'table'")}
+        return fk_violations_of(self.raw, tables & present, BACKUP_SCHEMA)
 
     def close(self) -> None:
         self.raw.set_authorizer(None)

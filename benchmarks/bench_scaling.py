@@ -17,6 +17,9 @@ sends through SQLAlchemy, and the median time of each step of the maintain run.
 ``benchmarks/.work/code-REV``; each code runs in a process of its own, alternating), and prints both side by
 side: e.g. ``--sizes 250,2000 --baseline a05fc74``.
 
+At 10,000 tables one maintain run takes ~2.5 minutes on a 2-core box (SQLite re-parses the whole schema for every
+``ALTER TABLE ... ADD COLUMN``: see BENCHMARKS.md), so the defaults take ~10 minutes, twice that with --baseline.
+
 Run: .venv/bin/python benchmarks/bench_scaling.py [--sizes 100,1000,10000] [--rounds 3] [--baseline REV]
 """
 

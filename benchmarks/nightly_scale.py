@@ -4,14 +4,18 @@ instance's storage on PostgreSQL, the instance settings of ``docs/production/dag
 The nightly schedule fires (a test-only cron naming the next minute) and launches one ``verify_database`` run
 per target; as soon as its runs are queued, a second ``verify_database`` run of every target is launched through
 the UI's API (someone checking a database while the nightly is still going), so most databases have two runs
-queued at once that the per-``database`` run limit must keep apart. Measured:
+queued at once that the per-``database`` run limit must keep apart. A minute after the nightly's tick the
+``nightly_restore_drill`` schedule fires (in production an hour after it) and launches one ``restore_drill`` run per
+target, queued behind that database's verifications. Measured:
 
-* every run succeeded: one nightly run per target, and the manual ones;
+* every run succeeded: one nightly run per target, the manual ones, and one restore drill per target;
 * no two runs of one database overlapped (their RUN_START .. RUN_SUCCESS/FAILURE events), and how many
   databases had both runs queued at once (what made that check able to fail);
 * the catalog (the webserver's GraphQL API) holds 22 ``databases/*`` assets, each with its declared checks,
   and every check's latest execution passed;
-* wall time from the first tick to the last run's end, runs per minute, the peak of runs in progress at once.
+* the ``backups/*`` checks the drills record (``restore_drill``, ``pending_migration_rehearsal``) all passed;
+* wall time from the first tick to the last run's end, runs per minute, the peak of runs in progress at once, and
+  the drill's share of the night (its runs' time against all runs' time; its RPO and RTO from its reports).
 
 Run it (it starts its own throwaway PostgreSQL server, like the tests)::
 
@@ -25,6 +29,7 @@ and asserts the first three points.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sqlite3
@@ -46,6 +51,7 @@ from receivers import free_port  # noqa: E402
 
 import build_demo  # noqa: E402
 import pg_demo  # noqa: E402
+from maintenance_pipeline.core.backup import backup_database  # noqa: E402
 from maintenance_pipeline.core.config import load_config  # noqa: E402
 from maintenance_pipeline.core.run.pipeline import run_job  # noqa: E402
 
@@ -88,7 +94,8 @@ def environ(**values):
 
 
 def prepare(work: Path, pg, sqlite_targets: int, pg_targets: int, password: str) -> dict:
-    """The targets, each already equal to its reference (the nightly verifies; it has nothing to migrate)."""
+    """The targets, each already equal to its reference (the nightly verifies; it has nothing to migrate), each with
+    a verified backup (a drill queued before its database's verification still has one to restore)."""
     data = work / "data"
     build_demo.build(data)
     seed = write_targets(work, {"goals": target("sqlite:///data/goals.db", "sqlite:///data/goals_dev.db")})
@@ -112,6 +119,9 @@ def prepare(work: Path, pg, sqlite_targets: int, pg_targets: int, password: str)
             one = write_targets(work / f"pg{i}", {f"pg{i}": targets[f"pg{i}"]})
             report = run_job(load_config(one), f"pg{i}", "maintain_database")
             assert report["status"] == "success", report.get("error")
+        every = load_config(write_targets(work, targets))
+        for name, t in every.targets.items():
+            backup_database(t.url, every.backups.dir, name, label="manual", schema=t.schema)
     return targets
 
 
@@ -167,6 +177,28 @@ def not_passed(catalog: list) -> list[str]:
     return out
 
 
+def drill_checks_not_passed(instance, names) -> list[str]:
+    """The ``backups/<target>`` checks (the drill's) whose latest execution did not pass, or that never ran."""
+    keys = [dg.AssetCheckKey(dg.AssetKey(["backups", n]), c) for n in names
+            for c in ("restore_drill", "pending_migration_rehearsal")]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    return [f"{'/'.join(k.asset_key.path)} {k.name}: {latest[k].status.value if k in latest else 'never ran'}"
+            for k in keys if k not in latest or latest[k].status.value != "SUCCEEDED"]
+
+
+def drill_figures(reports_dir: Path, runs: list) -> dict:
+    """RPO and RTO of each drill run, from its report."""
+    rpo, rto = [], []
+    for r in runs:
+        for path in (reports_dir / r.tags["database"]).glob(f"*_restore_drill_{r.run_id[:8]}.json"):
+            d = json.loads(path.read_text()).get("drill") or {}
+            if d.get("rpo_hours") is not None:
+                rpo.append(d["rpo_hours"])
+            if d.get("rto_seconds") is not None:
+                rto.append(d["rto_seconds"])
+    return {"rpo_hours": sorted(rpo), "rto_seconds": sorted(rto)}
+
+
 def peak(intervals: dict) -> int:
     points = sorted([(s, 1) for s, _ in intervals.values()] + [(e, -1) for _, e in intervals.values()])
     now = top = 0
@@ -194,7 +226,9 @@ def run_nightly(work: Path, pg, *, password: str, sqlite_targets: int = 20, pg_t
     """Everything above; returns the figures and what was measured (the caller asserts or prints)."""
     targets = prepare(work, pg, sqlite_targets, pg_targets, password)
     cron, first_tick = tick_minutes(ticks)
-    config_path = write_targets(work, targets, schedule={"cron": cron, "timezone": "UTC"})
+    drill_tick = first_tick + timedelta(minutes=ticks)  # the minute after the nightly's last tick
+    config_path = write_targets(work, targets, schedule={"cron": cron, "timezone": "UTC"},
+                                drill={"cron": f"{drill_tick.minute} {drill_tick.hour} * * *"})
     home = work / "dagster_home"
     home.mkdir()
     shutil.copy(PRODUCTION_INSTANCE, home / "dagster.yaml")
@@ -216,9 +250,8 @@ def run_nightly(work: Path, pg, *, password: str, sqlite_targets: int = 20, pg_t
             dep.wait_until(lambda: location_loaded(ui), 120, "the webserver to serve the code location")
             expected = len(targets) * (ticks + manual)
 
-            def nightly_runs(trigger: str):
-                return list(instance.get_runs(filters=dg.RunsFilter(job_name="verify_database",
-                                                                    tags={"trigger": trigger})))
+            def nightly_runs(trigger: str, job: str = "verify_database"):
+                return list(instance.get_runs(filters=dg.RunsFilter(job_name=job, tags={"trigger": trigger})))
 
             wait = (first_tick - datetime.now(timezone.utc)).total_seconds() + 120
             dep.wait_until(lambda: len(nightly_runs("schedule")) >= len(targets), wait, "the nightly's runs")
@@ -227,27 +260,36 @@ def run_nightly(work: Path, pg, *, password: str, sqlite_targets: int = 20, pg_t
                     launch_run(ui, "verify_database", name)
 
             def all_done():
-                runs = nightly_runs("schedule") + nightly_runs("e2e")
+                runs = nightly_runs("schedule") + nightly_runs("e2e") + nightly_runs("schedule", "restore_drill")
                 done = [r for r in runs if r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
                                                           dg.DagsterRunStatus.CANCELED)]
-                return runs if len(runs) >= expected and len(done) == len(runs) else None
+                return runs if len(runs) >= expected + len(targets) and len(done) == len(runs) else None
 
-            runs = dep.wait_until(all_done, timeout, f"{expected} runs to finish")
+            every = dep.wait_until(all_done, timeout, f"{expected} runs and {len(targets)} drills to finish")
+            runs = [r for r in every if r.job_name == "verify_database"]
+            drills = [r for r in every if r.job_name == "restore_drill"]
             ticks_seen = sorted({r.tags[".dagster/scheduled_execution_time"] for r in runs
                                  if r.tags.get("trigger") == "schedule"})
-            intervals, launches = run_intervals(instance, [r.run_id for r in runs])
-            records = instance.get_run_records(filters=dg.RunsFilter(run_ids=[r.run_id for r in runs]))
+            intervals, launches = run_intervals(instance, [r.run_id for r in every])
+            records = instance.get_run_records(filters=dg.RunsFilter(run_ids=[r.run_id for r in every]))
             catalog = graphql(ui, CATALOG)["assetNodes"]
+            drills_not_passed = drill_checks_not_passed(instance, sorted(targets))
         finally:
             dep.teardown()
     start = first_tick.timestamp()
     end = max(e for _, e in intervals.values())
     durations = sorted(e - s for s, e in intervals.values())
+    drill_spans = [intervals[r.run_id] for r in drills]
     return {
-        "targets": len(targets), "ticks": ticks_seen, "runs": runs, "intervals": intervals,
-        "failed": [f"{r.tags['database']}: {r.status.value}" for r in runs if r.status != dg.DagsterRunStatus.SUCCESS],
-        "overlaps": overlaps(runs, intervals), "queued_together": queued_together(records, intervals), "catalog": catalog, "checks_not_passed": not_passed(catalog),
-        "wall_seconds": end - start, "runs_per_minute": len(runs) / ((end - start) / 60),
+        "targets": len(targets), "ticks": ticks_seen, "runs": runs, "drill_runs": drills, "intervals": intervals,
+        "failed": [f"{r.tags['database']} {r.job_name}: {r.status.value}" for r in every
+                   if r.status != dg.DagsterRunStatus.SUCCESS],
+        "overlaps": overlaps(every, intervals), "queued_together": queued_together(records, intervals),
+        "catalog": catalog, "checks_not_passed": not_passed(catalog) + drills_not_passed,
+        "wall_seconds": end - start, "runs_per_minute": len(every) / ((end - start) / 60),
+        "drill_seconds": sum(e - s for s, e in drill_spans), "all_run_seconds": sum(durations),
+        "drill_wall_seconds": (max(e for _, e in drill_spans) - min(s for s, _ in drill_spans)) if drill_spans else 0.0,
+        **drill_figures(work / "reports", drills),
         "median_run_seconds": durations[len(durations) // 2], "peak_in_progress": peak(intervals),
         "median_launch_seconds": launches[len(launches) // 2] if launches else float("nan"),
     }
@@ -263,7 +305,23 @@ def describe(result: dict) -> str:
             f"process took {result['median_launch_seconds']:.1f} s to start); "
             f"at most {result['peak_in_progress']} runs in progress at once\n"
             f"  catalog: {len(result['catalog'])} databases/* assets with {sorted(checks)} checks each, "
-            f"{len(result['checks_not_passed'])} not passed at their latest execution")
+            f"{len(result['checks_not_passed'])} not passed at their latest execution (backups/* drill checks "
+            f"included)\n" + describe_drill(result))
+
+
+def describe_drill(result: dict) -> str:
+    """The restore drill's share of the night: its runs' time against all runs' time (what it adds to the night's
+    work), its own wall time, and the RPO and RTO its reports measured."""
+    n, rpo, rto = len(result["drill_runs"]), result["rpo_hours"], result["rto_seconds"]
+    share = result["drill_seconds"] / result["all_run_seconds"] if result["all_run_seconds"] else 0.0
+
+    def mid(xs: list) -> float:
+        return xs[len(xs) // 2] if xs else float("nan")
+
+    return (f"  restore drill: {n} runs; {result['drill_seconds']:.0f} s of the night's "
+            f"{result['all_run_seconds']:.0f} s of run time ({100 * share:.0f}% of the night), "
+            f"{result['drill_wall_seconds']:.0f} s from its first run's start to its last's end; "
+            f"RTO median {mid(rto):.2f} s (max {max(rto, default=float('nan')):.2f} s), RPO median {mid(rpo):.2f} h")
 
 
 def main() -> None:

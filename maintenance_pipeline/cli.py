@@ -40,17 +40,21 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run a job on one target (a real Dagster run, shown in the UI after)",
                          epilog=EXIT_CODES)
-    run.add_argument("job", choices=["maintain_database", "verify_database", "restore_database"],
+    run.add_argument("job", choices=["maintain_database", "verify_database", "restore_database", "restore_drill"],
                      help="maintain_database: backup, diff, migrate, verify, report; verify_database: backup, "
-                          "diff, verify, report; restore_database: restore a backup")
+                          "diff, verify, report; restore_database: restore a backup (by default, undo the newest "
+                          "run that changed the database); restore_drill: restore the newest verified backup into a "
+                          "scratch place, check it and rehearse the pending migration there (RPO, RTO)")
     run.add_argument("target", help="a target name of the targets file")
     run.add_argument("--dry-run", action="store_true",
-                     help="maintain_database: do the whole migration on a copy / in a rolled-back transaction, "
-                          "report the SQL, change nothing")
+                     help="maintain_database: do the whole migration on a copy, report the SQL and what each "
+                          "statement costs, change nothing; restore_database: say what would be put back and what it "
+                          "would undo, change nothing")
     run.add_argument("--align", choices=["none", "additive", "full"],
                      help="maintain_database: override the target's align setting for this run")
     run.add_argument("--backup", default="", metavar="PATH",
-                     help="restore_database: the backup to restore (default: the newest verified one)")
+                     help="restore_database: the backup to restore (default: the pre-migration backup of the newest "
+                          "run that changed the database)")
     run.add_argument("--verbose", action="store_true", help="also print Dagster's event log")
     run.add_argument("--json", action="store_true", help="print one JSON object (status, run_id, error, report)")
     fmt = {"choices": ["text", "markdown", "json", "github"], "default": "text",
@@ -134,7 +138,8 @@ def _read_only(args) -> int:
             for r in rows:
                 r["sync"] = "error" if r["error"] else ("in sync" if r["in_sync"] else
                                                         f"{r['differences']} difference(s)")
-            print(commands.render_table(rows, ["target", "engine", "revision", "sync", "last_run", "backup_age"]))
+            print(commands.render_table(rows, ["target", "engine", "revision", "sync", "last_run", "drill",
+                                               "backup_age"]))
             if any(r["error"] for r in rows):
                 return 2
             return 0 if all(r["in_sync"] for r in rows) else 1
@@ -183,16 +188,19 @@ def _run(args) -> int:
     from .orchestration.liveness import process_tags
 
     ops: dict = {}
-    if args.job != "maintain_database" and (args.dry_run or args.align):
-        flags = " and ".join(f for f, on in (("--dry-run", args.dry_run), ("--align", args.align)) if on)
-        both = " and " in flags
-        print(f"error: {flags} {'apply' if both else 'applies'} to maintain_database only ({args.job} changes no "
-              f"schema); drop {'them' if both else 'it'} or run maintain_database", file=sys.stderr)
+    if args.align and args.job != "maintain_database":
+        print(f"error: --align applies to maintain_database only ({args.job} changes no schema); drop it or run "
+              "maintain_database", file=sys.stderr)
+        return 2
+    if args.dry_run and args.job in ("verify_database", "restore_drill"):
+        print(f"error: --dry-run applies to maintain_database and restore_database ({args.job} changes nothing); "
+              "drop it", file=sys.stderr)
         return 2
     if args.job == "maintain_database" and (args.dry_run or args.align):
         ops["migrate"] = {"config": {"dry_run": args.dry_run, **({"align": args.align} if args.align else {})}}
-    if args.job == "restore_database" and args.backup:
-        ops["restore"] = {"config": {"backup": args.backup}}
+    if args.job == "restore_database" and (args.backup or args.dry_run):
+        ops["restore"] = {"config": {**({"backup": args.backup} if args.backup else {}),
+                                     **({"dry_run": True} if args.dry_run else {})}}
     run_config: dict = {"ops": ops} if ops else {}
     if not args.verbose:  # the event log stays in Dagster (the UI shows it); the terminal gets the outcome
         run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
@@ -229,10 +237,24 @@ def _run(args) -> int:
     else:
         at = f" at {report['failed_step']}" if report.get("failed_step") else ""
         print(f"{args.job} {args.target}: {status}{at} (run {result.run_id[:8]})")
+        for line in _restore_lines(report):
+            print(line)
         if error:
             print(f"error: {error}")
         print(f"report: {report_path or 'none written'}")
     return 0 if result.success else 1
+
+
+def _restore_lines(report: dict) -> list[str]:
+    """What a restore put back (or, a dry run, would put back and undo), named: which run's backup, and when."""
+    done, preview = report.get("restored_from") or {}, report.get("restore_preview") or {}
+    if done.get("path"):
+        return [f"restored: {done['path']} ({done.get('chosen') or 'the backup named'})"]
+    if preview.get("would_restore"):
+        undo = preview.get("would_undo") or []
+        return [f"dry run: would restore {preview['would_restore']} ({preview.get('chosen')}); it would undo "
+                f"{len(undo)} schema change(s) since it (the report lists them, and each table's rows now and then)"]
+    return []
 
 
 def _fail_dead_runs(instance, config) -> None:

@@ -116,6 +116,10 @@ class MaintenanceConfig:
     schedules_running: bool = True
     sensors_running: bool = True
     sensor_interval_seconds: int = 60
+    # the restore drill (``drill:``): every night, after the verification, the newest verified backup of each target
+    # restored into a scratch place and checked (``core/run/drill.py``); ``drill_cron`` in ``schedule_timezone``
+    drill_enabled: bool = True
+    drill_cron: str = "0 3 * * *"
 
     @property
     def root(self) -> Path:
@@ -240,6 +244,17 @@ def _has_schemas(url: str) -> bool:
         return True  # the url itself is reported with its own key
 
 
+def drill_default_cron(schedule_cron: str) -> str:
+    """The restore drill's default cron: the nightly verification's one hour later (``0 2 * * *`` -> ``0 3 * * *``),
+    so the drill restores the backup the verification just made; a schedule whose hour is not one number (``*/6``,
+    ``1,13``) is kept as it is (set ``drill.cron`` then)."""
+    fields = str(schedule_cron).split()
+    if len(fields) == 5 and fields[1].isdigit() and int(fields[1]) < 24:
+        fields[1] = str((int(fields[1]) + 1) % 24)
+        return " ".join(fields)
+    return str(schedule_cron)
+
+
 class _Parser:
     def __init__(self, path: Path):
         self.path = path
@@ -300,7 +315,7 @@ class _Parser:
         return engine.resolve_url(value, self.root)  # e.g. a relative SQLite path, against this file's folder
 
     def parse(self, raw: dict) -> MaintenanceConfig:
-        top = self.section(raw, "", {"backups", "reports", "schedule", "alerts", "targets", "automation"},
+        top = self.section(raw, "", {"backups", "reports", "schedule", "alerts", "targets", "automation", "drill"},
                            {"targets"})
         b = self.section(top.get("backups"), "backups", {"dir", "keep_last", "keep_days", "pin_pre_migration",
                                                          "pg_format", "pg_jobs", "pg_compress", "restore_check",
@@ -330,6 +345,10 @@ class _Parser:
             self.fail("schedule.timezone", f"{tz!r} is not a known time zone; e.g. UTC or Europe/Berlin")
         auto = self.section(top.get("automation"), "automation",
                             {"schedules_running", "sensors_running", "sensor_interval_seconds"})
+        drill = self.section(top.get("drill"), "drill", {"enabled", "cron"})
+        drill_cron = drill.get("cron", drill_default_cron(cron))
+        if not isinstance(drill_cron, str) or not croniter.is_valid(drill_cron):
+            self.fail("drill.cron", f"{drill_cron!r} is not a valid cron expression; e.g. \"0 3 * * *\"")
         return MaintenanceConfig(
             path=self.path,
             backups=backups,
@@ -341,6 +360,8 @@ class _Parser:
             schedules_running=self.bool_(auto, "automation", "schedules_running", True),
             sensors_running=self.bool_(auto, "automation", "sensors_running", True),
             sensor_interval_seconds=self.int_(auto, "automation", "sensor_interval_seconds", 60, 1),
+            drill_enabled=self.bool_(drill, "drill", "enabled", True),
+            drill_cron=drill_cron,
         )
 
     def alerts(self, raw) -> AlertSettings:

@@ -30,6 +30,7 @@ from ..core.dburl import mask_url
 from ..core.engines import engine_for
 from ..core.run.commands import reference_for
 from ..core.run.drift import BackupFreshness
+from ..core.run import drill
 from ..core.run.markdown import _cell, _code, fenced
 from ..core.run.report import render_markdown
 from ..core.verify.checks import verify_target
@@ -172,6 +173,8 @@ _DESCRIPTIONS = {
 def log_run_events(context, state, report: dict | None = None) -> None:
     """A run's checks, observation and (a schema change) materialization on ``databases/<target>``, each with the
     run's report: the run page and the asset page show it, failed runs too."""
+    if state.job == drill.JOB:  # a drill is about the backup, never the database: ``backups/<target>``
+        return log_drill_events(context, state, report)
     t = state.target
     key = asset_key(t.name)
     checks = {c.name: c for c in (state.verification.checks if state.verification else [])}
@@ -273,3 +276,82 @@ def _backup_age_hours(state) -> float | None:
     """Hours since the newest verified backup of the target (this run's when it made one)."""
     _, _, age = BackupFreshness().stale(state.config, state.target.name)
     return None if age is None else round(age, 3)
+
+
+# ---------------------------------------------------------------------------------------------- the restore drill
+
+_DRILL_DESCRIPTIONS = {
+    drill.RESTORE_DRILL: "the newest verified backup restores into a scratch place and holds what its manifest says "
+                         "(sha256, integrity, every table's rows, schema fingerprint) and passes the user checks",
+    drill.REHEARSAL: "the target's pending Alembic revisions and alignment apply cleanly on the restored copy "
+                     "(tomorrow's migration, rehearsed)",
+}
+
+
+def drill_checks(config: MaintenanceConfig) -> list[dg.AssetChecksDefinition]:
+    """Per target, ``restore_drill`` and ``pending_migration_rehearsal`` declared on ``backups/<target>``: every
+    ``restore_drill`` run records them (``log_drill_events``); run from the catalog on their own they run the drill
+    (its report written like a run's), never touching the target."""
+    out = []
+    for name in sorted(config.targets):
+        specs = [dg.AssetCheckSpec(check, asset=backup_key(name), description=_DRILL_DESCRIPTIONS[check])
+                 for check in drill.VERDICTS]
+        out.append(dg.multi_asset_check(specs=specs, name=f"drill_{_ident(name)}",
+                                        description=f"The restore drill of {_cell(name)}'s newest verified backup")(
+            _drill_fn(config, name)))
+    return out
+
+
+def _drill_fn(config: MaintenanceConfig, name: str):
+    def run_drill(context):  # an AssetCheckExecutionContext
+        from ..core.run.pipeline import run_job
+
+        report = run_job(config, name, drill.JOB)
+        verdicts = (report.get("drill") or {}).get("verdicts") or {}
+        for check in drill.VERDICTS:
+            v = verdicts.get(check)
+            yield dg.AssetCheckResult(
+                asset_key=backup_key(name), check_name=check, passed=bool(v and v["passed"]),
+                severity=dg.AssetCheckSeverity.ERROR if v else dg.AssetCheckSeverity.WARN,
+                metadata={"detail": (v["detail"] if v else f"not run: {report.get('error')}")[:2000],
+                          "report_path": dg.MetadataValue.path(str((report.get("report_paths") or {})
+                                                                   .get("markdown", "")))})
+
+    return run_drill
+
+
+def log_drill_events(context, state, report: dict | None = None) -> None:
+    """A drill on ``backups/<target>``: its two checks (a check that did not run, the rehearsal after a failed
+    restore, records nothing) and an observation with RPO, RTO and the backup's size (numbers the catalog plots;
+    an observation, not a materialization: the drill makes no backup, so freshness is left alone), with the report."""
+    d = state.drill
+    key = backup_key(state.target.name)
+    if d is None:  # the step failed before the drill could say anything (a bug): the run's failure says it
+        return
+    for check in drill.VERDICTS:
+        v = d.verdict(check)
+        if v is None:
+            continue
+        meta = {"detail": v.detail[:2000], "status": v.status, **drill_figures(d)}
+        if d.backup:
+            meta["backup"] = dg.MetadataValue.path(str(d.backup["path"]))
+        context.log_event(dg.AssetCheckEvaluation(asset_key=key, check_name=check, passed=bool(v.passed),
+                                                  severity=dg.AssetCheckSeverity.ERROR, metadata=meta))
+    meta = {**drill_figures(d), "status": "success" if not d.failed else "failed"}
+    if d.backup:
+        meta.update({"backup": dg.MetadataValue.path(str(d.backup["path"])), "label": str(d.backup.get("label")),
+                     "created_at": str(d.backup.get("created_at"))})
+    if report:
+        meta["report"] = dg.MetadataValue.md(render_markdown(report))
+        meta["report_path"] = dg.MetadataValue.path(str((report.get("report_paths") or {}).get("markdown", "")))
+    context.log_event(dg.AssetObservation(asset_key=key, description="restore drill", metadata=meta))
+
+
+def drill_figures(d) -> dict:
+    """A drill's numbers as Dagster metadata (the catalog plots them): RPO, RTO, the backup's size, the parts of
+    the time (a figure not known is left out, never plotted as 0)."""
+    figures = {"rpo_hours": d.rpo_hours, "rto_seconds": d.rto_seconds, "backup_bytes": d.backup_bytes,
+               "restore_seconds": d.restore_seconds, "verify_seconds": d.verify_seconds,
+               "rehearsal_seconds": d.rehearsal_seconds}
+    return {k: (dg.MetadataValue.int(v) if isinstance(v, int) else dg.MetadataValue.float(float(v)))
+            for k, v in figures.items() if v is not None}

@@ -1,6 +1,7 @@
 """Schedules and sensors: the pipeline runs without a person.
 
 - ``nightly_verification``: one ``verify_database`` run per target each night.
+- ``nightly_restore_drill``: one ``restore_drill`` run per target each night, after the verification.
 - ``schema_drift_sensor``: a cheap fingerprint per target per tick; drift requests one run
   (``run_key = "<target>:<fingerprint>"``) and sends one drift alert per new fingerprint.
 - ``alert_on_run_failure``: a run-failure sensor over every job of this code location.
@@ -10,7 +11,7 @@ killed with SIGKILL would stay STARTED and hold its database's place in the run 
 run-failure sensor only sees runs launched from this code location (the UI, the schedule, the sensors), not runs
 executed in process by the command line.
 
-All three are RUNNING by default here (Dagster's own default is STOPPED); the targets file's
+All of them are RUNNING by default here (Dagster's own default is STOPPED); the targets file's
 ``automation:`` section turns them off.
 
 Why not ``make_email_on_run_failure_sensor``: it covers one channel; our alert goes to the
@@ -48,6 +49,25 @@ def make_schedules(config: MaintenanceConfig, verify_job: dg.JobDefinition) -> l
         ]
 
     return [nightly_verification]
+
+
+def make_drill_schedules(config: MaintenanceConfig, drill_job: dg.JobDefinition) -> list[dg.ScheduleDefinition]:
+    """``nightly_restore_drill``: one ``restore_drill`` run per target at ``drill.cron`` (default: an hour after the
+    nightly verification, whose backup it then restores) in ``schedule.timezone``. RUNNING by default; ``drill:
+    {enabled: false}`` (or ``automation.schedules_running: false``) makes it STOPPED."""
+    running = config.schedules_running and config.drill_enabled
+
+    @dg.schedule(name="nightly_restore_drill", cron_schedule=config.drill_cron, job=drill_job,
+                 execution_timezone=config.schedule_timezone, default_status=_status(running),
+                 description="One restore_drill run per target, every night after the verification: the newest "
+                             "verified backup restored into a scratch place and checked (cron: drill.cron).")
+    def nightly_restore_drill(context: dg.ScheduleEvaluationContext):
+        when = context.scheduled_execution_time.isoformat()
+        return [dg.RunRequest(run_key=f"{name}:{when}", partition_key=name,
+                              tags={"database": name, "trigger": "schedule"})
+                for name in sorted(config.targets)]
+
+    return [nightly_restore_drill]
 
 
 def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> list[dg.SensorDefinition]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .assets import database_checks, database_specs
-from .automation import make_schedules, make_sensors
+from .assets import database_checks, database_specs, drill_checks
+from .automation import make_drill_schedules, make_schedules, make_sensors
 from ..core.config import MaintenanceConfig, load_config
 from .jobs import make_jobs
 
@@ -19,8 +19,10 @@ def build_definitions(config: MaintenanceConfig | None = None) -> dg.Definitions
     config = config or load_config()
     jobs = make_jobs(config)
     verify_job = next(j for j in jobs if j.name == "verify_database")
-    return dg.Definitions(assets=database_specs(config), asset_checks=database_checks(config), jobs=jobs,
-                          schedules=make_schedules(config, verify_job), sensors=make_sensors(config, jobs))
+    drill_job = next(j for j in jobs if j.name == "restore_drill")
+    return dg.Definitions(assets=database_specs(config), asset_checks=database_checks(config) + drill_checks(config),
+                          jobs=jobs, sensors=make_sensors(config, jobs),
+                          schedules=make_schedules(config, verify_job) + make_drill_schedules(config, drill_job))
 
 
 def job_for(config_path: str, name: str) -> dg.JobDefinition:

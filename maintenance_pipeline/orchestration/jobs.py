@@ -1,4 +1,4 @@
-"""The three jobs, built from ``pipeline.JOB_STEPS`` (the steps ``run_job`` runs too), partitioned by target,
+"""The jobs, built from ``pipeline.JOB_STEPS`` (the steps ``run_job`` runs too), partitioned by target,
 in-process executor."""
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ JOB_DESCRIPTIONS = {
     "maintain_database": "Back up, diff against the reference, migrate (Alembic revisions + alignment), verify, "
                          "report. Changes the target.",
     "verify_database": "Back up, diff, verify, report. Never changes the target; the nightly check.",
-    "restore_database": "Safety backup, restore a backup (newest verified by default), verify, report.",
+    "restore_database": "Check the chosen backup (by default the pre-migration backup of the newest run that "
+                        "changed the database), take a safety copy and put the backup back under the lock, verify, "
+                        "report. Changes the target (a dry run says what it would put back and undo).",
+    "restore_drill": "Restore the newest verified backup into a scratch place, check it (integrity, row counts and "
+                     "fingerprint against its manifest, user checks), rehearse the pending migration on it, report "
+                     "RPO and RTO. Never changes the target.",
 }
 
 

@@ -33,7 +33,12 @@ class MigrateConfig(dg.Config):
 
 
 class RestoreConfig(dg.Config):
-    backup: str = ""  # path of the backup to restore; empty = newest verified backup
+    """Run config of the restore op: which backup (empty: the pre-migration backup of the newest run that changed the
+    database); ``dry_run``: say what would be put back and undone, change nothing. The Launchpad offers the backups
+    the code location saw when it loaded (``choose``; reload it to see newer ones); scripts name a path (``backup``)."""
+
+    backup: str = ""
+    dry_run: bool = False
 
 
 def _change_table(changes: list[dict]) -> dg.MetadataValue:
@@ -125,6 +130,43 @@ def _restore_config(context) -> dict:
     return ((ops.get("restore") or {}).get("config")) or {}
 
 
+NEWEST_CHANGE = "undo the newest change (the pre-migration backup of the newest run that changed the database)"
+CHOICES_PER_TARGET = 30  # the newest verified backups of each target the Launchpad lists
+
+
+def restore_config_class(config: MaintenanceConfig) -> type[RestoreConfig]:
+    """``RestoreConfig`` with ``choose``: a list the Launchpad shows (Dagster renders an Enum as a drop-down) of the
+    default and every target's newest verified backups, as the code location found them when it loaded (reload it
+    in the UI to list newer ones); a path outside the list still goes in ``backup``."""
+    import enum
+    import hashlib
+
+    from ..core.backup import list_backups
+
+    choices = {NEWEST_CHANGE: NEWEST_CHANGE}
+    for name in config.targets:
+        try:
+            found = [m for m in list_backups(config.backups.dir, name) if m.get("verified")][:CHOICES_PER_TARGET]
+        except OSError:
+            continue
+        for m in found:
+            choices.setdefault(str(m["path"]), str(m["path"]))
+    # Dagster keys config types by name: one name per list, or a later load would show an earlier load's list
+    digest = hashlib.sha256("\n".join(choices).encode()).hexdigest()[:12]
+    Choice = enum.Enum(f"BackupChoice_{digest}", choices)  # noqa: N806 - a type made at load time
+    return type("RestoreConfig", (RestoreConfig,), {"__annotations__": {"choose": Choice},
+                                                     "choose": Choice[NEWEST_CHANGE]})
+
+
+def _chosen(config) -> str:
+    """The backup a restore's run config names: ``choose`` (the Launchpad's list) or ``backup`` (a path)."""
+    choice = getattr(config, "choose", None)
+    picked = str(getattr(choice, "value", choice) or "")
+    if picked and picked != NEWEST_CHANGE and config.backup and picked != config.backup:
+        raise ConfigError("run config ops.restore.config names a backup twice (choose and backup); keep one")
+    return config.backup or ("" if picked in ("", NEWEST_CHANGE) else picked)
+
+
 def _recorded(context, state: RunState):
     """``path -> sha256`` that the event log recorded when this pipeline made the backup at ``path`` (its
     ``backups/<target>`` materialization), or None when it holds no record of it."""
@@ -133,7 +175,18 @@ def _recorded(context, state: RunState):
     return lambda path: recorded_sha256(context.instance, state.target_name, path)
 
 
+def _started(context, config: MaintenanceConfig) -> RunState:
+    """The run state of a job's first op that takes no backup (restore_drill), the run tagged with its database."""
+    if "database" not in context.run.tags:  # runs launched with only dagster/partition (e.g. from the CLI)
+        context.instance.add_run_tags(context.run_id, {"database": context.partition_key})
+    return pipeline.start(config, context.partition_key, context.job_name, run_id=context.run_id,
+                          trigger=context.run.tags.get("trigger", "manual"),
+                          ui_url=f"{config.alerts.ui_base_url}/runs/{context.run_id}")
+
+
 def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
+    Choosing = restore_config_class(config)  # noqa: N806 - the restore op's config type, with today's backups
+
     def _resume(state: RunState, context: dg.OpExecutionContext) -> RunState:
         """The state an op receives, bound to the targets file (in memory only: RunState never pickles it) and
         to this run: a run re-executed from a failed step reports under its own id."""
@@ -160,7 +213,9 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
                                trigger=tags.get("trigger", "manual"),
                                ui_url=f"{config.alerts.ui_base_url}/runs/{context.run_id}")
         if context.job_name == "restore_database":  # the safety copy is taken by the restore, under its lock
-            state.restore_backup = _restore_config(context).get("backup") or ""
+            chosen = _restore_config(context)
+            state.restore_backup = chosen.get("backup") or (
+                "" if chosen.get("choose") in (None, NEWEST_CHANGE) else str(chosen["choose"]))
             run_step(context, state, "backup", lambda s: pipeline.step_backup(s, recorded=_recorded(context, s)))
             context.add_output_metadata({"restore_from": dg.MetadataValue.path(str(state.restore_choice[0]))})
             return state
@@ -213,13 +268,31 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Under the lock: a safety copy of the target, then the chosen backup put in its place "
                        "(SQLite: both inside one write transaction).",
            tags={"step": "restore"})
-    def restore(context: dg.OpExecutionContext, state: RunState, config: RestoreConfig) -> RunState:
-        step(context, state, "restore", lambda s: pipeline.step_restore(s, config.backup,
+    def restore(context: dg.OpExecutionContext, state: RunState, config: Choosing) -> RunState:
+        step(context, state, "restore", lambda s: pipeline.step_restore(s, _chosen(config), dry_run=config.dry_run,
                                                                          recorded=_recorded(context, s)))
         from .assets import log_backup
 
         log_backup(context, state)  # the safety copy the restore took
-        context.add_output_metadata({"restored_from": dg.MetadataValue.path(str(state.restored_from.path))})
+        if state.restored_from is not None:
+            context.add_output_metadata({"restored_from": dg.MetadataValue.path(str(state.restored_from.path))})
+        elif state.restore_preview:
+            context.add_output_metadata({"dry_run": True, "would_restore": dg.MetadataValue.path(
+                state.restore_preview["would_restore"]), "would_undo": len(state.restore_preview["would_undo"])})
+        return state
+
+    @dg.op(description="Restore the newest verified backup into a scratch place (SQLite: a temporary copy; "
+                       "PostgreSQL: a scratch database, dropped after), check it against its manifest, rehearse the "
+                       "pending migration on it; RPO and RTO. Never touches the target.",
+           tags={"step": "drill"}, pool=BACKUP_POOL)
+    def drill(context: dg.OpExecutionContext) -> RunState:
+        state = _started(context, config)
+        run_step(context, state, "drill", lambda s: pipeline.step_drill(s, recorded=_recorded(context, s)))
+        from .assets import drill_figures
+
+        d = state.drill
+        context.add_output_metadata({"backup_path": dg.MetadataValue.path(str(d.backup["path"])),
+                                     **drill_figures(d)})
         return state
 
     @dg.op(description="Checks: schema equals reference, integrity, foreign keys, rows preserved, backup "
@@ -240,4 +313,4 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         return {k: rep[k] for k in ("target", "job", "run_id", "status", "report_paths")}
 
     return {"backup": backup, "diff": diff, "migrate": migrate, "restore": restore, "verify": verify,
-            "report": report}
+            "report": report, "drill": drill}

@@ -68,3 +68,24 @@ def invariant(path: Path) -> tuple[int, int, int, int]:
     finally:
         c.close()
     return a, b, n, orphans
+
+
+def tamper_backup(backup: Path, *, manifest_rows_too: bool = True) -> None:
+    """Delete one root goal from a demo backup (an orphan follows) and make its manifest's sha256 and bytes match
+    (``manifest_rows_too``: its row counts as well, so the manifest agrees with the tampered file in every way)."""
+    import json
+
+    from maintenance_pipeline.core.backup import sha256_file
+
+    conn = sqlite3.connect(backup)
+    conn.execute("DELETE FROM goals WHERE id = (SELECT max(id) FROM goals WHERE parent_id IS NULL)")
+    conn.commit()
+    conn.close()
+    mpath = backup.with_suffix(".json")
+    m = json.loads(mpath.read_text())
+    m["sha256"], m["bytes"] = sha256_file(backup), backup.stat().st_size
+    if manifest_rows_too:
+        m["row_counts"]["goals"] -= 1
+        m["tables"]["goals"]["rows"] -= 1
+    mpath.write_text(json.dumps(m))
+

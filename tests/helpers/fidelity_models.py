@@ -68,3 +68,17 @@ def create_with_alembic(conn: sa.Connection) -> None:
         sa.Column("mood", sa.Enum(Mood, name="mood"), server_default="happy"),
     )
     op.create_index("ix_pets_owner_name", "pets", ["owner_id", sa.text("name DESC")])
+
+
+def twice_declared_foreign_key() -> sa.MetaData:
+    """MLflow's ``evaluation_dataset_records``: a ForeignKey on the column and a named ForeignKeyConstraint, the same
+    key declared twice (a database made from them holds two copies)."""
+    md = sa.MetaData()
+    sa.Table("evaluation_datasets", md, sa.Column("dataset_id", sa.String(36), primary_key=True))
+    sa.Table("evaluation_dataset_records", md, sa.Column("record_id", sa.String(36), primary_key=True),
+             sa.Column("dataset_id", sa.String(36), sa.ForeignKey("evaluation_datasets.dataset_id",
+                                                                  ondelete="CASCADE"), nullable=False),
+             sa.ForeignKeyConstraint(["dataset_id"], ["evaluation_datasets.dataset_id"],
+                                     name="fk_evaluation_dataset_records_dataset_id", ondelete="CASCADE"))
+    return md
+

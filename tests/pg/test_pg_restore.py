@@ -66,7 +66,8 @@ def test_restore_through_the_pipeline_step(pg, demo, tmp_path):
     first = pipeline.step_backup(pipeline.start(cfg, "goals", "verify_database"))
     pg.psql("DELETE FROM metric_values", "bk_step")
     state = pipeline.start(cfg, "goals", "restore_database")
-    pipeline.step_backup(state)  # the safety copy
+    state.restore_backup = first["path"]  # a verify run changed nothing: name the backup to put back
+    pipeline.step_backup(state)  # checks the backup to restore (the restore takes the safety copy)
     restored = pipeline.step_restore(state)
     assert restored["path"] == first["path"]
     assert pg.psql("SELECT count(*) FROM metric_values", "bk_step") == str(first["row_counts"]["metric_values"])

@@ -63,7 +63,8 @@ def test_synonyms_are_equal_and_how_a_column_gets_its_values_is_not(pg):
     assert {c.name: c for c in ref.tables["t"].columns}["id"].type == "SERIAL"
     assert cur.fingerprint != ref.fingerprint
     pg.psql("ALTER TABLE t ALTER COLUMN big SET GENERATED ALWAYS; ALTER TABLE t ALTER COLUMN id DROP IDENTITY; "
-            "CREATE SEQUENCE t_id_seq OWNED BY t.id; ALTER TABLE t ALTER COLUMN id SET DEFAULT nextval('t_id_seq'); "
+            "CREATE SEQUENCE t_id_seq AS integer OWNED BY t.id; "  # a serial's sequence is AS integer
+            "ALTER TABLE t ALTER COLUMN id SET DEFAULT nextval('t_id_seq'); "
             "ALTER TABLE t ALTER COLUMN small DROP DEFAULT; DROP SEQUENCE t_small_seq", cur_name)
     cur = snap(cur_url)
     assert diff(cur, ref) == [] and diff(ref, cur) == []  # the spellings differ, the meaning does not

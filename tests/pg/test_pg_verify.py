@@ -91,7 +91,9 @@ def test_connection_errors_are_one_clear_line_without_the_password(pg, tmp_path,
     from maintenance_pipeline.core.run.drift import ReferenceCache, probe_target
 
     secret = "Wr0ng-s3cret-Pa55"
-    good = pg.url("postgres")
+    good_name = f"good_{uuid.uuid4().hex[:6]}"
+    good = pg.create_database(good_name)
+    pg.psql("CREATE TABLE t (id int PRIMARY KEY)", good_name)  # a reference with no table is an error of its own
     bad, expect = {
         "password": (pg.url("postgres", password=secret), "password authentication failed"),
         "port": (f"postgresql+psycopg://postgres:{secret}@127.0.0.1:{free_port()}/postgres", "refused"),

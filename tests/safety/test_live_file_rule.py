@@ -33,11 +33,13 @@ def test_no_job_touches_a_database_file_beside_its_own_connection(demo_dir, jour
         reports = [run_job(config, "goals", "maintain_database", dry_run=True),
                    run_job(config, "goals", "maintain_database"),
                    run_job(config, "goals", "verify_database"),
-                   run_job(config, "goals", "restore_database")]
+                   run_job(config, "goals", "restore_database")]  # undoes the migration (its pre-migration backup)
+        again = run_job(config, "goals", "maintain_database")  # and the migration again, on the restored file
         t = config.target("goals")
         backup.backup_database(t.url, config.backups.dir, "goals", label="alone")
         probe, _ = drift.probe_target(t, None, drift.ReferenceCache(), (config.root,))
     assert [r["status"] for r in reports] == ["success"] * 4, [r["error"] for r in reports]
+    assert again["status"] == "success", again["error"]
     assert probe.status == "ok", probe.error
     _assert_clean(watch)
 

@@ -1,6 +1,7 @@
 """The nightly at scale (``make test-scale``; CI runs it after ``make test``): 20 SQLite and 2 PostgreSQL
 targets, the instance on PostgreSQL with the production instance settings, a real daemon and webserver, the
-nightly schedule's tick and a second run of every database launched while the nightly's runs are queued.
+nightly schedule's tick and a second run of every database launched while the nightly's runs are queued, then the
+restore drill's schedule (one drill per database, queued behind its verifications).
 The work is ``benchmarks/nightly_scale.py`` (its figures are in BENCHMARKS.md); this test asserts what must
 hold."""
 
@@ -29,6 +30,9 @@ def test_the_nightly_over_22_databases(pg, tmp_path):
     assert len(result["ticks"]) == 1 and sorted(r.tags["database"] for r in nightly) == names  # one per target
     assert sorted(r.tags["database"] for r in result["runs"]) == sorted(names * 2)  # and the second run of each
     assert result["failed"] == []
+    # the restore drill: one per target from its schedule, each restoring and checking a backup, RPO and RTO measured
+    assert sorted(r.tags["database"] for r in result["drill_runs"]) == names
+    assert len(result["rto_seconds"]) == len(result["rpo_hours"]) == len(names)
     # the per-database run limit had work to do (two runs of a database queued at once) and kept them apart
     assert result["queued_together"] >= 1
     assert result["overlaps"] == []

@@ -31,7 +31,8 @@ from pathlib import Path
 from .files import DEFAULT_BUSY_TIMEOUT, sha256_file
 from ..engines import engine_for
 from ..errors import BackupError, RestoreError
-from .manifest import BackupResult, list_backups, newest_verified, problems, read_manifest, set_pinned, utc
+from .manifest import (BackupResult, annotate, list_backups, newest_verified, problems, read_manifest, set_pinned,
+                       utc)
 from .retention import apply_retention
 
 
@@ -119,10 +120,10 @@ class SafetyCopy:
                                       settings=self.settings or DumpSettings(), schema=schema, copier=copier)
 
 
-def backup_to_restore(target: str, backups_dir: str | os.PathLike, root: Path, backup_path: str = "", *,
-                      exclude: str | os.PathLike | None = None) -> tuple[Path, dict]:
-    """The backup a restore uses and its manifest: ``backup_path`` (relative to ``root``, the targets file's
-    folder), or the newest verified backup of ``target`` but ``exclude`` (the run's own pre-restore backup)."""
+def backup_to_restore(target: str, backups_dir: str | os.PathLike, root: Path, backup_path: str = "") -> tuple[Path, dict]:
+    """The backup a restore uses and its manifest: ``backup_path`` (relative to ``root``, the targets file's folder),
+    or what an operator means by "undo": the pre-migration backup of the newest run that changed the database
+    (newest by sequence; a run that changed nothing leaves its backup unpinned and unmarked)."""
     if backup_path:
         path = Path(backup_path).expanduser()
         if not path.is_absolute():
@@ -131,12 +132,27 @@ def backup_to_restore(target: str, backups_dir: str | os.PathLike, root: Path, b
             raise RestoreError(f"backup {path} does not exist; list the backups of {target} with "
                                f"`maintenance-pipeline backups list {target}`")
         return path, read_manifest(path)
-    candidates = [m for m in list_backups(backups_dir, target)
-                  if m.get("verified") and str(m.get("path")) != str(exclude)]
+    candidates = [m for m in list_backups(backups_dir, target) if m.get("verified") and undoes_a_change(m)]
     if not candidates:
-        raise RestoreError(f"no verified backup of {target!r} in {Path(backups_dir) / target} to restore; "
-                           "name one with ops.restore.config.backup")
+        raise RestoreError(f"nothing to undo: no backup of {target!r} in {Path(backups_dir) / target} was taken before "
+                           "a run that changed the database; name the backup to restore with --backup (see "
+                           f"`maintenance-pipeline backups list {target}`)")
     return Path(candidates[0]["path"]), candidates[0]
+
+
+def undoes_a_change(m: dict) -> bool:
+    """A pre-migration backup of a run that changed the database (``changed_database``; before runs recorded it, a
+    pre-migration backup still pinned: a run that changed nothing unpins its own)."""
+    if m.get("label") != "pre-migration":
+        return False
+    return bool(m["changed_database"]) if "changed_database" in m else bool(m.get("pinned"))
+
+
+def describe_choice(m: dict) -> str:
+    """"the pre-migration backup of run 1a2b3c4d (maintain_database, 2026-12-06 21:00 UTC)": which run, and when."""
+    when = str(m.get("created_at") or "")[:16].replace("T", " ")
+    run = f"run {str(m['run_id'])[:8]} ({m.get('job') or 'a run'}, {when} UTC)" if m.get("run_id") else f"{when} UTC"
+    return f"the {m.get('label') or ''} backup of {run}".replace("the  backup", "the backup")
 
 
 @dataclass(frozen=True)
@@ -169,6 +185,9 @@ __all__ = [
     "set_pinned",
     "apply_retention",
     "problems",
+    "annotate",
+    "undoes_a_change",
+    "describe_choice",
     "restore_database",
     "SafetyCopy",
     "backup_to_restore",

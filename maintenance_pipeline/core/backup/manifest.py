@@ -162,6 +162,17 @@ def set_pinned(path: str | os.PathLike, pinned: bool) -> dict:
     return read_manifest(mpath)
 
 
+def annotate(path: str | os.PathLike, **fields) -> dict:
+    """Add ``fields`` to a backup's manifest (rewritten atomically; its sha256 covers the backup, not the manifest):
+    which run made it (``run_id``, ``job``), and whether that run changed the database (``changed_database``)."""
+    m = read_manifest(path)
+    mpath = Path(m.pop("manifest_path"))
+    m.pop("path")
+    m.update(fields)
+    write_manifest(mpath, m)
+    return read_manifest(mpath)
+
+
 def describe_tables(conn, schema: str | None = None) -> tuple[str, dict[str, dict]]:
     """Schema fingerprint (over all tables) and {table: {"columns", "rows"}}: what a manifest records."""
     from ..schema.snapshot import table_counts, take_snapshot

@@ -129,6 +129,8 @@ class Engine:
     render_as_batch: ClassVar[bool] = False
     # a database holds named schemas (a reference may be read in one: ``reference.schema``)
     has_schemas: ClassVar[bool] = True
+    # names of constraints and indexes that differ only in case are one name (SQLite); otherwise compared exactly
+    folds_name_case: ClassVar[bool] = False
 
     kind_name: ClassVar[str] = ""  # how Dagster's catalog names the kind (its icon); default: ``name``
 
@@ -281,6 +283,12 @@ class Engine:
 
         return order_for_server(changes)
 
+    def order_by_dependencies(self, conn: sa.Connection, steps: list, live, reference, schema: str | None):
+        """``steps`` (ordered by ``order_changes``) in an order the server accepts given what depends on what in the
+        live database, and the steps it would still reject, with why: ``(steps, [(change, why)])``, decided before
+        the first statement. Default: as they are, nothing refused."""
+        return steps, []
+
     def alignment_guard(self, conn: sa.Connection):
         """A callable run after the alignment that raises ``MigrationError`` for what the engine does not check
         itself (SQLite: a view the alignment broke). Default: nothing to check."""
@@ -349,6 +357,11 @@ class Engine:
         for check in table.checks:
             add_check(ops, table.name, check, schema)
 
+    def complete_new_column(self, ops, table: str, column, schema: str | None) -> None:
+        """After ``ADD COLUMN``: what the column's declaration does not carry (PostgreSQL: its sequence's options and
+        name). Default: nothing."""
+        return None
+
     def add_enum_values(self, ops, current, reference) -> None:
         """Give the enum ``current`` the values ``reference`` adds, in their places."""
         raise self._unsupported("enum types")
@@ -381,10 +394,26 @@ class Engine:
         which takes its safety copy inside a lock it holds (how the bytes are copied there)."""
         raise self._unsupported("backing up")
 
+    def equals_backup(self, url, backup: Path, manifest: dict, *, schema: str | None, strict: bool) -> str | None:
+        """How the live database was found to hold exactly what ``backup`` holds ("bytewise", …), or None (it differs,
+        or the engine cannot tell). ``strict``: the operator named the backup: only an exact judgement counts."""
+        return None
+
+    def backup_snapshot(self, backup: Path, url, target):
+        """The schema a backup holds (a restore's dry run compares it with the database's)."""
+        raise self._unsupported("reading a backup's schema")
+
     def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None) -> dict:
         """Check ``backup`` against its manifest, then put it in place of the live database; ``safety``
         (``backup.SafetyCopy``): take that copy of the live database first (returned as ``"safety"``)."""
         raise self._unsupported("restoring")
+
+    def scratch_restore(self, backup: Path, url, *, schema: str | None = None):
+        """The restore drill's scratch place, a context manager yielding its URL: ``backup`` checked against its
+        manifest (sha256; ``RestoreError`` naming the backup otherwise), then restored somewhere that never touches
+        the live database ``url`` (a file engine: a copy in a private temporary folder; a server: a scratch
+        database beside it), removed when the block ends, whatever happened."""
+        raise self._unsupported("a restore drill")
 
     # ------------------------------------------------------------------ checks
 

@@ -6,6 +6,8 @@ default of ``Engine.apply_in_place``. The engine supplies what differs (``plain_
 
 from __future__ import annotations
 
+from itertools import groupby
+
 import sqlalchemy as sa
 from alembic.operations import Operations
 
@@ -42,7 +44,7 @@ def sa_column(c: Column, *, type_: sa.types.TypeEngine | None = None) -> sa.Colu
 def sa_constraints(t: Table, schema: str | None = None) -> list:
     out: list = []
     if t.primary_key:
-        out.append(sa.PrimaryKeyConstraint(*t.primary_key))
+        out.append(sa.PrimaryKeyConstraint(*t.primary_key, name=t.primary_key_name))
     for u in t.uniques:
         out.append(sa.UniqueConstraint(*u.columns, name=u.name if u.name and not u.name.startswith("sqlite_") else None))
     for fk in t.foreign_keys:
@@ -117,18 +119,56 @@ def order_for_names(changes: list[Change]) -> list[Change]:
 # PostgreSQL applies every change in place, in this order: new tables first (parents before children),
 # then the drops of keys and indexes (a key on the old primary key or on a column whose type changes
 # would block those changes; an index name is schema-wide and may be reused by an add), then the
-# column and key changes, and the drops of columns and tables last.
+# column and key changes, and the drops of columns and tables last. The primary key changes before the
+# columns: a column leaves its NOT NULL only once it is no longer in the key ("column is in a primary key").
 # Views and triggers are dropped first and made last, types, sequences and functions made first and dropped
-# last (``Change.slot``); a new table's foreign keys come after every key exists (``align.expand``).
+# last (``Change.slot``); a new table's foreign keys come after every key exists (``align.expand``). Within
+# a slot, views are dropped before the views they read and made after them (``by_reads``). A constraint or an index
+# is renamed after the drops (a dropped one may free its new name) and before the adds (one may take its old name).
 _SERVER_ORDER = ("drop_object:first", "add_object:first", "alter_object:first", "add_table", "rename_column",
-                 "drop_foreign_key", "drop_index", "drop_unique", "drop_check", "add_column", "alter_column",
-                 "alter_primary_key", "alter_table", "add_unique", "add_index", "add_check", "add_foreign_key",
+                 "drop_foreign_key", "drop_index", "drop_unique", "drop_check", "rename_constraint", "rename_index",
+                 "add_column", "alter_primary_key",
+                 "alter_column", "alter_table", "add_unique", "add_index", "add_check", "add_foreign_key",
                  "drop_column", "drop_table", "alter_object:last", "add_object:last", "drop_object:last")
 
 
 def order_for_server(changes: list[Change]) -> list[Change]:
     rank = {k: i for i, k in enumerate(_SERVER_ORDER)}
-    return sorted(changes, key=lambda c: rank.get(c.slot, len(rank)))  # stable: the diff's order within a slot
+    ordered = sorted(changes, key=lambda c: rank.get(c.slot, len(rank)))  # stable: the diff's order within a slot
+    out: list[Change] = []
+    for _slot, group in groupby(ordered, key=lambda c: c.slot):
+        out += by_reads(list(group))
+    return out
+
+
+def by_reads(changes: list[Change]) -> list[Change]:
+    """Object changes of one slot in the order the server accepts: an object made after the objects it reads (the
+    reference's ``SchemaObject.reads``), dropped before the objects it reads (the live ones); otherwise as given."""
+    def obj(c: Change):
+        return c.current if c.kind == "drop_object" else c.reference
+
+    named = {getattr(obj(c), "name", None): c for c in changes if c.kind.endswith("_object")}
+    if len(named) < 2:
+        return changes
+    after: dict[int, set[int]] = {id(c): set() for c in changes}  # change -> the changes that must come first
+    for c in changes:
+        for read in getattr(obj(c), "reads", ()) if c.kind.endswith("_object") else ():
+            other = named.get(read)
+            if other is None or other is c:
+                continue
+            if c.kind == "drop_object":
+                after[id(other)].add(id(c))  # the reader is dropped before what it reads
+            else:
+                after[id(c)].add(id(other))  # made after what it reads
+    out: list[Change] = []
+    done: set[int] = set()
+    left = list(changes)
+    while left:
+        pick = next((c for c in left if after[id(c)] <= done), left[0])  # a cycle: as given
+        left.remove(pick)
+        done.add(id(pick))
+        out.append(pick)
+    return out
 
 
 def create_foreign_key(ops: Operations, table: str, fk: ForeignKey, schema: str | None) -> None:
@@ -194,7 +234,7 @@ def apply_generic(ops: Operations, ch: Change, engine, schema: str | None = None
         if old:
             ops.drop_constraint(old, ch.table, type_="primary", schema=schema)
         if ch.reference:
-            ops.create_primary_key(old or f"{ch.table}_pkey"[:63], ch.table, list(ch.reference),  # type: ignore[arg-type]
+            ops.create_primary_key(ch.name or old or f"{ch.table}_pkey"[:63], ch.table, list(ch.reference),  # type: ignore[arg-type]
                                    schema=schema)
     else:
         raise ValueError(f"unknown change kind {ch.kind}")

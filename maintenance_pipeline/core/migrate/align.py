@@ -3,7 +3,11 @@
 What is applied: ``split_by_align`` (``none`` / ``additive`` / ``full``), less an index whose name
 a kept object holds (``blocked_by_kept_names``); in which order: the engine's (``Engine.order_changes``:
 ``order_for_names``, a drop that frees an index name first, or ``order_for_server``, see
-``_SERVER_ORDER``). ``migrate`` drives them inside its transaction.
+``_SERVER_ORDER``), then what depends on what in the live database (``Engine.order_by_dependencies``:
+PostgreSQL's ``pg_depend``; a view the plan keeps that reads what it drops or retypes is dropped first and
+made again after). What cannot be applied is refused before the first statement, whatever the align mode
+(``cannot_align``: the engine's reasons, undeclared possible renames, a foreign key whose parent columns are
+no key of the parent; and the steps the dependencies refuse). ``migrate`` drives them inside its transaction.
 
 Alembic does the work (``Operations``: create_table, add_column, create_index, drop_table, ...).
 ``apply_change_natively`` does what every engine does alike (tables, indexes, columns) and asks the
@@ -52,6 +56,13 @@ def cannot_align(engine, changes: list[Change], reference: Snapshot, live: Snaps
     with the reasons, whatever the align mode."""
     same = reference.dialect == engine.name
     out = [(c, why) for c in changes if (why := engine.refusal(c, same_engine=same, live=live, reference=reference))]
+    for c in changes:  # a foreign key must point at a key of its parent: no engine can check it otherwise
+        keys = [c.reference] if c.kind == "add_foreign_key" else \
+            list(c.reference.foreign_keys) if c.kind == "add_table" else []  # type: ignore[union-attr]
+        for fk in keys:
+            why = _not_a_parent_key(fk, reference)
+            if why:
+                out.append((c, why))
     for c in changes:  # a column dropped beside an added one of its type: say which it is before values go
         if c.kind == "drop_column" and POSSIBLE_RENAME in c.detail:
             twin = c.detail.rsplit(POSSIBLE_RENAME, 1)[1].strip()
@@ -60,14 +71,47 @@ def cannot_align(engine, changes: list[Change], reference: Snapshot, live: Snaps
     return out
 
 
+def _not_a_parent_key(fk: ForeignKey, reference: Snapshot) -> str | None:
+    """Why ``fk`` cannot be created as the reference declares it: its parent columns are not the parent's primary
+    key nor a unique key or unique index over exactly those columns (SQLite calls such a key a "foreign key
+    mismatch" and checks none of its rows; PostgreSQL refuses to create it). None when they are (or the parent is
+    not one the reference holds)."""
+    parent = reference.tables.get(fk.ref_table)
+    if parent is None or not fk.ref_columns:
+        return None
+    wanted = set(fk.ref_columns)
+    keys = [set(parent.primary_key)] + [set(u.columns) for u in parent.uniques] + \
+        [set(i.columns) for i in parent.indexes if i.unique and " WHERE " not in f" {i.definition.upper()} "]
+    if wanted in keys:
+        return None
+    cols = ", ".join(str(c) for c in fk.ref_columns)
+    return (f"its parent columns {fk.ref_table}({cols}) are not the primary key or a unique key of {fk.ref_table} "
+            f"in the reference, so no row of it can be checked; make {fk.ref_table}({cols}) unique in the reference, "
+            "or point the key at a unique column")
+
+
 def expand(engine, changes: list[Change]) -> list[Change]:
     """The changes as steps: an object changed by dropping and creating it again is a drop (before the tables
     change) and an add (after); on an engine that adds keys in place, a new table's foreign keys are added after
-    every table and key exists (a key may reference a table or a primary key this same run creates)."""
+    every table and key exists (a key may reference a table or a primary key this same run creates); on an engine
+    that alters tables by copying them (SQLite: no ALTER INDEX), an index is renamed by dropping it and creating it
+    again under its new name; elsewhere a rename to a name another rename frees (two names swapped) goes through a
+    name of its own first, and takes its new name after the others."""
     out: list[Change] = []
+    freed = {ch.current.name for ch in changes if ch.kind in ("rename_constraint", "rename_index")}  # type: ignore
+    later: list[Change] = []
     for ch in changes:
         obj = ch.reference
-        if ch.kind == "alter_object" and not obj.alter_sql and not obj.values:  # type: ignore[union-attr]
+        if ch.kind == "rename_index" and engine.render_as_batch:
+            out.append(Change("drop_index", ch.table, ch.name, False, f"to create it again as {obj.name}",
+                              current=ch.current))
+            out.append(Change("add_index", ch.table, obj.name, False, ch.detail, reference=obj))
+        elif ch.kind in ("rename_constraint", "rename_index") and obj.name in freed \
+                and obj.name != ch.current.name:  # type: ignore[union-attr]
+            between = replace(obj, name=f"_mp_rename_{len(later)}_{obj.name}"[:63])
+            out.append(replace(ch, reference=between, detail=f"{ch.detail} (through {between.name})"))
+            later.append(replace(ch, name=between.name, current=between))
+        elif ch.kind == "alter_object" and not obj.alter_sql and not obj.values:  # type: ignore[union-attr]
             out.append(Change("drop_object", ch.table, ch.name, True, "to create it again", current=ch.current))
             out.append(Change("add_object", ch.table, ch.name, ch.destructive, ch.detail, reference=obj))
         elif ch.kind == "add_table" and not engine.render_as_batch and obj.foreign_keys:  # type: ignore[union-attr]
@@ -78,7 +122,7 @@ def expand(engine, changes: list[Change]) -> list[Change]:
                        for fk in t.foreign_keys)
         else:
             out.append(ch)
-    return out
+    return out + later
 
 
 def blocked_by_kept_names(live: Snapshot, to_apply: list[Change]) -> tuple[list[Change], list[Change]]:
@@ -91,13 +135,14 @@ def blocked_by_kept_names(live: Snapshot, to_apply: list[Change]) -> tuple[list[
         taken.update(ix.name for ix in t.indexes)
         taken.update(u.name for u in t.uniques if u.name)
     for ch in to_apply:
-        if ch.kind in ("drop_index", "drop_unique") and ch.current is not None:
+        if ch.kind in ("drop_index", "drop_unique", "rename_index") and ch.current is not None:
             taken.discard(ch.current.name)  # type: ignore[union-attr]
         elif ch.kind == "drop_table":
             taken.discard(ch.table)
             taken.difference_update(ix.name for ix in ch.current.indexes)  # type: ignore[union-attr]
             taken.difference_update(u.name for u in ch.current.uniques if u.name)  # type: ignore[union-attr]
-    blocked = [ch for ch in to_apply if ch.kind == "add_index" and ch.reference.name in taken]  # type: ignore[union-attr]
+    blocked = [ch for ch in to_apply if ch.kind in ("add_index", "rename_index")
+               and ch.reference.name in taken]  # type: ignore[union-attr]
     return [ch for ch in to_apply if ch not in blocked], blocked
 
 
@@ -148,6 +193,7 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
             engine.add_column_with_key(ops, ch.table, col, column_fk, schema)
         else:
             ops.add_column(ch.table, sa_column(col), schema=schema)
+        engine.complete_new_column(ops, ch.table, col, schema)
         return True
     return engine.apply_in_place(ops, ch, schema)
 
@@ -195,6 +241,12 @@ def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapsho
     to_apply, blocked = blocked_by_kept_names(live, to_apply)
     engine = engine_of(conn)
     unalignable = cannot_align(engine, to_apply, reference, live)
+    to_apply = [c for c in to_apply if all(c is not x for x, _ in unalignable)]
+    implied = engine.implied(to_apply, live)  # made by the engine along with others (children of a parent)
+    steps = engine.order_changes(expand(engine, [c for c in to_apply if all(c is not x for x in implied)]))
+    # what depends on what in the live database: dependents dropped first and made again after, or refused
+    steps, tied = engine.order_by_dependencies(conn, steps, live, reference, schema)
+    unalignable += tied
     result.refused = refused + blocked + [c for c, _ in unalignable]
     if unalignable and not result.dry_run:
         what = "; ".join(f"{c.kind} {c.noun}: {why}" for c, why in unalignable[:3])
@@ -202,7 +254,6 @@ def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapsho
         raise UnalignableChangeError(
             f"{len(unalignable)} difference(s) cannot be aligned automatically ({what}{more}); the whole run was "
             "refused, nothing was committed; write a revision for them, or change the reference")
-    to_apply = [c for c in to_apply if all(c is not x for x, _ in unalignable)]
     if result.refused and not result.dry_run:
         names = "; ".join(c.describe() for c in result.refused[:4])
         more = f" (+{len(result.refused) - 4} more)" if len(result.refused) > 4 else ""
@@ -210,11 +261,10 @@ def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapsho
             f"align: {align} refuses {len(result.refused)} destructive change(s): {names}{more}; the whole run was "
             "refused, nothing was committed; review them and rerun with align: full to apply them, or change "
             "the reference")
+    to_apply = [c for c in steps if all(c is not x for x, _ in tied)]
     if not to_apply:
         return
     same_engine = reference.dialect == engine.name
-    implied = engine.implied(to_apply, live)  # made by the engine along with others (children of a parent)
-    to_apply = engine.order_changes(expand(engine, [c for c in to_apply if all(c is not x for x in implied)]))
     result.aligned.extend(implied)
     check_after = engine.alignment_guard(conn)
     # a single-column FK arriving with its column is added with it (natively on SQLite)

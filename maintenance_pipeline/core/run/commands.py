@@ -76,8 +76,10 @@ def check_target(config: MaintenanceConfig, name: str, *, sql: bool = False) -> 
             try:  # the whole migration, on a scratch copy or in a rolled-back transaction: what it would run
                 result = migrate(t, ref, align=t.align, dry_run=True)
                 out.sql, out.measured, out.on_copy = list(result.sql), result.measured, result.on_copy
-            except MaintenanceError as e:
+            except MaintenanceError as e:  # the plan cannot be rehearsed: say so, with what ran until it failed
                 out.sql = list(getattr(getattr(e, "result", None), "sql", []) or [])
+                out.error = f"--sql: the rehearsal of the migration failed after {len(out.sql)} statement(s) (rolled " \
+                            f"back): {e}"
     except MaintenanceError as e:
         out.error = str(e)
     return out
@@ -135,15 +137,32 @@ def status_lines(config: MaintenanceConfig, *, now: datetime | None = None) -> l
             row["last_run"] = f"{r.get('job')} {r.get('status')} at {str(r.get('started_at'))[:16]}"
         verified = [m for m in list_backups(config.backups.dir, name) if m.get("verified")]
         row["backup_age"] = _age(verified[0].get("created_at"), now) if verified else None
+        row.update(last_drill(reports))
         rows.append(row)
     return rows
+
+
+def last_drill(reports: list[dict]) -> dict:
+    """The newest restore drill among a target's reports (newest first): ``drill`` (one cell: its outcome, date, RPO
+    and RTO), ``drill_at``, ``drill_rpo_hours``, ``drill_rto_seconds``; None each when no drill ran yet."""
+    r = next((r for r in reports if r.get("job") == "restore_drill"), None)
+    if r is None:
+        return {"drill": None, "drill_at": None, "drill_rpo_hours": None, "drill_rto_seconds": None}
+    d = r.get("drill") if isinstance(r.get("drill"), dict) else {}
+    rpo, rto = d.get("rpo_hours"), d.get("rto_seconds")
+    failed = [n for n, v in (d.get("verdicts") or {}).items() if isinstance(v, dict) and not v.get("passed")]
+    outcome = "ok" if r.get("status") == "success" else f"FAILED ({', '.join(failed) or r.get('failed_step') or '?'})"
+    when = str(r.get("started_at") or "?")[:16].replace("T", " ")
+    cell = (f"{outcome} {when} RPO {f'{rpo:.1f} h' if isinstance(rpo, (int, float)) else '?'} "
+            f"RTO {f'{rto:.2f} s' if isinstance(rto, (int, float)) else '?'}")
+    return {"drill": cell, "drill_at": r.get("started_at"), "drill_rpo_hours": rpo, "drill_rto_seconds": rto}
 
 
 def history_rows(config: MaintenanceConfig, name: str, limit: int = 20) -> list[dict]:
     config.target(name)
     rows = []
     for r in _reports(config, name)[:limit]:
-        backup = r.get("backup") or {}
+        backup = r.get("backup") or (r.get("drill") or {}).get("backup") or {}  # a drill: the backup it restored
         rows.append({"started_at": r.get("started_at"), "job": r.get("job"), "trigger": r.get("trigger"),
                      "status": "dry-run" if r.get("dry_run") is True and r.get("status") == "success"
                      else r.get("status"), "failed_step": r.get("failed_step"),
@@ -199,7 +218,8 @@ def render_check(results: list[TargetCheck], fmt: str) -> str:
     for r in results:
         if r.error:
             lines.append(f"{r.target}: error: {r.error}")
-            continue
+            if not (r.changes or r.sql):
+                continue
         parts = []
         if r.changes:
             parts.append(summarize(r.changes))
@@ -208,11 +228,15 @@ def render_check(results: list[TargetCheck], fmt: str) -> str:
         failed = [c for c in r.checks if not c["passed"]]
         if failed:
             parts.append(f"{len(failed)} failed check(s) ({', '.join(c['name'] for c in failed)})")
-        lines.append(f"{r.target}: {'in sync' if r.in_sync else '; '.join(parts)}")
+        if parts:
+            lines.append(f"{r.target}: {'in sync' if r.in_sync else '; '.join(parts)}")
+        elif not r.error:
+            lines.append(f"{r.target}: in sync")
         lines += [f"  {c.describe()}" for c in r.changes]
         lines += [f"  check {c['name']}: {c['detail']}" for c in failed]
         if r.sql:
-            lines += ["  -- SQL alignment would run:"] + _sql_with_costs(r)
+            head = "  -- SQL alignment ran until it failed (rolled back):" if r.error else "  -- SQL alignment would run:"
+            lines += [head] + _sql_with_costs(r)
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ from ..engines import engine_for
 from ..engines import open_engine
 from ..schema.diff import diff
 from ..errors import (
+    RestoreError,
     DestructiveChangeRefusedError,
     MaintenanceError,
     ReportError,
@@ -35,8 +36,9 @@ from ..schema.model import Change, Snapshot
 from ..schema.reference import reference_snapshot
 from .failures import failure_detail, failure_line, fix_hint, report_line, report_not_written, scrub
 from .report import write_report
-from ..schema.snapshot import take_snapshot
+from ..schema.snapshot import table_counts, take_snapshot
 from ..verify.checks import VerifyResult, verify_target
+from ..verify.results import Check
 
 VERIFY_MODE = {"maintain_database": "maintain", "verify_database": "verify", "restore_database": "restore"}
 BACKUP_LABEL = {"maintain_database": "pre-migration", "verify_database": "nightly", "restore_database": "pre-restore"}
@@ -102,6 +104,7 @@ JOB_STEPS: dict[str, tuple[str, ...]] = {
     "maintain_database": ("backup", "diff", "migrate", "verify", "report"),
     "verify_database": ("backup", "diff", "verify", "report"),
     "restore_database": ("backup", "restore", "verify", "report"),
+    "restore_drill": ("drill", "report"),  # never changes the target (drill.py)
 }
 
 
@@ -126,6 +129,7 @@ class RunState:
     backup: BackupResult | None = None
     restore_backup: str = ""  # restore_database: the backup asked for (empty: the newest verified one)
     restore_choice: tuple | None = None  # restore_database: (path, manifest, sha256 the event log recorded)
+    restore_preview: dict | None = None  # restore_database dry run: what would be put back and undone
     retention_removed: list[str] = field(default_factory=list)
     backup_problems: list[str] = field(default_factory=list)  # manifests left alone: invalid, or dated in the future
     reference: Snapshot | None = None
@@ -140,6 +144,7 @@ class RunState:
     align: str | None = None
     dry_run: bool = False
     report_paths: tuple[Path, Path] | None = None
+    drill: object | None = None  # restore_drill: the ``drill.DrillResult``
     _config: MaintenanceConfig | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -212,6 +217,7 @@ def step_backup(state: RunState, recorded=None) -> dict:
         result = backup_mod.backup_database(t.url, b.dir, t.name, label=label, pinned=pinned, pg_format=b.pg_format,
                                             pg_jobs=b.pg_jobs, pg_compress=b.pg_compress,
                                             restore_check=b.restore_check, schema=t.schema)
+        backup_mod.annotate(result.path, run_id=state.run_id, job=state.job)  # which run: what restore names
         state.backup = result
         _retention(state, result)
     return state.backup.to_dict()
@@ -227,12 +233,20 @@ def _retention(state: RunState, own: BackupResult) -> None:
 
 
 def _choose_restore(state: RunState, recorded=None) -> None:
-    """The backup a restore puts back (``state.restore_backup``, or the newest verified one), its manifest
-    valid, and what the event log recorded of it, before anything is copied or changed."""
+    """The backup a restore puts back (``state.restore_backup``, or the pre-migration backup of the newest run that
+    changed the database), its manifest valid, what the event log recorded of it; refused when it holds what the
+    database holds now (nothing to undo). All before anything is copied or changed."""
     t = state.target
     path, manifest = backup_mod.backup_to_restore(t.name, state.config.backups.dir, state.config.root,
                                                   state.restore_backup)
-    state.restore_choice = (Path(path), dict(manifest), recorded(Path(path)) if recorded else None)
+    path = Path(path)
+    chosen = backup_mod.describe_choice(manifest)
+    same = engine_for(t.url).equals_backup(t.url, path, manifest, schema=t.schema,
+                                            strict=bool(state.restore_backup))
+    if same:
+        raise RestoreError(f"nothing to undo: {path.name} ({chosen}) equals the database ({same}); pick another with "
+                           f"`maintenance-pipeline backups list {t.name}` and --backup")
+    state.restore_choice = (path, dict(manifest), recorded(path) if recorded else None)
 
 
 def step_diff(state: RunState) -> list[Change]:
@@ -289,6 +303,8 @@ def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = 
         m = state.migration
         if dry_run or not (m.applied or (m.plan and m.plan.stamp)):
             _unpin(state)
+        else:  # what restore_database undoes by default: the newest run that changed the database
+            backup_mod.annotate(state.backup.path, changed_database=True)
     return state.migration
 
 
@@ -299,16 +315,21 @@ def _unpin(state: RunState) -> None:
         state.backup = dataclasses.replace(state.backup, pinned=False)
 
 
-def step_restore(state: RunState, backup_path: str = "", recorded=None) -> dict:
+def step_restore(state: RunState, backup_path: str = "", recorded=None, *, dry_run: bool = False) -> dict:
     """Under the maintenance lock: the safety copy of the live database, then the chosen backup put in its place
-    (the engine does both: ``backup.restore_database(safety=…)``), then retention."""
+    (the engine does both: ``backup.restore_database(safety=…)``), then retention. ``dry_run``: what would be put
+    back and what it would undo (the schema's differences and each table's rows, now against the backup)."""
     t, cfg = state.target, state.config
     if backup_path and backup_path != state.restore_backup:
         state.restore_backup, state.restore_choice = backup_path, None
+    state.dry_run = state.dry_run or dry_run
     with timed(state, "restore"):
         if state.restore_choice is None:
             _choose_restore(state, recorded)
         path, manifest, sha = state.restore_choice
+        if state.dry_run:
+            state.restore_preview = _restore_preview(state, path, manifest)
+            return {"dry_run": True, **state.restore_preview}
         safety = backup_mod.SafetyCopy(cfg.backups.dir, t.name, label=BACKUP_LABEL[state.job],
                                        pinned=cfg.backups.pin_pre_migration,
                                        settings=backup_mod.DumpSettings(cfg.backups.pg_format, cfg.backups.pg_jobs,
@@ -331,9 +352,33 @@ def step_restore(state: RunState, backup_path: str = "", recorded=None) -> dict:
     return state.restored_from.to_dict()
 
 
+def _restore_preview(state: RunState, path: Path, manifest: dict) -> dict:
+    """What a restore of ``path`` would put back and undo: the database now against the backup (its schema's
+    differences, each table's rows), read without changing anything."""
+    t = state.target
+    backup_snap = engine_for(t.url).backup_snapshot(path, t.url, t)
+    engine = open_engine(t.url)
+    try:
+        with engine.connect() as conn:
+            live = take_snapshot(conn, ignore_tables=t.ignore_tables, schema=t.schema)
+            counts = table_counts(conn, sorted(live.tables), schema=t.schema)
+    finally:
+        engine.dispose()
+    rows_then = manifest.get("row_counts") or {}
+    return {"would_restore": str(path), "chosen": backup_mod.describe_choice(manifest),
+            "would_undo": [c.to_dict() for c in diff(backup_snap, live, ignore_tables=t.ignore_tables)],
+            "rows_now_then": {n: [(counts.get(n) or {}).get("rows"), rows_then.get(n)]
+                              for n in sorted(set(counts) | set(rows_then)) if n not in t.ignore_tables}}
+
+
 def step_verify(state: RunState) -> VerifyResult:
     t = state.target
     mode = VERIFY_MODE[state.job]
+    if mode == "restore" and state.dry_run:  # nothing was restored: nothing to verify
+        with timed(state, "verify"):
+            state.verification = VerifyResult(checks=[Check("matches_restored_backup", False,
+                                                             "skipped: a dry run restores nothing")])
+        return state.verification
     refused = state.migration.refused if state.migration else []
     with timed(state, "verify"):
         b = state.backup
@@ -357,6 +402,18 @@ def step_verify(state: RunState) -> VerifyResult:
         raise VerificationFailedError(f"verification failed: {names}{f' ({hint})' if hint else ''} — {first.detail}")
     return state.verification
 
+
+
+def step_drill(state: RunState, recorded=None):
+    """restore_drill (``drill.drill_target``; the target is never changed). ``recorded``: ``path -> sha256`` the event
+    log recorded for a backup, or None. The result is kept whatever it found; a failure then fails the step."""
+    from .drill import drill_target
+
+    with timed(state, "drill"):
+        state.drill = drill_target(state.config, state.target_name, recorded=recorded)
+    if state.drill.failed:
+        raise state.drill.exception()
+    return state.drill
 
 
 def report_dict(state: RunState, *, error: str | None = None, failed_step: str | None = None,
@@ -405,11 +462,15 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "drift_after": [c.to_dict() for c in ver.drift_after] if ver else None,
         "checks": [c.to_dict() for c in ver.checks] if ver else [],
         "planned_drops": ver.planned_drops if ver else [],
-        "restored_from": {k: state.restored_from.to_dict().get(k) for k in ("path", "sha256", "created_at", "label")}
+        "restored_from": {**{k: state.restored_from.to_dict().get(k) for k in ("path", "sha256", "created_at", "label",
+                                                                               "run_id", "job")},
+                          "chosen": backup_mod.describe_choice(state.restored_from.manifest)}
         if state.restored_from else None,
+        "restore_preview": state.restore_preview,
         "tables_before": state.tables_before,
         "tables_after": ver.tables_after if ver else {},
         "timeline": state.timeline,
+        **(state.drill.report_fields() if state.drill is not None else {}),  # restore_drill (drill.py)
     }
 
 
@@ -447,7 +508,7 @@ def run_job(config: MaintenanceConfig, target: str, job: str, *, dry_run: bool =
     state.restore_backup = restore_backup
     steps = {"backup": step_backup, "diff": step_diff, "verify": step_verify,
              "migrate": lambda s: step_migrate(s, dry_run=dry_run, align=align),
-             "restore": lambda s: step_restore(s)}
+             "restore": lambda s: step_restore(s, dry_run=dry_run), "drill": step_drill}
     for name in JOB_STEPS[job][:-1]:  # the last step, report, is finish
         try:
             steps[name](state)

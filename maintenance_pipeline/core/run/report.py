@@ -222,10 +222,11 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
 
     def restored():
         r = _dict(report.get("restored_from"))
-        return _table(["Backup restored", "SHA-256", "Created", "Label"],
-                      [[_code(r.get("path"), cell=True),
-                        _code(str(r.get("sha256") or "")[:12], cell=True) if r.get("sha256") else "—",
-                        _cell(r.get("created_at")), _cell(r.get("label"))]])
+        chosen = [f"Put back {_cell(r.get('chosen'))}.", ""] if r.get("chosen") else []
+        return chosen + _table(["Backup restored", "SHA-256", "Created", "Label"],
+                               [[_code(r.get("path"), cell=True),
+                                 _code(str(r.get("sha256") or "")[:12], cell=True) if r.get("sha256") else "—",
+                                 _cell(r.get("created_at")), _cell(r.get("label"))]])
 
     def changes():
         if show_planned:
@@ -344,11 +345,15 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
         return ["The whole error, as the failed step raised it (secrets masked):", "",
                 *fenced(str(report.get("error_detail") or report.get("error")), "text")]
 
+    if report.get("job") == "restore_drill":  # a drill restores into a scratch place: its own layout
+        return _drill_sections(report, status, error, timeline)
     sections = [("Summary", lambda: [_summary(report)])]
     if status == "failed" and (report.get("error_detail") or report.get("error")):
         sections.append(("Error", error))
     if report.get("restored_from"):
         sections.append(("Restored", restored))
+    if _dict(report.get("restore_preview")):
+        sections.append(("Dry run: what the restore would do", lambda: _restore_preview(report)))
     sections += [("Drift found" if report.get("job") != "restore_database" else "Compared with the reference", drift),
                 ("Planned (not applied)" if show_planned else "Changes applied", changes)]
     if _dict(report.get("measured")).get("statements") or len(_dicts(report.get("attempts"))) > 1:
@@ -357,6 +362,115 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
         sections.append(("Refused", refused))
     return sections + [("Verification", verification), ("Before vs after", before_after),
                        ("Timeline", timeline), ("Backups", backups)]
+
+
+def _restore_preview(report: dict) -> list[str]:
+    """A restore's dry run: which backup it would put back, the changes since it (which it would undo) and each
+    table's rows now against the backup's."""
+    p = _dict(report.get("restore_preview"))
+    out = [f"Would put back {_code(p.get('would_restore'))}: {_cell(p.get('chosen'))}. Nothing was changed.", ""]
+    undo = _dicts(p.get("would_undo"))
+    out += (["It would undo these changes made since that backup:", "",
+             *_table(["Kind", "Object", "Destructive", "Detail"], _change_rows(undo))] if undo
+            else ["The schema is the backup's: it would undo no schema change."])
+    rows = _dict(p.get("rows_now_then"))
+    if rows:
+        out += ["", *_table(["Table", "Rows now", "Rows in the backup"],
+                            [[_code(n, cell=True), _cell(v[0] if isinstance(v, list) else None, "—"),
+                              _cell(v[1] if isinstance(v, list) else None, "—")] for n, v in rows.items()])]
+    return out
+
+
+def _drill_sections(report: dict, status: str, error, timeline) -> list[tuple[str, callable]]:
+    """A restore drill's report (``core/run/drill.py``): what was restored where, the figures (RPO, RTO, size), each
+    check on the restored copy, the rehearsal of the pending migration, the timeline."""
+    d = _dict(report.get("drill"))
+    sections = [("Summary", lambda: [_drill_summary(report, status)])]
+    if status == "failed" and (report.get("error_detail") or report.get("error")):
+        sections.append(("Error", error))
+    if d:
+        sections += [("Drill", lambda: _drill_figures(d)), ("Checks on the restored copy", lambda: _drill_checks(d))]
+        if _dict(d.get("rehearsal")):
+            sections.append(("Rehearsal of the pending migration", lambda: _drill_rehearsal(d)))
+    if report.get("backup_problems"):
+        sections.append(("Left alone in the backup folder",
+                         lambda: [f"- {_cell(p)}" for p in report["backup_problems"]]))
+    return sections + [("Timeline", timeline)]
+
+
+def _drill_summary(report: dict, status: str) -> str:
+    d = _dict(report.get("drill"))
+    b = _dict(d.get("backup"))
+    name = _code(b.get("name")) if b.get("name") else "no backup"
+    figures = (f"RPO {_hours(d.get('rpo_hours'))}, RTO {_secs(d.get('rto_seconds'))} s, "
+               f"size {human_bytes(d.get('backup_bytes'))}")
+    if status == "failed":
+        line = " ".join(str(report.get("error") or "no error message was recorded").split()).rstrip(".")
+        error = _cell(line.removeprefix(f"restore drill of {report.get('target')}: "))
+        done = f" ({figures})" if d.get("rto_seconds") is not None else ""
+        return f"The restore drill of {name} failed{done}: {error}. The target was not touched."
+    passed = [c for c in _dicts(d.get("checks")) if c.get("name") != "pending_migration_rehearsal"
+              and _check_status(c) == "passed"]
+    r = _dict(d.get("rehearsal"))
+    pending = ", ".join(map(str, r.get("pending") or []))
+    rehearsed = (f"revision(s) {_cell(pending)} and the alignment apply cleanly" if pending else
+                 "the alignment applies cleanly" if _dicts(r.get("applied")) else "nothing pending")
+    return (f"Backup {name} ({_cell(b.get('label'))}) restored into a scratch place and checked: "
+            f"{_plural(len(passed), 'check')} passed; {figures}. Tomorrow's migration rehearsed on the restored copy: "
+            f"{rehearsed}. The target was not touched.")
+
+
+def _hours(value) -> str:
+    return f"{value:.2f} h" if isinstance(value, (int, float)) and not isinstance(value, bool) else "unknown"
+
+
+def _drill_figures(d: dict) -> list[str]:
+    b = _dict(d.get("backup"))
+    rows = [["Backup", _code(b.get("path"), cell=True)],
+            ["Label / sequence", f"{_cell(b.get('label'))} / {_cell(b.get('seq'))}"],
+            ["Created", _cell(b.get("created_at"))],
+            ["SHA-256", _code(str(b["sha256"])[:16] + "…", cell=True) if b.get("sha256") else "—"],
+            ["Size", human_bytes(d.get("backup_bytes"))],
+            ["Restored into (removed after)", _code(d.get("scratch"), cell=True) if d.get("scratch") else "—"],
+            ["RPO (the backup's age at the drill)", _hours(d.get("rpo_hours"))
+             + (f" ({_cell(d.get('rpo_note'))})" if d.get("rpo_note") else "")],
+            ["RTO (restore + checks)", f"{_secs(d.get('rto_seconds'))} s (restore {_secs(d.get('restore_seconds'))} s, "
+                                       f"checks {_secs(d.get('verify_seconds'))} s)"
+             if d.get("rto_seconds") is not None else "— (not restored)"],
+            ["Rehearsal", f"{_secs(d.get('rehearsal_seconds'))} s" if d.get("rehearsal_seconds") is not None
+             else "— (not run)"]]
+    return _table(["", ""], rows)
+
+
+def _drill_checks(d: dict) -> list[str]:
+    verdicts = _dict(d.get("verdicts"))
+    out = [f"- {_ICONS.get(_check_status(v), '❌')} **{_cell(n)}** — {_cell(v.get('detail'))}"
+           for n, v in verdicts.items() if isinstance(v, dict)]
+    if d.get("error"):
+        return out
+    out += ["", "Each check:", ""]
+    out += [f"- {_ICONS.get(_check_status(c), '❌')} {_cell(c.get('name'))}"
+            + (f" — {_cell(c.get('detail'))}" if c.get("detail") else "") for c in _dicts(d.get("checks"))
+            if c.get("name") != "pending_migration_rehearsal"]
+    return out
+
+
+def _drill_rehearsal(d: dict) -> list[str]:
+    r = _dict(d.get("rehearsal"))
+    applied = _dicts(r.get("applied"))
+    out = [f"Pending Alembic revisions: {_cell(', '.join(map(str, r.get('pending') or [])), 'none')}."]
+    if r.get("error"):
+        tried = r.get("tried") or []
+        out += ["", f"**Failed** (rolled back on the restored copy): {_cell(r['error'])}"]
+        out += (["", "What it applied before failing:", ""] + [f"- {_cell(t)}" for t in tried]) if tried else []
+        return out
+    if applied:
+        out += ["", *_table(["#", "Source", "Description", "Seconds"],
+                            [[str(i), _cell(a.get("source")), _cell(a.get("description")), _secs(a.get("seconds"))]
+                             for i, a in enumerate(applied, 1)])]
+        statements = _plural(int(r.get("statements") or 0), "statement")
+        out += ["", f"Revision after: {_code(r.get('revision_after'))}; {statements}."]
+    return out
 
 
 MAX_STATEMENTS = 50  # rows of the cost table; the JSON keeps them all

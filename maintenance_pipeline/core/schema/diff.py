@@ -8,13 +8,20 @@ Rules (what counts as "the same"):
 * a primary-key column's nullability is compared like any other (on SQLite ``code TEXT PRIMARY KEY``
   accepts NULL, ``code TEXT NOT NULL PRIMARY KEY`` does not);
 * the primary key as an ordered tuple of column names;
-* indexes by (columns, unique), not by name: a renamed but identical index is no drift;
-  changes are reported by name;
-* unique constraints by column tuple (names are ignored); a unique constraint and a unique
-  index over the same columns enforce the same thing, so one satisfies the other (SQLite
-  cannot add a constraint to an existing table, a ``CREATE UNIQUE INDEX`` is how it gets one);
-* foreign keys by (columns, referenced table, referenced columns, ON DELETE, ON UPDATE);
-  names are ignored (SQLite does not keep them).
+* indexes by what they cover (the engine's definition; columns and unique across engines), unique
+  constraints by column tuple and options, CHECKs by definition, foreign keys by (columns,
+  referenced table, referenced columns, ON DELETE, ON UPDATE, options): an item of the same name is
+  paired first. A unique constraint and a unique index over the same columns enforce the same thing,
+  so one satisfies the other (SQLite cannot add a constraint to an existing table, a ``CREATE UNIQUE
+  INDEX`` is how it gets one);
+* names: a paired key, CHECK, primary key or index whose name differs is a ``rename_constraint`` /
+  ``rename_index`` (additive: a name is all that changes). Compared when both snapshots come from one
+  engine (across engines a name is each server's own choice), as the engine compares names (SQLite:
+  without case), except the names the reference leaves to the server (``Table.server_names``: a
+  models reference's unnamed keys);
+* a column's sequence (``Column.sequence``: a serial's or an identity's options and name) with the
+  column, when both have one (one side without is a change of how the column gets its values, in its
+  type).
 
 An added (dropped) table is one ``add_table`` (``drop_table``) change carrying the whole
 ``Table``; its columns, indexes and keys are not listed separately.
@@ -33,8 +40,8 @@ from dataclasses import replace
 from collections.abc import Iterable
 
 from ..engines import engine_named
-from .model import (extends, EXPR, SHADOW, ADDITIVE_KINDS, ADDITIVE_OBJECTS, Change, Column, ForeignKey, Index, SchemaObject,
-                    Snapshot, Table, UniqueConstraint)
+from .model import (extends, sequence_parts, EXPR, SHADOW, ADDITIVE_KINDS, ADDITIVE_OBJECTS, Change, Column, ForeignKey,
+                    Index, PrimaryKey, SchemaObject, Snapshot, Table, UniqueConstraint)
 from . import sqltypes
 
 __all__ = ["diff", "summarize", "ORDER"]
@@ -50,6 +57,8 @@ ORDER = (
     "alter_primary_key",
     "alter_table",
     "drop_check",
+    "rename_constraint",
+    "rename_index",
     "add_unique",
     "add_index",
     "add_check",
@@ -134,8 +143,13 @@ class _Keys:
     def default(self, col: Column) -> str | None:
         return sqltypes.default_key(self.engine, col.default, col.type)
 
+    def name(self, name: str | None) -> str | None:
+        """A name as the engine compares names (SQLite: without case; PostgreSQL: exactly)."""
+        return name.lower() if name is not None and self.engine.folds_name_case else name
 
-def _alter_detail(cur: Column, ref: Column, type_changed: bool, null_changed: bool, default_changed: bool) -> str:
+
+def _alter_detail(cur: Column, ref: Column, type_changed: bool, null_changed: bool, default_changed: bool,
+                  sequence_changed: bool = False) -> str:
     parts = []
     if type_changed:
         parts.append(f"type {cur.type or '(none)'} -> {ref.type or '(none)'}")
@@ -144,25 +158,54 @@ def _alter_detail(cur: Column, ref: Column, type_changed: bool, null_changed: bo
     if default_changed:
         parts.append(f"default {cur.default if cur.default is not None else 'none'} -> "
                      f"{ref.default if ref.default is not None else 'none'}")
+    if sequence_changed:
+        was, now = _clauses(cur.sequence), _clauses(ref.sequence)
+        parts.append(f"sequence {', '.join(c for c in was if c not in now)} -> "
+                     f"{', '.join(c for c in now if c not in was)}")
     return "; ".join(parts)
 
 
-def _match(ref_items: list, cur_items: list, key, name) -> tuple[list, list]:
-    """Pair equal items (by ``key``, same name preferred); return the unmatched of each side."""
+def _clauses(spec: str) -> list[str]:
+    options, name = sequence_parts(spec)
+    return options.split(", ") + ([f"SEQUENCE NAME {name}"] if name is not None else [])
+
+
+def _sequence_changed(cur: Column, ref: Column, keys: "_Keys") -> bool:
+    """Both columns take their values from a sequence of their own, set differently (options, or the name where the
+    reference gives one)."""
+    if not cur.sequence or not ref.sequence:
+        return False
+    (c_opts, c_name), (r_opts, r_name) = sequence_parts(cur.sequence), sequence_parts(ref.sequence)
+    return c_opts != r_opts or (r_name is not None and keys.name(c_name) != keys.name(r_name))
+
+
+def _match(ref_items: list, cur_items: list, key, name=lambda x: x.name) -> tuple[list, list, list]:
+    """Pair equal items (by ``key``): first those of the same name, then the others in order; return the
+    unmatched of each side and the pairs (reference item, current item). Two equal items of one side (a key
+    declared twice) pair with their namesakes first, so a live copy is never taken for the missing one."""
     pool: dict = {}
     for c in cur_items:
         pool.setdefault(key(c), []).append(c)
+    pairs: list[tuple] = []
+    waiting = []
+    for r in ref_items:  # same key and same name
+        candidates = pool.get(key(r)) or []
+        pick = next((c for c in candidates if name(c) == name(r)), None)
+        if pick is None:
+            waiting.append(r)
+        else:
+            candidates.remove(pick)
+            pairs.append((r, pick))
     left_ref = []
-    for r in ref_items:
+    for r in waiting:  # same key, another name: a rename (or none, when names are not compared)
         candidates = pool.get(key(r))
-        if not candidates:
+        if candidates:
+            pairs.append((r, candidates.pop(0)))
+        else:
             left_ref.append(r)
-            continue
-        pick = next((c for c in candidates if name(c) == name(r)), candidates[0])
-        candidates.remove(pick)
     leftover = {id(c) for cs in pool.values() for c in cs}
     left_cur = [c for c in cur_items if id(c) in leftover]
-    return left_ref, left_cur
+    return left_ref, left_cur, pairs
 
 
 def _fk_key(fk: ForeignKey) -> tuple:
@@ -213,6 +256,19 @@ def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapsho
                    out: dict[str, list[Change]], renames: dict | None = None) -> None:
     renames = renames or {}
     t = ref.name
+    # names are compared within one engine; those the reference leaves to the server are not
+    names = cur_snap.dialect == ref_snap.dialect
+
+    def renamed(r_name: str | None, c_name: str | None) -> bool:
+        return names and r_name not in ref.server_names and keys.name(r_name) != keys.name(c_name)
+
+    def rename(kind: str, what: str, r, c) -> None:
+        out[kind].append(_change(kind, t, c.name, f"{what}: {c.name or '(no name)'} -> {r.name or '(no name)'}",
+                                 reference=r, current=c))
+
+    def named(x) -> str | None:
+        return keys.name(x.name)
+
     cur_cols = {c.name: c for c in cur.columns}
     ref_cols = {c.name: c for c in ref.columns}
 
@@ -233,10 +289,15 @@ def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapsho
         type_changed = keys.type(c, cur_snap) != keys.type(r, ref_snap)
         null_changed = c.nullable != r.nullable
         default_changed = keys.default(c) != keys.default(r)
-        if type_changed or null_changed or default_changed:
+        sequence_changed = names and _sequence_changed(c, r, keys)
+        if type_changed or null_changed or default_changed or sequence_changed:
+            # the sequence's name alone is a rename (additive); its options change the values to come
+            renamed_only = not (type_changed or null_changed or default_changed) and \
+                sequence_parts(c.sequence)[0] == sequence_parts(r.sequence)[0]
             out["alter_column"].append(_change(
-                "alter_column", t, r.name, _alter_detail(c, r, type_changed, null_changed, default_changed),
-                reference=r, current=c))
+                "alter_column", t, r.name,
+                _alter_detail(c, r, type_changed, null_changed, default_changed, sequence_changed),
+                reference=r, current=c, destructive=False if renamed_only else None))
 
     if sorted(cur.options) != sorted(ref.options):
         gone = sorted(set(cur.options) - set(ref.options))
@@ -248,19 +309,30 @@ def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapsho
     if tuple(cur.primary_key) != tuple(ref.primary_key):
         detail = f"{_cols(cur.primary_key) if cur.primary_key else 'none'} -> " \
                  f"{_cols(ref.primary_key) if ref.primary_key else 'none'}"
-        out["alter_primary_key"].append(_change("alter_primary_key", t, None, detail,
+        # the new key under the reference's name, when it gives one
+        pk_name = ref.primary_key_name if names and ref.primary_key_name not in ref.server_names else None
+        out["alter_primary_key"].append(_change("alter_primary_key", t, pk_name, detail,
                                                 reference=tuple(ref.primary_key), current=tuple(cur.primary_key)))
+    elif ref.primary_key and renamed(ref.primary_key_name, cur.primary_key_name):
+        rename("rename_constraint", f"primary key {_cols(ref.primary_key)}",
+               PrimaryKey(ref.primary_key_name, tuple(ref.primary_key)),
+               PrimaryKey(cur.primary_key_name, tuple(cur.primary_key)))
 
     # uniques and indexes: same kind first, then a unique index and a unique constraint satisfy each other
-    ref_u, cur_u = _match(list(ref.uniques), list(cur.uniques), lambda u: (tuple(u.columns), u.options),
-                          lambda u: u.name)
+    ref_u, cur_u, pairs = _match(list(ref.uniques), list(cur.uniques), lambda u: (tuple(u.columns), u.options), named)
+    for r, c in pairs:
+        if renamed(r.name, c.name):
+            rename("rename_constraint", f"unique {_cols(r.columns)}{_opt(r.options)}", r, c)
     if _same_dialect_definitions(cur_snap, ref_snap, ref.indexes + cur.indexes):
         def ix_key(i: Index) -> tuple:
             return (i.unique, i.definition)
     else:
         def ix_key(i: Index) -> tuple:
             return (tuple(i.columns), i.unique)
-    ref_ix, cur_ix = _match(list(ref.indexes), list(cur.indexes), ix_key, lambda i: i.name)
+    ref_ix, cur_ix, pairs = _match(list(ref.indexes), list(cur.indexes), ix_key, named)
+    for r, c in pairs:
+        if renamed(r.name, c.name):
+            rename("rename_index", f"index {_index_detail(r)}", r, c)
     ref_u, cur_ix = _cross(ref_u, cur_ix)
     ref_ix, cur_u = _cross_ix(ref_ix, cur_u)
     for u in ref_u:
@@ -273,13 +345,19 @@ def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapsho
         out["drop_index"].append(_change("drop_index", t, i.name, _index_detail(i), current=i))
 
     # CHECK (and other) constraints by definition; adding one tightens what the table accepts
-    ref_ck, cur_ck = _match(list(ref.checks), list(cur.checks), lambda c: c.definition, lambda c: c.name)
+    ref_ck, cur_ck, pairs = _match(list(ref.checks), list(cur.checks), lambda c: c.definition, named)
+    for r, c in pairs:
+        if renamed(r.name, c.name):
+            rename("rename_constraint", f"check {r.definition}", r, c)
     for c in cur_ck:
         out["drop_check"].append(_change("drop_check", t, c.name, c.definition, current=c))
     for c in ref_ck:
         out["add_check"].append(_change("add_check", t, c.name, c.definition, reference=c))
 
-    ref_fk, cur_fk = _match(list(ref.foreign_keys), list(cur.foreign_keys), _fk_key, lambda f: f.name)
+    ref_fk, cur_fk, pairs = _match(list(ref.foreign_keys), list(cur.foreign_keys), _fk_key, named)
+    for r, c in pairs:
+        if renamed(r.name, c.name):
+            rename("rename_constraint", f"foreign key {r.describe()}", r, c)
     for f in ref_fk:
         out["add_foreign_key"].append(_change("add_foreign_key", t, f.name, f.describe(), reference=f))
     for f in cur_fk:

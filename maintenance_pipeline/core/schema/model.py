@@ -29,6 +29,8 @@ CHANGE_KINDS = (
     "drop_check",
     "alter_table",
     "rename_column",
+    "rename_constraint",
+    "rename_index",
     "add_object",
     "drop_object",
     "alter_object",
@@ -39,8 +41,13 @@ _COMPUTED = re.compile(r"\bGENERATED\s+ALWAYS\s+AS\s*\(", re.IGNORECASE)
 # How a snapshot names an index member that is an expression, not a column.
 EXPR = "<expr>"
 
-# Kinds that never lose data or rewrite existing values.
-ADDITIVE_KINDS = frozenset({"add_table", "add_column", "add_index", "add_unique", "add_foreign_key"})
+# Kinds that never lose data or rewrite existing values. A rename changes a name only: what the tables accept and
+# hold stays (SQLite renames a constraint by rebuilding the table, every row kept).
+ADDITIVE_KINDS = frozenset({"add_table", "add_column", "add_index", "add_unique", "add_foreign_key",
+                            "rename_constraint", "rename_index"})
+
+# How a column's ``sequence`` names its sequence, after the options (``sequence_parts``).
+SEQUENCE_NAME = ", SEQUENCE NAME "
 
 # A table option saying the table is a virtual table's storage (SQLite's shadow tables): the virtual table (a
 # ``SchemaObject``) makes and drops it, so the diff leaves it out; the rows checks still compare its rows.
@@ -49,6 +56,13 @@ SHADOW = "SHADOW"
 # Schema objects (``SchemaObject.kind``) whose addition never changes what the tables accept or hold: a view
 # reads, a sequence or a type is unused until something uses it. A trigger or a function can change writes.
 ADDITIVE_OBJECTS = frozenset({"view", "materialized view", "sequence", "type", "virtual table"})
+
+
+def sequence_parts(spec: str) -> tuple[str, str | None]:
+    """(options, name or None) of a column's ``sequence``: ``"AS integer, START WITH 1, ..., NO CYCLE, SEQUENCE NAME
+    t_id_seq"`` -> ``("AS integer, START WITH 1, ..., NO CYCLE", "t_id_seq")``."""
+    options, sep, name = (spec or "").partition(SEQUENCE_NAME)
+    return options, (name if sep else None)
 
 
 def extends(old: tuple[str, ...], new: tuple[str, ...]) -> bool:
@@ -65,6 +79,10 @@ class Column:
     default: str | None = None  # SQL text of the server default, None when there is none
     # comparison key of the type (see sqltypes.type_key); filled by the snapshot reader
     type_key: str = ""
+    # the sequence the column takes its values from (a serial's, an identity's: one the column owns), its options
+    # in the engine's words, comma-separated, then its name: "AS integer, START WITH 1, INCREMENT BY 1, MINVALUE 1,
+    # MAXVALUE 2147483647, CACHE 1, NO CYCLE, SEQUENCE NAME t_id_seq" ("" = none; ``sequence_parts``); compared
+    sequence: str = ""
 
     @property
     def computed(self) -> bool:
@@ -129,6 +147,14 @@ class ForeignKey:
 
 
 @dataclass(frozen=True)
+class PrimaryKey:
+    """A primary key as a named constraint (what a ``rename_constraint`` of it carries)."""
+
+    name: str | None
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     columns: tuple[Column, ...]
@@ -142,6 +168,10 @@ class Table:
     options: tuple[str, ...] = ()
     # the engine's own CREATE TABLE statement when it keeps one (SQLite): a rebuild can create the table from it
     sql: str = field(default="", compare=False)
+    primary_key_name: str | None = None  # the primary key's constraint name (None: it has none)
+    # the names (of keys, checks, indexes; None: "no name") the reference leaves to the engine: a models reference
+    # names only what the models name, the server names the rest (``t_pkey``), and those names are not compared
+    server_names: tuple[str | None, ...] = field(default=(), compare=False)
 
     def column(self, name: str) -> Column | None:
         for c in self.columns:
@@ -202,7 +232,8 @@ class Snapshot:
         canon = {}
         for name, t in sorted(self.tables.items()):
             canon[name] = {
-                "columns": [[c.name, c.type_key or c.type, c.nullable, c.default] for c in t.columns],
+                "columns": [[c.name, c.type_key or c.type, c.nullable, c.default]
+                            + ([c.sequence] if c.sequence else []) for c in t.columns],
                 "pk": list(t.primary_key),
                 "indexes": sorted([i.name, list(i.columns), i.unique, i.definition] for i in t.indexes),
                 "uniques": sorted([list(u.columns), u.options] for u in t.uniques),
@@ -214,6 +245,11 @@ class Snapshot:
                 "checks": sorted(c.definition for c in t.checks),
                 "options": sorted(t.options),
             }
+            # constraint names (compared since they are: a rename moves the fingerprint); absent when there is none
+            names = sorted(str(x) for x in [t.primary_key_name, *(u.name for u in t.uniques),
+                                            *(f.name for f in t.foreign_keys), *(c.name for c in t.checks)] if x)
+            if names:
+                canon[name]["names"] = names
         canon["\0objects"] = sorted([o.key, o.definition] for o in self.objects.values())
         blob = json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()

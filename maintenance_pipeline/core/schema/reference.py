@@ -20,14 +20,16 @@ import importlib
 import sys
 from collections.abc import Iterable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from ..dburl import mask_url
 from ..engines import engine_named, open_engine
 from ..engines import inspect as _inspect
 from ..errors import ReferenceImportError
-from .model import Snapshot
+from .model import Snapshot, sequence_parts
 from .snapshot import take_snapshot
 
 __all__ = ["import_metadata", "reference_snapshot", "metadata_snapshot"]
@@ -130,8 +132,67 @@ def reference_snapshot(*, url: str | None = None, metadata: str | sa.MetaData | 
     if url is not None:
         engine = open_engine(url)
         try:
-            return take_snapshot(engine, ignore_tables=ignore_tables, url=url, schema=schema)
+            snap = take_snapshot(engine, ignore_tables=ignore_tables, url=url, schema=schema)
         finally:
             engine.dispose()
+        if not snap.tables:  # a wrong URL or schema, or a database not created yet: never "drop every table"
+            where = mask_url(url) + (f" (schema {schema})" if schema else "")
+            raise ReferenceImportError(
+                f"the reference database {where} has no tables: is it the right database and schema? point "
+                "reference.url (and reference.schema) at the database the target should match")
+        return snap
     md = metadata if isinstance(metadata, sa.MetaData) else import_metadata(str(metadata), search_paths)
-    return engine_named(target_dialect).metadata_snapshot(md, ignore_tables, url=target_url)
+    if not md.tables:  # a models module whose model classes were never imported
+        label = f"`{metadata}`" if isinstance(metadata, str) else "the reference MetaData"
+        raise ReferenceImportError(
+            f"no tables in {label}: are the model modules imported? import every module that defines a model "
+            "where the MetaData is (e.g. in the models package's __init__.py), or point the reference at the right "
+            "MetaData")
+    _creatable(md)
+    return leave_names_to_server(engine_named(target_dialect).metadata_snapshot(md, ignore_tables, url=target_url), md)
+
+
+def _creatable(metadata: sa.MetaData) -> None:
+    """What no database can create, said with its name before ``create_all`` fails on it with the server's bare
+    syntax error: an index with no columns (``Index("ix_name")``: ``CREATE INDEX ix_name ON t ()``)."""
+    for table in metadata.tables.values():
+        for ix in sorted(table.indexes, key=lambda i: str(i.name)):
+            if not list(ix.expressions):
+                raise ReferenceImportError(
+                    f"the reference models declare index {ix.name} of table {table.name} with no columns, which no "
+                    f"database can create (CREATE INDEX {ix.name} ON {table.name} () is a syntax error); give it its "
+                    "columns in the models, or use a reference database made by the application's own migrations "
+                    "(reference: url:)")
+
+
+def _given_name(item, preparer) -> str | None:
+    """The name a MetaData constraint or index is created with (its own, or its naming convention's); None when it
+    leaves the name to the server."""
+    if item.name is None:
+        return None
+    try:
+        return preparer.format_constraint(item, _alembic_quote=False)
+    except Exception:  # noqa: BLE001 - no name the convention can make: the server names it
+        return None
+
+
+def leave_names_to_server(snap: Snapshot, metadata: sa.MetaData) -> Snapshot:
+    """A models reference names what the models name (a constraint's or an index's ``name=``, or its naming
+    convention's); the server names the rest (``t_pkey``, ``t_a_key``, a serial's ``t_id_seq``; SQLite: no name).
+    Those names go in ``Table.server_names`` (with None: no name at all) and the columns' sequences lose theirs: the
+    diff compares only the names the models give."""
+    preparer = _inspect._dialect(snap.dialect).identifier_preparer
+    by_name = {st.name: st for st in metadata.tables.values()}
+    tables = {}
+    for name, t in snap.tables.items():
+        st = by_name.get(name)
+        if st is None:
+            tables[name] = t
+            continue
+        given = {_given_name(x, preparer) for x in [*st.constraints, *st.indexes]} - {None}
+        held = [t.primary_key_name, *(u.name for u in t.uniques), *(f.name for f in t.foreign_keys),
+                *(c.name for c in t.checks), *(i.name for i in t.indexes)]
+        server = tuple(dict.fromkeys([n for n in held if n is not None and n not in given] + [None]))
+        columns = tuple(replace(c, sequence=sequence_parts(c.sequence)[0]) if c.sequence else c for c in t.columns)
+        tables[name] = replace(t, columns=columns, server_names=server)
+    return replace(snap, tables=tables)

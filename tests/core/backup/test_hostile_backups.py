@@ -87,8 +87,13 @@ def test_a_clock_that_ran_ahead_neither_removes_the_runs_backup_nor_picks_the_re
     assert newest["path"] == str(own) and not newest["future"]
     assert sum("later than this host's clock" in p for p in report["backup_problems"]) == 2
 
+    # a default restore undoes the newest run that changed the database: by sequence, never by a date from 2027
+    for p in future[1:]:  # (the first went to retention above)
+        bk.annotate(p, label="pre-migration", changed_database=True)
+    report = run_job(config, "goals", "maintain_database")
+    assert report["status"] == "success", report["error"]
     path, manifest = bk.backup_to_restore("goals", demo_dir / "backups", demo_dir)
-    assert path == own  # the run's backup, not one dated 2027
+    assert str(path) == report["backup"]["path"] and path not in future
 
 
 def test_sequence_orders_backups_whatever_their_dates(tmp_path):

@@ -5,32 +5,19 @@ content (the sha256 the ``backups/<target>`` materialization recorded). The targ
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from pathlib import Path
 
 import dagster as dg
 
+from backup_cases import tamper_backup
 from conftest import sha256, write_config
-from maintenance_pipeline.core.backup import sha256_file
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job
 from maintenance_pipeline.orchestration.definitions import build_definitions
 
 
 def _tamper(backup: Path, *, manifest_too: bool = True) -> None:
-    """Delete one goal from the backup (an orphan follows), and make its manifest's sha256 and bytes match."""
-    conn = sqlite3.connect(backup)
-    conn.execute("DELETE FROM goals WHERE id = (SELECT max(id) FROM goals WHERE parent_id IS NULL)")
-    conn.commit()
-    conn.close()
-    mpath = backup.with_suffix(".json")
-    m = json.loads(mpath.read_text())
-    m["sha256"], m["bytes"] = sha256_file(backup), backup.stat().st_size
-    if manifest_too:
-        m["row_counts"]["goals"] -= 1
-        m["tables"]["goals"]["rows"] -= 1
-    mpath.write_text(json.dumps(m))
+    tamper_backup(backup, manifest_rows_too=manifest_too)
 
 
 def test_a_backup_whose_rows_differ_from_its_manifest_is_refused_before_the_target_is_touched(demo_dir):

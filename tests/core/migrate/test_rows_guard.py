@@ -221,3 +221,24 @@ def test_the_attached_backup_never_stands_in_for_a_dropped_table(demo_dir, reads
     assert report["status"] == "failed" and report["failed_step"] == "migrate"
     assert "0003" in report["error"] and "no such table: scheduled_sessions" in report["error"]
     assert sha256(db) == before
+
+
+def test_the_guard_reads_the_names_again_only_when_a_statement_can_move_them(tmp_path, monkeypatch):
+    """After ``ADD COLUMN`` or ``CREATE INDEX`` no table or view appears, goes or is renamed: reading every name of
+    the schema again after each (1,000 of them on a 10,000-table schema cost seconds) is not needed; after
+    ``CREATE TABLE`` it is."""
+    from maintenance_pipeline.core.engines.sqlite.migration import names_move
+    from maintenance_pipeline.core.engines.sqlite.rows import RowsGuard
+    from sqlite_cases import Case
+
+    assert not names_move('ALTER TABLE "t" ADD COLUMN v TEXT') and not names_move("CREATE INDEX ix ON t (v)")
+    assert names_move("CREATE TABLE u (id INTEGER)") and names_move('ALTER TABLE "_tmp" RENAME TO "t"')
+    assert names_move("DROP VIEW v") and names_move("create temp table x (a)")
+    calls = []
+    real = RowsGuard.refresh_names
+    monkeypatch.setattr(RowsGuard, "refresh_names", lambda self, **kw: calls.append(kw) or real(self, **kw))
+    tables = "".join(f"CREATE TABLE t{i} (id INTEGER PRIMARY KEY);" for i in range(20))
+    c = Case(tmp_path, tables, tables.replace("PRIMARY KEY)", "PRIMARY KEY, v TEXT)") + "CREATE TABLE added (id INTEGER);")
+    c.run(align="additive")
+    assert c.remaining() == []
+    assert len([k for k in calls if not k]) == 1  # the new table only; 20 ADD COLUMN read no name

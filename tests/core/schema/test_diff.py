@@ -65,8 +65,9 @@ for fwd, back, a, b, table, name, ref_type in PAIRS:
 
 
 def test_every_change_kind_is_covered():
-    # rename_column needs the target's renames setting: tests/core/migrate/test_renames.py
-    assert {c.values[0] for c in CASES} | {"rename_column"} == set(CHANGE_KINDS)
+    # rename_column needs the target's renames setting: tests/core/migrate/test_renames.py; a rename of a constraint
+    # or an index names the live (old) name, so it has its own cases (test_a_renamed_*)
+    assert {c.values[0] for c in CASES} | {"rename_column", "rename_constraint", "rename_index"} == set(CHANGE_KINDS)
 
 
 @pytest.mark.parametrize("kind, current_sql, reference_sql, table, name, ref_type", CASES)
@@ -173,12 +174,57 @@ def test_add_table_carries_its_contents_and_comes_in_fk_order(tmp_path):
                                                        ("drop_table", "zz_root")]
 
 
-def test_renamed_identical_index_is_no_drift_but_unique_flag_is(tmp_path):
+def test_a_renamed_index_is_a_rename_both_ways_but_a_unique_flag_is_a_new_index(tmp_path):
     a = snap(tmp_path, "a", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX ix_old ON t (v);")
     b = snap(tmp_path, "b", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX ix_new ON t (v);")
     c = snap(tmp_path, "c", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE UNIQUE INDEX ix_old ON t (v);")
-    assert diff(a, b) == []
+    changes = diff(a, b)
+    assert [(x.kind, x.table, x.name, x.detail, x.destructive) for x in changes] == [
+        ("rename_index", "t", "ix_old", "index (v): ix_old -> ix_new", False)]
+    assert isinstance(changes[0].reference, Index) and changes[0].reference.name == "ix_new"
+    assert isinstance(changes[0].current, Index) and changes[0].current.name == "ix_old"
+    assert [(x.kind, x.name) for x in diff(b, a)] == [("rename_index", "ix_new")]
     assert [(x.kind, x.name) for x in diff(a, c)] == [("add_index", "ix_old"), ("drop_index", "ix_old")]
+    # SQLite compares names without case: ix_OLD is ix_old
+    upper = snap(tmp_path, "d", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX ix_OLD ON t (v);")
+    assert diff(a, upper) == []
+
+
+@pytest.mark.parametrize("old, new, what", [
+    ("id INTEGER, CONSTRAINT pk_old PRIMARY KEY (id)", "id INTEGER, CONSTRAINT pk_new PRIMARY KEY (id)",
+     "primary key (id)"),
+    ("id INTEGER PRIMARY KEY, a TEXT CONSTRAINT uq_old UNIQUE",
+     "id INTEGER PRIMARY KEY, a TEXT, CONSTRAINT uq_new UNIQUE (a)", "unique (a)"),
+    ("id INTEGER PRIMARY KEY, a INT CONSTRAINT fk_old REFERENCES parent (id)",
+     "id INTEGER PRIMARY KEY, a INT, CONSTRAINT fk_new FOREIGN KEY (a) REFERENCES parent (id)",
+     "foreign key (a) -> parent(id)"),
+    ("id INTEGER PRIMARY KEY, a INT CONSTRAINT ck_old CHECK (a > 0)",
+     "id INTEGER PRIMARY KEY, a INT, CONSTRAINT ck_new CHECK (a > 0)", "check a > 0"),
+])
+def test_a_renamed_constraint_is_a_rename_both_ways(tmp_path, old, new, what):
+    a = snap(tmp_path, "a", PARENT + f"CREATE TABLE t ({old});")
+    b = snap(tmp_path, "b", PARENT + f"CREATE TABLE t ({new});")
+    o, n = old.split("CONSTRAINT ")[1].split()[0], new.split("CONSTRAINT ")[1].split()[0]
+    changes = diff(a, b)
+    assert [(x.kind, x.table, x.name, x.detail, x.destructive) for x in changes] == [
+        ("rename_constraint", "t", o, f"{what}: {o} -> {n}", False)]
+    assert (changes[0].current.name, changes[0].reference.name) == (o, n)
+    assert [(x.kind, x.name) for x in diff(b, a)] == [("rename_constraint", n)]
+    # a name given to a constraint that had none is a rename too (SQLite keeps it in the CREATE TABLE text)
+    plain = snap(tmp_path, "c", PARENT + f"CREATE TABLE t ({new.replace(f'CONSTRAINT {n} ', '')});")
+    assert [(x.kind, x.name, x.detail) for x in diff(plain, b)] == [
+        ("rename_constraint", None, f"{what}: (no name) -> {n}")]
+
+
+def test_a_key_declared_twice_pairs_each_copy_with_its_namesake(tmp_path):
+    # the reference declares the same foreign key twice (once unnamed, once named): the live named copy is the named
+    # one, and the unnamed copy is the one missing (not the other way round, which would add a name that exists)
+    live = snap(tmp_path, "a", PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, p INT, "
+                                        "CONSTRAINT fk_p FOREIGN KEY (p) REFERENCES parent (id));")
+    ref = snap(tmp_path, "b", PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, p INT REFERENCES parent (id), "
+                                       "CONSTRAINT fk_p FOREIGN KEY (p) REFERENCES parent (id));")
+    assert [(f.name, f.columns) for f in ref.tables["t"].foreign_keys] == [("fk_p", ("p",)), (None, ("p",))]
+    assert [(c.kind, c.name) for c in diff(live, ref)] == [("add_foreign_key", None)]
 
 
 def test_unique_index_satisfies_unique_constraint(tmp_path):
@@ -214,12 +260,12 @@ def test_defaults_compare_normalised(tmp_path):
     assert [(x.kind, x.name, x.detail) for x in diff(a, c)] == [("alter_column", "n", "default '0' -> 1")]
 
 
-def test_fk_actions_matter_and_fk_names_do_not(tmp_path):
+def test_fk_actions_matter_and_a_fk_name_is_a_rename(tmp_path):
     base = PARENT + "CREATE TABLE t (id INTEGER PRIMARY KEY, p INT, {});"
     a = snap(tmp_path, "a", base.format("CONSTRAINT fk_one FOREIGN KEY (p) REFERENCES parent (id)"))
     b = snap(tmp_path, "b", base.format("CONSTRAINT fk_two FOREIGN KEY (p) REFERENCES parent (id)"))
     c = snap(tmp_path, "c", base.format("FOREIGN KEY (p) REFERENCES parent (id) ON DELETE SET NULL"))
-    assert diff(a, b) == []
+    assert [(x.kind, x.name) for x in diff(a, b)] == [("rename_constraint", "fk_one")]
     assert [x.kind for x in diff(a, c)] == ["add_foreign_key", "drop_foreign_key"]
     assert diff(a, c)[0].detail == "(p) -> parent(id) ON DELETE SET NULL"
 
@@ -251,3 +297,25 @@ def test_order_is_suitable_for_applying(tmp_path):
     )
     assert summarize([]) == "no changes"
     assert [c.to_dict()["kind"] for c in changes] == kinds
+
+
+def test_a_columns_own_sequence_is_compared_options_and_name():
+    from maintenance_pipeline.core.schema.model import Snapshot
+
+    opts = "AS integer, START WITH 1, INCREMENT BY {inc}, MINVALUE 1, MAXVALUE 2147483647, CACHE 1, NO CYCLE"
+
+    def snapshot(inc: int, name: str | None, server_names=()) -> Snapshot:
+        seq = opts.format(inc=inc) + (f", SEQUENCE NAME {name}" if name else "")
+        col = Column("id", "SERIAL", False, None, "INTEGER SERIAL", sequence=seq)
+        return Snapshot("postgresql", {"t": Table("t", (col,), ("id",), server_names=server_names)})
+
+    live = snapshot(1, "t_id_seq")
+    [options] = diff(live, snapshot(7, "t_id_seq"))
+    assert (options.kind, options.detail, options.destructive) == (
+        "alter_column", "sequence INCREMENT BY 1 -> INCREMENT BY 7", True)
+    [renamed] = diff(live, snapshot(1, "t_id_seq2"))
+    assert (renamed.detail, renamed.destructive) == ("sequence SEQUENCE NAME t_id_seq -> SEQUENCE NAME t_id_seq2", False)
+    assert diff(live, snapshot(1, None)) == []  # a models reference leaves the name to the server
+    # one side without a sequence of its own (a reference read without a server): nothing to compare
+    bare = Snapshot("postgresql", {"t": Table("t", (Column("id", "SERIAL", False, None, "INTEGER SERIAL"),), ("id",))})
+    assert diff(live, bare) == [] and diff(bare, live) == []

@@ -84,6 +84,24 @@ CASES = [
                                "INSERT INTO log VALUES (new.s); END;"),
      t(after="CREATE TABLE log (m TEXT); CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.a); "
              "END;"), {"alter_object"}, "aligned"),
+    # names SQLite keeps: an index's (DROP INDEX + CREATE INDEX), a constraint's in the CREATE TABLE text (a rebuild)
+    ("index-name", t(after="CREATE INDEX ix_old ON t (a);"), t(after="CREATE INDEX ix_new ON t (a);"), {"rename_index"},
+     "aligned"),
+    ("index-names-swapped", t(after="CREATE INDEX ix_one ON t (a); CREATE INDEX ix_two ON t (s);"),
+     t(after="CREATE INDEX ix_two ON t (a); CREATE INDEX ix_one ON t (s);"), {"rename_index"}, "aligned"),
+    ("unique-name", t(", CONSTRAINT uq_a UNIQUE (a)"), t(", CONSTRAINT uq_a_renamed UNIQUE (a)"), {"rename_constraint"},
+     "aligned"),
+    ("unique-named", t(", UNIQUE (a)"), t(", CONSTRAINT uq_a UNIQUE (a)"), {"rename_constraint"}, "aligned"),
+    ("fk-name", t(", pid INT CONSTRAINT fk_old REFERENCES p (id)", after="CREATE TABLE p (id INTEGER PRIMARY KEY);"),
+     t(", pid INT, CONSTRAINT fk_new FOREIGN KEY (pid) REFERENCES p (id)",
+       after="CREATE TABLE p (id INTEGER PRIMARY KEY);"),
+     {"rename_constraint"}, "aligned"),
+    ("check-name", t(", CONSTRAINT ck_old CHECK (a < 100)"), t(", CONSTRAINT ck_new CHECK (a < 100)"),
+     {"rename_constraint"}, "aligned"),
+    ("pk-name", "CREATE TABLE k (code TEXT NOT NULL, v INT, CONSTRAINT pk_old PRIMARY KEY (code)); "
+                "INSERT INTO k VALUES ('a', 1);",
+     "CREATE TABLE k (code TEXT NOT NULL, v INT, CONSTRAINT pk_new PRIMARY KEY (code));", {"rename_constraint"},
+     "aligned"),
 ]
 
 

@@ -185,17 +185,23 @@ class PostgresEngine(Engine):
                                               "CAST(:t AS regclass) AND contype = 'p'"), {"t": qualified}).scalar()
 
     def apply_in_place(self, ops, change, schema: str | None) -> bool:
-        """How a column gets its values and table options (``align.py``), then Alembic's ALTERs."""
+        """How a column gets its values and table options (``align.py``), then Alembic's ALTERs; then the column's own
+        sequence (its options and name); a constraint's or an index's name (``ALTER ... RENAME``)."""
         from ..ddl import apply_generic
         from . import align
 
+        if change.kind in ("rename_constraint", "rename_index"):
+            align.rename(ops, change, schema)
+            return True
         if change.kind == "alter_column":
             now = align.align_value_source(ops, change.table, change.current, change.reference, schema)
             if now is None:
                 return True
-            change = replace(change, current=now)
-            if now == change.reference:
-                return True
+            change = replace(change, current=replace(now, sequence=change.reference.sequence))
+            if change.current != change.reference:
+                apply_generic(ops, change, self, schema)
+            align.align_sequence(ops, change.table, change.reference, schema)
+            return True
         elif change.kind == "alter_table":
             align.set_options(ops, change.table, change.current.options, change.reference.options, schema,
                               change.reference.primary_key)
@@ -208,12 +214,19 @@ class PostgresEngine(Engine):
         why = super().refusal(change, same_engine=same_engine, live=live, reference=reference)
         if why is None and change.kind == "drop_column" and live is not None:
             why = align.inherited_drop(change, live, reference)
-        return why
+        return why or align.sequence_refusal(change)
 
     def implied(self, changes: list, live) -> list:
         from .align import implied_by_parents
 
         return implied_by_parents(changes, live)
+
+    def order_by_dependencies(self, conn: sa.Connection, steps: list, live, reference, schema: str | None):
+        """What depends on what, from ``pg_depend`` (``depends.py``): a view the plan keeps that reads what it drops
+        or retypes is dropped first and made again after; what cannot be is refused before the first statement."""
+        from .depends import order_by_dependencies
+
+        return order_by_dependencies(conn, steps, live, reference, schema)
 
     def table_options_refusal(self, current, reference) -> str | None:
         from .align import options_refusal
@@ -221,10 +234,18 @@ class PostgresEngine(Engine):
         return options_refusal(current, reference)
 
     def complete_new_table(self, ops, table, schema: str | None) -> None:
-        from .align import set_options
+        from .align import align_sequence, set_options
 
         super().complete_new_table(ops, table, schema)
         set_options(ops, table.name, (), table.options, schema, table.primary_key)
+        for column in table.columns:
+            align_sequence(ops, table.name, column, schema)
+
+    def complete_new_column(self, ops, table: str, column, schema: str | None) -> None:
+        """A new serial or identity column's sequence set as the reference's (``ADD COLUMN`` gives the defaults)."""
+        from .align import align_sequence
+
+        align_sequence(ops, table, column, schema)
 
     def add_enum_values(self, ops, current, reference) -> None:
         from .align import add_enum_values
@@ -265,6 +286,37 @@ class PostgresEngine(Engine):
                                  pg_compress=settings.pg_compress, restore_check=settings.restore_check,
                                  schema=schema)
 
+    def equals_backup(self, url, backup: Path, manifest: dict, *, schema: str | None, strict: bool) -> str | None:
+        """By schema fingerprint and row counts (a dump cannot be compared row by row without restoring it); not
+        exact, so only when the operator did not name the backup (``strict``)."""
+        from ...backup.manifest import describe_url
+
+        if strict or not manifest.get("fingerprint"):
+            return None
+        fingerprint, tables = describe_url(url, manifest.get("pg_schema") or schema)
+        counts = {n: v["rows"] for n, v in tables.items()}
+        if fingerprint == manifest["fingerprint"] and counts == (manifest.get("row_counts") or {}):
+            return "by schema fingerprint and row counts; if rows changed in place, name it with --backup"
+        return None
+
+    def backup_snapshot(self, backup: Path, url, target):
+        """The dump restored into a scratch database (needs CREATEDB), read there, dropped."""
+        from ...schema.snapshot import take_snapshot
+        from .. import open_engine
+        from .rows import Scratch
+
+        scratch = Scratch(backup, url)
+        try:
+            scratch.restore()
+            engine = open_engine(scratch.url)
+            try:
+                with engine.connect() as conn:
+                    return take_snapshot(conn, ignore_tables=target.ignore_tables, schema=target.schema)
+            finally:
+                engine.dispose()
+        finally:
+            scratch.drop()
+
     def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None) -> dict:
         """The safety dump first, then the restore in one transaction: commits made between the dump's snapshot
         and the restore's table locks are in neither (README: "Security and failure model")."""
@@ -276,6 +328,45 @@ class PostgresEngine(Engine):
         except Exception as e:
             e.safety = copy  # type: ignore[attr-defined] - taken, and the target unchanged (one transaction)
             raise
+
+    @contextlib.contextmanager
+    def scratch_restore(self, backup: Path, url, *, schema: str | None = None):
+        """The dump (its sha256 checked against the manifest first) restored into a scratch database beside the
+        target: ``<db>_mp_scratch_<hex>``, marked, dropped when the block ends (``rows.Scratch``). The target's
+        database is only asked whether its role may create databases (without CREATEDB: one line saying so)."""
+        from ...backup.manifest import expected_sha256, manifest_for_restore, sha256_mismatch
+        from ...dburl import mask_url, parse_url
+        from ...errors import RestoreError
+        from .archive import sha256_dump
+        from .catalog import quote_ident
+        from .rows import Scratch
+        from .tools import psycopg_connect
+
+        where, backup = mask_url(url), Path(backup)
+        manifest = manifest_for_restore(backup, where)
+        if manifest.get("dialect") != self.name:
+            raise RestoreError(f"backup {backup.name} is a {manifest.get('dialect')} backup, not a PostgreSQL dump; "
+                               "pick a backup of this target")
+        expected = expected_sha256(manifest, backup, where)
+        actual, files, _size = sha256_dump(backup)
+        if actual != expected:
+            changed = sorted(n for n, h in files.items() if (manifest.get("files") or {}).get(n) != h)
+            raise sha256_mismatch(backup, actual, expected, where,
+                                  f" (changed: {', '.join(changed[:3])})" if changed else "")
+        with psycopg_connect(url, autocommit=True) as conn:
+            row = conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_catalog.pg_roles "
+                               "WHERE rolname = current_user").fetchone()
+        if not (row and row[0]):
+            user = parse_url(url).username or "this role"
+            raise RestoreError(f"role {user!r} may not create databases (the drill restores into a scratch database "
+                               f"beside the target); ALTER ROLE {quote_ident(user)} CREATEDB, or turn the drill off "
+                               "(drill: {enabled: false})")
+        scratch = Scratch(backup, url)
+        try:
+            scratch.restore()
+            yield scratch.url
+        finally:
+            scratch.drop()
 
     # ------------------------------------------------------------------ checks
 

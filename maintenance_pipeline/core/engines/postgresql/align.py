@@ -9,7 +9,13 @@ identity and its kind, a generated expression), enum values, and table options (
 * generated -> plain: ``DROP EXPRESSION`` (the values stay); plain -> generated or another expression: the
   column is dropped and added again as the reference declares it (its values are computed, nothing is lost
   that the expression cannot give back);
-* an enum gains values with ``ALTER TYPE ... ADD VALUE ... BEFORE/AFTER`` in the reference's order.
+* an enum gains values with ``ALTER TYPE ... ADD VALUE ... BEFORE/AFTER`` in the reference's order;
+* a column's own sequence (``Column.sequence``: a serial's, an identity's) gets every option of the reference's with
+  one ``ALTER SEQUENCE`` (``AS`` type, START, INCREMENT, MINVALUE, MAXVALUE, CACHE, CYCLE; serial -> bigserial is
+  ``AS bigint``, its MAXVALUE with it) and its name with ``ALTER SEQUENCE ... RENAME TO``, after the column has its
+  values from it (a new serial or identity gets the server's defaults first);
+* a constraint's name: ``ALTER TABLE ... RENAME CONSTRAINT`` (a key's index follows), an index's: ``ALTER INDEX ...
+  RENAME TO``.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from dataclasses import replace
 
 import sqlalchemy as sa
 
-from ...schema.model import Column
-from .types import base_type, value_source
+from ...errors import MigrationError
+from ...schema.model import Column, sequence_parts
+from .types import base_type, type_key, value_source
 
 
 def _q(conn: sa.Connection, name: str) -> str:
@@ -50,7 +57,7 @@ def align_value_source(ops, table: str, cur: Column, ref: Column, schema: str | 
     default / nullability changes), or None when it was created again exactly as ``ref``."""
     src_cur, src_ref = value_source(cur.type), value_source(ref.type)
     if src_cur == src_ref:
-        return cur
+        return retype_enum(ops, table, cur, ref, schema)
     conn = ops.get_bind()
     qt, qc = _qualified(conn, table, schema), _q(conn, cur.name)
     alter = f"ALTER TABLE {qt} ALTER COLUMN {qc}"
@@ -87,6 +94,101 @@ def align_value_source(ops, table: str, cur: Column, ref: Column, schema: str | 
         _restart_after_max(conn, qt, cur.name)
         return replace(now, type=ref.type, default=None, nullable=False)
     return now
+
+
+_IS_ENUM = sa.text("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE t.typtype = 'e' "
+                   "AND CAST(:t AS text) IN (format_type(t.oid, NULL), t.typname::text))")
+_COLUMN_IS_ENUM = sa.text("SELECT t.typtype = 'e' FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t "
+                          "ON t.oid = a.atttypid WHERE a.attrelid = CAST(:t AS regclass) AND a.attname = :c")
+
+
+def enum_involved(conn: sa.Connection, qualified: str, column: str, new_type: str) -> bool:
+    """The column's type now, or ``new_type``, is an enum."""
+    return bool(conn.execute(_COLUMN_IS_ENUM, {"t": qualified, "c": column}).scalar()
+                or conn.execute(_IS_ENUM, {"t": new_type}).scalar())
+
+
+def retype_enum(ops, table: str, cur: Column, ref: Column, schema: str | None) -> Column:
+    """A column whose type changes from or to an enum: PostgreSQL has no cast between two enum types (nor from most
+    types to one), so the values go through their text (``USING col::text::new``), label by label; the default,
+    which may not cast, is dropped first (the reference's is set after). Returns the column as it now is."""
+    new_type = base_type(ref.type)
+    if type_key(base_type(cur.type)) == type_key(new_type):
+        return cur
+    conn = ops.get_bind()
+    qt, qc = _qualified(conn, table, schema), _q(conn, cur.name)
+    if not enum_involved(conn, qt, cur.name, new_type):
+        return cur
+    if cur.default is not None:
+        conn.exec_driver_sql(f"ALTER TABLE {qt} ALTER COLUMN {qc} DROP DEFAULT")
+    conn.exec_driver_sql(f"ALTER TABLE {qt} ALTER COLUMN {qc} TYPE {new_type} USING {qc}::text::{new_type}")
+    return replace(cur, type=ref.type, default=None)
+
+
+_OWNED_SEQUENCES = sa.text("""
+SELECT s.relname, n.nspname, format_type(q.seqtypid, NULL), q.seqstart, q.seqincrement, q.seqmin, q.seqmax,
+       q.seqcache, q.seqcycle
+FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
+JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid
+JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+  AND d.deptype IN ('a', 'i') AND d.refobjid = CAST(:t AS regclass) AND a.attname = :c
+""")
+
+
+def align_sequence(ops, table: str, column: Column, schema: str | None) -> None:
+    """Give the sequence ``column`` owns the options and the name ``column.sequence`` says (nothing when they are
+    already so, or when the reference says of no sequence). A value the sequence gave past the new limits makes the
+    server refuse, and the run rolls back."""
+    from .objects import sequence_spec
+
+    if not column.sequence:
+        return
+    conn = ops.get_bind()
+    qt = _qualified(conn, table, schema)
+    rows = conn.execute(_OWNED_SEQUENCES, {"t": qt, "c": column.name}).all()
+    if len(rows) != 1:
+        raise MigrationError(f"column {table}.{column.name} owns {len(rows)} sequences, not one; align its sequence "
+                             "with a revision")
+    name, nsp, *options = rows[0]
+    want_options, want_name = sequence_parts(column.sequence)
+    have_options, _ = sequence_parts(sequence_spec(None, *options))
+    if want_name is not None and want_name != name:
+        conn.exec_driver_sql(f"ALTER SEQUENCE {_q(conn, nsp)}.{_q(conn, name)} RENAME TO {_q(conn, want_name)}")
+        name = want_name
+    if want_options != have_options:
+        conn.exec_driver_sql(f"ALTER SEQUENCE {_q(conn, nsp)}.{_q(conn, name)} {want_options.replace(', ', ' ')}")
+
+
+def sequence_refusal(change) -> str | None:
+    """Why a column's own sequence cannot follow the reference's: one side's column takes its values from two
+    sequences it owns (which one to set is not for the product to guess)."""
+    if change.kind == "add_table":
+        columns = list(change.reference.columns)
+    elif change.kind in ("add_column", "alter_column"):
+        columns = [c for c in (change.current, change.reference) if c is not None]
+    else:
+        return None
+    two = next((c for c in columns if "; " in c.sequence), None)
+    return None if two is None else \
+        f"column {two.name} takes its values from more than one sequence it owns; align its sequences with a revision"
+
+
+def rename(ops, change, schema: str | None) -> None:
+    """``rename_constraint`` (``ALTER TABLE ... RENAME CONSTRAINT``: a key's index is renamed with it) or
+    ``rename_index`` (``ALTER INDEX ... RENAME TO``)."""
+    conn = ops.get_bind()
+    old, new = change.current.name, change.reference.name
+    if old is None or new is None:
+        raise MigrationError(f"{change.describe()}: a constraint without a name cannot be renamed on PostgreSQL; "
+                             "write a revision for it")
+    if change.kind == "rename_index":
+        conn.exec_driver_sql(f"ALTER INDEX {_qualified(conn, old, schema)} RENAME TO {_q(conn, new)}")
+    else:
+        conn.exec_driver_sql(f"ALTER TABLE {_qualified(conn, change.table, schema)} RENAME CONSTRAINT {_q(conn, old)} "
+                             f"TO {_q(conn, new)}")
 
 
 def _free_name(conn: sa.Connection, wanted: str, schema: str | None) -> str:

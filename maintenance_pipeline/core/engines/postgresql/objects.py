@@ -7,7 +7,11 @@ written in the server's own canonical text (``pg_get_indexdef``, ``pg_get_constr
   INHERITS, PARTITION BY / OF, row level security, storage parameters, a deferrable primary key); every
   column's type as ``format_type`` says it (a type SQLAlchemy does not know is still named);
 * schema objects: views, materialized views, triggers, functions and procedures (not an extension's), sequences
-  not owned by a column, types (enums with their labels, domains, composite types), row level security policies.
+  not owned by a column, types (enums with their labels, domains, composite types), row level security policies;
+* a sequence a column owns and takes its values from (a serial's, an identity's) is the column's ``sequence``:
+  every option and its name; one it owns without taking values from it (``OWNED BY`` alone) is a sequence object
+  (``OWNED BY`` in its definition);
+* the primary key's constraint name (the inspector's keys keep theirs).
 
 The definitions are read with ``search_path`` set to the schema alone, so the server leaves names of that
 schema unqualified: a reference read in schema ``a`` and a target in schema ``b`` compare equal, and a
@@ -20,8 +24,9 @@ import re
 from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
-from ...schema.model import Check, SchemaObject, Table
+from ...schema.model import SEQUENCE_NAME, Check, SchemaObject, Table
 
 _TABLES = sa.text("""
 SELECT c.relname, c.relpersistence, c.relkind, c.relispartition,
@@ -92,11 +97,24 @@ ORDER BY p.oid
 
 _SEQUENCES = sa.text("""
 SELECT c.relname, format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache,
-       s.seqcycle
+       s.seqcycle, o.relname, a.attname,
+       (SELECT quote_ident(ob.relname) || '.' || quote_ident(oa.attname) FROM pg_catalog.pg_depend od
+        JOIN pg_catalog.pg_class ob ON ob.oid = od.refobjid
+        JOIN pg_catalog.pg_attribute oa ON oa.attrelid = od.refobjid AND oa.attnum = od.refobjsubid
+        WHERE od.classid = 'pg_catalog.pg_class'::regclass AND od.objid = c.oid AND od.deptype = 'a'
+          AND od.refobjsubid > 0 LIMIT 1)
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
+LEFT JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+     AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0
+     AND (d.deptype = 'i' OR (d.deptype = 'a' AND EXISTS (  -- a serial: the column's default reads it
+          SELECT 1 FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_depend dd
+                 ON dd.classid = 'pg_catalog.pg_attrdef'::regclass AND dd.objid = ad.oid AND dd.refobjid = c.oid
+          WHERE ad.adrelid = d.refobjid AND ad.adnum = d.refobjsubid)))
+LEFT JOIN pg_catalog.pg_class o ON o.oid = d.refobjid
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
 WHERE c.relnamespace = CAST(:schema AS regnamespace) AND c.relkind = 'S'
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
-                  AND d.objid = c.oid AND d.deptype IN ('a', 'i', 'e'))
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid = 'pg_catalog.pg_class'::regclass
+                  AND e.objid = c.oid AND e.deptype = 'e')
 ORDER BY c.oid
 """)
 
@@ -135,8 +153,24 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_PREPARER = postgresql.dialect().identifier_preparer
+# the server's keywords its ``quote_ident`` quotes (all but unreserved ones: ``user``, ``order``, ``values``, ``int``),
+# read once with the first catalog read (``read_extras``); the dialect's reserved words are quoted before that
+_KEYWORDS: set[str] = set()
+
+
 def quote(name: str) -> str:
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+    """``name`` as an identifier in generated SQL, as the server's ``quote_ident`` writes it: quoted when it is not a
+    plain lower-case name or when it is a keyword (``CREATE INDEX pw_idx ON "user" ...``)."""
+    if name in _KEYWORDS:
+        return '"' + name.replace('"', '""') + '"'
+    return _PREPARER.quote(name)
+
+
+def _read_keywords(conn: sa.Connection) -> None:
+    if not _KEYWORDS:
+        _KEYWORDS.update(r[0] for r in conn.exec_driver_sql(
+            "SELECT word FROM pg_catalog.pg_get_keywords() WHERE catcode <> 'U'"))
 
 
 @dataclass
@@ -146,6 +180,8 @@ class TableExtras:
     index_defs: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (definition, CREATE INDEX)
     key_options: dict[str, str] = field(default_factory=dict)  # constraint name -> "MATCH FULL DEFERRABLE ..."
     types: dict[str, str] = field(default_factory=dict)  # column -> format_type (+ COLLATE)
+    primary_key_name: str | None = None
+    sequences: dict[str, str] = field(default_factory=dict)  # column -> its own sequence (``Column.sequence``)
 
 
 def _deferrable(deferrable: bool, deferred: bool) -> str:
@@ -157,6 +193,7 @@ _INDEX_HEAD = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?(\S+) ", re.IG
 
 def read_extras(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dict[str, SchemaObject]]:
     """Per-table extras and the schema's objects, read with ``search_path`` = ``schema`` (then restored)."""
+    _read_keywords(conn)
     old = conn.exec_driver_sql("SELECT current_setting('search_path')").scalar()
     conn.execute(sa.text("SELECT set_config('search_path', :v, true)"), {"v": quote(schema)})
     try:
@@ -197,6 +234,7 @@ def _read(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dic
         if kind in ("c", "x"):
             e.checks.append(Check(name, definition, definition))
         elif kind == "p":
+            e.primary_key_name = name
             if later:
                 e.options.append(f"PRIMARY KEY {later}")
         else:
@@ -240,9 +278,14 @@ def _read(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dic
         kind = "PROCEDURE" if text.upper().startswith("CREATE OR REPLACE PROCEDURE") else "FUNCTION"
         add(SchemaObject("function", f"{name}({args})", " ".join(text.split()), text,
                          f"DROP {kind} {quote(name)}({args})", text))
-    for name, type_, inc, lo, hi, start, cache, cycle in conn.execute(_SEQUENCES, p):
+    for name, type_, inc, lo, hi, start, cache, cycle, owner, column, owned_by in conn.execute(_SEQUENCES, p):
+        if owner is not None:  # a column's own: compared and aligned with the column
+            seqs = ext(owner).sequences
+            own = sequence_spec(name, type_, start, inc, lo, hi, cache, cycle)
+            seqs[column] = f"{seqs[column]}; {own}" if column in seqs else own  # two: refused (``align``)
+            continue
         spec = (f"AS {type_} INCREMENT BY {inc} MINVALUE {lo} MAXVALUE {hi} START WITH {start} CACHE {cache} "
-                f"{'' if cycle else 'NO '}CYCLE")
+                f"{'' if cycle else 'NO '}CYCLE") + (f" OWNED BY {owned_by}" if owned_by else "")
         add(SchemaObject("sequence", name, spec, f"CREATE SEQUENCE {quote(name)} {spec}",
                          f"DROP SEQUENCE {quote(name)}", f"ALTER SEQUENCE {quote(name)} {spec}"))
     for name, kind, labels, base, notnull, default, constraints, attributes in conn.execute(_TYPES, p):
@@ -267,6 +310,13 @@ def _read(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dic
     return tables, objects
 
 
+def sequence_spec(name: str | None, type_: str, start, inc, lo, hi, cache, cycle: bool) -> str:
+    """A column's sequence as ``Column.sequence`` says it: every option, then its name."""
+    spec = (f"AS {type_}, START WITH {start}, INCREMENT BY {inc}, MINVALUE {lo}, MAXVALUE {hi}, CACHE {cache}, "
+            f"{'' if cycle else 'NO '}CYCLE")
+    return spec + (f"{SEQUENCE_NAME}{name}" if name is not None else "")
+
+
 def _unqualify_function(definition: str, schema: str) -> str:
     """``pg_get_functiondef`` always names the function with its schema: drop it (the target's schema is another)."""
     for prefix in (quote(schema) + ".", '"' + schema.replace('"', '""') + '".'):
@@ -288,13 +338,15 @@ def merge_table(t: Table, e: TableExtras | None, engine) -> Table:
         if " COLLATE " in full and " COLLATE " not in decl.upper():
             plain, rest = _split_source(decl)
             decl = f"{plain} COLLATE {full.split(' COLLATE ', 1)[1]}{rest}"
-        columns.append(c if decl == c.type else replace(c, type=decl, type_key=engine.type_key(decl)))
+        if decl != c.type:
+            c = replace(c, type=decl, type_key=engine.type_key(decl))
+        columns.append(replace(c, sequence=e.sequences[c.name]) if c.name in e.sequences else c)
     indexes = tuple(replace(i, definition=e.index_defs[i.name][0], sql=e.index_defs[i.name][1])
                     if i.name in e.index_defs else i for i in t.indexes)
     uniques = tuple(replace(u, options=e.key_options.get(u.name or "", "")) for u in t.uniques)
     fks = tuple(replace(f, options=e.key_options.get(f.name or "", "")) for f in t.foreign_keys)
     return replace(t, columns=tuple(columns), indexes=indexes, uniques=uniques, foreign_keys=fks,
-                   checks=tuple(e.checks), options=tuple(sorted(e.options)))
+                   checks=tuple(e.checks), options=tuple(sorted(e.options)), primary_key_name=e.primary_key_name)
 
 
 _SOURCE = re.compile(r"\s+GENERATED\s+(?:ALWAYS|BY\s+DEFAULT)\s+AS\b.*$", re.IGNORECASE | re.DOTALL)

@@ -30,6 +30,7 @@ from ...errors import BackupError, MaintenanceError
 from .archive import list_archive
 from .catalog import quote_ident as _qi
 from .tools import DEFAULT_JOBS, build_command, classify, find_tool, first_error, psycopg_connect, run
+from .types import base_type, type_key
 
 SCRATCH_INFIX = "_mp_scratch_"
 _HEX = 8  # hex digits of a scratch database's random part
@@ -325,16 +326,52 @@ def _key_label(key) -> str:
     return repr(key) if not isinstance(key, tuple) else "(" + ", ".join(repr(k) for k in key) + ")"
 
 
-def row_queries(qualified: str, kept: list[str], keys: list[str] | None) -> str:
+def row_queries(qualified: str, kept: list[str], keys: list[str] | None,
+                casts: dict[str, tuple[str, str]] | None = None, through_text: bool = False) -> str:
     """The query both sides stream for one table: ``md5(ROW(kept columns)::text)`` per row, with the key's
     text under the "C" collation (so both sides and Python agree on the order); without a usable key,
-    ``(digest, count)`` per distinct row."""
-    row_hash = f"md5(ROW({', '.join(_qi(c) for c in kept)})::text)"
+    ``(digest, count)`` per distinct row.
+
+    ``casts``: {column: (its type in the backup, its type now)} for the backup's side of a column whose type the
+    migration changed: its value as the new type renders it (``10`` is ``10.00`` as ``numeric(8,2)``), when the cast
+    loses nothing (cast back, it is the value it was); a value the cast changes (``10.5`` as ``numeric(8,0)``) keeps
+    its old text, so it counts as changed. ``through_text``: cast through the value's text (enums)."""
+    casts = casts or {}
+
+    def value(c: str) -> str:
+        if c not in casts:
+            return _qi(c)
+        old, new = casts[c]
+        src = f"({_qi(c)})::text" if through_text else _qi(c)
+        back = f"CAST(CAST({src} AS {new})::text AS {old})" if through_text else f"CAST(CAST({src} AS {new}) AS {old})"
+        return (f"CASE WHEN {back} IS NOT DISTINCT FROM {_qi(c)} THEN CAST({src} AS {new})::text "
+                f"ELSE ({_qi(c)})::text END")
+
+    row_hash = f"md5(ROW({', '.join(value(c) for c in kept)})::text)"
     if keys:
-        cols = ", ".join(f'({_qi(k)})::text COLLATE "C"' for k in keys)
+        cols = ", ".join(f'({value(k)})::text COLLATE "C"' for k in keys)
         order = ", ".join(str(i + 1) for i in range(len(keys)))
         return f"SELECT {cols}, {row_hash} FROM {qualified} ORDER BY {order}"
     return f'SELECT {row_hash} COLLATE "C", count(*) FROM {qualified} GROUP BY 1 ORDER BY 1'
+
+
+def _retyped(backup_snapshot, live_snapshot) -> dict[str, dict[str, tuple[str, str]]]:
+    """{table: {column: (type in the backup, type now)}} of the kept columns whose type changed (not only their
+    collation or how they get their values), as ``CAST`` accepts them."""
+    def plain(declared: str) -> str:
+        return re.split(r"\s+COLLATE\s+", base_type(declared), maxsplit=1, flags=re.IGNORECASE)[0].strip()
+
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for name, bt in backup_snapshot.tables.items():
+        lt = live_snapshot.tables.get(name)
+        for col in bt.columns if lt is not None else ():
+            now = lt.column(col.name)
+            if now is None or not col.type or not now.type:
+                continue
+            old, new = plain(col.type), plain(now.type)
+            if type_key(old) != type_key(new):
+                out.setdefault(name, {})[col.name] = (old, new)
+    return out
 
 
 def merge_streams(ref_rows, live_rows, keys: list[str] | None) -> tuple[int, list[str]]:
@@ -354,8 +391,10 @@ def compare_rows(live_url: str, scratch_url: str, backup_snapshot, live_snapshot
     primary key, as multisets of rows (a lost duplicate counts). Each side computes
     ``md5(ROW(kept columns)::text)`` per row and streams ``(key as text, hash)`` ordered by the key's
     text under the "C" collation (so both sides and Python agree on the order); the two ordered
-    streams are merged here. Returns (passed, one-line detail, planned drops: ``{"table", "column",
-    "rows", "values"}``). ``only``: compare these tables only (those the migration wrote to).
+    streams are merged here; a column whose type the migration changed is compared by meaning (the backup's
+    value cast to the new type when the cast keeps it: ``row_queries``). Returns (passed, one-line detail, planned
+    drops: ``{"table", "column", "rows", "values"}``). ``only``: compare these tables only (those the migration
+    wrote to).
     """
     import psycopg
 
@@ -400,14 +439,34 @@ def _compare(live, scratch_url: str, backup_snapshot, live_snapshot, ignore_tabl
     losses: list[dict] = []
     bconn = None
 
+    retyped = _retyped(backup_snapshot, live_snapshot)
+
     def missing_rows(name: str, kept: list[str], keys: list[str] | None) -> tuple[int, list[str]]:
         sql = row_queries(prefix + _qi(name), kept, keys)
+        casts = {c: t for c, t in retyped.get(name, {}).items() if c in kept}
+        # a retyped column is compared by meaning: the backup's value cast to the new type (directly, else through
+        # its text); a cast the backup's server cannot make (a type the migration created) compares the text
+        for how in ((False, True) if casts else ()):
+            ref_rows, live_rows = _stream(bconn, row_queries(prefix + _qi(name), kept, keys, casts, how)), \
+                _stream(live, sql)
+            try:
+                return merge_streams(ref_rows, live_rows, keys)
+            except psycopg.Error:
+                if bconn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+                    raise  # not the backup's cast: the comparison itself failed
+                bconn.rollback()
+            finally:
+                ref_rows.close()
+                live_rows.close()
         return merge_streams(_stream(bconn, sql), _stream(live, sql), keys)
 
     try:
         bconn = psycopg_connect(scratch_url)
         bconn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         bconn.read_only = True
+        # values are rendered (and a timestamp cast to timestamptz) in the time zone of the live side's session
+        bconn.execute("SELECT set_config('TimeZone', %s, false)", (_scalar(live, "SHOW TimeZone"),))
+        bconn.commit()
         passed, detail = compare_kept_rows(
             backup_snapshot, live_snapshot, ignore, drops,
             count_rows=lambda name: int(_scalar(bconn, f"SELECT count(*) FROM {prefix}{_qi(name)}")),

@@ -32,6 +32,7 @@ class SQLiteEngine(Engine):
     label = "SQLite"
     render_as_batch = True
     has_schemas = False
+    folds_name_case = True
     probe_sql = "PRAGMA schema_version"
     integrity_name = "PRAGMA integrity_check"
 
@@ -307,10 +308,72 @@ class SQLiteEngine(Engine):
         return backup_sqlite(url, backups_dir, target, label=label, pinned=pinned, now=now, verify=verify,
                              busy_timeout=busy_timeout, copier=copier)
 
+    def equals_backup(self, url, backup: Path, manifest: dict, *, schema: str | None, strict: bool) -> str | None:
+        """Bytewise (a byte-copy backup of a database nothing wrote to since), else by schema and every row (the
+        backup attached to a read-only connection: each of its rows in the database with the same values, and the
+        same number of rows in each table). Read before this process opens any other connection to the file."""
+        from .restore import equals_backup
+
+        return equals_backup(url, backup, manifest)
+
+    def backup_snapshot(self, backup: Path, url, target):
+        from ...schema.snapshot import take_snapshot
+        from .. import open_engine
+
+        engine = open_engine(f"sqlite:///{backup}")
+        try:
+            with engine.connect() as conn:
+                return take_snapshot(conn, ignore_tables=target.ignore_tables)
+        finally:
+            engine.dispose()
+
     def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None) -> dict:
         from .restore import restore_sqlite
 
         return restore_sqlite(backup, url, busy_timeout, safety=safety)
+
+    @contextlib.contextmanager
+    def scratch_restore(self, backup: Path, url, *, schema: str | None = None):
+        """A copy of ``backup`` in a temporary folder private to this user (0700), hashed as it is copied: what the
+        drill measures is exactly the bytes the manifest's sha256 vouches for. The backup is read once as bytes and
+        never opened by SQLite; the live database ``url`` is not opened at all. Yields the copy's URL."""
+        import hashlib
+        import shutil
+        import tempfile
+
+        from ...backup.files import CHUNK
+        from ...backup.manifest import expected_sha256, manifest_for_restore, sha256_mismatch
+        from ...dburl import mask_url
+        from ...errors import RestoreError
+
+        where, backup = mask_url(url), Path(backup)
+        expected = expected_sha256(manifest_for_restore(backup, where), backup, where)
+        folder = Path(tempfile.mkdtemp(prefix="maintenance-drill-"))
+        try:
+            copy = folder / backup.name
+            digest = hashlib.sha256()
+            try:
+                src = os.open(backup, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+            except OSError as e:
+                raise RestoreError(f"cannot read backup {backup.name}: {e.strerror or e} (removed or replaced since it "
+                                   "was listed?); rerun") from None
+            try:
+                try:
+                    with open(copy, "xb") as dst:
+                        while chunk := os.read(src, CHUNK * 4):
+                            digest.update(chunk)
+                            dst.write(chunk)
+                finally:
+                    os.close(src)
+            except OSError as e:
+                raise RestoreError(f"cannot copy backup {backup.name} into the temporary folder {folder.parent}: "
+                                   f"{e.strerror or e}; free space there (or point TMPDIR elsewhere) and rerun"
+                                   ) from None
+            if digest.hexdigest() != expected:
+                raise sha256_mismatch(backup, digest.hexdigest(), expected, where)
+            yield f"sqlite:///{copy}"
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     # ------------------------------------------------------------------ checks
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from .keys import MISMATCH
+
 _READS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
 
 
@@ -58,7 +60,7 @@ def fk_violations(conn: sa.Connection) -> Counter:
             if "foreign key mismatch" not in str(e.orig):
                 raise
             for fk in conn.exec_driver_sql('SELECT DISTINCT "table" FROM pragma_foreign_key_list(?)', (t,)):
-                out[(t, f"{fk[0]} (foreign key mismatch)")] = 1
+                out[(t, f"{fk[0]}{MISMATCH}")] = 1
     return out
 
 

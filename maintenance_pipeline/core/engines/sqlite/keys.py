@@ -19,7 +19,7 @@ def fk_violations_of(raw: sqlite3.Connection, tables, schema: str = "main") -> C
             if "foreign key mismatch" not in str(e):
                 raise
             for fk in raw.execute(f'SELECT DISTINCT "table" FROM {q(schema)}.pragma_foreign_key_list(?)', (t,)):
-                out[(t, f"{fk[0]} (foreign key mismatch)")] = 1
+                out[(t, f"{fk[0]}{MISMATCH}")] = 1
     return out
 
 
@@ -31,3 +31,16 @@ def fk_graph(raw: sqlite3.Connection, schema: str = "main") -> dict[str, tuple]:
             "JOIN pragma_foreign_key_list(m.name, ?) p WHERE m.type = 'table' ORDER BY 1, p.id, p.seq", (schema,)):
         out.setdefault(child, []).append((parent, src, dst, match))
     return {k: tuple(v) for k, v in out.items()}
+
+
+MISMATCH = " (foreign key mismatch)"  # how ``fk_violations`` names a key SQLite cannot check
+
+
+def unchecked_keys(violations: Counter) -> tuple[Counter, list[str]]:
+    """``violations`` without the keys SQLite cannot check at all (their parent columns are not its primary key or a
+    unique key: "foreign key mismatch"), and those keys as ``child -> parent``: they are no rows pointing at missing
+    parents, and must not be counted as such."""
+    rows = Counter({k: n for k, n in violations.items() if not str(k[1]).endswith(MISMATCH)})
+    keys = sorted(f"{child} -> {parent[:-len(MISMATCH)]}" for child, parent in violations
+                  if str(parent).endswith(MISMATCH))
+    return rows, keys

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -24,6 +25,17 @@ from . import live_file
 from .files import sqlite_path
 from ..base import MigrationSession, Prepare
 from .rows import BACKUP_SCHEMA, RowsGuard, explain_denied
+
+
+_NAMING = re.compile(r"^\s*(CREATE\s+(TEMP\w*\s+)?(TABLE|VIEW|VIRTUAL\s+TABLE)|DROP\s+(TABLE|VIEW)|ALTER\s+TABLE\s.*\sRENAME\s+TO\s)",
+                     re.IGNORECASE | re.DOTALL)
+
+
+def names_move(statement: str) -> bool:
+    """Whether a statement can change which tables and views ``main``/``temp`` hold: the guard reads the names again
+    after it (an added column or an index changes none: reading every name after each of 1,000 ``ADD COLUMN`` on a
+    large schema cost seconds)."""
+    return bool(_NAMING.match(statement))
 
 
 class SQLiteMigration(MigrationSession):
@@ -68,7 +80,7 @@ class SQLiteMigration(MigrationSession):
         return trans
 
     def _names_moved(self, conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        if statement.lstrip()[:6].upper() in ("CREATE", "DROP T", "DROP V", "ALTER "):
+        if names_move(statement):
             self.guard.refresh_names()
 
     def read_begin_state(self, conn: sa.Connection, begin_snapshot, ignore) -> None:
@@ -106,6 +118,21 @@ class SQLiteMigration(MigrationSession):
         return None if self.guard is not None else super().fk_at_begin(conn, schema)
 
     def fk_introduced(self, conn: sa.Connection, schema: str | None, at_begin):
+        """Violations the migration introduced; a key it made that SQLite cannot check at all ("foreign key
+        mismatch": the parent columns are not a primary or unique key) is said as what it is, never counted as rows
+        pointing at missing parents."""
+        from .keys import unchecked_keys
+
+        rows, unchecked = unchecked_keys(self._fk_introduced(conn, schema, at_begin))
+        if unchecked:
+            raise MigrationError(
+                f"the migration would leave foreign key(s) SQLite cannot check ({', '.join(unchecked[:3])}): the "
+                "parent's columns are not its primary key nor a unique key over exactly them with their collations "
+                "(SQLite's \"foreign key mismatch\"), so no row can be checked, though none is known to point at a "
+                "missing parent; make the parent's columns unique, or point the key at a unique column")
+        return rows
+
+    def _fk_introduced(self, conn: sa.Connection, schema: str | None, at_begin):
         if at_begin is not None or self.guard is None:
             return super().fk_introduced(conn, schema, at_begin)
         from .keys import fk_graph, fk_violations_of

@@ -189,3 +189,32 @@ def _replace_file(backup: Path, target: Path) -> None:
     except OSError as e:
         remove_quietly(tmp)
         raise RestoreError(f"cannot write {target}: {e.strerror or e}; make its folder writable and rerun") from None
+
+
+def equals_backup(url: str, backup: Path, manifest: dict) -> str | None:
+    """See ``SQLiteEngine.equals_backup``."""
+    from ...schema.snapshot import take_snapshot
+    from .checks import rows_preserved
+
+    live = sqlite_path(url)
+    if live is None or not live.is_file() or not backup.is_file():
+        return None
+    wal = Path(f"{live}-wal")
+    if manifest.get("sha256") and live.stat().st_size == manifest.get("bytes") and \
+            (not wal.exists() or wal.stat().st_size == 0) and sha256_file(live) == manifest["sha256"]:
+        return "bytewise"
+    fingerprint, tables = describe_file(live)
+    if fingerprint != manifest.get("fingerprint") or {n: v["rows"] for n, v in tables.items()} != \
+            (manifest.get("row_counts") or {}):
+        return None
+    snaps = []
+    for path in (backup, live):
+        engine = open_engine(f"sqlite:///{path}")
+        try:
+            with engine.connect() as conn:
+                snaps.append(take_snapshot(conn))
+        finally:
+            engine.dispose()
+    check, _ = rows_preserved(live, backup, snaps[0], snaps[1], ())
+    return "by schema and every row" if check.passed else None
+

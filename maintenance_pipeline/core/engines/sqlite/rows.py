@@ -164,17 +164,19 @@ class RowsGuard:
         guard.backup_header = guard._file_header(backup)  # before ATTACH: no connection has the file open yet
         guard._attach(backup)
         raw.set_authorizer(guard._authorize)
-        guard.refresh_names()
+        guard.refresh_names(reference=True)
         return guard
 
     _NAMES = "SELECT lower(name) FROM {}.sqlite_master WHERE type IN ('table', 'view')"
 
-    def refresh_names(self) -> None:
-        """Read which names ``main``/``temp`` hold (call it after DDL): an unqualified name only the attached
-        reference holds must not resolve to it (see ``_authorize``)."""
+    def refresh_names(self, *, reference: bool = False) -> None:
+        """Read which names ``main``/``temp`` hold (call it after DDL that creates, drops or renames a table or view;
+        ``reference``: also the attached reference's, which change only when another file is attached): an
+        unqualified name only the attached reference holds must not resolve to it (see ``_authorize``)."""
         with self.reading():
             self.main_names = {r[0] for s in ("main", "temp") for r in self.raw.execute(self._NAMES.format(s))}
-            self.backup_names = {r[0] for r in self.raw.execute(self._NAMES.format(BACKUP_SCHEMA))}
+            if reference:
+                self.backup_names = {r[0] for r in self.raw.execute(self._NAMES.format(BACKUP_SCHEMA))}
 
     def resolves_to_reference(self, action, table, column, db_name) -> bool:  # noqa: ANN001
         """A read the authorizer must deny: of the attached reference, by name (``db_name``) or because an
@@ -237,7 +239,7 @@ class RowsGuard:
             self._drop_begin_copy()
             self.begin_copy = copy
             self._attach(copy)
-            self.refresh_names()
+            self.refresh_names(reference=True)
             trans = begin()
             if unchanged_rollback_copy(header(self.live_fd), copied_header):
                 return trans

@@ -14,13 +14,15 @@ What a SQLite snapshot holds:
   pragma says ``notnull=0``;
 * the primary key in key order (``pk`` column of ``pragma_table_xinfo``);
 * ``uniques``: the automatic indexes of UNIQUE constraints (origin ``u``); the name is the
-  constraint's name when the CREATE TABLE statement gives one (``CONSTRAINT uq UNIQUE (...)``),
-  else ``None``;
+  constraint's name when the CREATE TABLE statement gives one (``CONSTRAINT uq UNIQUE (...)``, or on
+  the column), else ``None`` (SQLite keeps one of two UNIQUEs over the same columns: the first);
+* ``primary_key_name``: the PRIMARY KEY's ``CONSTRAINT name``, if it has one;
 * ``indexes``: explicit ``CREATE [UNIQUE] INDEX`` (origin ``c``); the primary key's own index
   (origin ``pk``) is not listed. An expression in an index shows as ``<expr>``; a partial
   index's WHERE clause is not recorded;
 * ``foreign_keys`` grouped by ``id`` (composite keys stay one key), named like their
-  ``CONSTRAINT name FOREIGN KEY`` clause when there is one, else ``None``; a ``REFERENCES
+  ``CONSTRAINT name`` clause when there is one, else ``None`` (SQLite numbers them from the last
+  declared: a key declared twice keeps each copy's own name); a ``REFERENCES
   parent`` without columns points at the parent's primary key; ``NO ACTION`` is ``None``.
 """
 
@@ -46,33 +48,24 @@ def _quote_ident(conn: Connection, name: str) -> str:
 
 # --------------------------------------------------------------------------- SQLite
 
-_IDENT = r'(?:"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[A-Za-z_][\w$]*)'
-_CONSTRAINT_RE = re.compile(
-    rf"CONSTRAINT\s+({_IDENT})\s+(UNIQUE|FOREIGN\s+KEY)\s*\(([^)]*)\)", re.IGNORECASE
-)
+class _Names:
+    """The constraint names of one CREATE TABLE (``sqltext.keys``): read only when it names a constraint."""
 
+    def __init__(self, sql: str | None):
+        found = sqltext.keys(sql) if sql and "CONSTRAINT" in sql.upper() else []
+        self.primary_key = next((n for kind, _c, n in found if kind == "primary key"), None)
+        self.uniques: dict[tuple[str, ...], str | None] = {}
+        for kind, cols, name in found:
+            if kind == "unique":
+                self.uniques.setdefault(cols, name)  # SQLite keeps the first of two over the same columns
+        self.fks = [(cols, name) for kind, cols, name in found if kind == "foreign key"]
 
-def _column_list(text: str) -> tuple[str, ...]:
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.match(_IDENT, part)
-        out.append(sqltext.unquote(m.group(0)) if m else part)
-    return tuple(out)
-
-
-def _constraint_names(sql: str | None) -> tuple[dict, dict]:
-    """Names of ``CONSTRAINT x UNIQUE (...)`` / ``CONSTRAINT x FOREIGN KEY (...)`` by column tuple."""
-    uniques: dict[tuple[str, ...], str] = {}
-    fks: dict[tuple[str, ...], str] = {}
-    if not sql or "CONSTRAINT" not in sql.upper():
-        return uniques, fks
-    for m in _CONSTRAINT_RE.finditer(sql):
-        cols = tuple(c.lower() for c in _column_list(m.group(3)))
-        (uniques if m.group(2).upper() == "UNIQUE" else fks).setdefault(cols, sqltext.unquote(m.group(1)))
-    return uniques, fks
+    def fk(self, position: int, count: int, cols: tuple[str, ...]) -> str | None:
+        """The name of the key ``pragma_foreign_key_list`` numbers ``position`` (of ``count``): SQLite numbers them
+        from the last declared."""
+        if len(self.fks) == count and self.fks[count - 1 - position][0] == cols:
+            return self.fks[count - 1 - position][1]
+        return next((n for c, n in self.fks if c == cols), None)
 
 
 def sqlite_snapshot(conn: Connection, ignore: set[str], schema: str | None) -> Snapshot:
@@ -193,14 +186,14 @@ def _read(conn: Connection, ignore: set[str], schema: str | None) -> Snapshot:
             if pkpos and ((rowid_alias and ctype.strip().upper() == "INTEGER") or without_rowid):
                 notnull = True  # an INTEGER PRIMARY KEY is the rowid, a WITHOUT ROWID key is NOT NULL: never NULL
             columns.append(_column(cname, ctype, notnull, dflt, hidden, parts.get(cname.lower(), "")))
-        unique_names, fk_names = _constraint_names(sql)
+        names = _Names(sql)
         indexes, uniques = [], []
         for iname, e in sorted(idx[tname].items(), key=lambda kv: kv[1]["seq"]):
             colt = tuple(e["cols"])
             if e["origin"] == "pk":
                 continue
             if e["origin"] == "u":
-                uniques.append(UniqueConstraint(unique_names.get(tuple(c.lower() for c in colt)), colt))
+                uniques.append(UniqueConstraint(names.uniques.get(tuple(c.lower() for c in colt)), colt))
             else:
                 isql = index_sql.get(iname, "")
                 indexes.append(Index(iname, colt, e["unique"], sqltext.index_definition(isql) if isql else "", isql))
@@ -209,7 +202,7 @@ def _read(conn: Connection, ignore: set[str], schema: str | None) -> Snapshot:
         indexes.sort(key=lambda i: i.name)
         fks = []
         deferred = sqltext.deferred_foreign_keys(sql or "") if "DEFERRED" in upper else set()
-        for _fid, e in sorted(fkrows[tname].items()):
+        for position, (_fid, e) in enumerate(sorted(fkrows[tname].items())):
             ref = by_lower.get(str(e["ref"]).lower(), e["ref"])
             to = e["to"]
             if all(t is None for t in to):
@@ -219,7 +212,7 @@ def _read(conn: Connection, ignore: set[str], schema: str | None) -> Snapshot:
             frm = tuple(e["from"])
             fks.append(
                 ForeignKey(
-                    fk_names.get(tuple(c.lower() for c in frm)),
+                    names.fk(position, len(fkrows[tname]), tuple(c.lower() for c in frm)),
                     frm,
                     ref,
                     to,
@@ -238,7 +231,7 @@ def _read(conn: Connection, ignore: set[str], schema: str | None) -> Snapshot:
         if "CONFLICT" in upper:
             options = tuple(sorted(options + sqltext.conflict_clauses(sql or "")))
         tables[tname] = Table(tname, tuple(columns), pk, tuple(indexes), tuple(uniques), tuple(fks), checks, options,
-                              sql or "")
+                              sql or "", names.primary_key if pk else None)
     objects: dict[str, SchemaObject] = {}
     for kind, name, table, sql, _ in master_rows:
         if kind == "table" and kinds.get(name) == "virtual" and sql and name not in ignore:

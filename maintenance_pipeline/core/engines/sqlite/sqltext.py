@@ -130,6 +130,36 @@ def checks(create_sql: str) -> list[tuple[str | None, str]]:
     return out
 
 
+_KEY_WORDS = re.compile(r"\b(PRIMARY\s+KEY|UNIQUE|FOREIGN\s+KEY|REFERENCES)\b", re.IGNORECASE)
+
+
+def keys(create_sql: str) -> list[tuple[str, tuple[str, ...], str | None]]:
+    """Every PRIMARY KEY, UNIQUE and foreign key of a CREATE TABLE, column- or table-level, in declaration order, as
+    (``"primary key"`` | ``"unique"`` | ``"foreign key"``, its columns in lower case, its constraint name or None)."""
+    out: list[tuple[str, tuple[str, ...], str | None]] = []
+    for part in definitions(create_sql):
+        text = flat(part)
+        if is_table_constraint(part):
+            named = re.match(r"CONSTRAINT\s+(" + IDENT + r")\s*", part, re.IGNORECASE)
+            at = named.end() if named else 0
+            m = _KEY_WORDS.match(text, at)
+            span = _paren_after(part, m.end()) if m and m.group(1).upper() != "REFERENCES" else None
+            if span is None:
+                continue  # a CHECK (``checks``)
+            cols = tuple(unquote(c.group(0)).lower() for c in
+                         (re.match(IDENT, x.strip()) for x in part[span[0] + 1:span[1]].split(",")) if c)
+            out.append((" ".join(m.group(1).lower().split()), cols, unquote(named.group(1)) if named else None))
+            continue
+        column = re.match(IDENT, part)
+        if column is None:
+            continue
+        for m in _KEY_WORDS.finditer(text, column.end()):
+            named = re.search(r"\bCONSTRAINT\s+(" + IDENT + r")\s*$", part[:m.start()], re.IGNORECASE)
+            kind = "foreign key" if m.group(1).upper() == "REFERENCES" else " ".join(m.group(1).lower().split())
+            out.append((kind, (unquote(column.group(0)).lower(),), unquote(named.group(1)) if named else None))
+    return out
+
+
 def column_parts(create_sql: str) -> dict[str, str]:
     """{column name (lower case): its definition} of a CREATE TABLE."""
     out = {}

@@ -35,6 +35,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -56,6 +57,7 @@ from maintenance_pipeline.core.config import load_config  # noqa: E402
 from maintenance_pipeline.core.run.pipeline import run_job  # noqa: E402
 
 BIN = Path(sys.executable).parent
+PRODUCTION_WORKSPACE = ROOT / "docs" / "production" / "workspace.yaml"
 PRODUCTION_INSTANCE = ROOT / "docs" / "production" / "dagster.yaml"
 ORPHAN_CHECK = {"name": "no orphaned goals", "expect": 0,
                 "sql": "SELECT count(*) FROM goals g WHERE g.parent_id IS NOT NULL "
@@ -234,9 +236,13 @@ def run_nightly(work: Path, pg, *, password: str, sqlite_targets: int = 20, pg_t
     shutil.copy(PRODUCTION_INSTANCE, home / "dagster.yaml")
     pg.create_database("dagster_scale")
     pg_url = pg.url("dagster_scale").replace("+psycopg:", "+psycopg2:")  # dagster-postgres's driver
+    # production's shape: the code location served by a code server of its own (it launches each run as a process of
+    # its own), the webserver and the daemon reading it through workspace.yaml (docs/production/workspace.yaml)
+    code_port = free_port()
+    shipped = yaml.safe_load(PRODUCTION_WORKSPACE.read_text())
+    shipped["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=code_port)
     workspace = work / "workspace.yaml"
-    workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": {
-        "module_name": "maintenance_pipeline", "working_directory": str(ROOT), "location_name": "maintenance_pipeline"}}]}))
+    workspace.write_text(yaml.safe_dump(shipped))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST_"))}
     env.update({"DAGSTER_HOME": str(home), "MAINTENANCE_CONFIG": str(config_path), "DAGSTER_PG_URL": pg_url,
                 "PGPASSWORD": password, "PYTHONUNBUFFERED": "1", "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"})
@@ -244,6 +250,9 @@ def run_nightly(work: Path, pg, *, password: str, sqlite_targets: int = 20, pg_t
     with environ(DAGSTER_PG_URL=pg_url), dg.DagsterInstance.from_config(str(home)) as instance:
         try:
             ui = f"http://127.0.0.1:{free_port()}"
+            dep.start("code-server", [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p",
+                                      str(code_port), "-m", "maintenance_pipeline", "--location-name",
+                                      "maintenance_pipeline"], env)
             dep.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env)
             dep.start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", ui.rsplit(":", 1)[1],
                                     "-w", str(workspace)], env)
@@ -324,6 +333,61 @@ def describe_drill(result: dict) -> str:
             f"RTO median {mid(rto):.2f} s (max {max(rto, default=float('nan')):.2f} s), RPO median {mid(rpo):.2f} h")
 
 
+NIGHT_SECONDS = 8 * 3600  # the night a nightly fits in
+
+
+def verify_cost_per_gib(work: Path, gib: float = 1.0) -> dict:
+    """One ``verify_database`` of a generated ~``gib`` GiB SQLite database (a big table of ~300-byte rows with a
+    secondary index, and a few small ones), through the core (``run_job``): what a nightly costs per GiB on this
+    machine, beside the per-target cost the nightly measures. The generated file is removed after."""
+    from maintenance_pipeline.core.config import load_config
+    from maintenance_pipeline.core.run.pipeline import run_job
+
+    folder = work / "gib"
+    folder.mkdir()
+    db, ref = folder / "big.db", folder / "ref.db"
+    schema = ("CREATE TABLE events (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, payload TEXT NOT NULL);"
+              "CREATE INDEX ix_events_account ON events (account_id);"
+              "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL);")
+    for path in (db, ref):
+        conn = sqlite3.connect(path)
+        conn.executescript(schema)
+        conn.close()
+    rows = int(gib * (1 << 30) / 330)
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO events (account_id, payload) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                 f"FROM n LIMIT {rows}) SELECT i % 10000, hex(randomblob(140)) FROM n")
+    conn.execute("INSERT INTO accounts (name) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                 "LIMIT 10000) SELECT 'account ' || i FROM n")
+    conn.commit()
+    conn.close()
+    size = db.stat().st_size
+    big = {"url": f"sqlite:///{db}", "reference": {"url": f"sqlite:///{ref}"}}
+    config = load_config(write_targets(folder, {"big": big}))
+    t = time.perf_counter()
+    report = run_job(config, "big", "verify_database")
+    seconds = time.perf_counter() - t
+    steps = {e["step"]: e["seconds"] for e in report["timeline"]}
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"status": report["status"], "error": report["error"], "bytes": size, "seconds": seconds,
+            "seconds_per_gib": seconds / (size / (1 << 30)), "steps": steps}
+
+
+def describe_cost(result: dict, cost: dict) -> str:
+    """The nightly's cost per database: seconds per target (the night's verify runs), per GiB (one generated
+    database), and how many 1 GiB targets one machine of this kind verifies in a night."""
+    runs = [result["intervals"][r.run_id] for r in result["runs"] if r.run_id in result["intervals"]]
+    per_target = sorted(e - s for s, e in runs)
+    med = per_target[len(per_target) // 2] if per_target else float("nan")
+    per_gib = cost["seconds_per_gib"]
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in cost["steps"].items())
+    return (f"  cost per database: a verify run of a small target {med:.1f} s (median, the run worker's start "
+            f"included); a {cost['bytes'] / (1 << 30):.2f} GiB target's verify_database {cost['seconds']:.1f} s = "
+            f"{per_gib:.1f} s per GiB ({steps}); one 2-core machine verifies about {NIGHT_SECONDS / per_gib:.0f} "
+            f"1 GiB targets one after another in an 8-hour night (the instance runs up to 4 at once; the disk, not "
+            f"the cores, bounds the backups)")
+
+
 def main() -> None:
     from pgserver import SUPERPASS, PgServer, find_bindir
 
@@ -341,6 +405,7 @@ def main() -> None:
         result = run_nightly(work, pg, password=SUPERPASS, sqlite_targets=args.sqlite_targets,
                              pg_targets=args.pg_targets, manual=not args.no_manual)
         print(describe(result))
+        print(describe_cost(result, verify_cost_per_gib(work)))
         for line in result["failed"] + result["overlaps"] + result["checks_not_passed"]:
             print("  !", line)
     finally:

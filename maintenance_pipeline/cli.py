@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--sql", action="store_true",
                        help="also print the SQL alignment would run (a dry run: a scratch copy or a rolled-back "
                             "transaction)")
+    check.add_argument("--align", choices=["none", "additive", "full"],
+                       help="judge (and with --sql, rehearse) the plan of this align mode instead of the target's "
+                            "(e.g. full: the whole plan, destructive changes included)")
+    check.add_argument("--no-count", action="store_true",
+                       help="do not count what the changes would trip over in the data (NULLs before NOT NULL, "
+                            "duplicates, orphans, rows a new CHECK rejects: each reads whole tables)")
     dif = sub.add_parser("diff", help="read-only: what would make one database equal to another (or a target "
                                       "equal to its reference)", epilog=EXIT_CODES)
     dif.add_argument("a", metavar="URL_OR_TARGET", help="a database URL, or a target name (then B is its reference)")
@@ -115,21 +121,22 @@ def _read_only(args) -> int:
     try:
         if args.command == "diff" and args.b:
             changes = commands.diff_urls(args.a, args.b)
-            print(commands.render_diff(changes, args.format, "diff"))
+            _out(commands.render_diff(changes, args.format, "diff"))
             return 1 if changes else 0
         config = load_config()
         if args.command == "diff":
             result = commands.check_target(config, args.a)
             if result.error:
                 raise MaintenanceError(result.error)
-            print(commands.render_diff(result.changes, args.format, args.a))
+            _out(commands.render_diff(result.changes, args.format, args.a))
             return 1 if result.changes else 0
         if args.command == "check":
             names = args.targets or sorted(config.targets)
             for n in names:
                 config.target(n)  # an unknown name is a usage error before anything is read
-            results = [commands.check_target(config, n, sql=args.sql) for n in names]
-            print(commands.render_check(results, args.format))
+            results = [commands.check_target(config, n, sql=args.sql, align=args.align, count=not args.no_count)
+                       for n in names]
+            _out(commands.render_check(results, args.format))
             if any(r.error for r in results):
                 return 2
             return 0 if all(r.in_sync for r in results) else 1
@@ -138,30 +145,37 @@ def _read_only(args) -> int:
             for r in rows:
                 r["sync"] = "error" if r["error"] else ("in sync" if r["in_sync"] else
                                                         f"{r['differences']} difference(s)")
-            print(commands.render_table(rows, ["target", "engine", "revision", "sync", "last_run", "drill",
-                                               "backup_age"]))
+            _out(commands.render_table(rows, ["target", "engine", "revision", "sync", "last_run", "drill",
+                                              "backup_age"]))
             if any(r["error"] for r in rows):
                 return 2
             return 0 if all(r["in_sync"] for r in rows) else 1
         rows = commands.history_rows(config, args.target, args.limit)
         if not rows:
-            print(f"no runs of {args.target} in {config.reports_dir / args.target}")
+            _out(f"no runs of {args.target} in {config.reports_dir / args.target}")
             return 0
         for r in rows:
             r["status"] = r["status"] + (f" at {r['failed_step']}" if r.get("failed_step") else "")
             r["started_at"] = str(r["started_at"])[:19]
-        print(commands.render_table(rows, ["started_at", "job", "trigger", "status", "applied", "backup", "report"]))
+        _out(commands.render_table(rows, ["started_at", "job", "trigger", "status", "applied", "backup", "report"]))
         return 0
     except MaintenanceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
-def repository_label() -> str:
-    """``<repository>@<code location>`` as the workspace (``workspace.yaml``: ``python_module:
-    maintenance_pipeline``) names this code location: Definitions' repository is ``__repository__``, the location
-    is named after the module."""
-    return f"__repository__@{__package__ or 'maintenance_pipeline'}"
+def _out(text: str) -> None:
+    """Print ``text``; a reader that stopped early (``check | head``) is not an error: what is left goes nowhere
+    (stdout pointed at /dev/null, so the flush at exit cannot fail either) and the exit code stays the command's."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
 
 
 def _run(args) -> int:
@@ -182,9 +196,9 @@ def _run(args) -> int:
         return 2
 
     import dagster as dg
-    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
     from dagster._core.utils import make_new_run_id
 
+    from .orchestration import command_line
     from .orchestration.liveness import process_tags
 
     ops: dict = {}
@@ -218,12 +232,11 @@ def _run(args) -> int:
     with dg.DagsterInstance.get() as instance:
         _fail_dead_runs(instance, config)
         run_id = make_new_run_id()
-        # the tag the UI finds a job's runs by (its Runs tab, partition status, the timeline): the code location's
-        # repository label, which runs launched from the UI or the daemon carry and in-process runs do not; and
-        # this process (pid, host, start time), so that the next look fails the run if the process is killed
-        result = job.execute_in_process(partition_key=args.target, instance=instance, raise_on_error=False,
-                                        run_config=run_config or None, run_id=run_id,
-                                        tags={REPOSITORY_LABEL_TAG: repository_label(), **process_tags(run_id)})
+        # a run of the code location as the UI lists it (its origin and repository label: the job's Runs tab, the
+        # Overview's timeline, the run-failure alert), tagged with this process (pid, host, start time) so that the
+        # next look fails the run if the process is killed
+        result = command_line.execute(job, args.target, instance, run_id=run_id, run_config=run_config,
+                                      tags=process_tags(run_id))
     found = sorted((config.reports_dir / args.target).glob(f"*_{args.job}_{result.run_id[:8]}.md"))
     report_path = str(found[-1]) if found else None
     report = {}
@@ -233,10 +246,12 @@ def _run(args) -> int:
     error = _error_line(report, result)
     if args.json:
         print(json.dumps({"status": status, "run_id": result.run_id, "error": error,
-                          "failed_step": report.get("failed_step"), "report": report_path}))
+                          "failed_step": report.get("failed_step"), "dry_run": bool(report.get("dry_run")),
+                          "report": report_path}))
     else:
         at = f" at {report['failed_step']}" if report.get("failed_step") else ""
-        print(f"{args.job} {args.target}: {status}{at} (run {result.run_id[:8]})")
+        dry = " (dry run: nothing was changed)" if report.get("dry_run") else ""
+        print(f"{args.job} {args.target}: {status}{at}{dry} (run {result.run_id[:8]})")
         for line in _restore_lines(report):
             print(line)
         if error:
@@ -252,16 +267,19 @@ def _restore_lines(report: dict) -> list[str]:
         return [f"restored: {done['path']} ({done.get('chosen') or 'the backup named'})"]
     if preview.get("would_restore"):
         undo = preview.get("would_undo") or []
-        return [f"dry run: would restore {preview['would_restore']} ({preview.get('chosen')}); it would undo "
-                f"{len(undo)} schema change(s) since it (the report lists them, and each table's rows now and then)"]
+        lossy = sum(1 for c in undo if c.get("destructive"))
+        rows = preview.get("rows_now_then") or {}
+        differ = [n for n, v in rows.items() if isinstance(v, list) and v[0] != v[1]]
+        return [f"dry run: would restore {preview['would_restore']} ({preview.get('chosen')}); it would make "
+                f"{len(undo)} schema change(s) ({lossy} destructive) and put back {len(differ)} table(s) whose rows "
+                "differ now (the report lists them; the safety copy keeps what the database holds now)"]
     return []
 
 
 def _fail_dead_runs(instance, config) -> None:
     """Before a run is launched: fail every run of this host whose process is gone (killed or crashed: it would stay
-    STARTED and hold its database's place in the run queue), one line each on stderr, and alert it (the daemon's
-    run-failure sensor does not see runs executed from the command line)."""
-    from .core.run import alerts
+    STARTED and hold its database's place in the run queue), one line each on stderr (the daemon's run-failure sensor
+    alerts it, as any failed run)."""
     from .orchestration.liveness import fail_dead_runs
 
     try:
@@ -271,10 +289,8 @@ def _fail_dead_runs(instance, config) -> None:
         print(f"warning: could not look for runs whose process is gone ({type(e).__name__}: {text}); the run goes "
               "on", file=sys.stderr)
         return
-    secrets = alerts.config_secrets(config)
     for run in dead:
         print(f"note: {run.line()}", file=sys.stderr)
-        alerts.send_alert(run.alert(config.alerts.ui_base_url), config.alerts, secrets=secrets)
 
 
 def _error_line(report: dict, result) -> str | None:

@@ -171,7 +171,7 @@ class Pages:
         print(path)
 
     def job(self) -> None:
-        self.open(JOB, "backup", "diff", "migrate", "verify", "report", "Write the Markdown")
+        self.open(JOB, "backup", "diff", "migrate", "verify", "report", "Publish the run")
         self.save("job.png")
 
     def launchpad(self) -> None:
@@ -185,13 +185,13 @@ class Pages:
         self.save("launchpad.png")
 
     def run_report(self, run_id: str) -> None:
-        self.open(f"/runs/{run_id}?logs=step%3Areport", "report written", "Show Markdown", "the schema changed")
-        self.scroll_to("the schema changed", 8)  # the step's schema change, the log line and the report
+        self.open(f"/runs/{run_id}", "report written", "Show Markdown", "the schema changed")
+        self.scroll_to("the schema changed", 8)  # the schema change verify recorded, the report step's line and report
         self.save("run_report.png")
 
     def failed_run(self, run_id: str) -> None:
         self.open(f"/runs/{run_id}?logs=step%3Averify", "Check schema_matches_reference failed")
-        self.scroll_to("verify failed:", 0, start=True)  # the error, then each check's evaluation
+        self.scroll_to("verification failed:", 0, start=True)  # the error, then each check's evaluation
         self.save("failed_run.png")
 
     def asset_checks(self) -> None:

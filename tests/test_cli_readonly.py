@@ -34,10 +34,13 @@ def test_check_diff_status_history_before_and_after_maintain(demo_dir, capsys):
     assert code == 1 and sum(x.startswith("::error title=schema drift (goals)::") for x in lines) == 7
     assert "::warning title=pending revision (goals)::Alembic revision 0002 is not applied" in lines
     code, text = _cli(capsys, "--config", path, "check", "--format", "markdown", "--sql")
-    assert code == 1 and "### ❌ `goals`" in text and "| add_table | `program_day_templates` |" in text
+    assert code == 1 and "### ❌ `goals`" in text
+    assert "| the reference has table program_day_templates (3 columns), which the database lacks | `add_table` | no |" \
+        in text
     assert "```sql" in text and "CREATE TABLE program_day_templates" in text
     code, text = _cli(capsys, "--config", path, "diff", "goals")
-    assert code == 1 and "add_column goals.completed_at" in text
+    assert code == 1 and "the reference has column goals.completed_at (DATETIME NULL), which the database lacks (fix: " \
+        "add_column)" in text
     dev = f"sqlite:///{demo_dir / 'data' / 'goals_dev.db'}"
     code, text = _cli(capsys, "diff", dev, dev)
     assert code == 0 and text.strip() == "diff: in sync"

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import yaml
+
 from conftest import ROOT, build_demo, demo_target, write_config
 
 
@@ -59,3 +61,56 @@ def test_readme_five_minutes_block_runs_as_written(tmp_path):
     assert status[:4] == ["app", "SQLite", "-", "in"]
     con = sqlite3.connect(home / "maint" / "app.db")
     assert [r[1] for r in con.execute("PRAGMA table_info(t)")] == ["id", "a", "b"]
+    # the instance the block writes: no telemetry, no first-visit newsletter dialog (the run above loaded it)
+    settings = yaml.safe_load((home / "maint" / ".dagster_home" / "dagster.yaml").read_text())
+    assert settings == {"telemetry": {"enabled": False}, "nux": {"enabled": False}}
+
+
+def test_readme_says_what_additive_does_with_a_destructive_difference():
+    readme = (ROOT / "README.md").read_text()
+    five = re.search(r"## Your own database in five minutes(.*?)\n## ", readme, re.S).group(1)
+    assert "refuses the **whole**\nrun: nothing is applied, not even the additive changes" in five
+    assert "maintenance-pipeline check app --align full --sql" in five and "set `align: full`" in five
+    assert "ignore: [index customers.ix_name]" in five
+
+
+def test_readme_baseline_base_example_runs_every_revision(tmp_path):
+    """The README's pre-Alembic example: a database made before the first revision, ``baseline_revision: base``;
+    the run stamps it at base and runs every revision."""
+    import sqlite3
+
+    from conftest import revision
+    from maintenance_pipeline.core.config import load_config
+    from maintenance_pipeline.core.run.pipeline import run_job
+
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"\*\*An app with Alembic revisions\.\*\*.*?```yaml\n(.*?)```", readme, re.S).group(1)
+    assert "baseline_revision: base" in example
+    maint, versions = tmp_path / "maint", tmp_path / "myapp" / "migrations" / "versions"
+    maint.mkdir()
+    versions.mkdir(parents=True)
+    (versions / "0001_add_b.py").write_text(revision("0001", None, '    op.add_column("t", sa.Column("b", sa.Integer()))'))
+    (versions / "0002_add_c.py").write_text(revision("0002", "0001", '    op.add_column("t", sa.Column("c", sa.Text()))'))
+    for name, sql in (("app.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT); INSERT INTO t (a) VALUES ('x');"),
+                      ("app_dev.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b INTEGER, c TEXT);")):
+        con = sqlite3.connect(maint / name)
+        con.executescript(sql)
+        con.close()
+    (maint / "maintenance.yaml").write_text(example)
+    config = load_config(maint / "maintenance.yaml")
+    report = run_job(config, "app", "maintain_database")
+    assert report["status"] == "success", report.get("error")
+    con = sqlite3.connect(maint / "app.db")
+    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+    assert [r[1] for r in con.execute("PRAGMA table_info(t)")] == ["id", "a", "b", "c"]
+    assert con.execute("SELECT a FROM t").fetchall() == [("x",)]
+    con.close()
+    # without it, the error says what to write
+    con = sqlite3.connect(maint / "fresh.db")
+    con.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT);")
+    con.close()
+    (maint / "maintenance.yaml").write_text(example.replace("app.db", "fresh.db").replace(
+        "    baseline_revision: base", "    # baseline_revision: base"))
+    report = run_job(load_config(maint / "maintenance.yaml"), "app", "maintain_database")
+    assert report["status"] == "failed" and "(base: it predates the first revision, and every revision runs)" in \
+        report["error"]

@@ -18,11 +18,16 @@ from croniter import croniter
 
 from .engines import engine_for
 from .errors import BadUrlError, ConfigError, MissingEnvVarError, UnsupportedEngineError
+from .schema.model import parse_ignore
 
 DEFAULT_CONFIG = "maintenance.yaml"
 ALIGN_MODES = ("none", "additive", "full")
 ON_DRIFT = ("verify", "maintain")
 DEFAULT_IGNORE = ("alembic_version", "sqlite_sequence")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")  # as Dagster checks an owner
+_TEAM = re.compile(r"team:\S+")
+_TAG_KEY = re.compile(r"([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}")
+_TAG_VALUE = re.compile(r"[A-Za-z0-9_.-]{0,63}")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -91,6 +96,14 @@ class Target:
     # what a dropped + added column pair is: ((table, old, new), ...) a rename (RENAME COLUMN keeps the values);
     # new None: really a drop and an add
     renames: tuple[tuple[str, str, str | None], ...] = ()
+    # named objects left out of the comparison on both sides (``ignore:``; ``schema.model.parse_ignore``):
+    # "index customers.ix_customers_full_name", "constraint orders.fk_x", "view v", ...; a "table t" entry is
+    # in ignore_tables instead
+    ignore: tuple[str, ...] = ()
+    # who looks after it and how it is labelled in the Dagster catalog (``owners:``, ``tags:``): emails or
+    # ``team:<name>``; key -> value (Dagster's tag rules, checked here so a bad one fails the load in one line)
+    owners: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
 
     @property
     def lock_wait(self) -> tuple[float, int, float]:
@@ -394,7 +407,8 @@ class _Parser:
                 self.fail(key, "name may only hold letters, digits, '_', '.' and '-'")
             t = self.section(t, key, {"url", "reference", "migrations", "baseline_revision", "align", "on_drift",
                                       "ignore_tables", "checks", "schema", "lock_timeout", "lock_retries",
-                                      "lock_deadline", "statement_timeout", "renames"},
+                                      "lock_deadline", "statement_timeout", "renames", "ignore", "owners",
+                                      "tags"},
                              {"url", "reference"})
             ref = self.section(t["reference"], f"{key}.reference", {"url", "metadata", "schema"})
             if bool(ref.get("url")) == bool(ref.get("metadata")):
@@ -411,6 +425,7 @@ class _Parser:
             ignore = t.get("ignore_tables", list(DEFAULT_IGNORE))
             if not isinstance(ignore, list) or not all(isinstance(x, str) for x in ignore):
                 self.fail(f"{key}.ignore_tables", "must be a list of table names")
+            ignore, ignored = self.ignore_(t, key, ignore)
             checks = []
             for i, c in enumerate(t.get("checks") or []):
                 c = self.section(c, f"{key}.checks[{i}]", {"name", "sql", "expect"}, {"name", "sql"})
@@ -450,5 +465,54 @@ class _Parser:
                 lock_deadline=self.duration_(t, key, "lock_deadline", "60s"),
                 statement_timeout=str(t.get("statement_timeout", "0")),
                 renames=tuple(renames),
+                ignore=ignored,
+                owners=self.owners_(t, key),
+                tags=self.tags_(t, key),
             )
         return out
+
+    def owners_(self, t: dict, key: str) -> tuple[str, ...]:
+        """``owners:``: a list of emails or ``team:<name>`` (what Dagster's catalog accepts as an owner)."""
+        raw = t.get("owners") or []
+        if not isinstance(raw, list):
+            self.fail(f"{key}.owners", "must be a list of emails or team:<name>, e.g. [dba@example.com, team:data]")
+        for i, owner in enumerate(raw):
+            if not isinstance(owner, str) or not (_EMAIL.fullmatch(owner) or _TEAM.fullmatch(owner)):
+                self.fail(f"{key}.owners[{i}]", f"must be an email or team:<name>, got {owner!r}")
+        return tuple(raw)
+
+    def tags_(self, t: dict, key: str) -> tuple[tuple[str, str], ...]:
+        """``tags:``: key -> value; keys ``[prefix/]name`` and values of at most 63 letters, digits, ``_ . -``
+        (Dagster's rules for an asset's tags; a value may be empty: a label)."""
+        raw = t.get("tags") or {}
+        if not isinstance(raw, dict):
+            self.fail(f"{key}.tags", "must map tag names to values, e.g. {tier: gold, pii: \"\"}")
+        out = []
+        for k, v in raw.items():
+            value = "" if v is None else v
+            if not isinstance(k, str) or not _TAG_KEY.fullmatch(k):
+                self.fail(f"{key}.tags", f"{k!r} is not a tag name: up to 63 letters, digits, '_', '.' or '-' "
+                          "(optionally prefix/name)")
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)) or \
+                    not _TAG_VALUE.fullmatch(str(value)):
+                self.fail(f"{key}.tags.{k}", f"must be up to 63 letters, digits, '_', '.' or '-', got {v!r}")
+            out.append((k, str(value)))
+        return tuple(out)
+
+    def ignore_(self, t: dict, key: str, ignore_tables: list) -> tuple[list, tuple[str, ...]]:
+        """(ignore_tables with the ``table t`` entries of ``ignore:``, the other ``ignore:`` entries normalised)."""
+        raw = t.get("ignore") or []
+        if not isinstance(raw, list):
+            self.fail(f"{key}.ignore", "must be a list of named objects, e.g. [index customers.ix_customers_full_name]")
+        tables, named = list(ignore_tables), []
+        for i, entry in enumerate(raw):
+            try:
+                kind, table, name = parse_ignore(entry if isinstance(entry, str) else "")
+            except ValueError as e:
+                self.fail(f"{key}.ignore[{i}]", str(e) if isinstance(entry, str) else
+                          f"must be text such as 'index customers.ix_customers_full_name', got {entry!r}")
+            if kind == "table":
+                tables += [name] if name not in tables else []
+            else:
+                named.append(f"{kind} {table}.{name}" if table else f"{kind} {name}")
+        return tables, tuple(named)

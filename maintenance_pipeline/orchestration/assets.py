@@ -1,17 +1,24 @@
 """Each database a Dagster asset: ``databases/<target>``, its checks declared, so the catalog shows the databases,
 each check's history and the numbers of every night.
 
-* ``database_specs``: one ``AssetSpec`` per target (kinds by engine, the masked URL and the reference in the
-  description, group ``databases``).
-* ``database_checks``: per target, a ``multi_asset_check`` declaring ``schema_matches_reference``, ``integrity``,
-  ``foreign_keys``, ``rows_preserved``, ``backup_verified``, ``alembic_at_head`` and each user check. Run from
-  the catalog on its own it is read-only: the live database against the reference and against its newest verified
-  backup (``verify`` mode), never a migration.
+* ``database_specs``: one ``AssetSpec`` per target (kinds by engine, owners and tags from the targets file, the
+  masked URL and the reference in the description, group ``databases``).
+* ``database_checks``: per target, a ``multi_asset_check`` declaring the checks that apply to it:
+  ``schema_matches_reference``, ``integrity``, ``foreign_keys``, ``rows_preserved``, ``backup_verified``,
+  ``alembic_at_head`` (a target with ``migrations:`` only) and each user check. Run from the catalog it is
+  read-only: the live database against the reference and against its newest verified backup (``verify`` mode),
+  never a migration; one check can be run alone (``can_subset``).
+* ``check_jobs``: per target, the job ``Checks_<target>`` holding its checks (and its drill's), tagged with its
+  ``database``: the catalog's Execute button launches a target's checks through it (the UI takes the first job, by
+  name, that holds every selected check: ``Checks_`` sorts before Dagster's implicit ``__ASSET_JOB``), so a check run
+  waits in the run queue behind any other run of its database (``concurrency.runs.tag_concurrency_limits``).
 * ``log_run_events``: what every run of a job logs on the asset, when its report is written (failed runs too):
-  an ``AssetCheckEvaluation`` per check it made, an ``AssetObservation`` (size, tables, rows, drift, FK orphans,
-  backup age, integrity duration, fingerprint, revision, and the report: on the run page and the asset page) and,
-  when ``maintain_database`` changed the schema, an ``AssetMaterialization`` with the changes, the
-  ``dagster/column_schema`` of the changed tables and the report.
+  an ``AssetCheckEvaluation`` per check it made and, when the run read the database, an ``AssetMaterialization``
+  of what it measured (size, tables, rows, drift, FK orphans, backup age, integrity duration, fingerprint,
+  revision, every table's columns as ``dagster/column_schema``; a schema change's changes and SQL count) with the
+  report. The asset page's header (row count, columns) reads the latest materialization, so it shows the latest
+  measured state. A run that never read the database (a missing target, a reference that does not load, a restore
+  of a backup that does not exist) records an ``AssetObservation`` with its status and report, and no number.
 
 Severity: ERROR for loss, corruption and failed user checks; WARN for drift on a target that only reports it
 (``align: none``).
@@ -27,16 +34,18 @@ import dagster as dg
 from ..core.backup.manifest import newest_verified
 from ..core.config import MaintenanceConfig, Target
 from ..core.dburl import mask_url
-from ..core.engines import engine_for
+from ..core.engines import engine_for, open_engine
 from ..core.run.commands import reference_for
 from ..core.run.drift import BackupFreshness
 from ..core.run import drill
 from ..core.run.markdown import _cell, _code, fenced
 from ..core.run.report import render_markdown
+from ..core.schema.snapshot import take_snapshot
 from ..core.verify.checks import verify_target
 
 BUILT_IN_CHECKS = ("schema_matches_reference", "integrity", "foreign_keys", "rows_preserved", "backup_verified",
                    "alembic_at_head")
+PRODUCT_TAGS = {"product": "maintenance_pipeline"}  # on every run of this code location's jobs (jobs.py)
 
 
 def asset_key(target: str) -> dg.AssetKey:
@@ -44,7 +53,10 @@ def asset_key(target: str) -> dg.AssetKey:
 
 
 def check_names(t: Target) -> list[str]:
-    return list(BUILT_IN_CHECKS) + [c.name for c in t.checks if c.name not in BUILT_IN_CHECKS]
+    """The checks that apply to ``t``: ``alembic_at_head`` only with ``migrations:`` (without, nothing could ever
+    evaluate it and the catalog would show it "Not evaluated" for good), then the targets file's own."""
+    built_in = [c for c in BUILT_IN_CHECKS if c != "alembic_at_head" or t.migrations is not None]
+    return built_in + [c.name for c in t.checks if c.name not in BUILT_IN_CHECKS]
 
 
 def check_key(name: str) -> str:
@@ -70,14 +82,23 @@ def database_specs(config: MaintenanceConfig) -> list[dg.AssetSpec]:
     window = timedelta(hours=config.backups.fresh_within_hours)
     out = []
     for name, t in sorted(config.targets.items()):
+        who = {"owners": list(t.owners), "tags": dict(t.tags)}
         out.append(dg.AssetSpec(key=asset_key(name), group_name="databases", kinds={engine_for(t.url).kind_name},
                                 description=f"{_code(mask_url(t.url))}, compared with {_cell(t.reference_label)} "
-                                            f"(align: {_cell(t.align)})"))
+                                            f"(align: {_cell(t.align)}). {_runs(config, t)}", **who))
         out.append(dg.AssetSpec(key=backup_key(name), group_name="backups", deps=[asset_key(name)],
                                 freshness_policy=dg.FreshnessPolicy.time_window(fail_window=window),
                                 description=f"verified backups of {_cell(name)} in "
-                                            f"{_code(config.backups.dir / name)}"))
+                                            f"{_code(config.backups.dir / name)}", **who))
     return out
+
+
+def _runs(config: MaintenanceConfig, t: Target) -> str:
+    """What runs on the database without a person, said on its page (the jobs name no asset: Dagster would hide their
+    Launchpad, so the page cannot list the schedule and the drift sensor as its automations)."""
+    on_drift = "maintain_database" if t.on_drift == "maintain" else "verify_database"
+    return (f"Verified every night by the schedule `nightly_verification` ({_cell(config.schedule_cron)}, "
+            f"{_cell(config.schedule_timezone)}); `schema_drift_sensor` starts {on_drift} when its schema drifts.")
 
 
 def log_backup(context, state) -> None:
@@ -106,8 +127,17 @@ def recorded_sha256(instance, target: str, path, limit: int = 500) -> str | None
     return None
 
 
+def _tag_database(context, name: str) -> None:
+    """A check run launched without our job's tags (e.g. ``__ASSET_JOB`` through the API) is tagged with its
+    database as it starts, as the ops tag runs launched with only ``dagster/partition``: runs queued after it wait."""
+    if context.run.tags.get("database") != name:
+        context.instance.add_run_tags(context.run.run_id, {"database": name})
+
+
 def _check_fn(config: MaintenanceConfig, name: str):
     def run_checks(context):  # an AssetCheckExecutionContext (left unannotated: annotations are strings here)
+        _tag_database(context, name)
+        selected = {k.name for k in context.selected_asset_check_keys}
         t = config.target(name)
         newest = newest_verified(config.backups.dir, name)
         result = verify_target(t, reference_for(config, t),
@@ -117,6 +147,8 @@ def _check_fn(config: MaintenanceConfig, name: str):
                                mode="verify")
         found = {c.name: c for c in result.checks}
         for check in check_names(t):
+            if check_key(check) not in selected:
+                continue
             c = found.get(check)
             if check == "alembic_at_head":
                 c = _at_head(config, t)
@@ -135,8 +167,6 @@ def _at_head(config: MaintenanceConfig, t: Target):
     from ..core.verify.results import Check
     from ..core.run.commands import check_target
 
-    if t.migrations is None:
-        return Check("alembic_at_head", True, "skipped: the target has no migrations")
     checked = check_target(config, t.name)
     if checked.error:
         return Check("alembic_at_head", False, checked.error)
@@ -150,10 +180,27 @@ def database_checks(config: MaintenanceConfig) -> list[dg.AssetChecksDefinition]
         specs = [dg.AssetCheckSpec(check_key(check), asset=asset_key(name),
                                    description=_DESCRIPTIONS.get(check, f"user check: {_cell(check)}"))
                  for check in check_names(t)]
-        out.append(dg.multi_asset_check(specs=specs, name=f"checks_{_ident(name)}",
+        out.append(dg.multi_asset_check(specs=specs, name=f"checks_{_ident(name)}", can_subset=True,
                                         description=f"Read-only checks of {_cell(name)} (no migration)")(
             _check_fn(config, name)))
     return out
+
+
+def check_job_name(target: str) -> str:
+    """``Checks_<target>``: sorts before ``__ASSET_JOB`` (upper case comes before ``_``), so the catalog's Execute
+    button, which takes the first job holding every selected check, launches this one."""
+    return f"Checks_{_ident(target)}"
+
+
+def check_jobs(config: MaintenanceConfig) -> list:
+    """Per target, a job of its checks (``databases/<target>``'s and its drill's on ``backups/<target>``), tagged
+    ``database: <target>``: a check launched from the catalog queues behind any other run of that database."""
+    return [dg.define_asset_job(check_job_name(name),
+                                selection=dg.AssetSelection.checks_for_assets(asset_key(name), backup_key(name)),
+                                tags={**PRODUCT_TAGS, "database": name},
+                                description=f"The checks of {name} as the catalog runs them (read-only; the drill's "
+                                            "restore into a scratch place), one run at a time per database")
+            for name in sorted(config.targets)]
 
 
 def _ident(name: str) -> str:
@@ -171,8 +218,10 @@ _DESCRIPTIONS = {
 
 
 def log_run_events(context, state, report: dict | None = None) -> None:
-    """A run's checks, observation and (a schema change) materialization on ``databases/<target>``, each with the
-    run's report: the run page and the asset page show it, failed runs too."""
+    """A run's checks and what it measured on ``databases/<target>``, each with the run's report: the run page and
+    the asset page show it, failed runs too. A run that read the database records a materialization of the state it
+    measured (the asset page's header and columns read the latest one); a run that did not records an observation
+    with its status and report, and no number (a number it did not measure would plot as a fall to 0)."""
     if state.job == drill.JOB:  # a drill is about the backup, never the database: ``backups/<target>``
         return log_drill_events(context, state, report)
     t = state.target
@@ -192,10 +241,44 @@ def log_run_events(context, state, report: dict | None = None) -> None:
         context.log_event(dg.AssetCheckEvaluation(
             asset_key=key, check_name="alembic_at_head", passed=not pending and not revs.get("error"),
             severity=severity(t, "alembic_at_head"), metadata={"detail": detail}))
+    about: dict = {}
+    if report:
+        about["status"] = str(report.get("status"))
+        about["report"] = dg.MetadataValue.md(render_markdown(report))
+        about["report_path"] = dg.MetadataValue.path(str((report.get("report_paths") or {}).get("markdown", "")))
+    meta = measured(state)
+    if meta is None:
+        failed = (report or {}).get("failed_step")
+        context.log_event(dg.AssetObservation(asset_key=key, metadata=about, description=(
+            f"not measured: the run failed at {failed} before reading the database" if failed else
+            "not measured: the run did not read the database")))
+        return
+    mig = state.migration
+    changed = mig is not None and mig.applied and not mig.dry_run and not mig.rolled_back
+    extra: dict = {}
+    if changed:
+        extra = {"changes": dg.MetadataValue.md("\n".join(f"- {_cell(a['source'])}: {_cell(a['description'])}"
+                                                          for a in mig.applied)),
+                 "alembic_revision": str(mig.revision_after or ""), "sql_statements": len(mig.sql),
+                 "changed_tables": ", ".join(changed_tables(state))}
+    context.log_event(dg.AssetMaterialization(
+        asset_key=key, metadata={**meta, **extra, **about, **column_schema(t)},
+        description="the schema changed" if changed else f"measured by {state.job}"))
+
+
+def measured(state) -> dict | None:
+    """The numbers a run measured on its database, or None when it never read it (its tables are not known). Each
+    number only when it was measured: the row count when every table's rows were counted, drift when the diff ran."""
     tables = (state.verification.tables_after if state.verification else None) or state.tables_before or {}
+    if not tables:
+        return None
+    t = state.target
     rows = {n: v.get("rows") for n, v in tables.items() if isinstance(v.get("rows"), int)}
-    meta: dict = {"tables": len(tables), "dagster/row_count": sum(rows.values()),
-                  "drift_changes": len(state.drift_before)}
+    meta: dict = {"tables": len(tables)}
+    if len(rows) == len(tables):
+        meta["dagster/row_count"] = sum(rows.values())
+    if state.diffed:
+        meta["drift_changes"] = len(state.drift_before)
     for n, r in sorted(rows.items(), key=lambda kv: -kv[1])[:3]:
         meta[f"rows {n}"] = r
     size = engine_for(t.url).size_bytes(t.url)
@@ -213,24 +296,13 @@ def log_run_events(context, state, report: dict | None = None) -> None:
         meta["integrity_seconds"] = float(measures["integrity_seconds"])
     elif state.backup is not None and state.backup.verified and "verify" in (state.backup.timings or {}):
         meta["integrity_seconds"] = float(state.backup.timings["verify"])  # checked on the run's backup copy
-    if state.live_fingerprint:
-        meta["schema_fingerprint"] = state.live_fingerprint[:16]
+    fingerprint = (state.verification.fingerprint if state.verification else "") or state.live_fingerprint
+    if fingerprint:
+        meta["schema_fingerprint"] = fingerprint[:16]
+    revs = state.revisions or {}
     if revs.get("after") or revs.get("before"):
         meta["alembic_revision"] = str(revs.get("after") or revs.get("before"))
-    if report:
-        meta["status"] = str(report.get("status"))
-        meta["report"] = dg.MetadataValue.md(render_markdown(report))
-        meta["report_path"] = dg.MetadataValue.path(str((report.get("report_paths") or {}).get("markdown", "")))
-    context.log_event(dg.AssetObservation(asset_key=key, metadata=meta))
-    mig = state.migration
-    if mig is not None and mig.applied and not mig.dry_run and not mig.rolled_back:
-        # the run's numbers too, so the plots (which read both kinds of event) have no gap at a schema change
-        context.log_event(dg.AssetMaterialization(asset_key=key, description="the schema changed", metadata={
-            **meta,
-            "changes": dg.MetadataValue.md("\n".join(f"- {_cell(a['source'])}: {_cell(a['description'])}"
-                                                     for a in mig.applied)),
-            "alembic_revision": str(mig.revision_after or ""), "sql_statements": len(mig.sql),
-            **column_schema(state)}))
+    return meta
 
 
 def evidence(t: Target, state, c) -> dict:
@@ -256,20 +328,27 @@ def changed_tables(state) -> list[str]:
     return sorted(names)
 
 
-def column_schema(state) -> dict:
-    """``dagster/column_schema`` of the changed tables as they are now (the reference the run aligned to, read
-    back by the run's verification): one column per ``table.column``, its type, NOT NULL and default."""
-    ref = state.reference
-    tables = [ref.tables[n] for n in changed_tables(state) if ref is not None and n in ref.tables]
-    if not tables:
+def column_schema(t: Target) -> dict:
+    """``dagster/column_schema`` of the whole database as it is now (read from the live database when the run's
+    events are logged: every table's columns, one per ``table.column``, its type, NOT NULL, default and primary
+    key), or nothing when it cannot be read."""
+    try:
+        engine = engine_for(t.url)
+        sa_engine = open_engine(t.url)
+        try:
+            with sa_engine.connect() as conn:
+                live = take_snapshot(conn, ignore_tables=t.ignore_tables, schema=engine.target_schema(t))
+        finally:
+            sa_engine.dispose()
+    except Exception:  # noqa: BLE001 - the columns are a view of the database; the run's outcome is elsewhere
         return {}
-    columns = [dg.TableColumn(f"{t.name}.{c.name}", c.type or "", description=f"default {c.default}"
-                              if c.default is not None else None,
+    columns = [dg.TableColumn(f"{table.name}.{c.name}", c.type or "",
+                              description=f"default {c.default}" if c.default is not None else None,
                               constraints=dg.TableColumnConstraints(nullable=c.nullable,
-                                                                   other=["primary key"] if c.name in t.primary_key
+                                                                   other=["primary key"] if c.name in table.primary_key
                                                                    else []))
-               for t in tables for c in t.columns]
-    return {"dagster/column_schema": dg.TableSchema(columns=columns), "changed_tables": ", ".join(t.name for t in tables)}
+               for _, table in sorted(live.tables.items()) for c in table.columns]
+    return {"dagster/column_schema": dg.TableSchema(columns=columns)} if columns else {}
 
 
 def _backup_age_hours(state) -> float | None:
@@ -296,7 +375,7 @@ def drill_checks(config: MaintenanceConfig) -> list[dg.AssetChecksDefinition]:
     for name in sorted(config.targets):
         specs = [dg.AssetCheckSpec(check, asset=backup_key(name), description=_DRILL_DESCRIPTIONS[check])
                  for check in drill.VERDICTS]
-        out.append(dg.multi_asset_check(specs=specs, name=f"drill_{_ident(name)}",
+        out.append(dg.multi_asset_check(specs=specs, name=f"drill_{_ident(name)}", can_subset=True,
                                         description=f"The restore drill of {_cell(name)}'s newest verified backup")(
             _drill_fn(config, name)))
     return out
@@ -306,9 +385,13 @@ def _drill_fn(config: MaintenanceConfig, name: str):
     def run_drill(context):  # an AssetCheckExecutionContext
         from ..core.run.pipeline import run_job
 
-        report = run_job(config, name, drill.JOB)
+        _tag_database(context, name)
+        selected = {k.name for k in context.selected_asset_check_keys}
+        report = run_job(config, name, drill.JOB)  # one drill gives both verdicts; the selected ones are recorded
         verdicts = (report.get("drill") or {}).get("verdicts") or {}
         for check in drill.VERDICTS:
+            if check not in selected:
+                continue
             v = verdicts.get(check)
             yield dg.AssetCheckResult(
                 asset_key=backup_key(name), check_name=check, passed=bool(v and v["passed"]),

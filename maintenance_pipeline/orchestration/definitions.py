@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .assets import database_checks, database_specs, drill_checks
+from .assets import check_jobs, database_checks, database_specs, drill_checks
 from .automation import make_drill_schedules, make_schedules, make_sensors
 from ..core.config import MaintenanceConfig, load_config
 from .jobs import make_jobs
@@ -21,7 +21,7 @@ def build_definitions(config: MaintenanceConfig | None = None) -> dg.Definitions
     verify_job = next(j for j in jobs if j.name == "verify_database")
     drill_job = next(j for j in jobs if j.name == "restore_drill")
     return dg.Definitions(assets=database_specs(config), asset_checks=database_checks(config) + drill_checks(config),
-                          jobs=jobs, sensors=make_sensors(config, jobs),
+                          jobs=jobs + check_jobs(config), sensors=make_sensors(config, jobs),
                           schedules=make_schedules(config, verify_job) + make_drill_schedules(config, drill_job))
 
 

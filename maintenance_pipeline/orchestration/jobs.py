@@ -1,5 +1,10 @@
 """The jobs, built from ``pipeline.JOB_STEPS`` (the steps ``run_job`` runs too), partitioned by target,
-in-process executor."""
+in-process executor.
+
+The steps form a chain; the ``report`` op hangs off the first op's ``started`` output and runs last (``ops.py``): the
+executor runs a step once its inputs exist (``require_upstream_step_success: false``), so a failed step stops the
+chain but not the report. The jobs name no asset (an asset layer would list them on the assets' pages, but the UI then
+treats them as asset jobs and hides their Launchpad): what they record on the assets is logged by their ops."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import dagster as dg
 
 from ..core.config import MaintenanceConfig
 from ..core.run.pipeline import JOB_STEPS
+from .assets import PRODUCT_TAGS
 from .ops import make_ops
 
 JOB_DESCRIPTIONS = {
@@ -41,16 +47,24 @@ def make_jobs(config: MaintenanceConfig) -> list[dg.JobDefinition]:
     # can be re-executed from its failed step; the run state holds no secret (``pipeline.RunState``).
     # ``dagster/max_runtime``: with run monitoring on (docs/production/dagster.yaml) a stuck run is failed by the
     # daemon after this many seconds, and the failure alert goes out like any other
-    common = dict(executor_def=dg.in_process_executor, partitions_def=parts,
-                  tags={"product": "maintenance_pipeline", "dagster/max_runtime": str(MAX_RUNTIME_SECONDS)})
+    # the report step runs once the first step has started it, even after a failed step (``ops.py``). The runs of this
+    # product use this executor (the daemon's and the UI's run workers, ``command_line.execute``);
+    # ``execute_in_process`` puts an executor of its own in its place (tests), where a failed step leaves the report
+    # step unexecuted
+    executor = dg.in_process_executor.configured({"step_dependency_config": {"require_upstream_step_success": False}},
+                                                 name="in_process")
+    common = dict(executor_def=executor, partitions_def=parts,
+                  tags={**PRODUCT_TAGS, "dagster/max_runtime": str(MAX_RUNTIME_SECONDS)})
 
     def build(name: str) -> dg.JobDefinition:
         steps = JOB_STEPS[name]
 
         def compose():
-            out = ops[steps[0]]()
-            for step in steps[1:]:
+            first = ops[steps[0]]()
+            out = first.result
+            for step in steps[1:-1]:
                 out = ops[step](out)
+            ops[steps[-1]](first.started)  # the report: after the chain, or after the step that failed
 
         return dg.job(name=name, description=JOB_DESCRIPTIONS[name], config=partitioned(), **common)(compose)
 

@@ -1,6 +1,6 @@
 """Runs whose process is gone: found, and failed with the reason, by the next thing that looks.
 
-``maintenance-pipeline run`` executes its Dagster run inside its own process (``execute_in_process``). When that
+``maintenance-pipeline run`` executes its Dagster run inside its own process (``command_line.execute``). When that
 process dies without a word (SIGKILL, the OOM killer), nothing records the run's end: it stays STARTED in Dagster's
 run storage, counts against the run queue's one-run-per-``database`` limit (the daemon's next run of that database
 waits QUEUED behind it) and keeps any op concurrency slot it had claimed (the ``backups`` pool). Dagster's run
@@ -12,8 +12,9 @@ So the CLI tags each run with the process that executes it (``process_tags``: pi
 the run id, the boot id, the pid namespace and the process's start time in clock ticks), and ``fail_dead_runs``
 (called by the CLI before it launches a run, and by the drift sensor each tick) fails every unfinished run of this
 host whose process is gone: ``instance.report_run_failed`` with one line (what died, which step it was in, where its
-report is), then the run's concurrency slots are freed. The run-failure sensor does not alert these runs (it matches
-runs by their code location origin, which an in-process run has none of), so the caller alerts (``DeadRun.alert``).
+report is), then the run's concurrency slots are freed. Failing the run records its RUN_FAILURE event, which the
+daemon's run-failure sensor alerts like any other (``automation.alert_on_run_failure``: once, naming the step the run
+died in, ``where_it_stopped``); nothing here alerts, so a run is never alerted twice.
 
 Never failed: a run of another host, or of another pid namespace or boot of a host of the same name (the process
 cannot be seen from here); a run whose tags were copied from another run (a re-execution, a run retry: the tag
@@ -31,8 +32,6 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.events import JobFailureData, RunFailureReason
-
-from ..core.run import alerts as alerts_mod
 
 PID_TAG = "maintenance_pipeline/pid"
 HOST_TAG = "maintenance_pipeline/host"
@@ -123,12 +122,6 @@ class DeadRun:
     def line(self) -> str:
         return f"run {self.run_id[:8]} ({self.job} on {self.target or '?'}) marked failed: {self.message}"
 
-    def alert(self, ui_base_url: str | None) -> alerts_mod.Alert:
-        """The run-failure alert (Dagster's run-failure sensor does not see a run executed in process)."""
-        return alerts_mod.Alert(kind="run_failure", job=self.job, target=self.target, run_id=self.run_id,
-                                step=self.step, error=self.message, report_path=self.report_path,
-                                run_url=alerts_mod.run_link(ui_base_url, self.run_id))
-
 
 def _steps(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str], list[str], list[str]]:
     """The run's steps that started, finished and failed, in order."""
@@ -147,6 +140,16 @@ def _report(reports_dir: Path | None, run: dg.DagsterRun, target: str | None) ->
         return None
     found = sorted((Path(reports_dir) / target).glob(f"*_{run.job_name}_{run.run_id[:8]}.md"))
     return str(found[-1]) if found else None
+
+
+def where_it_stopped(instance: dg.DagsterInstance, run: dg.DagsterRun,
+                     reports_dir: Path | None) -> tuple[str | None, str | None]:
+    """(the step a run ended in without a step failure of its own: the one it was running, else the last that failed;
+    the path of its report, if one was written): what the run-failure alert names for a run whose process died."""
+    started, done, failed = _steps(instance, run.run_id)
+    running = [s for s in started if s not in done and s not in failed]
+    target = run.tags.get("database") or run.tags.get("dagster/partition")
+    return (running[-1] if running else failed[-1] if failed else None), _report(reports_dir, run, target)
 
 
 def describe(instance: dg.DagsterInstance, run: dg.DagsterRun, why: str, reports_dir: Path | None) -> DeadRun:
@@ -170,7 +173,7 @@ def describe(instance: dg.DagsterInstance, run: dg.DagsterRun, why: str, reports
 
 def fail_dead_runs(instance: dg.DagsterInstance, reports_dir: Path | None = None) -> list[DeadRun]:
     """Fail every unfinished run of this host whose process is gone (``process_gone``), with the reason, and free
-    the concurrency slots it held; returns them (the caller alerts: ``DeadRun.alert``). A live run, a run of
+    the concurrency slots it held; returns them (the run-failure sensor alerts them). A live run, a run of
     another host and a run without our tags are never touched."""
     records = instance.get_run_records(filters=dg.RunsFilter(statuses=UNFINISHED,
                                                              tags={HOST_TAG: socket.gethostname()}))

@@ -1,23 +1,33 @@
 """Dagster ops: thin adapters over ``core.pipeline``.
 
-Each op runs one step on the ``RunState`` handed down by the previous op. When a step
-fails, the op writes the report (the run's report exists for failed runs too), then
-raises ``dagster.Failure`` with the one-line error and the report attached, so the UI
-and the alerts name the failing step.
+Each op runs one step on the ``RunState`` handed down by the previous op. The step that ends the run's work writes
+the report (the job's last step before ``report`` when all went well, else the step that failed: the run's report
+exists for failed runs too) and records the run on the database's asset; a failed step then fails its op with the
+one-line error and the report attached (``Refusal``: no stack trace in the UI), so the UI and the alerts name the
+failing step.
+
+The ``report`` op publishes the report (attached to its step, "report written: <path>"). It hangs off the job's first
+op (its ``started`` output, given before anything else) and the jobs' executor runs a step once its inputs exist
+(``require_upstream_step_success: false``), at the lowest priority: it runs last, after the whole run or after the
+step that failed, so a failed run's graph shows the report step done, not "not executed".
 """
 
 
+import json
 import traceback
+from pathlib import Path
 from typing import Callable
 
 import dagster as dg
+from dagster._core.errors import DagsterUserCodeProcessError
+from dagster._utils.error import SerializableErrorInfo
 
 from ..core.run import pipeline
 from ..core.run.failures import failure_detail, failure_line, one_line, scrub
 from ..core.config import ALIGN_MODES, MaintenanceConfig
 from ..core.errors import ConfigError, ReportError
-from ..core.run.markdown import _cell, fenced, sql_text
-from ..core.run.pipeline import RunState
+from ..core.run.markdown import _cell, bounded_sql, fenced, sql_text
+from ..core.run.pipeline import JOB_STEPS, RunState
 
 
 # the concurrency pool of the backup step: the instance caps how many backups (pg_dumps) run at once across targets
@@ -39,6 +49,20 @@ class RestoreConfig(dg.Config):
 
     backup: str = ""
     dry_run: bool = False
+
+
+class Refusal(DagsterUserCodeProcessError, dg.Failure):
+    """A failed step as the UI shows it: its one line and the report (metadata), without a stack trace.
+
+    Dagster records a ``Failure`` with the stack of the frames it passed through (the UI's "Stack Trace" block:
+    framework code and ``run_step``, never the error's own, which is logged at debug level, secrets masked). An
+    error from a user-code process carries the error as that process described it, and Dagster keeps that
+    description as it is: this one says only the line. Caught as a ``Failure`` (its description and metadata are
+    the step failure's), it is never retried."""
+
+    def __init__(self, line: str, metadata: dict | None = None):
+        dg.Failure.__init__(self, description=line, metadata=metadata or {}, allow_retries=False)
+        self.user_code_process_error_infos = [SerializableErrorInfo(message=f"{line}\n", stack=[], cls_name=None)]
 
 
 def _change_table(changes: list[dict]) -> dg.MetadataValue:
@@ -93,23 +117,23 @@ def _finish(context, state: RunState, **failed) -> dict:
         return pipeline.finish(state, **failed)
     except ReportError as e:
         line, report = str(e), getattr(e, "report", None)
-    context.log.error(f"report failed: {line}")
+    context.log.error(line)
     metadata = {}
     if report is not None:
         text = render_markdown(report)
         context.log.info(f"the report that could not be written:\n{text}")
         metadata["report"] = dg.MetadataValue.md(text)
         _log_asset_events(context, state, report)
-    raise dg.Failure(description=one_line(line, rest=" (the rest is in the run's log)"), metadata=metadata)
+    raise Refusal(one_line(line, rest=" (the rest is in the run's log)"), metadata)
 
 
 def run_step(context: dg.OpExecutionContext, state: RunState, step: str, fn: Callable[[RunState], object]) -> None:
     """Run one pipeline step; on failure write the report and fail the op with it attached.
 
-    Secrets never reach Dagster: the one-line error, the whole error (logged at error level) and the traceback
-    (at debug level, for whoever debugs) pass the targets file's scrubber, and the Failure is raised outside the
-    ``except`` block, so the original exception (whose text may hold a URL with its password) is not chained into
-    the run's storage."""
+    Secrets never reach Dagster: the one-line error, the whole error (logged at error level, as it is: the log row
+    names the step) and the traceback (at debug level, for whoever debugs) pass the targets file's scrubber, and the
+    ``Refusal`` is raised outside the ``except`` block, so the original exception (whose text may hold a URL with its
+    password) is not chained into the run's storage."""
     try:
         fn(state)
         return
@@ -117,11 +141,37 @@ def run_step(context: dg.OpExecutionContext, state: RunState, step: str, fn: Cal
         message = failure_line(state, step, e)  # scrubbed, at most failures.MAX_LINE characters
         detail = failure_detail(state, step, e)  # scrubbed, whole
         trace = scrub(state, "".join(traceback.format_exception(e)))
-    context.log.debug(f"{step} failed; the traceback, secrets masked:\n{trace}")
-    context.log.error(f"{step} failed: {detail}")
+    context.log.debug(f"the traceback, secrets masked:\n{trace}")
+    context.log.error(detail)
     report = _finish(context, state, error=message, detail=detail, failed_step=step)
     _log_asset_events(context, state, report)  # a failed run too: its checks, numbers and report on the asset
-    raise dg.Failure(description=message, metadata=_report_metadata(report))
+    raise Refusal(message, _report_metadata(report))
+
+
+def wrap_up(context: dg.OpExecutionContext, state: RunState) -> dict:
+    """The job's last step succeeded: write the report and record the run on the database's asset (the report op
+    publishes it; a run re-executed from that step writes its own here too)."""
+    rep = _finish(context, state)
+    _log_asset_events(context, state, rep)
+    return rep
+
+
+def run_report(config: MaintenanceConfig, target: str, job: str, run_id: str) -> tuple[Path, dict] | None:
+    """The report this run wrote (its Markdown path and its JSON), or None when none was written."""
+    found = sorted((config.reports_dir / target).glob(f"*_{job}_{run_id[:8]}.json"))
+    if not found:
+        return None
+    report = json.loads(found[-1].read_text())
+    markdown = found[-1].with_suffix(".md")
+    report["report_paths"] = {"markdown": str(markdown), "json": str(found[-1])}
+    return markdown, report
+
+
+def _written(state: RunState) -> dict:
+    """The report's path as the metadata of the step that wrote it (nothing when it wrote none)."""
+    if state.report_paths is None:
+        return {}
+    return {"report_path": dg.MetadataValue.path(str(state.report_paths[0]))}
 
 
 def _restore_config(context) -> dict:
@@ -197,14 +247,21 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         return state
 
     def step(context: dg.OpExecutionContext, state: RunState, name: str, fn) -> RunState:
-        """The step ``name`` on the state an op received (resumed: bound to this run and the targets file)."""
+        """The step ``name`` on the state an op received (resumed: bound to this run and the targets file); the job's
+        last step before ``report`` then writes the report."""
         run_step(context, _resume(state, context), name, fn)
+        if JOB_STEPS[context.job_name][-2] == name:
+            wrap_up(context, state)
         return state
+
+    # the first op of each job: ``started`` (for the report op, before anything else), then its state
+    first_outs = {"result": dg.Out(RunState), "started": dg.Out(dg.Nothing)}
 
     @dg.op(description="Back up the target (SQLite online copy / pg_dump), verify the copy, apply retention "
                        "(restore_database: check the backup to restore; its safety copy is the restore's).",
-           tags={"step": "backup"}, pool=BACKUP_POOL)
-    def backup(context: dg.OpExecutionContext) -> RunState:
+           tags={"step": "backup"}, pool=BACKUP_POOL, out=first_outs)
+    def backup(context: dg.OpExecutionContext):
+        yield dg.Output(None, "started")
         target = context.partition_key
         tags = context.run.tags
         if "database" not in tags:  # runs launched with only dagster/partition (e.g. from the CLI)
@@ -217,19 +274,19 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
             state.restore_backup = chosen.get("backup") or (
                 "" if chosen.get("choose") in (None, NEWEST_CHANGE) else str(chosen["choose"]))
             run_step(context, state, "backup", lambda s: pipeline.step_backup(s, recorded=_recorded(context, s)))
-            context.add_output_metadata({"restore_from": dg.MetadataValue.path(str(state.restore_choice[0]))})
-            return state
+            yield dg.Output(state, "result",
+                            metadata={"restore_from": dg.MetadataValue.path(str(state.restore_choice[0]))})
+            return
         run_step(context, state, "backup", pipeline.step_backup)
         from .assets import log_backup
 
         log_backup(context, state)
         b = state.backup
-        context.add_output_metadata({
+        yield dg.Output(state, "result", metadata={
             "backup_path": dg.MetadataValue.path(str(b.path)), "sha256": b.sha256 or "", "bytes": b.bytes,
             "verified": b.verified, "method": b.method, "pinned": b.pinned,
             "retention_removed": len(state.retention_removed),
         })
-        return state
 
     @dg.op(description="Compare the live schema with the reference: tables, columns, keys, indexes; "
                        "each change additive or destructive.", tags={"step": "diff"})
@@ -261,7 +318,9 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
             meta["changes"] = dg.MetadataValue.md("\n".join(f"- {_cell(a['source'])}: {_cell(a['description'])} "
                                                             f"({a['seconds']:.3f} s)" for a in m.applied))
         if m.dry_run and m.sql:
-            meta["sql"] = dg.MetadataValue.md("\n".join(fenced(sql_text(m.sql), "sql")))
+            shown, left, _ = bounded_sql(m.sql)  # a sample: a revision's rows of parameters are no metadata
+            meta["sql"] = dg.MetadataValue.md("\n".join(fenced(sql_text(shown), "sql"))
+                                              + (f"\n\n(+{left} more statements in the report)" if left else ""))
         context.add_output_metadata(meta)
         return state
 
@@ -284,16 +343,16 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Restore the newest verified backup into a scratch place (SQLite: a temporary copy; "
                        "PostgreSQL: a scratch database, dropped after), check it against its manifest, rehearse the "
                        "pending migration on it; RPO and RTO. Never touches the target.",
-           tags={"step": "drill"}, pool=BACKUP_POOL)
-    def drill(context: dg.OpExecutionContext) -> RunState:
+           tags={"step": "drill"}, pool=BACKUP_POOL, out=first_outs)
+    def drill(context: dg.OpExecutionContext):
+        yield dg.Output(None, "started")
         state = _started(context, config)
-        run_step(context, state, "drill", lambda s: pipeline.step_drill(s, recorded=_recorded(context, s)))
+        step(context, state, "drill", lambda s: pipeline.step_drill(s, recorded=_recorded(context, s)))
         from .assets import drill_figures
 
         d = state.drill
-        context.add_output_metadata({"backup_path": dg.MetadataValue.path(str(d.backup["path"])),
-                                     **drill_figures(d)})
-        return state
+        yield dg.Output(state, "result", metadata={"backup_path": dg.MetadataValue.path(str(d.backup["path"])),
+                                                   **drill_figures(d), **_written(state)})
 
     @dg.op(description="Checks: schema equals reference, integrity, foreign keys, rows preserved, backup "
                        "verified, user SQL checks. Any failed check fails the run.", tags={"step": "verify"})
@@ -301,16 +360,23 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         step(context, state, "verify", pipeline.step_verify)
         v = state.verification
         context.add_output_metadata({"checks": _checks_table([c.to_dict() for c in v.checks]),
-                                     "passed": sum(c.passed for c in v.checks), "failed": len(v.failed)})
+                                     "passed": sum(c.passed for c in v.checks), "failed": len(v.failed),
+                                     **_written(state)})
         return state
 
-    @dg.op(description="Write the Markdown and JSON report and attach it to the run.", tags={"step": "report"})
-    def report(context: dg.OpExecutionContext, state: RunState) -> dict:
-        rep = _finish(context, _resume(state, context))
-        _log_asset_events(context, state, rep)
-        context.log.info(f"report written: {rep['report_paths']['markdown']}")
+    @dg.op(description="Publish the run's Markdown and JSON report (written by the step that ended the run: the "
+                       "last one, or the one that failed) and attach it to the run. Runs last, after the whole run "
+                       "or after a failed step.",
+           ins={"started": dg.In(dg.Nothing)}, tags={"step": "report", "dagster/priority": "-1"})
+    def report(context: dg.OpExecutionContext) -> dict:
+        found = run_report(config, context.partition_key, context.job_name, context.run_id)
+        if found is None:
+            raise Refusal("no report was written for this run: the failed step's line says why and the report's text "
+                          "is in the run's log; fix what it names and run again")
+        markdown, rep = found
+        context.log.info(f"report written: {markdown}")
         context.add_output_metadata(_report_metadata(rep))
-        return {k: rep[k] for k in ("target", "job", "run_id", "status", "report_paths")}
+        return {k: rep.get(k) for k in ("target", "job", "run_id", "status", "report_paths")}
 
     return {"backup": backup, "diff": diff, "migrate": migrate, "restore": restore, "verify": verify,
             "report": report, "drill": drill}

@@ -8,6 +8,8 @@ One test, four phases, against real processes on 127.0.0.1 sharing a temporary D
 (b) three more sensor ticks on the unchanged schema -> no second run, no second drift alert;
 (c) a ``maintain_database`` run launched from the UI's GraphQL API fails another way (the
     maintenance lock is held) -> the run-failure alert, with the run's UI link, on all three channels;
+(c') a ``maintenance-pipeline run`` (executed in its own process, not launched by the daemon) fails the same way ->
+    the daemon's run-failure sensor alerts it too, exactly once;
 (d) the webhook receiver is stopped, another run fails -> email and log still arrive, the daemon lives.
 
 No secret (webhook token, SMTP password; SMTP AUTH is really used) appears in any alert, report,
@@ -22,8 +24,10 @@ not configurable), so ``sensor_interval_seconds: 1`` yields one tick per ~5 s.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -269,6 +273,20 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
         assert run == {"__typename": "Run", "runId": locked_run_id, "jobName": "maintain_database",
                        "status": "FAILURE"}
         assert [len(x) for x in channels.all("drift")] == [1, 1, 1]  # still no second drift alert
+
+        # ---------------- (c') the same failure from the command line: the daemon alerts it, once
+        with maintenance_lock(config.targets["goals"].url, holder="e2e test"):
+            cli = subprocess.run([str(BIN / "maintenance-pipeline"), "run", "maintain_database", "goals", "--json"],
+                                 env=env, cwd=tmp, capture_output=True, text=True, timeout=180)
+        assert cli.returncode == 1, cli.stdout + cli.stderr
+        cli_run_id = json.loads(cli.stdout.splitlines()[0])["run_id"]
+        log, hooks, mails = dep.wait_until(lambda: channels.arrived("run_failure", run_id=cli_run_id), 60,
+                                           "the run-failure alert of the command-line run")
+        assert log[0]["step"] == "migrate" and log[0]["run_url"] == f"{ui}/runs/{cli_run_id}"
+        seen = {t.tick_id for t in sensor_ticks(instance, "alert_on_run_failure")}
+        dep.wait_until(lambda: len([t for t in finished_ticks(sensor_ticks(instance, "alert_on_run_failure"))
+                                    if t.tick_id not in seen]) >= 2, 60, "two more alert_on_run_failure ticks")
+        assert [len(x) for x in channels.all("run_failure", run_id=cli_run_id)] == [1, 1, 1]
         t_c = time.monotonic()
 
         # ---------------- (d) the webhook is down: email and log still arrive, the daemon carries on
@@ -292,7 +310,7 @@ def test_automation_under_a_real_daemon(deployment, target_kind, storage, reques
         dep.wait_until(lambda: daemon.log_count("run_failure alert for goals: {'log': 'ok', 'webhook': 'failed: "
                                                 "ConnectionRefusedError") == 1, 30,
                        "the sensor's log line for the alert with the webhook down")
-        assert daemon.log_count(ALL_OK.format(kind="run_failure")) == 2  # (a) and (c)
+        assert daemon.log_count(ALL_OK.format(kind="run_failure")) == 3  # (a), (c) and (c')
         assert daemon.alive() and web.alive()
         ticks = sensor_ticks(instance, "alert_on_run_failure")
         assert not [t for t in ticks if t.status.value == "FAILURE"], [t.error for t in ticks]

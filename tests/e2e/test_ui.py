@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, build_demo, write_config
-from deployment import graphql
+from conftest import ROOT, build_demo, demo_target, write_config
+from deployment import LAUNCH, LOCATION, RUN_QUERY, graphql
 from receivers import free_port
 
 BIN = Path(sys.executable).parent
@@ -75,7 +75,9 @@ return painted ? {width: canvas.width, height: canvas.height, painted: painted} 
 @pytest.fixture
 def webserver(tmp_path):
     build_demo.build(tmp_path / "data")
-    config = write_config(tmp_path)
+    # the catalog shows who looks after the database and its labels (the targets file's owners and tags)
+    config = write_config(tmp_path, {"goals": demo_target(owners=["dba@example.com", "team:data"],
+                                                           tags={"tier": "gold", "pii": ""})})
     home = tmp_path / "home"
     home.mkdir()
     # runs start at once (no daemon needed for this test); `make ui` runs `dagster dev`, which has one
@@ -143,9 +145,12 @@ def test_launch_maintain_database_from_the_launchpad(webserver, browser):
                 return True
         return _wait(attempt, 60, what, log)
 
-    d.get(f"{ui}/locations/maintenance_pipeline/jobs/maintain_database/playground")
+    d.get(f"{ui}/locations/maintenance_pipeline/jobs/maintain_database")
     try:
         click(lambda: buttons("Skip"), "the first-visit dialog")  # Dagster's newsletter prompt
+        # the job page offers its Launchpad (an op job: a job naming assets loses it) and draws its ops
+        click(lambda: [e for e in d.find_elements(By.XPATH, "//a[normalize-space()='Launchpad']")], "the Launchpad tab")
+        _wait(lambda: "/playground" in d.current_url, 60, "the Launchpad", log)
         click(lambda: d.find_elements(By.CSS_SELECTOR, "input[placeholder='Partition']"), "the partition picker",
               keys="goals")
         click(lambda: d.find_elements(By.XPATH, "//span[text()='goals']")[-1:], "the goals partition")
@@ -167,30 +172,44 @@ def test_launch_maintain_database_from_the_launchpad(webserver, browser):
 
 
 def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, browser):
-    """After runs on the demo, the asset pages show the declared checks with their latest status, plots of the
-    numbers every run observes (the overview's Metadata section, Plots: a chart per numeric entry; the API gives
-    its points), the backups asset's freshness, and a failed run's page shows its checks and its report."""
+    """After runs on the demo (each the way ``maintenance-pipeline run`` makes it), the asset pages show the declared
+    checks with their latest status, the latest measured state in the header (row count, every table's columns), plots
+    of the numbers every run measures (the overview's Metadata section, Plots: a chart per numeric entry; the API
+    gives its points), the backups asset's freshness, and a failed run's page shows its checks and its report."""
+    import sqlite3
+
     import dagster as dg
+    from dagster._core.utils import make_new_run_id
     from selenium.webdriver.common.by import By
 
     from maintenance_pipeline.core.config import load_config
+    from maintenance_pipeline.orchestration import command_line
     from maintenance_pipeline.orchestration.definitions import build_definitions
 
     ui, tmp, log = webserver
     d = browser
     defs = build_definitions(load_config(tmp / "maintenance.yaml"))
+
+    def run(job: str):
+        return command_line.execute(defs.resolve_job_def(job), "goals", instance, run_id=make_new_run_id())
+
     with dg.DagsterInstance.from_config(str(tmp / "home")) as instance:
-        failed = defs.resolve_job_def("verify_database").execute_in_process(
-            partition_key="goals", instance=instance, raise_on_error=False)
+        failed = run("verify_database")
         assert not failed.success  # the demo before its migration: drift
-        assert defs.resolve_job_def("maintain_database").execute_in_process(partition_key="goals",
-                                                                            instance=instance).success
+        assert run("maintain_database").success
         verify_runs = []
-        for _ in range(3):
-            result = defs.resolve_job_def("verify_database").execute_in_process(partition_key="goals",
-                                                                                instance=instance)
+        db = tmp / "data" / "goals.db"
+        for n in range(3):
+            with sqlite3.connect(db) as conn:  # the application writes between the nights
+                conn.executemany("INSERT INTO goals (id, type, name) VALUES (?, 'task', ?)",
+                                 [(f"e2e-{n}-{i}", "written by the application") for i in range(20)])
+            result = run("verify_database")
             assert result.success
             verify_runs.append(result.run_id)
+        with sqlite3.connect(db) as conn:
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name "
+                                                 "NOT IN ('alembic_version', 'sqlite_sequence')")]
+            rows_now = sum(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables)
     def buttons(label: str):
         return [b for b in d.find_elements(By.TAG_NAME, "button") if b.text.strip() == label and b.is_enabled()]
 
@@ -224,6 +243,11 @@ def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, brows
         d.save_screenshot(str(tmp / "asset_checks.png"))
         # the asset's overview: its Metadata section plots each numeric entry of the runs' observations over time
         d.get(f"{ui}/assets/databases/goals")
+        # the header: the latest measured row count (the third verify run's), and the Columns of every table (one
+        # the migration never touched among them)
+        _wait(lambda: "Row count" in text() and f"{rows_now:,}" in text(), 60, f"the row count {rows_now:,}", log)
+        _wait(lambda: "session_templates.template_data" in text(), 60, "an unchanged table's column in Columns",
+              log)
         click(lambda: buttons("Plots"), "the Metadata section's Plots toggle")
         plotted = _wait(lambda: d.execute_script(PLOTTED, "size_bytes"), 60, "the plot of size_bytes", log)
         assert plotted["width"] > 100 and plotted["painted"] > 200, plotted  # a drawn line, not an empty canvas
@@ -232,21 +256,77 @@ def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, brows
         d.get(f"{ui}/assets/backups/goals")
         _wait(lambda: "reshness" in text(), 60, "the backups asset's freshness", log)
         d.get(f"{ui}/runs/{failed.run_id}")
-        _wait(lambda: "ASSET_OBSERVATION" in text() and "databases / goals" in text() and
-              "Check schema_matches_reference failed" in text() and "Show Markdown" in text(), 60,
-              "the failed run's checks and its observation with the report", log)
+        _wait(lambda: "ASSET_MATERIALIZATION" in text() and "databases / goals" in text() and
+              "Check schema_matches_reference failed" in text() and "Show Markdown" in text() and
+              "report written" in text(), 60, "the failed run's checks, what it measured and its report", log)
+        # a refusal is a clean failure: its line and the report, no stack trace, no "verify failed: verification ..."
+        assert "Stack Trace" not in text() and "verify failed:" not in text()
         d.save_screenshot(str(tmp / "failed_run.png"))
     except BaseException:
         d.save_screenshot(str(tmp / "failure.png"))
         raise
     # the points of that canvas are not in the page: the API the plot reads gives them, one per run, the three
     # verify runs' among them, equal to the file's size now (verify changes nothing)
-    observations = graphql(ui, '{ assetOrError(assetKey: {path: ["databases", "goals"]}) { ... on Asset { '
-                               'assetObservations { runId metadataEntries { label ... on IntMetadataEntry { intValue } '
-                               '} } } } }')["assetOrError"]["assetObservations"]
-    sizes = {o["runId"]: e["intValue"] for o in observations for e in o["metadataEntries"] if e["label"] == "size_bytes"}
-    assert len(observations) == 5 and len(sizes) == 5
-    assert [sizes[r] for r in verify_runs] == [(tmp / "data" / "goals.db").stat().st_size] * 3
+    events = graphql(ui, '{ assetOrError(assetKey: {path: ["databases", "goals"]}) { ... on Asset { '
+                         'assetMaterializations { runId metadataEntries { label ... on IntMetadataEntry { intValue } '
+                         '... on TableSchemaMetadataEntry { schema { columns { name } } } } } } } }'
+                     )["assetOrError"]["assetMaterializations"]
+    sizes = {o["runId"]: e["intValue"] for o in events for e in o["metadataEntries"] if e["label"] == "size_bytes"}
+    assert len(events) == 5 and len(sizes) == 5  # every run read the database: each recorded what it measured
+    assert [sizes[r] for r in verify_runs] == [db.stat().st_size] * 3
+    latest = {e["label"]: e for e in events[0]["metadataEntries"]}
+    assert events[0]["runId"] == verify_runs[-1] and latest["dagster/row_count"]["intValue"] == rows_now
+    assert {c["name"].split(".")[0] for c in latest["dagster/column_schema"]["schema"]["columns"]} == set(tables)
+
+    # the failed run, through the webserver's API: the step that failed says its line with the report attached and
+    # no stack; the report step ran (it published the report the failed step wrote); the error is logged once
+    steps = graphql(ui, '{ runOrError(runId: "%s") { ... on Run { stepStats { stepKey status } } } }' % failed.run_id
+                    )["runOrError"]["stepStats"]
+    assert {s["stepKey"]: s["status"] for s in steps} == {"backup": "SUCCESS", "diff": "SUCCESS", "verify": "FAILURE",
+                                                          "report": "SUCCESS"}
+    logs = graphql(ui, '{ logsForRun(runId: "%s") { ... on EventConnection { events { __typename '
+                       '... on MessageEvent { message level stepKey } ... on ExecutionStepFailureEvent { error { '
+                       'message stack } failureMetadata { metadataEntries { label } } } } } } }' % failed.run_id
+                   )["logsForRun"]["events"]
+    [failure] = [e for e in logs if e["__typename"] == "ExecutionStepFailureEvent"]
+    assert failure["error"]["stack"] == [] and failure["error"]["message"].startswith("verification failed: ")
+    assert {"report", "report_path"} <= {m["label"] for m in failure["failureMetadata"]["metadataEntries"]}
+    errors = [e["message"] for e in logs if e["__typename"] == "LogMessageEvent" and e["level"] == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("verification failed: schema_matches_reference")
+
+    # the catalog: owners and tags from the targets file; the schedules and sensors that run its jobs; the checks
+    # that apply, each runnable alone, through the target's own job (tagged with its database: the run queue's limit)
+    node = graphql(ui, '{ assetNodeOrError(assetKey: {path: ["databases", "goals"]}) { ... on AssetNode { '
+                       'description owners { ... on UserAssetOwner { email } ... on TeamAssetOwner { team } } '
+                       'tags { key value } '
+                       'targetingInstigators { ... on Schedule { name } ... on Sensor { name } } '
+                       'assetChecksOrError { ... on AssetChecks { checks { name canExecuteIndividually jobNames } } } '
+                       '} } }')["assetNodeOrError"]
+    assert node["owners"] == [{"email": "dba@example.com"}, {"team": "data"}]
+    assert {(t["key"], t["value"]) for t in node["tags"]} == {("tier", "gold"), ("pii", ""), ("dagster/kind/sqlite", "")}
+    # the sensor that watches its checks and freshness is among its automations (the jobs name no asset: the UI would
+    # hide their Launchpad), and its description says which schedule and sensor run its jobs
+    assert [i["name"] for i in node["targetingInstigators"]] == ["alert_on_checks_and_freshness"]
+    assert "nightly_verification" in node["description"] and "schema_drift_sensor" in node["description"]
+    checks = {c["name"]: c for c in node["assetChecksOrError"]["checks"]}
+    assert all(c["canExecuteIndividually"] == "CAN_EXECUTE" for c in checks.values())
+    job = checks["integrity"]["jobNames"][0]  # what the UI's Execute button launches: the first job holding it
+    assert job == "Checks_goals"
+    launched = graphql(ui, LAUNCH, {"p": {
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "jobName": job,
+                     "assetSelection": [], "assetCheckSelection": [{"assetKey": {"path": ["databases", "goals"]},
+                                                                    "name": "integrity"}]},
+        "runConfigData": "{}", "executionMetadata": {}}})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    check_run = launched["run"]["runId"]
+    _wait(lambda: graphql(ui, RUN_QUERY, {"id": check_run})["runOrError"]["status"] in ("SUCCESS", "FAILURE"), 120,
+          "the check run", log)
+    assert graphql(ui, RUN_QUERY, {"id": check_run})["runOrError"]["status"] == "SUCCESS"
+    with dg.DagsterInstance.from_config(str(tmp / "home")) as instance:
+        assert instance.get_run_by_id(check_run).tags["database"] == "goals"
+        evaluated = [e.dagster_event.event_specific_data.check_name
+                     for e in instance.all_logs(check_run, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+    assert evaluated == ["integrity"]
 
     # a run started from the command line belongs to its job like a Launchpad run: the job's Runs tab lists it
     # (the cause was the repository tag the UI filters a job's runs by, which in-process runs lacked)
@@ -258,3 +338,9 @@ def test_the_database_asset_page_and_a_cli_run_in_its_jobs_runs(webserver, brows
                        'repositoryLocationName: "maintenance_pipeline"}) { ... on Pipeline { runs { runId } } } }'
                    )["pipelineOrError"]["runs"]
     assert run_id in [r["runId"] for r in runs]
+    # and the Overview's timeline, which places a run by its repository origin, has every one of them
+    timeline = graphql(ui, '{ runsOrError { ... on Runs { results { runId pipelineName repositoryOrigin { '
+                           'repositoryLocationName repositoryName } } } } }')["runsOrError"]["results"]
+    assert run_id in [r["runId"] for r in timeline] and len(timeline) == 7
+    assert all(r["repositoryOrigin"] == {"repositoryLocationName": "maintenance_pipeline",
+                                         "repositoryName": "__repository__"} for r in timeline), timeline

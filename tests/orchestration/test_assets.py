@@ -30,7 +30,7 @@ def test_the_catalog_declares_each_database_and_its_checks(demo_config):
     assert DECLARED <= declared
 
 
-def test_runs_record_checks_observations_and_schema_changes(demo_dir):
+def test_runs_record_checks_and_the_state_they_measured(demo_dir):
     config = load_config(write_config(demo_dir))
     defs = build_definitions(config)
     with dg.instance_for_test() as instance:
@@ -55,33 +55,37 @@ def test_runs_record_checks_observations_and_schema_changes(demo_dir):
         for check in DECLARED - {"alembic_at_head"}:
             assert _history(instance, check)[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED, check
         assert _history(instance, "alembic_at_head")[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED
-        observations = instance.fetch_observations(KEY, limit=10).records
-        assert len(observations) == 2
-        meta = observations[0].asset_observation.metadata
+        # both runs read the database: each records what it measured as a materialization (the asset page's header
+        # and columns read the latest one); neither needs an observation
+        assert instance.fetch_observations(KEY, limit=10).records == []
+        materializations = instance.fetch_materializations(KEY, limit=10).records
+        assert [m.run_id for m in materializations] == [maintain.run_id, verify.run_id]
+        meta = materializations[0].asset_materialization.metadata
+        assert materializations[0].asset_materialization.description == "the schema changed"
         assert meta["size_bytes"].value == (demo_dir / "data" / "goals.db").stat().st_size
         assert meta["dagster/row_count"].value > 0 and meta["tables"].value == 13
-        # the report one click away, failed runs too: on the run's asset events and the asset's latest observation
-        failed_obs = observations[1].asset_observation.metadata
-        assert failed_obs["status"].value == "failed" and "❌ FAILED" in failed_obs["report"].value
-        assert observations[0].asset_observation.metadata["status"].value == "success"
-        assert observations[1].run_id == verify.run_id
-        materializations = instance.fetch_materializations(KEY, limit=10).records
-        assert len(materializations) == 1  # the maintain run changed the schema; the verify run did not
-        mat = materializations[0].asset_materialization.metadata
-        assert "alembic" in mat["changes"].value
-        assert mat["size_bytes"].value == meta["size_bytes"].value  # the plots read both kinds of event
-        # the changed tables' columns as the engine reports them now (PRAGMA table_info, not our snapshot)
+        assert "alembic" in meta["changes"].value and "goals" in meta["changed_tables"].value.split(", ")
+        # the report one click away, failed runs too
+        failed_meta = materializations[1].asset_materialization.metadata
+        assert failed_meta["status"].value == "failed" and "❌ FAILED" in failed_meta["report"].value
+        assert meta["status"].value == "success"
+        assert failed_meta["drift_changes"].value == 7 and meta["drift_changes"].value == 7
+        # every table's columns as the engine reports them now (PRAGMA table_info, not our snapshot)
         with sqlite3.connect(demo_dir / "data" / "goals.db") as db:
-            changed = mat["changed_tables"].value.split(", ")
-            assert "goals" in changed
-            pragma = [f"{t}.{row[1]}" for t in changed for row in db.execute(f'PRAGMA table_info("{t}")')]
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
+                                               "IN ('alembic_version', 'sqlite_sequence') ORDER BY name")]
+            pragma = [f"{t}.{row[1]}" for t in tables for row in db.execute(f'PRAGMA table_info("{t}")')]
             orphans = len(db.execute("PRAGMA foreign_key_check").fetchall())
-        columns = mat["dagster/column_schema"].value.columns
-        assert [c.name for c in columns] == pragma and len(pragma) >= 22
+        assert len(tables) == 13
+        columns = meta["dagster/column_schema"].value.columns
+        assert [c.name for c in columns] == pragma
+        # the failed verify run's columns: the schema before the migration (no goals.completed_at yet)
+        before = [c.name for c in failed_meta["dagster/column_schema"].value.columns]
+        assert "goals.completed_at" in [c.name for c in columns] and "goals.completed_at" not in before
         # the numbers of each night: FK orphans (the engine's own count), backup age, integrity duration
         assert meta["fk_orphans"].value == orphans
         assert 0 <= meta["backup_age_hours"].value < 1 and meta["integrity_seconds"].value >= 0
-        assert failed_obs["fk_orphans"].value == orphans
+        assert failed_meta["fk_orphans"].value == orphans
 
 
 def test_the_declared_checks_run_on_their_own_read_only(demo_dir):

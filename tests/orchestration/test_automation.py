@@ -147,36 +147,38 @@ def test_database_password_is_collected_as_a_secret(demo_dir, password):
     assert password in secrets(config)
 
 
-def _backdate(manifest, hours: float) -> None:
-    data = json.loads(manifest.read_text())
-    when = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=hours)
-    data["created_at"] = when.isoformat(timespec="seconds")
-    manifest.write_text(json.dumps(data))
+def test_every_failed_run_of_this_product_is_alerted_once_wherever_it_ran(demo_dir, home):
+    """A command-line run (executed in its own process) fails: the run-failure sensor alerts it, once; a failed run
+    of another code location in the same instance is not this product's to alert."""
+    from maintenance_pipeline import cli
 
+    config_path = write_config(demo_dir)
+    defs = build_definitions(load_config(config_path))
 
-def test_a_stale_backup_gives_exactly_one_alert_per_stale_period(demo_config, demo_dir):
-    assert run_job(demo_config, "goals", "maintain_database")["status"] == "success"  # in sync, one backup
-    first = next((demo_config.backups.dir / "goals").glob("*.json"))
-    defs = build_definitions(demo_config)
-    _, cursor = tick(defs)
-    assert [a["kind"] for a in alerts(demo_dir)] == []  # fresh
-    _backdate(first, 30)  # older than the 26 h window: a night was missed
-    # (the sensor reads a folder's manifests again when the folder changes: a new definitions object stands for
-    # the time passing, since editing a manifest in place changes no folder)
-    defs = build_definitions(demo_config)
-    for _ in range(3):
-        _, cursor = tick(defs, cursor)
-    stale = [a for a in alerts(demo_dir) if a["kind"] == "stale_backup"]
-    assert len(stale) == 1 and "is 30.0 h old (window 26 h)" in stale[0]["error"]
-    run_job(demo_config, "goals", "verify_database", trigger="schedule")  # the next night: fresh again
-    _, cursor = tick(defs, cursor)
-    assert len([a for a in alerts(demo_dir) if a["kind"] == "stale_backup"]) == 1
-    for m in (demo_config.backups.dir / "goals").glob("*.json"):
-        _backdate(m, 27)  # and stale again: a new stale period, one new alert
-    defs = build_definitions(demo_config)
-    for _ in range(2):
-        _, cursor = tick(defs, cursor)
-    assert len([a for a in alerts(demo_dir) if a["kind"] == "stale_backup"]) == 2
+    @dg.op
+    def other_teams_op():
+        raise RuntimeError("not ours")
+
+    @dg.job(tags={"database": "goals"})  # even on a database of the same name
+    def other_teams_job():
+        other_teams_op()
+
+    sensor = defs.resolve_sensor_def("alert_on_run_failure")
+    with dg.DagsterInstance.get() as instance:
+        def evaluate(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                                definitions=defs)).cursor
+
+        cursor = evaluate(None)  # the sensor's first tick starts from now
+        assert cli.main(["--config", str(config_path), "run", "verify_database", "goals"]) == 1  # the demo's drift
+        assert not other_teams_job.execute_in_process(instance=instance, raise_on_error=False).success
+        for _ in range(3):
+            cursor = evaluate(cursor)
+        [run] = instance.get_runs(filters=dg.RunsFilter(job_name="verify_database"))
+        assert run.remote_job_origin.location_name == "maintenance_pipeline"  # a run of the code location
+    sent = [a for a in alerts(demo_dir) if a["kind"] == "run_failure"]
+    assert [(a["run_id"], a["job"], a["step"]) for a in sent] == [(run.run_id, "verify_database", "verify")]
+    assert "schema_matches_reference" in sent[0]["error"] and sent[0]["report_path"].endswith(".md")
 
 
 def test_every_verified_backup_materializes_the_backups_asset_with_a_freshness_window(demo_dir):

@@ -43,7 +43,7 @@ def test_the_drill_job_records_its_checks_and_figures_on_the_backups_asset(demo_
     assert job.partitions_def.get_partition_keys() == ["goals"] and job.executor_def.name == "in_process"
     assert {n.name for n in job.nodes} == {"drill", "report"} and all(n.definition.description for n in job.nodes)
     assert {k.name: {i: v.node for i, v in d.items()} for k, d in job.dependencies.items()} == \
-        {"drill": {}, "report": {"state": "drill"}}
+        {"drill": {}, "report": {"started": "drill"}}
     declared = {c.key.name for cd in defs.asset_checks for c in cd.check_specs if c.asset_key == BACKUPS}
     assert set(CHECKS) <= declared
     db = demo_dir / "data" / "goals.db"
@@ -70,7 +70,8 @@ def test_the_drill_job_records_its_checks_and_figures_on_the_backups_asset(demo_
         # nothing on the database's asset, and no materialization of the backups' (their freshness is untouched)
         assert len(instance.fetch_observations(DATABASE, limit=10).records) == observed
         assert len(instance.fetch_materializations(BACKUPS, limit=10).records) == made
-        drill_step = next(e for e in result.all_events if e.step_key == "drill" and e.is_successful_output)
+        drill_step = next(e for e in result.all_events if e.step_key == "drill" and e.is_successful_output
+                          and e.event_specific_data.step_output_handle.output_name == "result")
         assert drill_step.event_specific_data.metadata["rto_seconds"].value == meta["rto_seconds"].value
 
 

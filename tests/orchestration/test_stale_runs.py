@@ -135,6 +135,14 @@ def run_failure_alerts(folder: Path, run_id: str) -> list[dict]:
     return [a for a in lines if a["kind"] == "run_failure" and a["run_id"] == run_id]
 
 
+def alert_failure(defs, instance, run_id: str) -> None:
+    """What the daemon's run-failure sensor does with the run's RUN_FAILURE event."""
+    [failure] = [e.dagster_event for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+    context = dg.build_run_status_sensor_context(sensor_name="alert_on_run_failure", dagster_instance=instance,
+                                                 dagster_run=instance.get_run_by_id(run_id), dagster_event=failure)
+    defs.resolve_sensor_def("alert_on_run_failure")(context.for_run_failure())
+
+
 def tick(defs, instance, cursor=None):
     context = dg.build_sensor_context(cursor=cursor, instance=instance, definitions=defs)
     return defs.resolve_sensor_def("schema_drift_sensor").evaluate_tick(context)
@@ -169,9 +177,10 @@ def test_the_next_cli_run_fails_a_killed_run_frees_its_slots_and_proceeds(site, 
     new = [r for r in instance.get_runs() if r.run_id != run_id]
     assert len(new) == 1 and new[0].status == dg.DagsterRunStatus.SUCCESS
     assert new[0].tags[PID_TAG] == str(os.getpid()) and f"run={new[0].run_id}" in new[0].tags[PROCESS_TAG]
-    # the daemon's run-failure sensor does not see a run executed in process (no code location origin): the
-    # marking alerted it, once
-    assert killed.remote_job_origin is None
+    # the marking sends no alert itself: the daemon's run-failure sensor alerts the run's RUN_FAILURE event, once,
+    # naming the step it died in (a command-line run is a run of the code location: it has its origin)
+    assert killed.remote_job_origin is not None and run_failure_alerts(site["dir"], run_id) == []
+    alert_failure(build_definitions(site["config"]), instance, run_id)
     [alert] = run_failure_alerts(site["dir"], run_id)
     assert alert["job"] == "maintain_database" and alert["target"] == "goals" and alert["step"] == "migrate"
     assert alert["error"] == expected(pid, "migrate")
@@ -200,6 +209,8 @@ def test_the_drift_sensor_leaves_a_live_run_and_another_hosts_run_and_fails_a_ki
     result = tick(defs, instance)
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
     assert failure_message(instance, run_id) == [expected(pid, "migrate")]
+    assert run_failure_alerts(site["dir"], run_id) == []  # the tick marks it; the run-failure sensor alerts it
+    alert_failure(defs, instance, run_id)
     [alert] = run_failure_alerts(site["dir"], run_id)
     assert alert["step"] == "migrate" and alert["error"] == expected(pid, "migrate")
     assert alert["run_url"] == f"{config.alerts.ui_base_url}/runs/{run_id}"

@@ -57,7 +57,8 @@ def test_sensor_probe_follows_the_reference_schema(pg, tmp_path):
     target = _config(tmp_path, url, {"url": url, "schema": "dev"}).targets["db"]
     refs = ReferenceCache()
     probe, cursor = probe_target(target, None, refs)
-    assert probe.status == "drift" and any("add_table notes" in c for c in probe.changes), probe
+    assert probe.status == "drift", probe
+    assert any("the reference has table notes" in c and "(fix: add_table)" in c for c in probe.changes), probe
     # the dev schema moves to what public is: the reference's version moves, the drift goes away
     pg.psql("DROP TABLE dev.notes; ALTER TABLE dev.items DROP COLUMN price", name)
     refs.new_tick()

@@ -24,7 +24,9 @@ def test_the_nightly_over_22_databases(pg, tmp_path):
     from pgserver import SUPERPASS
 
     result = nightly_scale.run_nightly(tmp_path, pg, password=SUPERPASS, sqlite_targets=20, pg_targets=2)
-    FIGURES.append(nightly_scale.describe(result))
+    cost = nightly_scale.verify_cost_per_gib(tmp_path)  # what a night costs per GiB, beside the per-target cost
+    FIGURES.append(nightly_scale.describe(result) + "\n" + nightly_scale.describe_cost(result, cost))
+    assert cost["status"] == "success", cost["error"]
     names = [f"db{i:02d}" for i in range(1, 21)] + ["pg1", "pg2"]
     nightly = [r for r in result["runs"] if r.tags["trigger"] == "schedule"]
     assert len(result["ticks"]) == 1 and sorted(r.tags["database"] for r in nightly) == names  # one per target

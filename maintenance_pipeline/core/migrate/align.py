@@ -235,7 +235,7 @@ def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapsho
     state = state if state is not None else {}
     schema = target_schema(conn, target)
     live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
-    changes = diff(live, reference, ignore_tables=target.ignore_tables, renames=target.renames)
+    changes = diff(live, reference, ignore_tables=target.ignore_tables, renames=target.renames, ignore=target.ignore)
     result.after_revisions = list(changes)  # what the revisions left: the report tells their work from alignment's
     to_apply, refused = split_by_align(changes, align)
     to_apply, blocked = blocked_by_kept_names(live, to_apply)

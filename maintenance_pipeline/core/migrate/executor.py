@@ -277,7 +277,8 @@ def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown:
                              f"({fmt_fk(introduced)})")
     result.revision_after = current_revision(conn, target)
     after = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
-    result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables, renames=target.renames)
+    result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables, renames=target.renames,
+                              ignore=target.ignore)
     if result.drift_after and not dry_run:
         raise SchemaLeftDifferentError(
             f"after the revisions and align: {align} the schema would still differ from the reference in "
@@ -291,7 +292,8 @@ def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown:
     if verdict is not None:
         result.rows = (verdict.passed, verdict.detail, verdict.drops)
         if not dry_run:
-            _judge_rows(verdict, shown, note=session.rows_note)
+            _judge_rows(verdict, shown, note=session.rows_note,
+                        revisions=any(a.get("source") == "alembic" for a in result.applied))
 
 
 def _moved_since_diff(planned, begin_snap: Snapshot, reference: Snapshot, target: Target) -> str | None:
@@ -300,7 +302,8 @@ def _moved_since_diff(planned, begin_snap: Snapshot, reference: Snapshot, target
     if not planned or not planned[0] or planned[0] == begin_snap.fingerprint:
         return None
     before = {c.describe() for c in planned[1]}
-    now = {c.describe() for c in diff(begin_snap, reference, ignore_tables=target.ignore_tables, renames=target.renames)}
+    now = {c.describe() for c in diff(begin_snap, reference, ignore_tables=target.ignore_tables, renames=target.renames,
+                                      ignore=target.ignore)}
     appeared, gone = sorted(now - before), sorted(before - now)
     parts = [f"{len(appeared)} difference(s) appeared ({'; '.join(appeared[:3])})" if appeared else "",
              f"{len(gone)} went away ({'; '.join(gone[:3])})" if gone else ""]
@@ -318,7 +321,9 @@ def _renames_are_not_drops(verdict, aligned: list[Change]):
     return dataclasses.replace(verdict, drops=drops, detail=f"{verdict.detail}; renamed (values kept): {said}")
 
 
-def _judge_rows(verdict, shown: Target, note: str = "") -> None:
+def _judge_rows(verdict, shown: Target, note: str = "", revisions: bool = True) -> None:
+    """``revisions``: Alembic revisions ran (they may have written the rows); else only alignment did, and the fix
+    is not a revision's ``changes_rows``."""
     if verdict.error is not None:
         raise RowsLostError(f"nothing was committed: the rows the migration wrote could not be compared with the "
                             f"state before it: {verdict.error}")
@@ -334,6 +339,10 @@ def _judge_rows(verdict, shown: Target, note: str = "") -> None:
         more = f", +{len(verdict.losses) - 3} more" if len(verdict.losses) > 3 else ""
         lost = ", ".join(short(x) for x in verdict.losses[:3]) + more
         tables = ", ".join(repr(x["table"]) for x in verdict.losses[:3])
+        if not revisions:
+            raise RowsLostError(f"alignment would lose or change rows of kept tables: {lost}{note}; nothing was "
+                                "committed; write a revision that moves the data (it can declare the tables it means "
+                                f"to change: changes_rows = ({tables},)), or change the reference")
         raise RowsLostError(f"the migration would lose or change rows of kept tables: {lost}{note}; nothing was "
                             f"committed; fix the revision, or declare the tables it means to change: "
                             f"changes_rows = ({tables},)")

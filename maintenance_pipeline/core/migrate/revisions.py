@@ -105,7 +105,8 @@ def _plan_revisions(conn: sa.Connection, target: Target) -> MigrationPlan:
             if not target.baseline_revision:
                 raise MigrationError(
                     f"target {target.name!r} has tables but no alembic_version table, so its revision is unknown; "
-                    "set baseline_revision in the targets file to the revision it is at (never upgraded from base)"
+                    "set baseline_revision in the targets file to the revision it is at (base: it predates the first "
+                    "revision, and every revision runs)"
                 )
             stamp = target.baseline_revision
     start = stamp or (current[0] if len(current) == 1 else None)

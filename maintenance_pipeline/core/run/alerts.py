@@ -1,6 +1,6 @@
-"""Alerts: one message per failed run or detected drift, sent to the alerts log
-(always, first), the webhook (Slack-compatible JSON) and email, each retried and none
-ever raising. Every string that leaves this module is scrubbed of secrets.
+"""Alerts: one message per failed run, detected drift, unreadable target, change of a backup's freshness and change
+of a check's verdict (failing, resolved), sent to the alerts log (always, first), the webhook (Slack-compatible JSON)
+and email, each retried and none ever raising. Every string that leaves this module is scrubbed of secrets.
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ from .report import mask_secrets
 
 log = logging.getLogger("maintenance_pipeline.alerts")
 
-KINDS = ("run_failure", "drift", "unreadable", "stale_backup")
-_SUBJECT = {"run_failure": "FAILED", "drift": "DRIFT", "unreadable": "UNREADABLE", "stale_backup": "STALE BACKUP"}
+# stale_backup / backup_fresh: the backups asset's freshness turned FAIL / back to PASS; check_failed /
+# check_resolved: a check's latest evaluation turned failing / passing again (``check`` names it)
+KINDS = ("run_failure", "drift", "unreadable", "stale_backup", "backup_fresh", "check_failed", "check_resolved")
+_SUBJECT = {"run_failure": "FAILED", "drift": "DRIFT", "unreadable": "UNREADABLE", "stale_backup": "STALE BACKUP",
+            "backup_fresh": "RESOLVED stale backup", "check_failed": "CHECK FAILED", "check_resolved": "RESOLVED check"}
 
 
 def _one_line(value, limit: int | None = None) -> str | None:
@@ -61,6 +64,7 @@ class Alert:
     run_url: str | None = None
     report_path: str | None = None
     fingerprint: str | None = None
+    check: str | None = None  # check_failed / check_resolved: the check's name
     created_at: str = field(default_factory=_now)
     changes: list[str] = field(default_factory=list)
 
@@ -79,11 +83,18 @@ class Alert:
             return f"⚠️ target {target} unreadable"
         if self.kind == "stale_backup":
             return f"⚠️ no fresh verified backup of {target}"
+        if self.kind == "backup_fresh":
+            return f"✅ resolved: {target} has a fresh verified backup again"
+        if self.kind == "check_failed":
+            return f"❌ check {self.check or '?'} failing on {target}"
+        if self.kind == "check_resolved":
+            return f"✅ resolved: check {self.check or '?'} passes again on {target}"
         return (f"❌ {self.job or 'run'} failed" + (f" on {self.target}" if self.target else "")
                 + (f" at step {self.step}" if self.step else ""))
 
     def subject(self) -> str:
-        job = f" {self.job}" if self.job and self.kind == "run_failure" else ""
+        job = f" {self.job}" if self.job and self.kind == "run_failure" else \
+            f" {self.check}" if self.check and self.kind in ("check_failed", "check_resolved") else ""
         sep = " " if self.kind == "unreadable" else " on "
         return _one_line(f"[maintenance] {_SUBJECT[self.kind]}{job}{sep}{self.target or '?'}")
 

@@ -109,9 +109,9 @@ def probe_target(target: Target, previous: dict | None, references: ReferenceCac
                 live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
         finally:
             engine.dispose()
-        changes = diff(live, ref, ignore_tables=target.ignore_tables, renames=target.renames)
+        changes = diff(live, ref, ignore_tables=target.ignore_tables, renames=target.renames, ignore=target.ignore)
         fp = drift_fingerprint(changes) if changes else ""
-        described = [c.describe() for c in changes]
+        described = [c.drift_text() for c in changes]
         probe = Probe(target.name, "drift" if changes else "ok", fp or None, described, reflected=True,
                       schema_version=version)
         entry = {"sv": version, "ref": ref_version, "fp": fp, "changes": described[:20],
@@ -128,8 +128,10 @@ FUTURE_SLACK_HOURS = 5 / 60  # as ``backup.manifest.FUTURE_SLACK``
 
 
 class BackupFreshness:
-    """Whether each target's newest verified backup is older than ``backups.fresh_within_hours``, reading the
-    manifests of a target's folder only when the folder changed (a tick over 100 targets stays cheap)."""
+    """Each target's newest verified backup by its manifests, its age, and whether it is older than
+    ``backups.fresh_within_hours``, reading a target's folder again only when the folder changed (cheap over 100
+    targets). The catalog's ``backup_age_hours`` comes from here; the stale-backup alert does not: it follows
+    Dagster's own freshness state of ``backups/<target>`` (what the UI shows; ``orchestration/automation.py``)."""
 
     def __init__(self):
         self._seen: dict[str, tuple[float, str | None]] = {}  # folder -> (mtime, newest verified created_at)

@@ -5,7 +5,8 @@ Every value that comes from the database, the targets file or a check is data, n
 and ``_code`` (a code span) keep it on one line (a control character is shown as its escape, ``\\n``) and
 escape what Markdown or HTML would read (``\\ ` * _ [ ] # | ! ~``, ``<`` ``>`` ``&`` as entities, a bare URL's
 ``://``), so a name can add no heading, link, image or HTML to a page; ``fenced`` holds SQL byte for byte in a
-fence longer than any backtick run in it."""
+fence longer than any backtick run in it. ``bounded_sql`` is the sample of a migration's SQL a page shows: a report
+does not grow with the data a revision writes (the whole SQL is in a file beside it)."""
 
 from __future__ import annotations
 
@@ -87,6 +88,41 @@ def sql_text(statements) -> str:
         if s.strip():
             out.append(s if s.rstrip().endswith(";") else s + ";")
     return "".join(x + "\n" for x in out)
+
+
+MAX_SQL_STATEMENTS = 200  # statements a report lists (the whole SQL goes to a file beside it: report.write_report)
+MAX_SQL_LINE = 1_000  # characters of one line of a statement (bound parameters of many rows make one huge line)
+MAX_STATEMENT_LINES = 200  # lines of one statement
+
+
+_CUT_SAID = 40  # room for what a cut line ends with: a sample cut again (an old report's) is left as it is
+
+
+def _bounded_statement(statement: str) -> tuple[str, bool]:
+    """``statement`` with each line at most ``MAX_SQL_LINE`` characters and at most ``MAX_STATEMENT_LINES`` lines,
+    what is cut said where it was cut; (text, whether anything was cut)."""
+    lines, cut = str(statement).split("\n"), False
+    if len(lines) > MAX_STATEMENT_LINES + 1:
+        lines, cut = lines[:MAX_STATEMENT_LINES] + [f"-- … ({len(lines) - MAX_STATEMENT_LINES} more lines)"], True
+    out = []
+    for line in lines:
+        if len(line) > MAX_SQL_LINE + _CUT_SAID:
+            line, cut = f"{line[:MAX_SQL_LINE]}… ({len(line) - MAX_SQL_LINE} more characters)", True
+        out.append(line)
+    return "\n".join(out), cut
+
+
+def bounded_sql(statements) -> tuple[list[str], int, int]:
+    """A readable sample of ``statements`` (what a migration ran, in order): the first ``MAX_SQL_STATEMENTS``, each
+    cut to lines of ``MAX_SQL_LINE`` characters (``executemany``'s parameters: a sample of the rows) and
+    ``MAX_STATEMENT_LINES`` lines; (the sample, how many statements were left out, how many were cut)."""
+    statements = [str(s) for s in statements or [] if s is not None]
+    shown, cut = [], 0
+    for s in statements[:MAX_SQL_STATEMENTS]:
+        text, was_cut = _bounded_statement(s)
+        shown.append(text)
+        cut += was_cut
+    return shown, len(statements) - len(shown), cut
 
 
 def _secs(value) -> str:

@@ -262,7 +262,7 @@ def step_diff(state: RunState) -> list[Change]:
         finally:
             engine.dispose()
         state.live_fingerprint = live.fingerprint
-        state.drift_before = diff(live, reference, ignore_tables=t.ignore_tables, renames=t.renames)
+        state.drift_before = diff(live, reference, ignore_tables=t.ignore_tables, renames=t.renames, ignore=t.ignore)
         state.diffed = True
         rows = state.backup.row_counts if state.backup else {}
         state.tables_before = {n: {"columns": len(tb.columns), "rows": rows.get(n)} for n, tb in sorted(live.tables.items())}
@@ -306,6 +306,18 @@ def step_migrate(state: RunState, *, dry_run: bool = False, align: str | None = 
         else:  # what restore_database undoes by default: the newest run that changed the database
             backup_mod.annotate(state.backup.path, changed_database=True)
     return state.migration
+
+
+def _unpin_unless_changed(state: RunState) -> None:
+    """A maintain run that committed nothing (it failed before its migration, a dry run, a refusal, a rollback)
+    leaves its pre-migration backup to retention: only the backup of a run that changed the database stays pinned."""
+    m = state.migration
+    changed = m is not None and not m.dry_run and not m.rolled_back and bool(m.applied or (m.plan and m.plan.stamp))
+    if state.job == "maintain_database" and state.backup is not None and state.backup.pinned and not changed:
+        try:
+            _unpin(state)
+        except MaintenanceError:  # the manifest is gone or unreadable: the report says what the backup is
+            pass
 
 
 def _unpin(state: RunState) -> None:
@@ -366,7 +378,10 @@ def _restore_preview(state: RunState, path: Path, manifest: dict) -> dict:
         engine.dispose()
     rows_then = manifest.get("row_counts") or {}
     return {"would_restore": str(path), "chosen": backup_mod.describe_choice(manifest),
-            "would_undo": [c.to_dict() for c in diff(backup_snap, live, ignore_tables=t.ignore_tables)],
+            # what putting the backup back changes: the database now made into the backup (a column added since is
+            # dropped: destructive, its values lost)
+            "would_undo": [c.to_dict() for c in diff(live, backup_snap, ignore_tables=t.ignore_tables,
+                                                      ignore=t.ignore)],
             "rows_now_then": {n: [(counts.get(n) or {}).get("rows"), rows_then.get(n)]
                               for n in sorted(set(counts) | set(rows_then)) if n not in t.ignore_tables}}
 
@@ -376,15 +391,22 @@ def step_verify(state: RunState) -> VerifyResult:
     mode = VERIFY_MODE[state.job]
     if mode == "restore" and state.dry_run:  # nothing was restored: nothing to verify
         with timed(state, "verify"):
-            state.verification = VerifyResult(checks=[Check("matches_restored_backup", False,
+            state.verification = VerifyResult(checks=[Check("matches_restored_backup", True,  # skipped: no failure
                                                              "skipped: a dry run restores nothing")])
         return state.verification
     refused = state.migration.refused if state.migration else []
     with timed(state, "verify"):
         b = state.backup
+        verified, detail = bool(b and b.verified), (b.verify_detail if b else "") or ""
+        was = state.restored_from.measured.get("target_was") if state.restored_from else None
+        if b is None and was in ("missing", "not a database"):  # nothing there a safety copy could have been made of
+            kept = state.restored_from.measured.get("kept_aside")
+            verified, detail = True, ("skipped: the database file was missing: there was nothing to back up"
+                                      if was == "missing" else f"skipped: the file was not a database: no backup of "
+                                      f"it can be made; its bytes are kept as they were in {kept}")
         state.verification = verify_target(
             t, reference_of(state), backup_path=Path(b.path) if b else None,
-            backup_verified=bool(b and b.verified), backup_detail=(b.verify_detail if b else "") or "",
+            backup_verified=verified, backup_detail=detail,
             mode=mode, refused=refused,
             restored_manifest=state.restored_from.to_dict() if state.restored_from else None,
             migration=state.migration,
@@ -394,12 +416,20 @@ def step_verify(state: RunState) -> VerifyResult:
         names = ", ".join(c.name for c in failed)
         first = failed[0]
         if refused and any(c.name == "schema_matches_reference" for c in failed):
+            # a dry run's refusal, said as the real run's is (migrate/align.py), with what a dry run did
+            dry = bool(state.migration and state.migration.dry_run)
+            names = "; ".join(c.describe() for c in refused[:4])
+            more = f" (+{len(refused) - 4} more)" if len(refused) > 4 else ""
             raise DestructiveChangeRefusedError(
-                f"{len(refused)} destructive change(s) refused under align: additive "
-                f"({'; '.join(c.describe() for c in refused[:3])}); review them and rerun with align: full "
-                "(`--align full` on the command line) to apply")
+                f"align: {state.align or t.align} {'would refuse' if dry else 'refuses'} {len(refused)} destructive "
+                f"change(s): {names}{more}; " + ("dry run, nothing was changed; " if dry else "")
+                + "review them and rerun with align: full to apply them, or change the reference")
         hint = fix_hint(state, first.name)
-        raise VerificationFailedError(f"verification failed: {names}{f' ({hint})' if hint else ''} — {first.detail}")
+        detail = first.detail
+        drift = state.verification.drift_after
+        if first.name == "schema_matches_reference" and drift:  # the line names the first; the report has them all
+            detail = f"{len(drift)} difference(s), the first: {drift[0].drift_text()}"
+        raise VerificationFailedError(f"verification failed: {names}{f' ({hint})' if hint else ''} — {detail}")
     return state.verification
 
 
@@ -414,6 +444,20 @@ def step_drill(state: RunState, recorded=None):
     if state.drill.failed:
         raise state.drill.exception()
     return state.drill
+
+
+def _tables_before(state: RunState) -> dict:
+    """Each table's columns and rows before the run: what the diff step read; a restore's (it has no diff step) from
+    its safety copy's manifest, the database just before the restore (tables the target ignores left out, as after)."""
+    if state.tables_before or state.job != "restore_database" or state.backup is None:
+        return state.tables_before
+    ignored = set(state.target.ignore_tables)
+    return {n: {"columns": _dict_of(v).get("columns"), "rows": _dict_of(v).get("rows")}
+            for n, v in sorted(state.backup.tables.items()) if n not in ignored}
+
+
+def _dict_of(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def report_dict(state: RunState, *, error: str | None = None, failed_step: str | None = None,
@@ -464,10 +508,13 @@ def report_dict(state: RunState, *, error: str | None = None, failed_step: str |
         "planned_drops": ver.planned_drops if ver else [],
         "restored_from": {**{k: state.restored_from.to_dict().get(k) for k in ("path", "sha256", "created_at", "label",
                                                                                "run_id", "job")},
-                          "chosen": backup_mod.describe_choice(state.restored_from.manifest)}
+                          "chosen": backup_mod.describe_choice(state.restored_from.manifest),
+                          # a lost file made again, a damaged one replaced (its bytes kept aside, not a backup)
+                          "target_was": state.restored_from.measured.get("target_was"),
+                          "kept_aside": state.restored_from.measured.get("kept_aside")}
         if state.restored_from else None,
         "restore_preview": state.restore_preview,
-        "tables_before": state.tables_before,
+        "tables_before": _tables_before(state),
         "tables_after": ver.tables_after if ver else {},
         "timeline": state.timeline,
         **(state.drill.report_fields() if state.drill is not None else {}),  # restore_drill (drill.py)
@@ -481,6 +528,7 @@ def finish(state: RunState, *, error: BaseException | str | None = None, failed_
     both are scrubbed of the targets file's secrets. A report that cannot be written raises ``ReportError``, whose
     line says first what the run did to the database (a committed migration changed it) and where its backup is;
     it carries the report dict (``report``) for whoever can still show it."""
+    _unpin_unless_changed(state)
     with timed(state, "report"):
         if isinstance(error, BaseException):
             detail = failure_detail(state, failed_step or "?", error)
@@ -495,7 +543,8 @@ def finish(state: RunState, *, error: BaseException | str | None = None, failed_
             report.pop("report_paths", None)  # not written
             err.report = report  # type: ignore[attr-defined]
             raise err from None
-    report["report_paths"] = {"markdown": str(state.report_paths[0]), "json": str(state.report_paths[1])}
+    report["report_paths"] = {**(report.get("report_paths") or {}),  # with the whole SQL's file, if it was cut
+                              "markdown": str(state.report_paths[0]), "json": str(state.report_paths[1])}
     return report
 
 

@@ -6,6 +6,12 @@ every section renders from whatever is there and never raises. The final text is
 check is escaped (``markdown._cell``, ``_code``, ``fenced``): a name shows as itself and adds no heading, link,
 image or HTML; the SQL is shown byte for byte in a fenced block. A failed run's whole error (``error_detail``) is
 in its own section, in a code block.
+
+A report does not grow with the data a revision writes (``write_report``): it lists at most
+``markdown.MAX_SQL_STATEMENTS`` statements, each line at most ``markdown.MAX_SQL_LINE`` characters (the bound
+parameters of an ``executemany`` over 75,000 rows are one line: a sample of them is shown), and its JSON keeps the
+costs of at most ``MAX_MEASURED`` statements; when anything was cut, the whole SQL, as it ran, is written beside the
+report (``<report>.sql``), named in the JSON (``sql_file``, ``report_paths.sql``) and in the Markdown.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from .markdown import (_cell, _code, _dict, _dicts, _dt, _duration, _plural, _secs, _table, _yes,  # noqa: F401
-                       fenced, human_bytes, sql_text)
+from ..schema.model import Change
+from .markdown import (MAX_SQL_LINE, _cell, _code, _dict, _dicts, _dt, _duration, _plural, _secs,  # noqa: F401
+                       _table, _yes, bounded_sql, fenced, human_bytes, sql_text)
 
 # up to the last @ of the token; a password already masked (``***``, or ``\*\*\*`` escaped in Markdown) is left
 _SECRET_RE = re.compile(r"(://[^:/@\s`]*):(?!(?:\\?\*){3}\\?@)[^\s`]*@")
@@ -78,12 +85,39 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+MAX_MEASURED = 200  # statements whose cost a report's JSON keeps (its Markdown shows ``MAX_STATEMENTS``)
+
+
+def _bound(report: dict, sql_path: Path) -> None:
+    """Bound what grows with the data, in place, before the report is written: the SQL lists (``sql``, a plan's
+    ``sql``) to ``markdown.bounded_sql``'s sample, the whole SQL written to ``sql_path`` (masked) when anything was
+    cut, and named (``sql_file``, ``sql_statements``: how many statements ran); the measured statements to
+    ``MAX_MEASURED`` (``statements_total``: how many there were). A new list and dict replace the old ones: the
+    migration's own result is not changed."""
+    holders = [h for h in [report, *_dicts(report.get("planned"))] if isinstance(h.get("sql"), list) and h["sql"]]
+    whole = max((h["sql"] for h in holders), key=len, default=[])  # ``sql``: every statement; a plan's: the same
+    if whole:
+        _, omitted, cut = bounded_sql(whole)
+        if omitted or cut:
+            _atomic_write(sql_path, mask_secrets(sql_text(whole)))
+            for h in holders:
+                h["sql"] = bounded_sql(h["sql"])[0]
+            report["sql_file"], report["sql_statements"] = str(sql_path), len(whole)
+            report["report_paths"]["sql"] = str(sql_path)
+    measured = report.get("measured")
+    if isinstance(measured, dict) and isinstance(measured.get("statements"), list) \
+            and len(measured["statements"]) > MAX_MEASURED:
+        report["measured"] = {**measured, "statements": measured["statements"][:MAX_MEASURED],
+                              "statements_total": len(measured["statements"])}
+
+
 def write_report(report: dict, reports_dir: Path) -> tuple[Path, Path]:
     md_path, json_path = report_paths(
         reports_dir, report.get("target"), report.get("job"), report.get("run_id"), report.get("started_at")
     )
     md_path.parent.mkdir(parents=True, exist_ok=True)
     report["report_paths"] = {"markdown": str(md_path), "json": str(json_path)}
+    _bound(report, md_path.with_suffix(".sql"))
     _atomic_write(md_path, render_markdown(report))
     _atomic_write(json_path, json.dumps(_masked(report), indent=2, sort_keys=False, default=str) + "\n")
     return md_path, json_path
@@ -96,6 +130,14 @@ def _applied_counts(report: dict, key: str) -> tuple[int, int]:
     return alembic, len(items) - alembic
 
 
+def _counted(alembic: int, aligned: int) -> str:
+    """``2 Alembic revisions and 1 alignment change``: only what there is (a target without ``migrations:`` has no
+    Alembic revision to speak of)."""
+    parts = ([_plural(alembic, "Alembic revision")] if alembic else []) + \
+        ([_plural(aligned, "alignment change")] if aligned else [])
+    return " and ".join(parts) or "no change"
+
+
 def _summary(report: dict) -> str:
     status, target = _status(report), _cell(report.get("target"), "")
     backup = _dict(report.get("backup")).get("path")
@@ -105,7 +147,11 @@ def _summary(report: dict) -> str:
         error = _cell(" ".join(str(report.get("error") or "no error message was recorded").split()).rstrip("."))
         more = " (the whole error is below)" if report.get("error_detail") else ""
         out = f"Failed at step {_cell(step)}: {error}.{more}" if step else f"The run failed: {error}.{more}"
-        if step in _UNCHANGED_STEPS or report.get("dry_run") is True or step == "migrate":
+        if report.get("dry_run") is True:  # a dry run changes nothing, whichever step it failed at
+            said = "Dry run: " if "nothing was changed" in error else "Dry run, nothing was changed: "
+            return f"{said}{out[0].lower()}{out[1:]}" + (
+                f" Backup taken before the run: {_code(backup)}." if backup else "")
+        if step in _UNCHANGED_STEPS or step == "migrate":
             out += f" The database was left as it was before the run{backup_txt}."
         elif _dicts(report.get("applied")):
             out += (f" Changes applied before the failure are still in place; to undo them run "
@@ -114,16 +160,27 @@ def _summary(report: dict) -> str:
             out += f" Backup taken before the run: {_code(backup)}."
         return out
     parts: list[str] = []
-    if status == "dry_run":
+    restore = report.get("job") == "restore_database"
+    if restore:  # a restore applies no change: it puts a backup back (or, a dry run, says which it would)
+        would, put = _dict(report.get("restore_preview")).get("would_restore"), _dict(report.get("restored_from"))
+        if status == "dry_run":
+            parts.append("Dry run, nothing was changed" + (f": would put back {_code(would)}" if would else ""))
+        else:
+            parts.append(f"Restored {_code(put['path'])}" + (f" ({_cell(put['chosen'])})" if put.get("chosen") else "")
+                         if put.get("path") else "Nothing was restored")
+    elif status == "dry_run":
         a, b = _applied_counts(report, "planned")
-        parts.append(f"Dry run, nothing was changed: planned {_plural(a, 'Alembic revision')} and "
-                     f"{_plural(b, 'alignment change')}")
+        parts.append(f"Dry run, nothing was changed: planned {_counted(a, b)}" if a or b
+                     else "Dry run, nothing was changed: nothing to apply")
     else:
         a, b = _applied_counts(report, "applied")
-        parts.append(f"Applied {_plural(a, 'Alembic revision')} and {_plural(b, 'alignment change')}"
-                     if a or b else "No changes were applied")
+        parts.append(f"Applied {_counted(a, b)}" if a or b else "No changes were applied")
     before, after = report.get("drift_before"), report.get("drift_after")
-    if isinstance(after, list) and status != "dry_run":
+    if restore:  # information: the backup's schema is put back (a dry run compares nothing)
+        if isinstance(after, list) and status != "dry_run":
+            parts.append("schema equals the reference" if not after
+                         else f"{_plural(len(after), 'difference')} from the reference (for information)")
+    elif isinstance(after, list) and status != "dry_run":
         parts.append("schema now equals the reference" if not after
                      else f"{_plural(len(after), 'difference')} from the reference "
                           f"{'remains' if len(after) == 1 else 'remain'}")
@@ -135,8 +192,8 @@ def _summary(report: dict) -> str:
         failed = [str(c.get("name")) for c in checks if _check_status(c) == "failed"]
         skipped = [str(c.get("name")) for c in checks if _check_status(c) == "skipped"]
         ran = len(checks) - len(skipped)
-        text = (f"all {ran} checks passed" if not failed else f"{len(failed)} of {ran} checks failed "
-                f"({', '.join(failed)})")
+        text = ("no check ran" if not ran else f"all {ran} checks passed" if not failed else
+                f"{len(failed)} of {ran} checks failed ({', '.join(failed)})")
         parts.append(text + (f", {len(skipped)} skipped ({', '.join(skipped)})" if skipped else ""))
     tables = _dict(report.get("tables_after")) or _dict(report.get("tables_before"))
     mine = _dict(tables.get(target)).get("rows") if target else None
@@ -182,9 +239,29 @@ def _check_status(c: dict) -> str:
 
 
 def _change_rows(items: list[dict]) -> list[list[str]]:
+    """Kind (the fix), object, destructive, detail; then what differs, in words (``Change.drift_text``)."""
     return [[_cell(c.get("kind")), _code(f"{c.get('table')}.{c['name']}" if c.get("name") else c.get("table"),
                                          cell=True),
-             "⚠️ yes" if c.get("destructive") else "no", _cell(c.get("detail"))] for c in items]
+             "⚠️ yes" if c.get("destructive") else "no", _cell(c.get("detail")),
+             _cell(Change.from_dict(c).drift_text().split(" (fix: ")[0])] for c in items]
+
+
+def _sql_lines(report: dict, statements: list) -> list[str]:
+    """The SQL in a fenced block, bounded (``markdown.bounded_sql``): what was left out or cut said under it, with
+    the file that holds it whole (``sql_file``: ``write_report`` wrote it)."""
+    shown, omitted, cut = bounded_sql(statements)
+    sql = sql_text(shown)
+    if not sql:
+        return []
+    total = report.get("sql_statements")
+    if isinstance(total, int) and not isinstance(total, bool) and total > len(statements):
+        omitted += total - len(statements)  # the JSON holds a sample already
+    where = f"the whole SQL is in {_code(report['sql_file'])}" if report.get("sql_file") else ""
+    said = [f"+{omitted} more statements"] if omitted else []
+    if cut or (where and not omitted):
+        said.append(f"lines longer than {MAX_SQL_LINE} characters cut")
+    note = ["", f"({', '.join(said)}{': ' + where if where else ''})"] if said else []
+    return fenced(sql, "sql") + note
 
 
 def _show_planned(report: dict, status: str) -> bool:
@@ -204,6 +281,8 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
     def drift():
         restore = report.get("job") == "restore_database"
         items = report.get("drift_after" if restore else "drift_before")  # a restore compares after it, in verify
+        if restore and report.get("dry_run") is True:
+            return ["Not compared: a dry run restores nothing (what it would undo is above)."]
         if not isinstance(items, list):
             return [not_checked()]
         if restore:  # information: the restore puts back what the backup held
@@ -211,18 +290,24 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
                 return ["The restored database matches the reference."]
             return [f"For information (a restore puts back what the backup held, whatever the reference says): "
                     f"{_plural(len(items), 'difference')} from the reference.", ""] + \
-                _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(_dicts(items)))
+                _table(["Fix", "Object", "Destructive", "Detail", "What differs"], _change_rows(_dicts(items)))
         if not items:
             return ["None: the database already matched the reference."]
         rows = _dicts(items)
         if any(c.get("fixed_by") for c in rows):  # which the revisions fixed, which alignment fixed
-            return _table(["Kind", "Object", "Destructive", "Detail", "Fixed by"],
+            return _table(["Fix", "Object", "Destructive", "Detail", "What differs", "Fixed by"],
                           [r + [_cell(c.get("fixed_by"), "—")] for r, c in zip(_change_rows(rows), rows)])
-        return _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(rows))
+        return _table(["Fix", "Object", "Destructive", "Detail", "What differs"], _change_rows(rows))
 
     def restored():
         r = _dict(report.get("restored_from"))
         chosen = [f"Put back {_cell(r.get('chosen'))}.", ""] if r.get("chosen") else []
+        if r.get("target_was") == "missing":
+            chosen += ["The database file was missing: it was made again from the backup (there was nothing to "
+                       "keep a safety copy of).", ""]
+        elif r.get("target_was") == "not a database":
+            chosen += [f"The file was not a database (damaged): it was replaced whole; its bytes are kept as they were "
+                       f"in {_code(r.get('kept_aside'))} (not a backup: no manifest, retention leaves it).", ""]
         return chosen + _table(["Backup restored", "SHA-256", "Created", "Label"],
                                [[_code(r.get("path"), cell=True),
                                  _code(str(r.get("sha256") or "")[:12], cell=True) if r.get("sha256") else "—",
@@ -238,9 +323,10 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
             out = rolled + _table(["#", "Source", "Description"],
                          [[str(i), _cell(p.get("source")), _cell(p.get("description"))]
                           for i, p in enumerate([p for p in planned if p.get("source") != "sql"], 1)])
-            sql = sql_text([s for p in planned
-                            for s in ([p["sql"]] if isinstance(p.get("sql"), str) else p.get("sql") or []) if s])
-            return out + (["", *fenced(sql, "sql")] if sql else [])
+            sql = _sql_lines(report, [s for p in planned
+                                      for s in ([p["sql"]] if isinstance(p.get("sql"), str) else p.get("sql") or [])
+                                      if s])
+            return out + (["", *sql] if sql else [])
         applied = _dicts(report.get("applied"))
         revs = _dict(report.get("revisions"))
         note = []
@@ -255,15 +341,15 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
         if not applied:
             return note + ["None."]
         total = sum(a["seconds"] for a in applied if _secs(a.get("seconds")) != "—")
-        sql = sql_text(report.get("sql") or [])
+        sql = _sql_lines(report, report.get("sql") if isinstance(report.get("sql"), list) else [])
         return note + _table(["#", "Source", "Description", "Seconds"],
                       [[str(i), _cell(a.get("source")), _cell(a.get("description")), _secs(a.get("seconds"))]
                        for i, a in enumerate(applied, 1)]) + ["", f"**Total:** {_secs(total)} s"] + \
-            (["", "The SQL executed, in order:", "", *fenced(sql, "sql")] if sql else [])
+            (["", "The SQL executed, in order:", "", *sql] if sql else [])
 
     def refused():
         items = _dicts(report.get("refused"))
-        return _table(["Kind", "Object", "Destructive", "Detail"], _change_rows(items)) + [
+        return _table(["Fix", "Object", "Destructive", "Detail", "What differs"], _change_rows(items)) + [
             "", "These are not applied because `align` is "
             f"{_code(report.get('align') or 'additive')}. To apply them, review the data they hold, then run again "
             "with `align: full` (`ops: {migrate: {config: {align: full}}}`)."]
@@ -295,11 +381,17 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
                 note = "✅ NEW"
             elif before and after and name not in after:
                 note = "🗑 DROPPED"
-            elif b and a and b.get("columns") != a.get("columns"):
+            elif isinstance(b.get("columns"), int) and isinstance(a.get("columns"), int) \
+                    and b["columns"] != a["columns"]:  # unknown on one side is no update
                 note = "✅ UPDATED"
             rows.append([_code(name, cell=True), f"{_cell(b.get('columns'))} → {_cell(a.get('columns'))}",
                          f"{_cell(b.get('rows'))} → {_cell(a.get('rows'))}", note])
-        return _table(["Table", "Columns", "Rows", "Note"], rows)
+        lead = []
+        if report.get("job") == "restore_database" and before:
+            safety = _dict(report.get("backup")).get("path")
+            lead = [f"Before: the database just before the restore, as its safety copy {_code(safety)} holds it (its "
+                    "manifest); after: the restored database.", ""]
+        return lead + _table(["Table", "Columns", "Rows", "Note"], rows)
 
     def timeline():
         steps = _dicts(report.get("timeline"))
@@ -370,10 +462,17 @@ def _restore_preview(report: dict) -> list[str]:
     p = _dict(report.get("restore_preview"))
     out = [f"Would put back {_code(p.get('would_restore'))}: {_cell(p.get('chosen'))}. Nothing was changed.", ""]
     undo = _dicts(p.get("would_undo"))
-    out += (["It would undo these changes made since that backup:", "",
-             *_table(["Kind", "Object", "Destructive", "Detail"], _change_rows(undo))] if undo
-            else ["The schema is the backup's: it would undo no schema change."])
+    out += (["Putting it back would make these changes to the schema (undoing what changed since that backup; "
+             "\"destructive\" loses what the database holds now):", "",
+             *_table(["Change", "Object", "Destructive", "Detail", "The database now vs the backup"],
+                     _change_rows(undo))] if undo
+            else ["The schema is the backup's: it would change no part of the schema."])
     rows = _dict(p.get("rows_now_then"))
+    differ = [n for n, v in rows.items() if isinstance(v, list) and v[0] != v[1]]
+    if differ:
+        out += ["", f"Rows: {len(differ)} table(s) hold another number of rows now than in the backup "
+                    f"({', '.join(map(_code, differ[:10]))}); rows written since the backup are lost by the restore "
+                    "(the safety copy keeps them)."]
     if rows:
         out += ["", *_table(["Table", "Rows now", "Rows in the backup"],
                             [[_code(n, cell=True), _cell(v[0] if isinstance(v, list) else None, "—"),
@@ -502,10 +601,14 @@ def _cost(report: dict, planned: bool) -> list[str]:
                      _cell(", ".join(e.get("rewrites") or []), "no"), _cell(e.get("rows"), "—"),
                      _secs(e.get("seconds")), _secs(e.get("lock_held"))])
     if rows:
-        more = len(_dicts(measured.get("statements"))) - MAX_STATEMENTS
+        kept = len(_dicts(measured.get("statements")))  # the JSON keeps ``MAX_MEASURED`` (``statements_total``)
+        total = measured.get("statements_total")
+        total = total if isinstance(total, int) and not isinstance(total, bool) and total > kept else kept
+        more = total - len(rows)
         out += ["", *_table(["#", "Statement", "Lock it took", "Rewrites", "Rows", "Seconds", "Lock held (s)"], rows)]
         if more > 0:
-            out += ["", f"(+{more} more statements in the JSON report)"]
+            out += ["", f"(+{more} more statements in the JSON report)" if total == kept else
+                    f"(+{more} more statements; the JSON report lists the first {kept})"]
     return out
 
 
@@ -529,6 +632,8 @@ def render_markdown(report: dict) -> str:
     badge = _BADGES.get(status, status.upper())
     if status == "failed" and report.get("failed_step"):
         badge += f" at step {_code(report['failed_step'])}"
+    if status == "failed" and report.get("dry_run") is True:
+        badge += " (dry run: nothing was changed)"
     start, end = _dt(report.get("started_at")), _dt(report.get("finished_at"))
     time = start.strftime("%H:%M:%S") if start else "—"
     if start and end:
@@ -550,8 +655,10 @@ def render_markdown(report: dict) -> str:
     lines.append(f"**Run:** {run}" + (f" (trigger: {_cell(report.get('trigger'))})" if report.get("trigger") else "")
                  + "  ")
     revs = _dict(report.get("revisions"))
-    head = revs.get("after") or revs.get("before") or revs.get("stamp")
-    pending = [] if revs.get("after") else [str(r) for r in revs.get("pending") or []]
+    # a dry run's or a rolled-back run's "after" is the revision it would have reached: the database is at "before"
+    after = revs.get("after") if report.get("dry_run") is not True and not report.get("rolled_back") else None
+    head = after or revs.get("before") or revs.get("stamp")
+    pending = [] if after else [str(r) for r in revs.get("pending") or []]
     unstamped = f" · not under Alembic yet (baseline {_code(revs['baseline'])})" if revs.get("baseline") else ""
     lines.append(f"**Product:** maintenance_pipeline {_cell(report.get('version'), 'unknown')}"
                  + (f" · Alembic revision {_code(head)}" if head else unstamped)
@@ -566,7 +673,8 @@ def render_markdown(report: dict) -> str:
     finished = f" · finished {end.isoformat(timespec='seconds')}" if end else ""
     lines += ["", "---", "", f"**Result:** {badge}{finished}" + ("  " if paths else "")]
     if paths:
-        lines.append(f"**Files:** {_code(paths.get('markdown'))}, {_code(paths.get('json'))}")
+        lines.append(f"**Files:** {_code(paths.get('markdown'))}, {_code(paths.get('json'))}"
+                     + (f", {_code(paths['sql'])} (the whole SQL)" if paths.get("sql") else ""))
     return mask_secrets("\n".join(lines) + "\n")
 
 
@@ -576,7 +684,8 @@ def summary_line(report: dict) -> str:
     head = f"{report.get('job') or 'job'} on {report.get('target') or '?'} (run {str(report.get('run_id') or '?')[:8]})"
     if status == "failed":
         step = report.get("failed_step")
-        tail = f"FAILED{' at ' + str(step) if step else ''}: {report.get('error') or 'no error message'}"
+        dry = " (dry run)" if report.get("dry_run") is True else ""
+        tail = f"FAILED{' at ' + str(step) if step else ''}{dry}: {report.get('error') or 'no error message'}"
     else:
         try:
             tail = _summary(report)

@@ -40,8 +40,8 @@ from dataclasses import replace
 from collections.abc import Iterable
 
 from ..engines import engine_named
-from .model import (extends, sequence_parts, EXPR, SHADOW, ADDITIVE_KINDS, ADDITIVE_OBJECTS, Change, Column, ForeignKey,
-                    Index, PrimaryKey, SchemaObject, Snapshot, Table, UniqueConstraint)
+from .model import (extends, parse_ignore, sequence_parts, EXPR, SHADOW, ADDITIVE_KINDS, ADDITIVE_OBJECTS, Change,
+                    Column, ForeignKey, Index, PrimaryKey, SchemaObject, Snapshot, Table, UniqueConstraint)
 from . import sqltypes
 
 __all__ = ["diff", "summarize", "ORDER"]
@@ -154,7 +154,7 @@ def _alter_detail(cur: Column, ref: Column, type_changed: bool, null_changed: bo
     if type_changed:
         parts.append(f"type {cur.type or '(none)'} -> {ref.type or '(none)'}")
     if null_changed:
-        parts.append(f"nullable -> {'NULL' if ref.nullable else 'NOT NULL'}")
+        parts.append(f"{'NULL' if cur.nullable else 'NOT NULL'} -> {'NULL' if ref.nullable else 'NOT NULL'}")
     if default_changed:
         parts.append(f"default {cur.default if cur.default is not None else 'none'} -> "
                      f"{ref.default if ref.default is not None else 'none'}")
@@ -432,15 +432,59 @@ def _short(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
+class _Ignored:
+    """A target's ``ignore:`` (``model.parse_ignore``), matched as the engine compares names (SQLite: without case)."""
+
+    def __init__(self, entries: Iterable[str], keys: "_Keys"):
+        self.items = [parse_ignore(e) for e in entries or ()]
+        self.n = keys.name
+
+    def member(self, kind: str, table: str, name: str | None) -> bool:
+        """An index (``kind`` "index") or a unique key, foreign key or check ("constraint") of ``table``."""
+        return name is not None and any(k == kind and self.n(t) == self.n(table) and self.n(x) == self.n(name)
+                                        for k, t, x in self.items)
+
+    def object(self, o: SchemaObject) -> bool:
+        for kind, table, name in self.items:
+            if kind != o.kind:
+                continue
+            own, _, on = o.name.partition(" on ")  # PostgreSQL names a trigger or policy "name on table"
+            if kind in ("trigger", "policy"):
+                if self.n(name) == self.n(own) and (table is None or self.n(table) == self.n(o.table or on)):
+                    return True
+            elif self.n(name) == self.n(o.name) or (kind == "function" and "(" not in name
+                                                     and self.n(name) == self.n(o.name.split("(", 1)[0])):
+                return True
+        return False
+
+    def snapshot(self, snap: Snapshot) -> Snapshot:
+        """``snap`` without what is ignored."""
+        if not self.items:
+            return snap
+        tables = {}
+        for n, t in snap.tables.items():
+            tables[n] = replace(
+                t, indexes=tuple(i for i in t.indexes if not self.member("index", n, i.name)),
+                uniques=tuple(u for u in t.uniques if not self.member("constraint", n, u.name)),
+                foreign_keys=tuple(f for f in t.foreign_keys if not self.member("constraint", n, f.name)),
+                checks=tuple(c for c in t.checks if not self.member("constraint", n, c.name)))
+        objects = {k: o for k, o in snap.objects.items() if not self.object(o)}
+        return replace(snap, tables=tables, objects=objects)
+
+
 def diff(current: Snapshot, reference: Snapshot, *, ignore_tables: Iterable[str] = (),
-         renames: Iterable[tuple[str, str, str | None]] = ()) -> list[Change]:
+         renames: Iterable[tuple[str, str, str | None]] = (), ignore: Iterable[str] = ()) -> list[Change]:
     """The changes that would make ``current`` (the live target) equal to ``reference``.
 
     ``renames``: (table, old column, new column or None) the target declares: a dropped ``old`` and an added
     ``new`` of one table are one ``rename_column`` (then compared as one column); a drop with an added column
-    of the same type beside it, undeclared, says "possible rename" (alignment refuses it until declared)."""
+    of the same type beside it, undeclared, says "possible rename" (alignment refuses it until declared).
+    ``ignore``: the target's ``ignore:`` entries (``index customers.ix_name``, ``view v``, ...): left out of both
+    sides, so never reported and never aligned."""
     rename_map = {(t, o): n for t, o, n in renames or ()}
     out: dict[str, list[Change]] = {k: [] for k in ORDER}
+    ignored = _Ignored(ignore, _Keys(current.dialect))
+    current, reference = ignored.snapshot(current), ignored.snapshot(reference)
     current = _apply_renames(current, reference, rename_map, out)
     ignore = set(ignore_tables or ())
     # a virtual table's storage comes and goes with it (``SHADOW``): compared as the virtual table

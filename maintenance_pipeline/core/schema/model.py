@@ -296,4 +296,81 @@ class Change:
         return ".".join(p for p in (self.table, self.name) if p)
 
     def describe(self) -> str:
+        """The fix, as alignment would apply it (``drop_index customers.ix_name ((full_name))``): the words of plans,
+        refusals and what a run applied. Drift is worded for people by ``drift_text``."""
         return f"{self.kind} {self.noun}" + (f" ({self.detail})" if self.detail else "")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Change":
+        """A change as ``to_dict`` wrote it (a report's JSON), for its wording."""
+        return cls(str(d.get("kind") or ""), str(d.get("table") or ""), d.get("name"), bool(d.get("destructive")),
+                   str(d.get("detail") or ""))
+
+    def drift_text(self) -> str:
+        """The difference as what each side has, then the fix: ``the database has index customers.ix_name
+        ((full_name)), which the reference lacks (fix: drop_index, destructive)``; ``the reference has column
+        goals.completed_at (DATETIME NULL), which the database lacks (fix: add_column)``; ``column customers.phone
+        differs, database -> reference: NULL -> NOT NULL (fix: alter_column, destructive)``. The kind stays the
+        contract of the JSON; this is what people read (check, diff, alerts, annotations)."""
+        verb, _, what = self.kind.partition("_")
+        fix = f"(fix: {self.kind}{', destructive' if self.destructive else ''})"
+        detail = f" ({self.detail})" if self.detail else ""
+        if what == "object":
+            thing = self.name or self.table
+        elif what == "table":
+            thing = f"table {self.table}"
+        elif self.name:
+            thing = f"{_THING.get(what, what)} {self.noun}"
+        else:  # an unnamed key or check: its columns or definition say which
+            thing = f"{_THING.get(what, what)} of {self.table}"
+        if verb == "add":
+            return f"the reference has {thing}{detail}, which the database lacks {fix}"
+        if verb == "drop":
+            return f"the database has {thing}{detail}, which the reference lacks {fix}"
+        if self.kind == "alter_primary_key":
+            thing = f"the primary key of {self.table}"
+        elif self.kind == "alter_table":
+            thing = f"the options of table {self.table}"
+        if verb == "alter":
+            return f"{thing} differs, database -> reference: {self.detail or '?'} {fix}"
+        if self.kind == "rename_column":
+            return f"column {self.noun} of the database is {self.table}.{self.detail.partition(' -> ')[2] or '?'} in " \
+                   f"the reference, a declared rename {fix}"
+        return f"a name differs, database -> reference: {self.detail or self.noun} {fix}"
+
+
+# what a change's kind is about, in words (``Change.drift_text``)
+_THING = {"column": "column", "index": "index", "unique": "unique key", "foreign_key": "foreign key",
+          "check": "check", "primary_key": "primary key", "constraint": "constraint"}
+
+
+# What a target's ``ignore:`` may name, each as ``<kind> <name>``: an index or a constraint (a unique key, foreign key
+# or check) with its table (``index customers.ix_customers_full_name``, ``constraint orders.fk_orders_customer``); a
+# trigger or a policy by its name, or with its table (``trigger customers.trg_audit``); any other schema object by
+# its name (``view v_report``; ``function f`` is every ``f(...)``, ``function f(integer)`` one of them); ``table t``
+# is ``ignore_tables``. Ignored on both sides: never reported, never aligned.
+IGNORE_KINDS = ("index", "constraint", "table", "view", "materialized view", "trigger", "function", "sequence", "type",
+                "policy", "virtual table")
+_IGNORE_IN_TABLE = ("index", "constraint")
+_IGNORE_EXAMPLE = "e.g. index customers.ix_customers_full_name"
+
+
+def parse_ignore(entry) -> tuple[str, str | None, str]:
+    """(kind, table or None, name) of one ``ignore:`` entry; ValueError saying how to write it."""
+    text = " ".join(str(entry).split())
+    kind = next((k for k in sorted(IGNORE_KINDS, key=len, reverse=True) if text.lower().startswith(k + " ")), None)
+    if kind is None:
+        raise ValueError(f"{entry!r} does not say what it names; write '<kind> <name>' with kind one of "
+                         f"{', '.join(IGNORE_KINDS)} ({_IGNORE_EXAMPLE})")
+    name = text[len(kind) + 1:].strip()
+    if kind in ("trigger", "policy") and " on " in name:  # as PostgreSQL names them: ``trigger trg on customers``
+        obj, _, table = name.partition(" on ")
+        return kind, table.strip(), obj.strip()
+    table, dot, obj = name.partition(".")
+    if kind in _IGNORE_IN_TABLE:
+        if not (dot and table and obj):
+            raise ValueError(f"{entry!r}: name the {kind} with its table, '{kind} <table>.<name>' ({_IGNORE_EXAMPLE})")
+        return kind, table, obj
+    if kind in ("trigger", "policy") and dot and table and obj:
+        return kind, table, obj
+    return kind, None, name

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from ..dburl import mask_url
 from ..engines import engine_named, open_engine
 from ..engines import inspect as _inspect
-from ..errors import ReferenceImportError
+from ..errors import MissingDatabaseError, ReferenceImportError
 from .model import Snapshot, sequence_parts
 from .snapshot import take_snapshot
 
@@ -130,7 +130,14 @@ def reference_snapshot(*, url: str | None = None, metadata: str | sa.MetaData | 
     if (url is None) == (metadata is None):
         raise ValueError("reference_snapshot needs exactly one of url / metadata")
     if url is not None:
-        engine = open_engine(url)
+        try:
+            engine = open_engine(url)
+        except MissingDatabaseError as e:  # its hint is a target's (restore a backup): the reference's own instead
+            where = getattr(e, "path", None) or mask_url(url)
+            raise MissingDatabaseError(
+                f"the reference database {where} does not exist (nothing was created); point reference.url at the "
+                "database the target should match, or create it first (e.g. by running your migrations on it)"
+            ) from None
         try:
             snap = take_snapshot(engine, ignore_tables=ignore_tables, url=url, schema=schema)
         finally:

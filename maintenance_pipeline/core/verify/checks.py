@@ -19,7 +19,7 @@ measures (``Engine.integrity``, ``fk_violations``, ``not_valid_keys``, ``backup_
   another session since.
 * ``rows_preserved``: after a migration, its own verdict, made inside its transaction before COMMIT
   (the application's writes after the commit do not count); ``verify_database`` writes no row, so it
-  compares none (``checks.UNCHANGED_ROWS``).
+  compares none: the check is skipped with that reason (``results.UNCHANGED_ROWS``), never a passed comparison.
 * ``matches_restored_backup`` (restore): the backup's manifest against the restored database as the
   restore measured it (``checks.matches_manifest``).
 * ``backup_verified`` and the targets file's own checks (read-only: ``user_checks.py``).
@@ -113,7 +113,7 @@ def _read_database(r: Reading, url, reference: Snapshot, out: Verification) -> N
             r.live = take_snapshot(conn, ignore_tables=t.ignore_tables, schema=schema)
             out.fingerprint = r.live.fingerprint
             out.tables_after = table_counts(conn, sorted(r.live.tables), schema=schema)
-            out.drift_after = diff(r.live, reference, ignore_tables=t.ignore_tables, renames=t.renames)
+            out.drift_after = diff(r.live, reference, ignore_tables=t.ignore_tables, renames=t.renames, ignore=t.ignore)
             if copy_url is None or not r.backup_verified:
                 started = time.monotonic()
                 r.integrity = engine.integrity(conn, schema)
@@ -164,7 +164,7 @@ def _fk_of(url: str, schema: str | None, engine) -> Counter:
 def schema_check(r: Reading, out: Verification) -> Check:
     drift = out.drift_after
     if drift:
-        names = "; ".join(c.describe() for c in drift[:8])
+        names = "; ".join(c.drift_text() for c in drift[:8])  # what differs, then the fix
         more = f" (+{len(drift) - 8} more)" if len(drift) > 8 else ""
         hint = " — destructive changes refused under align: additive" if r.refused else ""
         check = Check("schema_matches_reference", False, f"{len(drift)} difference(s): {names}{more}{hint}")

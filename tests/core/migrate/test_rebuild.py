@@ -83,7 +83,7 @@ def test_alter_column_not_null_without_nulls(case):
     target = items_schema() + ITEM_ROWS
     c = case(target, items_schema().replace("note TEXT", "note TEXT NOT NULL"))
     result = c.run()
-    assert rebuilt(result) == ["rebuilt table items (rows kept): alter_column items.note (nullable -> NOT NULL)"]
+    assert rebuilt(result) == ["rebuilt table items (rows kept): alter_column items.note (NULL -> NOT NULL)"]
     assert_aligned(c, result)
     assert_items_kept(c)
     assert c.q("SELECT \"notnull\" FROM pragma_table_info('items') WHERE name = 'note'") == [(1,)]

@@ -72,7 +72,7 @@ def test_rebuilding_a_parent_never_cascades_to_child_rows(case, monkeypatch, fks
     if fks_on_by_default:
         _foreign_keys_on_by_default(monkeypatch)
     result = c.run()
-    assert rebuilt(result) == ["rebuilt table p (rows kept): alter_column p.name (nullable -> NOT NULL)"]
+    assert rebuilt(result) == ["rebuilt table p (rows kept): alter_column p.name (NULL -> NOT NULL)"]
     assert_aligned(c, result)
     assert c.q("SELECT * FROM p ORDER BY id") == [(1, "one"), (2, "two")]
     assert c.q("SELECT * FROM c ORDER BY id") == [(1, 1, "a"), (2, 1, "b"), (3, 2, "c")]

@@ -5,6 +5,7 @@ back and what it would undo; the Launchpad offers the backups to pick from."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def test_a_dry_run_says_what_would_be_put_back_and_undone_and_changes_nothing(de
     before = sha256(db)
     assert cli.main(["--config", str(path), "run", "restore_database", "goals", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "dry run: would restore " in out and "pre-migration" in out and "it would undo" in out
+    assert "dry run: would restore " in out and "pre-migration" in out
+    assert re.search(r"it would make \d+ schema change\(s\) \(\d+ destructive\)", out), out
     report = next(x for x in out.splitlines() if x.startswith("report: "))[len("report: "):]
     md = Path(report).read_text()
     assert "## Dry run: what the restore would do" in md and "completed_at" in md  # the column the run added
@@ -102,3 +104,41 @@ def test_the_launchpad_offers_the_backups_to_pick(demo_dir):
                                         run_config={"ops": {"restore": {"config": {
                                             "choose": maintained["backup"]["path"]}}}})
     assert result.success
+
+
+def test_a_maintain_run_that_changed_nothing_leaves_no_pinned_backup(demo_dir):
+    """Failed before its migration (a reference that does not exist) or a dry run that failed: its pre-migration
+    backup is an ordinary one, left to retention; only the backup of a run that changed the database stays pinned."""
+    missing = load_config(write_config(demo_dir, {"goals": {"url": "sqlite:///data/goals.db",
+                                                            "reference": {"url": "sqlite:///data/nope.db"}}}))
+    failed = run_job(missing, "goals", "maintain_database")
+    assert failed["status"] == "failed" and failed["failed_step"] == "diff"
+    config = load_config(write_config(demo_dir))
+    dry = run_job(config, "goals", "maintain_database", dry_run=True, align="full")
+    import json
+
+    for report in (failed, dry):
+        manifest = json.loads(Path(report["backup"]["manifest_path"]).read_text())
+        assert manifest["pinned"] is False, report["backup"]["path"]
+    done = run_job(config, "goals", "maintain_database")
+    assert json.loads(Path(done["backup"]["manifest_path"]).read_text())["pinned"] is True
+
+
+def test_a_lost_or_damaged_database_file_is_restored(demo_dir):
+    """The incident a restore exists for: the file gone, or no longer a database. A lost file is made again from the
+    backup; a damaged one is replaced, its bytes kept aside first (no safety copy can be made of it)."""
+    config = load_config(write_config(demo_dir))
+    db = demo_dir / "data" / "goals.db"
+    before = _dump(db)
+    made = run_job(config, "goals", "verify_database")  # a backup of the demo as it is
+    db.unlink()
+    lost = run_job(config, "goals", "restore_database", restore_backup=made["backup"]["path"])
+    assert lost["status"] == "success", lost["error"]
+    assert lost["restored_from"]["target_was"] == "missing" and _dump(db) == before
+
+    db.write_bytes(b"not a database any more " * 100)
+    damaged = run_job(config, "goals", "restore_database", restore_backup=made["backup"]["path"])
+    assert damaged["status"] == "success", damaged["error"]
+    aside = Path(damaged["restored_from"]["kept_aside"])
+    assert aside.read_bytes() == b"not a database any more " * 100 and _dump(db) == before
+    assert "kept as they were" in Path(damaged["report_paths"]["markdown"]).read_text()

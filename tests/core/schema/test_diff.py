@@ -102,7 +102,7 @@ def test_details_are_human_readable(tmp_path):
     assert by_kind == {
         ("add_table", "u"): "3 columns",
         ("add_column", "done"): "DATETIME NULL",
-        ("alter_column", "v"): "type VARCHAR -> INTEGER; nullable -> NOT NULL",
+        ("alter_column", "v"): "type VARCHAR -> INTEGER; NULL -> NOT NULL",
         ("drop_column", "old"): "TEXT NULL",
     }
     assert {(c.kind, c.table): c.detail for c in diff(b, a) if c.kind == "drop_table"} == {("drop_table", "u"): "3 columns"}
@@ -242,8 +242,8 @@ def test_sqlite_pk_nullability_is_compared(tmp_path):
                             "CREATE TABLE u (id INTEGER NOT NULL, PRIMARY KEY (id));"
                             "CREATE TABLE w (k TEXT NOT NULL PRIMARY KEY, v INT) WITHOUT ROWID;")
     assert [(c.kind, c.table, c.name, c.detail) for c in diff(a, b)] == [
-        ("alter_column", "t", "code", "nullable -> NOT NULL")]
-    assert [(c.table, c.detail) for c in diff(b, a)] == [("t", "nullable -> NULL")]
+        ("alter_column", "t", "code", "NULL -> NOT NULL")]
+    assert [(c.table, c.detail) for c in diff(b, a)] == [("t", "NOT NULL -> NULL")]
     con = sqlite3.connect(tmp_path / "a.db")
     con.execute("INSERT INTO t VALUES (NULL)")  # the independent judge: SQLite itself accepts the NULL
     assert con.execute("SELECT count(*) FROM t WHERE code IS NULL").fetchone() == (1,)

@@ -7,15 +7,26 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ...dburl import parse_url
-from ...errors import MissingDatabaseError, NotADatabaseError
+from ...dburl import mask_url, parse_url
+from ...errors import BadUrlError, MissingDatabaseError, NotADatabaseError
 
 SQLITE_NOTADB = getattr(sqlite3, "SQLITE_NOTADB", 26)
 
 
 def sqlite_path(url) -> Path | None:
-    """The file of a SQLite URL (absolute), None for an in-memory database."""
-    db = parse_url(url).database
+    """The file of a SQLite URL (absolute), None for an in-memory database (``sqlite://``, ``sqlite:///:memory:``).
+
+    Two slashes before a name (``sqlite://app.db``) make the name a host, which SQLite ignores: the URL would open
+    an empty in-memory database, with no file, and every reference table would look missing. Refused, with the URL
+    to write instead."""
+    u = parse_url(url)
+    if u.host:
+        text = mask_url(url)
+        meant = text.split("://", 1)[0] + ":///" + text.split("://", 1)[1]
+        raise BadUrlError(f"{text} names no file: after two slashes, {u.host} is read as a host, which SQLite ignores "
+                          f"(an in-memory database, no file); write {meant} (three slashes: a path relative to the "
+                          "targets file; four for an absolute one)")
+    db = u.database
     if not db or db == ":memory:" or db.startswith("file::memory:"):
         return None
     if db.startswith("file:"):
@@ -34,10 +45,12 @@ def check_sqlite_file(path: Path) -> int | None:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise MissingDatabaseError(
+        err = MissingDatabaseError(
             f"database file {path} does not exist (nothing was created); check the target's url "
             "in the targets file or restore the file from a backup"
-        ) from None
+        )
+        err.path = path  # type: ignore[attr-defined]  # a reference's reader words it for the reference
+        raise err from None
     except PermissionError:
         raise NotADatabaseError(f"cannot read {path}: permission denied; give this user read/write access") from None
     if path.is_dir():

@@ -45,29 +45,36 @@ def restore_sqlite(backup: Path, url: str, busy_timeout: float, *, safety=None) 
     target = sqlite_path(url)
     if target is None:
         raise RestoreError(f"{where} is an in-memory SQLite database; there is no file to restore into")
-    if not target.exists():
-        check_sqlite_file(target)  # raises MissingDatabaseError; nothing is created
+    missing = not target.exists() and not target.is_symlink()
+    if missing and (safety is None or not target.parent.is_dir()):
+        # MissingDatabaseError: only a restore run (a target of the targets file, with its backup folder and its
+        # report) makes a lost file again; a bare call, or a folder gone too (a wrong url, not a loss), creates nothing
+        check_sqlite_file(target)
     backup = backup.absolute()
     if not backup.is_file():
         raise RestoreError(f"backup file {backup} does not exist; pick one from the target's backup folder")
     manifest = manifest_for_restore(backup, where)
     actual = check_backup(backup, manifest, where)
 
-    try:
-        check_sqlite_file(target)
-        live_is_db = True
-    except NotADatabaseError:
-        if target.is_dir() or safety is not None:  # a safety copy of something that is not a database: no
-            raise
-        live_is_db = False  # garbage where the database was: replace the file itself
+    live_is_db, aside = False, None
+    if not missing:
+        try:
+            check_sqlite_file(target)
+            live_is_db = True
+        except NotADatabaseError:
+            if target.is_dir():
+                raise
+            # garbage where the database was (a damaged file): replaced whole; its bytes are kept aside first, as
+            # they are (no backup of a file that is not a database can be made)
+            aside = _keep_aside(target, safety) if safety is not None else None
 
     copy = None
     if live_is_db:
         method = "sqlite-backup-api"
         with live_file.pinned(target) as fd:  # before the first connection to the live file, closed after the last
             fingerprint, tables, exact, copy = _restore_in_place(backup, target, url, where, busy_timeout, safety, fd)
-    else:
-        method = "file-replace"
+    else:  # a lost file is made again; a damaged one replaced
+        method = "file-create" if missing else "file-replace"
         _replace_file(backup, target)
         engine = open_engine(url)
         try:
@@ -78,7 +85,8 @@ def restore_sqlite(backup: Path, url: str, busy_timeout: float, *, safety=None) 
         exact = True  # no one could have written to a file that was not a database
     out = restored(manifest, fingerprint, tables, method=method, backup=backup, sha256=actual, t_start=t_start,
                    exact=exact)
-    return {**out, "safety": copy}
+    return {**out, "safety": copy, "kept_aside": str(aside) if aside else None,
+            "target_was": "missing" if missing else ("a database" if live_is_db else "not a database")}
 
 
 def check_backup(backup: Path, manifest: dict, where: str) -> str:
@@ -170,9 +178,35 @@ def _restore_in_place(backup: Path, target: Path, url: str, where: str, busy_tim
         src.close()
 
 
+def _keep_aside(target: Path, safety) -> Path:
+    """The bytes of a file that is not a database (a damaged one), copied as they are into the target's backup
+    folder (``<target>_damaged_<time>.bin``, mode 0600; no manifest: retention never removes it) before the restore
+    replaces it. Nothing of this process has the file open: it is not a database."""
+    from datetime import datetime, timezone
+
+    from ...backup.files import FILE_MODE, ensure_folder
+
+    folder = Path(safety.backups_dir) / safety.target
+    ensure_folder(folder)
+    aside = folder / f"{safety.target}_damaged_{datetime.now(timezone.utc):%Y%m%d_%H%M%S}_{secrets.token_hex(2)}.bin"
+    try:
+        with open(target, "rb") as fsrc:
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+            try:
+                copy_bytes(fsrc.fileno(), fd, os.fstat(fsrc.fileno()).st_size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError as e:
+        raise RestoreError(f"cannot keep the damaged {target.name} aside in {folder} ({e.strerror or e}); nothing was "
+                           "restored; make that folder writable and rerun") from None
+    return aside
+
+
 def _replace_file(backup: Path, target: Path) -> None:
-    """Atomically put a copy of ``backup`` where a non-database file sits at ``target``."""
-    mode = target.stat().st_mode & 0o777
+    """Atomically put a copy of ``backup`` at ``target``: over a file that is not a database, or where the file is
+    missing (made with mode 0644 under the umask, as SQLite makes one)."""
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
     tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.restore"
     try:
         with open(backup, "rb") as fsrc:
@@ -203,6 +237,10 @@ def equals_backup(url: str, backup: Path, manifest: dict) -> str | None:
     if manifest.get("sha256") and live.stat().st_size == manifest.get("bytes") and \
             (not wal.exists() or wal.stat().st_size == 0) and sha256_file(live) == manifest["sha256"]:
         return "bytewise"
+    try:
+        check_sqlite_file(live)
+    except NotADatabaseError:  # a damaged file holds nothing the backup does
+        return None
     fingerprint, tables = describe_file(live)
     if fingerprint != manifest.get("fingerprint") or {n: v["rows"] for n, v in tables.items()} != \
             (manifest.get("row_counts") or {}):

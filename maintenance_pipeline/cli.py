@@ -31,6 +31,8 @@ EXIT_CODES = """exit codes: 0 success; 1 the run (or a check) failed; 2 a usage 
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .core.run.jobs import JOBS
+
     parser = argparse.ArgumentParser(prog="maintenance-pipeline", epilog=EXIT_CODES,
                                      description="Back up, diff, migrate, verify and report on the targets of a "
                                                  "targets file, as real Dagster runs.")
@@ -40,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run a job on one target (a real Dagster run, shown in the UI after)",
                          epilog=EXIT_CODES)
-    run.add_argument("job", choices=["maintain_database", "verify_database", "restore_database", "restore_drill"],
+    run.add_argument("job", choices=list(JOBS),
                      help="maintain_database: backup, diff, migrate, verify, report; verify_database: backup, "
                           "diff, verify, report; restore_database: restore a backup (by default, undo the newest "
                           "run that changed the database); restore_drill: restore the newest verified backup into a "
@@ -201,18 +203,22 @@ def _run(args) -> int:
     from .orchestration import command_line
     from .orchestration.liveness import process_tags
 
+    from .core.run.jobs import JOBS, job_named
+
     ops: dict = {}
-    if args.align and args.job != "maintain_database":
-        print(f"error: --align applies to maintain_database only ({args.job} changes no schema); drop it or run "
-              "maintain_database", file=sys.stderr)
+    spec = job_named(args.job)
+    if args.align and not spec.takes_align:
+        aligning = " and ".join(j.name for j in JOBS.values() if j.takes_align)
+        print(f"error: --align applies to {aligning} only ({args.job} changes no schema); drop it or run "
+              f"{aligning}", file=sys.stderr)
         return 2
-    if args.dry_run and args.job in ("verify_database", "restore_drill"):
-        print(f"error: --dry-run applies to maintain_database and restore_database ({args.job} changes nothing); "
-              "drop it", file=sys.stderr)
+    if args.dry_run and not spec.takes_dry_run:
+        print(f"error: --dry-run applies to {' and '.join(j.name for j in JOBS.values() if j.takes_dry_run)} "
+              f"({args.job} changes nothing); drop it", file=sys.stderr)
         return 2
-    if args.job == "maintain_database" and (args.dry_run or args.align):
+    if "migrate" in spec.steps and (args.dry_run or args.align):
         ops["migrate"] = {"config": {"dry_run": args.dry_run, **({"align": args.align} if args.align else {})}}
-    if args.job == "restore_database" and (args.backup or args.dry_run):
+    if "restore" in spec.steps and (args.backup or args.dry_run):
         ops["restore"] = {"config": {**({"backup": args.backup} if args.backup else {}),
                                      **({"dry_run": True} if args.dry_run else {})}}
     run_config: dict = {"ops": ops} if ops else {}

@@ -23,6 +23,6 @@ from .verify.checks import VerifyResult, verify_target
 
 __all__ = [
     "BackupResult", "Change", "MaintenanceConfig", "MaintenanceError", "Snapshot", "Target", "VerifyResult",
-    "apply_retention", "backup_database", "diff", "list_backups", "load_config", "restore_database", "run_job",
+    "apply_retention", "backup_database", "diff", "list_backups", "load_config", restore_database.__name__, "run_job",
     "reference_snapshot", "snapshot_url", "take_snapshot", "verify_target",
 ]

@@ -1,3 +1,3 @@
 """The Dagster layer, thin over the core: ops (``ops.py``: one per pipeline step), jobs (``jobs.py``, built from
-``core.run.pipeline.JOB_STEPS``), the schedule and sensors (``automation.py``), the code location
+``core.run.jobs``), the schedule and sensors (``automation.py``), the code location
 (``definitions.py``)."""

@@ -38,6 +38,7 @@ from ..core.engines import engine_for, open_engine
 from ..core.run.commands import reference_for
 from ..core.run.drift import BackupFreshness
 from ..core.run import drill
+from ..core.run.jobs import DRILL, ON_DRIFT
 from ..core.run.markdown import _cell, _code, fenced
 from ..core.run.report import render_markdown
 from ..core.schema.snapshot import take_snapshot
@@ -96,7 +97,7 @@ def database_specs(config: MaintenanceConfig) -> list[dg.AssetSpec]:
 def _runs(config: MaintenanceConfig, t: Target) -> str:
     """What runs on the database without a person, said on its page (the jobs name no asset: Dagster would hide their
     Launchpad, so the page cannot list the schedule and the drift sensor as its automations)."""
-    on_drift = "maintain_database" if t.on_drift == "maintain" else "verify_database"
+    on_drift = ON_DRIFT[t.on_drift].name
     return (f"Verified every night by the schedule `nightly_verification` ({_cell(config.schedule_cron)}, "
             f"{_cell(config.schedule_timezone)}); `schema_drift_sensor` starts {on_drift} when its schema drifts.")
 
@@ -222,7 +223,7 @@ def log_run_events(context, state, report: dict | None = None) -> None:
     the asset page show it, failed runs too. A run that read the database records a materialization of the state it
     measured (the asset page's header and columns read the latest one); a run that did not records an observation
     with its status and report, and no number (a number it did not measure would plot as a fall to 0)."""
-    if state.job == drill.JOB:  # a drill is about the backup, never the database: ``backups/<target>``
+    if state.spec.about_backups:  # a drill is about the backup, never the database: ``backups/<target>``
         return log_drill_events(context, state, report)
     t = state.target
     key = asset_key(t.name)
@@ -387,7 +388,7 @@ def _drill_fn(config: MaintenanceConfig, name: str):
 
         _tag_database(context, name)
         selected = {k.name for k in context.selected_asset_check_keys}
-        report = run_job(config, name, drill.JOB)  # one drill gives both verdicts; the selected ones are recorded
+        report = run_job(config, name, DRILL.name)  # one drill gives both verdicts; the selected ones are recorded
         verdicts = (report.get("drill") or {}).get("verdicts") or {}
         for check in drill.VERDICTS:
             if check not in selected:

@@ -32,13 +32,13 @@ from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from ..core.run import alerts as alerts_mod
+from ..core.run.jobs import ON_DRIFT
 from ..core.config import MaintenanceConfig
 from ..core.run.drift import ReferenceCache, probe_target
 from ..core.engines import engine_for
 from . import liveness
 from .assets import PRODUCT_TAGS, asset_key, backup_key, check_key, check_names, database_checks, drill_checks
 
-ON_DRIFT_JOB = {"verify": "verify_database", "maintain": "maintain_database"}
 
 
 def _status(running: bool) -> dg.DefaultScheduleStatus:
@@ -106,7 +106,7 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
             context.log.warning(run.line())
         return [f"failed run {run.run_id[:8]} ({run.job} on {run.target}): its process is gone" for run in dead]
 
-    @dg.sensor(name="schema_drift_sensor", jobs=[by_name["verify_database"], by_name["maintain_database"]],
+    @dg.sensor(name="schema_drift_sensor", jobs=[by_name[j.name] for j in ON_DRIFT.values()],
                minimum_interval_seconds=config.sensor_interval_seconds, default_status=sensor_status,
                description="Each tick: a cheap schema version per target (reflect only when it moved); drift "
                            "starts the target's on_drift job once per drift fingerprint and sends one alert.")
@@ -124,7 +124,7 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
                     send(alerts_mod.Alert(kind="unreadable", target=name, error=probe.error), context.log)
                     entry["error_alerted"] = probe.error
             elif probe.status == "drift":
-                job = ON_DRIFT_JOB[target.on_drift]
+                job = ON_DRIFT[target.on_drift].name
                 notes.append(f"{name}: drift {probe.fingerprint} ({len(probe.changes)} change(s))")
                 requests.append(dg.RunRequest(
                     run_key=f"{name}:{probe.fingerprint}", job_name=job, partition_key=name,

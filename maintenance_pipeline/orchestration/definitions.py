@@ -12,14 +12,15 @@ import dagster as dg
 from .assets import check_jobs, database_checks, database_specs, drill_checks
 from .automation import make_drill_schedules, make_schedules, make_sensors
 from ..core.config import MaintenanceConfig, load_config
+from ..core.run.jobs import DRILL, VERIFY
 from .jobs import make_jobs
 
 
 def build_definitions(config: MaintenanceConfig | None = None) -> dg.Definitions:
     config = config or load_config()
     jobs = make_jobs(config)
-    verify_job = next(j for j in jobs if j.name == "verify_database")
-    drill_job = next(j for j in jobs if j.name == "restore_drill")
+    verify_job = next(j for j in jobs if j.name == VERIFY.name)
+    drill_job = next(j for j in jobs if j.name == DRILL.name)
     return dg.Definitions(assets=database_specs(config), asset_checks=database_checks(config) + drill_checks(config),
                           jobs=jobs + check_jobs(config), sensors=make_sensors(config, jobs),
                           schedules=make_schedules(config, verify_job) + make_drill_schedules(config, drill_job))

@@ -1,4 +1,4 @@
-"""The jobs, built from ``pipeline.JOB_STEPS`` (the steps ``run_job`` runs too), partitioned by target,
+"""The jobs, built from the ``Job`` values of ``core/run/jobs.py`` (the steps ``run_job`` runs too), partitioned by target,
 in-process executor.
 
 The steps form a chain; the ``report`` op hangs off the first op's ``started`` output and runs last (``ops.py``): the
@@ -11,22 +11,9 @@ from __future__ import annotations
 import dagster as dg
 
 from ..core.config import MaintenanceConfig
-from ..core.run.pipeline import JOB_STEPS
+from ..core.run.jobs import JOBS, Job
 from .assets import PRODUCT_TAGS
 from .ops import make_ops
-
-JOB_DESCRIPTIONS = {
-    "maintain_database": "Back up, diff against the reference, migrate (Alembic revisions + alignment), verify, "
-                         "report. Changes the target.",
-    "verify_database": "Back up, diff, verify, report. Never changes the target; the nightly check.",
-    "restore_database": "Check the chosen backup (by default the pre-migration backup of the newest run that "
-                        "changed the database), take a safety copy and put the backup back under the lock, verify, "
-                        "report. Changes the target (a dry run says what it would put back and undo).",
-    "restore_drill": "Restore the newest verified backup into a scratch place, check it (integrity, row counts and "
-                     "fingerprint against its manifest, user checks), rehearse the pending migration on it, report "
-                     "RPO and RTO. Never changes the target.",
-}
-
 
 def partitions_def(config: MaintenanceConfig) -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition(sorted(config.targets))
@@ -56,8 +43,8 @@ def make_jobs(config: MaintenanceConfig) -> list[dg.JobDefinition]:
     common = dict(executor_def=executor, partitions_def=parts,
                   tags={**PRODUCT_TAGS, "dagster/max_runtime": str(MAX_RUNTIME_SECONDS)})
 
-    def build(name: str) -> dg.JobDefinition:
-        steps = JOB_STEPS[name]
+    def build(job: Job) -> dg.JobDefinition:
+        steps = job.steps
 
         def compose():
             first = ops[steps[0]]()
@@ -66,6 +53,6 @@ def make_jobs(config: MaintenanceConfig) -> list[dg.JobDefinition]:
                 out = ops[step](out)
             ops[steps[-1]](first.started)  # the report: after the chain, or after the step that failed
 
-        return dg.job(name=name, description=JOB_DESCRIPTIONS[name], config=partitioned(), **common)(compose)
+        return dg.job(name=job.name, description=job.description, config=partitioned(), **common)(compose)
 
-    return [build(name) for name in JOB_STEPS]
+    return [build(job) for job in JOBS.values()]

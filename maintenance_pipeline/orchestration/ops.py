@@ -27,7 +27,7 @@ from ..core.run.failures import failure_detail, failure_line, one_line, scrub
 from ..core.config import ALIGN_MODES, MaintenanceConfig
 from ..core.errors import ConfigError, ReportError
 from ..core.run.markdown import _cell, bounded_sql, fenced, sql_text
-from ..core.run.pipeline import JOB_STEPS, RunState
+from ..core.run.pipeline import STEPS, RunState, StepOptions
 
 
 # the concurrency pool of the backup step: the instance caps how many backups (pg_dumps) run at once across targets
@@ -217,6 +217,11 @@ def _chosen(config) -> str:
     return config.backup or ("" if picked in ("", NEWEST_CHANGE) else picked)
 
 
+def _step(name: str, **options) -> Callable[[RunState], object]:
+    """The pipeline's step ``name`` (``pipeline.STEPS``) with this op's options."""
+    return lambda state: STEPS[name](state, StepOptions(**options))
+
+
 def _recorded(context, state: RunState):
     """``path -> sha256`` that the event log recorded when this pipeline made the backup at ``path`` (its
     ``backups/<target>`` materialization), or None when it holds no record of it."""
@@ -250,7 +255,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         """The step ``name`` on the state an op received (resumed: bound to this run and the targets file); the job's
         last step before ``report`` then writes the report."""
         run_step(context, _resume(state, context), name, fn)
-        if JOB_STEPS[context.job_name][-2] == name:
+        if state.spec.last_work_step == name:
             wrap_up(context, state)
         return state
 
@@ -269,15 +274,15 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         state = pipeline.start(config, target, context.job_name, run_id=context.run_id,
                                trigger=tags.get("trigger", "manual"),
                                ui_url=f"{config.alerts.ui_base_url}/runs/{context.run_id}")
-        if context.job_name == "restore_database":  # the safety copy is taken by the restore, under its lock
+        if state.spec.restores:  # the safety copy is taken by the restore, under its lock
             chosen = _restore_config(context)
             state.restore_backup = chosen.get("backup") or (
                 "" if chosen.get("choose") in (None, NEWEST_CHANGE) else str(chosen["choose"]))
-            run_step(context, state, "backup", lambda s: pipeline.step_backup(s, recorded=_recorded(context, s)))
+            run_step(context, state, "backup", _step("backup", recorded=_recorded(context, state)))
             yield dg.Output(state, "result",
                             metadata={"restore_from": dg.MetadataValue.path(str(state.restore_choice[0]))})
             return
-        run_step(context, state, "backup", pipeline.step_backup)
+        run_step(context, state, "backup", _step("backup"))
         from .assets import log_backup
 
         log_backup(context, state)
@@ -291,7 +296,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Compare the live schema with the reference: tables, columns, keys, indexes; "
                        "each change additive or destructive.", tags={"step": "diff"})
     def diff(context: dg.OpExecutionContext, state: RunState) -> RunState:
-        step(context, state, "diff", pipeline.step_diff)
+        step(context, state, "diff", _step("diff"))
         changes = [c.to_dict() for c in state.drift_before]
         context.add_output_metadata({
             "drift": _change_table(changes), "changes": len(changes),
@@ -307,8 +312,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
             err = ConfigError(f"run config ops.migrate.config.align is {config.align!r}; use one of "
                               f"{', '.join(ALIGN_MODES)} or leave it empty for the target's setting")
             step(context, state, "migrate", lambda s: _raise(err))
-        step(context, state, "migrate",
-             lambda s: pipeline.step_migrate(s, dry_run=config.dry_run, align=config.align or None))
+        step(context, state, "migrate", _step("migrate", dry_run=config.dry_run, align=config.align or None))
         m = state.migration
         if m.replanned:
             context.log.warning(m.replanned)
@@ -328,8 +332,8 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
                        "(SQLite: both inside one write transaction).",
            tags={"step": "restore"})
     def restore(context: dg.OpExecutionContext, state: RunState, config: Choosing) -> RunState:
-        step(context, state, "restore", lambda s: pipeline.step_restore(s, _chosen(config), dry_run=config.dry_run,
-                                                                         recorded=_recorded(context, s)))
+        step(context, state, "restore", _step("restore", backup=_chosen(config), dry_run=config.dry_run,
+                                               recorded=_recorded(context, state)))
         from .assets import log_backup
 
         log_backup(context, state)  # the safety copy the restore took
@@ -347,7 +351,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     def drill(context: dg.OpExecutionContext):
         yield dg.Output(None, "started")
         state = _started(context, config)
-        step(context, state, "drill", lambda s: pipeline.step_drill(s, recorded=_recorded(context, s)))
+        step(context, state, "drill", _step("drill", recorded=_recorded(context, state)))
         from .assets import drill_figures
 
         d = state.drill
@@ -357,7 +361,7 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
     @dg.op(description="Checks: schema equals reference, integrity, foreign keys, rows preserved, backup "
                        "verified, user SQL checks. Any failed check fails the run.", tags={"step": "verify"})
     def verify(context: dg.OpExecutionContext, state: RunState) -> RunState:
-        step(context, state, "verify", pipeline.step_verify)
+        step(context, state, "verify", _step("verify"))
         v = state.verification
         context.add_output_metadata({"checks": _checks_table([c.to_dict() for c in v.checks]),
                                      "passed": sum(c.passed for c in v.checks), "failed": len(v.failed),

@@ -188,7 +188,7 @@ __all__ = [
     "annotate",
     "undoes_a_change",
     "describe_choice",
-    "restore_database",
+    restore_database.__name__,
     "SafetyCopy",
     "backup_to_restore",
     "sha256_file",

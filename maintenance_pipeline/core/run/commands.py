@@ -24,6 +24,7 @@ from ..schema.reference import reference_snapshot
 from ..schema.snapshot import snapshot_url, take_snapshot
 from ..verify.foresee import Obstacle, foresee
 from ..verify.user_checks import run_user_check
+from .jobs import DRILL
 from .markdown import _cell, _code, fenced, sql_text
 
 FORMATS = ("text", "markdown", "json", "github")
@@ -239,7 +240,7 @@ def status_lines(config: MaintenanceConfig, *, now: datetime | None = None) -> l
 def last_drill(reports: list[dict]) -> dict:
     """The newest restore drill among a target's reports (newest first): ``drill`` (one cell: its outcome, date, RPO
     and RTO), ``drill_at``, ``drill_rpo_hours``, ``drill_rto_seconds``; None each when no drill ran yet."""
-    r = next((r for r in reports if r.get("job") == "restore_drill"), None)
+    r = next((r for r in reports if r.get("job") == DRILL.name), None)
     if r is None:
         return {"drill": None, "drill_at": None, "drill_rpo_hours": None, "drill_rto_seconds": None}
     d = r.get("drill") if isinstance(r.get("drill"), dict) else {}

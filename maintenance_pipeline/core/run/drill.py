@@ -48,7 +48,6 @@ from ..schema.snapshot import take_snapshot
 from ..verify.results import Check
 from ..verify.user_checks import run_user_check
 
-JOB = "restore_drill"
 RESTORE_DRILL = "restore_drill"  # the backup restores and holds what its manifest says
 REHEARSAL = "pending_migration_rehearsal"  # the pending revisions and alignment apply cleanly on the restored copy
 VERDICTS = (RESTORE_DRILL, REHEARSAL)

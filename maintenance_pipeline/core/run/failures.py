@@ -11,6 +11,7 @@ the command line: both texts pass it. ``state`` is a ``pipeline.RunState``."""
 from __future__ import annotations
 
 from ..dburl import scrub_passwords, short_name
+from .jobs import MAINTAIN
 from ..errors import DatabaseDamagedError, MaintenanceError, says_damaged
 
 
@@ -139,8 +140,8 @@ def report_not_written(state, e: BaseException, error: str | None, failed_step: 
 def fix_hint(state, check: str) -> str:
     """What to do about a failed check, named before its detail (the one line may be cut after it)."""
     name = state.target.name
-    if check == "schema_matches_reference" and state.job == "verify_database":
-        return (f"align it with `maintenance-pipeline run maintain_database {name}`; preview with "
+    if check == "schema_matches_reference" and state.spec.schema_difference_fails:
+        return (f"align it with `maintenance-pipeline run {MAINTAIN.name} {name}`; preview with "
                 f"`maintenance-pipeline check {name} --sql`")
     if check == "integrity":
         return f"the database is damaged: restore a verified backup (`maintenance-pipeline backups list {name}`)"

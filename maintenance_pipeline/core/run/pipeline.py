@@ -34,16 +34,13 @@ from ..backup.manifest import BackupResult, RestoreResult
 from ..migrate.executor import MigrationResult, migrate, plan_revisions
 from ..schema.model import Change, Snapshot
 from ..schema.reference import reference_snapshot
+from .jobs import Job, job_named
 from .failures import failure_detail, failure_line, fix_hint, report_line, report_not_written, scrub
 from .report import write_report
 from ..schema.snapshot import table_counts, take_snapshot
 from ..verify.checks import VerifyResult, verify_target
 from ..verify.results import Check
 
-VERIFY_MODE = {"maintain_database": "maintain", "verify_database": "verify", "restore_database": "restore"}
-BACKUP_LABEL = {"maintain_database": "pre-migration", "verify_database": "nightly", "restore_database": "pre-restore"}
-# a verify run's backup is named for what launched it: the schedule (nightly), the drift sensor, or a person
-VERIFY_LABEL = {"schedule": "nightly", "drift": "drift", "manual": "manual"}
 
 
 def _drift_with_fixes(state: RunState) -> list[dict]:
@@ -89,23 +86,8 @@ def product_version() -> str:
         return "unknown"
 
 
-def backup_label(job: str, trigger: str) -> str:
-    if job == "verify_database":
-        return VERIFY_LABEL.get(trigger, "manual")
-    return BACKUP_LABEL[job]
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-# the steps of each job, in order: the Dagster jobs (``jobs.py``) and ``run_job`` are both built from this
-JOB_STEPS: dict[str, tuple[str, ...]] = {
-    "maintain_database": ("backup", "diff", "migrate", "verify", "report"),
-    "verify_database": ("backup", "diff", "verify", "report"),
-    "restore_database": ("backup", "restore", "verify", "report"),
-    "restore_drill": ("drill", "report"),  # never changes the target (drill.py)
-}
 
 
 @dataclass
@@ -167,6 +149,11 @@ class RunState:
     def target(self) -> Target:
         return self.config.target(self.target_name)
 
+    @property
+    def spec(self) -> Job:
+        """What this run's job is (``jobs.py``)."""
+        return job_named(self.job)
+
 
 def reference_of(state: RunState) -> Snapshot:
     """The reference's snapshot, read once per run (kept in the state: it holds no secret)."""
@@ -205,13 +192,13 @@ def step_backup(state: RunState, recorded=None) -> dict:
     ``restore_database`` takes its safety copy inside the restore (under the restore's own lock: no commit falls
     between the copy and the restore); its backup step chooses the backup to restore and checks it against
     its manifest and ``recorded`` (``path -> sha256`` the event log recorded for it, or None) first."""
-    if state.job == "restore_database":
+    if state.spec.restores:
         with timed(state, "backup"):
             _choose_restore(state, recorded)
         return {"restore_from": str(state.restore_choice[0])}
     cfg, t = state.config, state.target
-    label = backup_label(state.job, state.trigger)
-    pinned = cfg.backups.pin_pre_migration and state.job != "verify_database"
+    label = state.spec.label_for(state.trigger)
+    pinned = cfg.backups.pin_pre_migration and state.spec.pins_backup
     with timed(state, "backup"):
         b = cfg.backups
         result = backup_mod.backup_database(t.url, b.dir, t.name, label=label, pinned=pinned, pg_format=b.pg_format,
@@ -258,7 +245,7 @@ def step_diff(state: RunState) -> list[Change]:
             with engine.connect() as conn:
                 live = take_snapshot(conn, ignore_tables=t.ignore_tables, schema=t.schema)
                 if t.migrations is not None:
-                    state.revisions = _revisions(conn, t, state.job)
+                    state.revisions = _revisions(conn, t, state.spec)
         finally:
             engine.dispose()
         state.live_fingerprint = live.fingerprint
@@ -269,10 +256,10 @@ def step_diff(state: RunState) -> list[Change]:
     return state.drift_before
 
 
-def _revisions(conn, t: Target, job: str) -> dict:
-    """The Alembic plan: what maintain_database will apply; for the other jobs only whether revisions are pending
-    (the ``alembic_at_head`` check), which never fails their run: an unreadable plan is said instead."""
-    if job == "maintain_database":
+def _revisions(conn, t: Target, job: Job) -> dict:
+    """The Alembic plan: what a job that applies revisions will apply; for the other jobs only whether revisions are
+    pending (the ``alembic_at_head`` check), which never fails their run: an unreadable plan is said instead."""
+    if job.plans_revisions:
         return plan_revisions(conn, t).to_dict()
     try:
         return plan_revisions(conn, t).status()
@@ -313,7 +300,7 @@ def _unpin_unless_changed(state: RunState) -> None:
     leaves its pre-migration backup to retention: only the backup of a run that changed the database stays pinned."""
     m = state.migration
     changed = m is not None and not m.dry_run and not m.rolled_back and bool(m.applied or (m.plan and m.plan.stamp))
-    if state.job == "maintain_database" and state.backup is not None and state.backup.pinned and not changed:
+    if state.spec.plans_revisions and state.backup is not None and state.backup.pinned and not changed:
         try:
             _unpin(state)
         except MaintenanceError:  # the manifest is gone or unreadable: the report says what the backup is
@@ -342,7 +329,7 @@ def step_restore(state: RunState, backup_path: str = "", recorded=None, *, dry_r
         if state.dry_run:
             state.restore_preview = _restore_preview(state, path, manifest)
             return {"dry_run": True, **state.restore_preview}
-        safety = backup_mod.SafetyCopy(cfg.backups.dir, t.name, label=BACKUP_LABEL[state.job],
+        safety = backup_mod.SafetyCopy(cfg.backups.dir, t.name, label=state.spec.label_for(state.trigger),
                                        pinned=cfg.backups.pin_pre_migration,
                                        settings=backup_mod.DumpSettings(cfg.backups.pg_format, cfg.backups.pg_jobs,
                                                                         cfg.backups.pg_compress))
@@ -388,8 +375,8 @@ def _restore_preview(state: RunState, path: Path, manifest: dict) -> dict:
 
 def step_verify(state: RunState) -> VerifyResult:
     t = state.target
-    mode = VERIFY_MODE[state.job]
-    if mode == "restore" and state.dry_run:  # nothing was restored: nothing to verify
+    mode = state.spec.verify_mode
+    if state.spec.restores and state.dry_run:  # nothing was restored: nothing to verify
         with timed(state, "verify"):
             state.verification = VerifyResult(checks=[Check("matches_restored_backup", True,  # skipped: no failure
                                                              "skipped: a dry run restores nothing")])
@@ -449,7 +436,7 @@ def step_drill(state: RunState, recorded=None):
 def _tables_before(state: RunState) -> dict:
     """Each table's columns and rows before the run: what the diff step read; a restore's (it has no diff step) from
     its safety copy's manifest, the database just before the restore (tables the target ignores left out, as after)."""
-    if state.tables_before or state.job != "restore_database" or state.backup is None:
+    if state.tables_before or not state.spec.restores or state.backup is None:
         return state.tables_before
     ignored = set(state.target.ignore_tables)
     return {n: {"columns": _dict_of(v).get("columns"), "rows": _dict_of(v).get("rows")}
@@ -551,16 +538,35 @@ def finish(state: RunState, *, error: BaseException | str | None = None, failed_
 def run_job(config: MaintenanceConfig, target: str, job: str, *, dry_run: bool = False, align: str | None = None,
             restore_backup: str = "", run_id: str | None = None, trigger: str = "manual") -> dict:
     """Run a whole job without Dagster; returns the report dict (``status`` says how it went)."""
-    if job not in JOB_STEPS:
-        raise ValueError(f"unknown job {job!r}; one of {', '.join(JOB_STEPS)}")
+    spec = job_named(job)
     state = start(config, target, job, run_id=run_id, trigger=trigger)
     state.restore_backup = restore_backup
-    steps = {"backup": step_backup, "diff": step_diff, "verify": step_verify,
-             "migrate": lambda s: step_migrate(s, dry_run=dry_run, align=align),
-             "restore": lambda s: step_restore(s, dry_run=dry_run), "drill": step_drill}
-    for name in JOB_STEPS[job][:-1]:  # the last step, report, is finish
+    options = StepOptions(dry_run=dry_run, align=align)
+    for name in spec.steps[:-1]:  # the last step, report, is finish
         try:
-            steps[name](state)
+            STEPS[name](state, options)
         except Exception as e:  # noqa: BLE001 - a report exists for every run, whatever failed
             return finish(state, error=e, failed_step=name)
     return finish(state)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """What a step takes beyond the run's state: the run's options, and what the event log recorded of backups
+    (``path -> sha256`` or None)."""
+
+    dry_run: bool = False
+    align: str | None = None
+    backup: str = ""  # restore: the backup chosen at launch (empty: the state's choice)
+    recorded: object = None
+
+
+# each step's function, once: ``run_job`` and the Dagster ops (``orchestration/ops.py``) both call a step through it
+STEPS = {
+    "backup": lambda s, o: step_backup(s, recorded=o.recorded),
+    "diff": lambda s, o: step_diff(s),
+    "migrate": lambda s, o: step_migrate(s, dry_run=o.dry_run, align=o.align),
+    "restore": lambda s, o: step_restore(s, o.backup, recorded=o.recorded, dry_run=o.dry_run),
+    "verify": lambda s, o: step_verify(s),
+    "drill": lambda s, o: step_drill(s, recorded=o.recorded),
+}

@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from ..schema.model import Change
+from .jobs import JOBS, Job
 from .markdown import (MAX_SQL_LINE, _cell, _code, _dict, _dicts, _dt, _duration, _plural, _secs,  # noqa: F401
                        _table, _yes, bounded_sql, fenced, human_bytes, sql_text)
 
@@ -160,7 +161,7 @@ def _summary(report: dict) -> str:
             out += f" Backup taken before the run: {_code(backup)}."
         return out
     parts: list[str] = []
-    restore = report.get("job") == "restore_database"
+    restore = _restores(report)
     if restore:  # a restore applies no change: it puts a backup back (or, a dry run, says which it would)
         would, put = _dict(report.get("restore_preview")).get("would_restore"), _dict(report.get("restored_from"))
         if status == "dry_run":
@@ -279,7 +280,7 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
         return f"Not checked (the run failed at {step})." if step else "Not checked (the step did not run)."
 
     def drift():
-        restore = report.get("job") == "restore_database"
+        restore = _restores(report)
         items = report.get("drift_after" if restore else "drift_before")  # a restore compares after it, in verify
         if restore and report.get("dry_run") is True:
             return ["Not compared: a dry run restores nothing (what it would undo is above)."]
@@ -387,7 +388,7 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
             rows.append([_code(name, cell=True), f"{_cell(b.get('columns'))} → {_cell(a.get('columns'))}",
                          f"{_cell(b.get('rows'))} → {_cell(a.get('rows'))}", note])
         lead = []
-        if report.get("job") == "restore_database" and before:
+        if _restores(report) and before:
             safety = _dict(report.get("backup")).get("path")
             lead = [f"Before: the database just before the restore, as its safety copy {_code(safety)} holds it (its "
                     "manifest); after: the restored database.", ""]
@@ -437,7 +438,7 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
         return ["The whole error, as the failed step raised it (secrets masked):", "",
                 *fenced(str(report.get("error_detail") or report.get("error")), "text")]
 
-    if report.get("job") == "restore_drill":  # a drill restores into a scratch place: its own layout
+    if _job(report).about_backups:  # a drill restores into a scratch place: its own layout
         return _drill_sections(report, status, error, timeline)
     sections = [("Summary", lambda: [_summary(report)])]
     if status == "failed" and (report.get("error_detail") or report.get("error")):
@@ -446,7 +447,7 @@ def _sections(report: dict) -> list[tuple[str, callable]]:
         sections.append(("Restored", restored))
     if _dict(report.get("restore_preview")):
         sections.append(("Dry run: what the restore would do", lambda: _restore_preview(report)))
-    sections += [("Drift found" if report.get("job") != "restore_database" else "Compared with the reference", drift),
+    sections += [("Drift found" if not _restores(report) else "Compared with the reference", drift),
                 ("Planned (not applied)" if show_planned else "Changes applied", changes)]
     if _dict(report.get("measured")).get("statements") or len(_dicts(report.get("attempts"))) > 1:
         sections.append(("What it cost the application", lambda: _cost(report, show_planned)))
@@ -693,3 +694,16 @@ def summary_line(report: dict) -> str:
             tail = "see the report"
         tail = tail if status == "dry_run" else f"{status.upper()}: {tail}"
     return mask_secrets(" ".join(f"{head}: {tail}".split()))
+
+
+def _job(report: dict) -> Job:
+    """The job of the run a report is of (``jobs.py``); a report of a job this version does not know reads as one that
+    changes nothing."""
+    return JOBS.get(str(report.get("job"))) or _UNKNOWN_JOB
+
+
+def _restores(report: dict) -> bool:
+    return _job(report).restores
+
+
+_UNKNOWN_JOB = Job("unknown", ("report",), "")

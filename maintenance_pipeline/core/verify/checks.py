@@ -59,7 +59,7 @@ class Reading:
     """What the checks read: the live database once, and what the run knows."""
 
     target: Target
-    mode: str
+    mode: Mode
     backup_path: Path | None
     backup_verified: bool
     backup_detail: str
@@ -97,7 +97,7 @@ def _source(r: Reading):
     (``Engine.reading_copy``; SQLite in rollback-journal mode: a consistent copy taken now, equal to the live
     database at that moment, so the application's writers wait for the copy, not for every check). A verify
     run reads the live database: its integrity and foreign keys come off the run's backup."""
-    if r.mode == "verify":
+    if not r.mode.changed:
         return contextlib.nullcontext(ReadFrom(r.target.url))
     return r.engine.reading_copy(r.target.url, r.backup_path.parent if r.backup_path is not None else None)
 
@@ -105,7 +105,7 @@ def _source(r: Reading):
 def _read_database(r: Reading, url, reference: Snapshot, out: Verification) -> None:
     t, engine = r.target, r.engine
     schema = engine.target_schema(t)
-    copy_url = engine.readable_copy(r.backup_path) if r.mode == "verify" and r.backup_path is not None else None
+    copy_url = engine.readable_copy(r.backup_path) if r.mode.checks_backup and r.backup_path is not None else None
     sa_engine = open_engine(url)
     try:
         with sa_engine.connect() as conn:
@@ -121,7 +121,7 @@ def _read_database(r: Reading, url, reference: Snapshot, out: Verification) -> N
             if copy_url is None:
                 r.fk = engine.fk_violations(conn, schema)
             r.not_valid = engine.not_valid_keys(conn, schema)
-            if r.mode == "restore" and r.restored_manifest is not None:
+            if r.mode.compares_manifest and r.restored_manifest is not None:
                 # the manifest's fingerprint covers every table (ignored ones too): compare like with like
                 r.full_fingerprint = take_snapshot(conn, schema=schema).fingerprint
             r.user = [run_user_check(conn, c) for c in t.checks]
@@ -140,8 +140,8 @@ def _read_where(r: Reading) -> str:
         return ""
     if s.copied:
         m = r.migration
-        after = ("the restore" if r.mode == "restore" else "the dry run" if m is not None and m.dry_run
-                 else "the migration's commit" if m is not None and (m.applied or m.aligned) else "the migration")
+        after = r.mode.after or ("the dry run" if m is not None and m.dry_run else "the migration's commit"
+                                 if m is not None and (m.applied or m.aligned) else "the migration")
         return (f" (read, with the row counts, foreign keys and checks, from a consistent copy of the live database "
                 f"taken after {after}; the application's writers waited only while it was copied)")
     if s.note:
@@ -174,8 +174,8 @@ def schema_check(r: Reading, out: Verification) -> Check:
         check = Check("schema_matches_reference", True,
                       f"{len(r.live.tables)} tables{objects} equal the reference (every table property, index, "
                       "constraint and schema object the engine stores was compared)")
-    if r.mode == "restore":
-        return Check(check.name, True, "reported only in restore: " + check.detail)
+    if not r.mode.schema_decides:
+        return Check(check.name, True, f"reported only in {r.mode.name}: " + check.detail)
     planned = r.planned_drift
     if planned is not None:
         left = "; ".join(c.describe() for c in planned[:8])
@@ -187,7 +187,7 @@ def schema_check(r: Reading, out: Verification) -> Check:
 
 
 def integrity_check(r: Reading, out: Verification) -> Check:
-    if r.mode == "verify" and r.backup_verified and r.backup_path is not None \
+    if r.mode.checks_backup and r.backup_verified and r.backup_path is not None \
             and r.engine.readable_copy(r.backup_path) is not None:
         return Check("integrity", True, f"ok ({r.engine.integrity_name} on this run's backup, a consistent copy "
                                         "of the live file; the live file was not read twice)")
@@ -201,7 +201,7 @@ def fk_check(r: Reading, out: Verification) -> Check:
           + (f" (+{len(r.not_valid) - 5} more)" if len(r.not_valid) > 5 else "")) if r.not_valid else ""
     if not now:
         return Check("foreign_keys", True, f"no row points at a missing parent{how}{nv}")
-    if r.mode == "verify":
+    if not r.mode.changed:  # nothing changed: every orphan is one
         return Check("foreign_keys", False, f"{sum(now.values())} orphan row(s): {fmt_fk(now)}{nv}")
     # after this run's migration, which checked the keys the engine does not enforce inside its own
     # transaction, a new orphan was written by another session since the backup, not by the run
@@ -238,12 +238,20 @@ def _error_text(e: BaseException, target: Target) -> str:
 
 
 def rows_check(r: Reading, out: Verification) -> Check | None:
-    if r.mode == "verify":
-        return UNCHANGED_ROWS if r.backup_path is not None else None
-    if r.mode == "restore":
-        if r.restored_manifest is None:
-            return None
-        return matches_manifest(r.target, out, r.restored_manifest, r.full_fingerprint)
+    return r.mode.rows(r, out)
+
+
+def _rows_unchanged(r: Reading, out: Verification) -> Check | None:
+    return UNCHANGED_ROWS if r.backup_path is not None else None
+
+
+def _rows_restored(r: Reading, out: Verification) -> Check | None:
+    if r.restored_manifest is None:
+        return None
+    return matches_manifest(r.target, out, r.restored_manifest, r.full_fingerprint)
+
+
+def _rows_migrated(r: Reading, out: Verification) -> Check | None:
     if r.migration is None:
         return None
     if r.migration.rows is None:
@@ -265,12 +273,33 @@ def backup_check(r: Reading, out: Verification) -> Check:
                  r.backup_detail or ("verified" if r.backup_verified else "backup not verified"))
 
 
-# the checks of each mode, in report order (the targets file's own checks come last)
-CHECKS: dict[str, list[Callable[[Reading, Verification], Check | None]]] = {
-    "maintain": [schema_check, integrity_check, fk_check, rows_check, backup_check],
-    "verify": [schema_check, integrity_check, fk_check, rows_check, backup_check],
-    "restore": [schema_check, integrity_check, fk_check, rows_check, backup_check],
-}
+# the checks, in report order (the targets file's own checks come last); each reads the run's ``Mode``
+CHECKS: list[Callable[[Reading, Verification], Check | None]] = [schema_check, integrity_check, fk_check, rows_check,
+                                                                 backup_check]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How a run's checks read and judge, by what the run did (a job's ``verify_mode``)."""
+
+    name: str
+    changed: bool  # the run changed the database: read from a copy taken now; else the live database, and every
+    #                orphan fails (nothing to tell its own from others')
+    checks_backup: bool  # integrity and foreign keys off the run's backup (the live database at the run's start)
+    schema_decides: bool  # a difference from the reference fails the schema check (a restore only reports it)
+    compares_manifest: bool  # the database is compared with the manifest of the backup put back
+    after: str | None  # what the copy read is taken after, when it is always the same
+    rows: Callable[[Reading, Verification], Check | None]
+
+
+MODES: dict[str, Mode] = {m.name: m for m in (
+    Mode("maintain", changed=True, checks_backup=False, schema_decides=True, compares_manifest=False, after=None,
+         rows=_rows_migrated),
+    Mode("verify", changed=False, checks_backup=True, schema_decides=True, compares_manifest=False, after=None,
+         rows=_rows_unchanged),
+    Mode("restore", changed=True, checks_backup=False, schema_decides=False, compares_manifest=True,
+         after="the restore", rows=_rows_restored),
+)}
 
 
 def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | None, backup_verified: bool,
@@ -285,10 +314,10 @@ def verify_target(target: Target, reference: Snapshot, *, backup_path: Path | No
     introduced, so orphans found now were there before or were written by another session.
     """
     out = Verification()
-    r = Reading(target, mode, backup_path, backup_verified, backup_detail, list(refused), restored_manifest,
+    r = Reading(target, MODES[mode], backup_path, backup_verified, backup_detail, list(refused), restored_manifest,
                 migration)
     _read(r, reference, out)
-    for check in CHECKS[mode]:
+    for check in CHECKS:
         result = check(r, out)
         if result is not None:
             out.checks.append(result)

@@ -104,6 +104,15 @@ class Target:
     # ``team:<name>``; key -> value (Dagster's tag rules, checked here so a bad one fails the load in one line)
     owners: tuple[str, ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
+    engine_name: str = ""  # the engine of ``url``, resolved when the targets file loaded (empty: from the URL)
+
+    @property
+    def engine(self):
+        """The target's engine (``engines``): named once when the targets file loaded, never parsed again from the
+        URL."""
+        from .engines import engine_named
+
+        return engine_named(self.engine_name) if self.engine_name else engine_for(self.url)
 
     @property
     def lock_wait(self) -> tuple[float, int, float]:
@@ -447,9 +456,11 @@ class _Parser:
                 if not (migrations / "env.py").is_file() and not migrations.is_dir():
                     self.fail(f"{key}.migrations", f"folder {migrations} does not exist; fix the path")
             baseline = t.get("baseline_revision")
+            url = self.url_(t["url"], f"{key}.url")
             out[str(name)] = Target(
                 name=str(name),
-                url=self.url_(t["url"], f"{key}.url"),
+                url=url,
+                engine_name=engine_for(url).name,
                 reference_url=self.url_(ref["url"], f"{key}.reference.url") if ref.get("url") else None,
                 reference_metadata=str(ref["metadata"]) if ref.get("metadata") else None,
                 reference_schema=str(ref["schema"]) if ref.get("schema") else None,

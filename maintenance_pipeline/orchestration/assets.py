@@ -34,7 +34,7 @@ import dagster as dg
 from ..core.backup.manifest import newest_verified
 from ..core.config import MaintenanceConfig, Target
 from ..core.dburl import mask_url
-from ..core.engines import engine_for, open_engine
+from ..core.engines import open_engine
 from ..core.run.commands import reference_for
 from ..core.run.drift import BackupFreshness
 from ..core.run import drill
@@ -84,7 +84,7 @@ def database_specs(config: MaintenanceConfig) -> list[dg.AssetSpec]:
     out = []
     for name, t in sorted(config.targets.items()):
         who = {"owners": list(t.owners), "tags": dict(t.tags)}
-        out.append(dg.AssetSpec(key=asset_key(name), group_name="databases", kinds={engine_for(t.url).kind_name},
+        out.append(dg.AssetSpec(key=asset_key(name), group_name="databases", kinds={t.engine.kind_name},
                                 description=f"{_code(mask_url(t.url))}, compared with {_cell(t.reference_label)} "
                                             f"(align: {_cell(t.align)}). {_runs(config, t)}", **who))
         out.append(dg.AssetSpec(key=backup_key(name), group_name="backups", deps=[asset_key(name)],
@@ -282,7 +282,7 @@ def measured(state) -> dict | None:
         meta["drift_changes"] = len(state.drift_before)
     for n, r in sorted(rows.items(), key=lambda kv: -kv[1])[:3]:
         meta[f"rows {n}"] = r
-    size = engine_for(t.url).size_bytes(t.url)
+    size = t.engine.size_bytes(t.url)
     if size is not None:
         meta["size_bytes"] = size
     if state.backup is not None:
@@ -334,7 +334,7 @@ def column_schema(t: Target) -> dict:
     events are logged: every table's columns, one per ``table.column``, its type, NOT NULL, default and primary
     key), or nothing when it cannot be read."""
     try:
-        engine = engine_for(t.url)
+        engine = t.engine
         sa_engine = open_engine(t.url)
         try:
             with sa_engine.connect() as conn:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from ..backup.manifest import list_backups
 from ..config import MaintenanceConfig, Target
 from ..dburl import mask_url
-from ..engines import engine_for, engine_of, open_engine
+from ..engines import engine_of, open_engine
 from ..errors import MaintenanceError
 from ..migrate.align import blocked_by_kept_names, cannot_align, split_by_align
 from ..migrate.executor import migrate
@@ -65,7 +65,7 @@ class TargetCheck:
 
 def reference_for(config: MaintenanceConfig, t: Target):
     return reference_snapshot(url=t.reference_url, metadata=t.reference_metadata,
-                              target_dialect=engine_for(t.url).name, ignore_tables=t.ignore_tables,
+                              target_dialect=t.engine.name, ignore_tables=t.ignore_tables,
                               search_paths=(config.root,), schema=t.reference_schema, target_url=t.url)
 
 
@@ -92,7 +92,7 @@ def check_target(config: MaintenanceConfig, name: str, *, sql: bool = False, ali
                     out.obstacles = foresee(conn, out.changes, live, schema)
         finally:
             engine.dispose()
-        out.refused = refusals(engine_for(t.url), out.changes, ref, live, mode)
+        out.refused = refusals(t.engine, out.changes, ref, live, mode)
         if sql and (out.changes or out.pending):
             try:  # the whole migration, on a scratch copy or in a rolled-back transaction: what it would run
                 result = migrate(t, ref, align=mode, dry_run=True)
@@ -218,7 +218,7 @@ def status_lines(config: MaintenanceConfig, *, now: datetime | None = None) -> l
     now = now or datetime.now(timezone.utc)
     rows = []
     for name, t in sorted(config.targets.items()):
-        row = {"target": name, "engine": engine_for(t.url).label, "revision": None, "in_sync": None,
+        row = {"target": name, "engine": t.engine.label, "revision": None, "in_sync": None,
                "last_run": None, "backup_age": None, "error": None}
         checked = check_target(config, name)
         row["error"] = checked.error

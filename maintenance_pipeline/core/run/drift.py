@@ -47,7 +47,7 @@ def drift_fingerprint(changes) -> str:
 
 def live_version(target: Target) -> int | str | None:
     """The cheap version of a target's live schema (``Engine.cheap_version``), None for engines without one."""
-    engine = engine_for(target.url)
+    engine = target.engine
     return engine.cheap_version(target.url, engine.target_schema(target), target.ignore_tables)
 
 
@@ -76,7 +76,7 @@ class ReferenceCache:
         return self._versions[ref]
 
     def get(self, target: Target, search_paths=()) -> tuple[str, Snapshot]:
-        dialect = engine_for(target.url).name
+        dialect = target.engine.name
         key = (target.reference_url or target.reference_metadata, target.reference_schema, dialect,
                tuple(target.ignore_tables))
         version = self.version(target)
@@ -102,7 +102,7 @@ def probe_target(target: Target, previous: dict | None, references: ReferenceCac
             probe = Probe(target.name, "drift" if previous["fp"] else "ok", previous["fp"] or None,
                           previous.get("changes", []), schema_version=version)
             return probe, previous
-        schema = engine_for(target.url).target_schema(target)
+        schema = target.engine.target_schema(target)
         engine = open_engine(target.url)
         try:
             with engine.connect() as conn:

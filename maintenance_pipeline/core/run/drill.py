@@ -179,7 +179,7 @@ def drill_target(config: MaintenanceConfig, name: str, *, recorded: Callable[[Pa
             f"the manifest of backup {backup.name} says sha256 {str(m.get('sha256'))[:12]}…, but this pipeline "
             f"recorded {known[:12]}… when it made that backup: the manifest was edited; find out who edited it, and "
             "take a new backup"))
-    engine = engine_for(t.url)
+    engine = t.engine
     t0 = time.perf_counter()
     try:
         with engine.scratch_restore(backup, t.url, schema=engine.target_schema(t)) as scratch_url:
@@ -266,7 +266,7 @@ def _rehearse(config: MaintenanceConfig, t: Target, scratch_url: str, backup: Pa
     pending: list[str] = []
     try:
         reference = reference_snapshot(
-            url=t.reference_url, metadata=t.reference_metadata, target_dialect=engine_for(t.url).name,
+            url=t.reference_url, metadata=t.reference_metadata, target_dialect=t.engine.name,
             ignore_tables=t.ignore_tables, search_paths=(config.root,), schema=t.reference_schema,
             target_url=scratch_url)
         sa_engine = open_engine(scratch_url)

@@ -19,7 +19,6 @@ from pathlib import Path
 from .. import backup as backup_mod
 from ..config import MaintenanceConfig, Target, load_config
 from ..dburl import mask_url
-from ..engines import engine_for
 from ..engines import open_engine
 from ..schema.diff import diff
 from ..errors import (
@@ -66,7 +65,7 @@ def _after_rollback(state: RunState) -> dict | None:
     copy taken under the lock before the run). Read after the run closed every connection to it (the live-file
     rule), so only when the report is written."""
     b = state.backup
-    path = engine_for(state.target.url).file(state.target.url)
+    path = state.target.engine.file(state.target.url)
     if b is None or not b.sha256 or path is None or not Path(path).is_file():
         return None
     try:
@@ -160,7 +159,7 @@ def reference_of(state: RunState) -> Snapshot:
     if state.reference is None:
         t = state.target
         state.reference = reference_snapshot(
-            url=t.reference_url, metadata=t.reference_metadata, target_dialect=engine_for(t.url).name,
+            url=t.reference_url, metadata=t.reference_metadata, target_dialect=t.engine.name,
             ignore_tables=t.ignore_tables, search_paths=(state.config.root,), schema=t.reference_schema,
             target_url=t.url,
         )
@@ -228,7 +227,7 @@ def _choose_restore(state: RunState, recorded=None) -> None:
                                                   state.restore_backup)
     path = Path(path)
     chosen = backup_mod.describe_choice(manifest)
-    same = engine_for(t.url).equals_backup(t.url, path, manifest, schema=t.schema,
+    same = t.engine.equals_backup(t.url, path, manifest, schema=t.schema,
                                             strict=bool(state.restore_backup))
     if same:
         raise RestoreError(f"nothing to undo: {path.name} ({chosen}) equals the database ({same}); pick another with "
@@ -355,7 +354,7 @@ def _restore_preview(state: RunState, path: Path, manifest: dict) -> dict:
     """What a restore of ``path`` would put back and undo: the database now against the backup (its schema's
     differences, each table's rows), read without changing anything."""
     t = state.target
-    backup_snap = engine_for(t.url).backup_snapshot(path, t.url, t)
+    backup_snap = t.engine.backup_snapshot(path, t.url, t)
     engine = open_engine(t.url)
     try:
         with engine.connect() as conn:

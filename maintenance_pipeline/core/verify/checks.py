@@ -42,7 +42,6 @@ from ..config import Target
 from ..dburl import scrub_passwords, translate_error
 from ..engines import open_engine
 from ..schema.diff import diff
-from ..engines import engine_for
 from ..engines.base import ReadFrom
 from ..schema.model import Change, Snapshot
 from ..schema.snapshot import table_counts, take_snapshot
@@ -82,7 +81,7 @@ class Reading:
 
 
 def _read(r: Reading, reference: Snapshot, out: Verification) -> None:
-    r.engine = engine_for(r.target.url)
+    r.engine = r.target.engine
     started = time.monotonic()
     with _source(r) as source:
         r.source = source

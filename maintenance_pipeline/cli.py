@@ -180,42 +180,53 @@ def _out(text: str) -> None:
             os.close(devnull)
 
 
+class _Usage(Exception):
+    """A usage error of ``run``: said as ``error: <text>``, exit code 2."""
+
+
 def _run(args) -> int:
-    from .core.config import load_config
+    """``run JOB TARGET``: check the arguments, launch the run in the Dagster instance, print its outcome."""
     from .core.errors import MaintenanceError
 
     try:
-        config = load_config()
-        if args.target not in config.targets:
-            known = ", ".join(sorted(config.targets)) or "none"
-            print(f"error: unknown target {args.target!r}; {config.path} defines: {known}", file=sys.stderr)
-            return 2
-        from .orchestration.definitions import build_definitions
-
-        defs = build_definitions(config)  # the targets file just loaded (and validated), not a cached module
-    except MaintenanceError as e:
+        config, defs = _load_for_run(args)
+        run_config = _run_config(args)
+        job = defs.resolve_job_def(args.job)
+        _check_dagster_home()
+    except (MaintenanceError, _Usage) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    result = _launch(job, args.target, config, run_config)
+    _print_outcome(args, config, result)
+    return 0 if result.success else 1
 
-    import dagster as dg
-    from dagster._core.utils import make_new_run_id
 
-    from .orchestration import command_line
-    from .orchestration.liveness import process_tags
+def _load_for_run(args):
+    """The targets file (``args.target`` one of its targets) and the Dagster definitions built from it."""
+    from .core.config import load_config
 
+    config = load_config()
+    if args.target not in config.targets:
+        known = ", ".join(sorted(config.targets)) or "none"
+        raise _Usage(f"unknown target {args.target!r}; {config.path} defines: {known}")
+    from .orchestration.definitions import build_definitions
+
+    return config, build_definitions(config)  # the targets file just loaded (and validated), not a cached module
+
+
+def _run_config(args) -> dict:
+    """The run config of ``args.job`` from the options (``--align`` and ``--dry-run`` only where the job takes them);
+    without ``--verbose`` the console logger is quiet."""
     from .core.run.jobs import JOBS, job_named
 
     ops: dict = {}
     spec = job_named(args.job)
     if args.align and not spec.takes_align:
         aligning = " and ".join(j.name for j in JOBS.values() if j.takes_align)
-        print(f"error: --align applies to {aligning} only ({args.job} changes no schema); drop it or run "
-              f"{aligning}", file=sys.stderr)
-        return 2
+        raise _Usage(f"--align applies to {aligning} only ({args.job} changes no schema); drop it or run {aligning}")
     if args.dry_run and not spec.takes_dry_run:
-        print(f"error: --dry-run applies to {' and '.join(j.name for j in JOBS.values() if j.takes_dry_run)} "
-              f"({args.job} changes nothing); drop it", file=sys.stderr)
-        return 2
+        raise _Usage(f"--dry-run applies to {' and '.join(j.name for j in JOBS.values() if j.takes_dry_run)} "
+                     f"({args.job} changes nothing); drop it")
     if "migrate" in spec.steps and (args.dry_run or args.align):
         ops["migrate"] = {"config": {"dry_run": args.dry_run, **({"align": args.align} if args.align else {})}}
     if "restore" in spec.steps and (args.backup or args.dry_run):
@@ -225,24 +236,39 @@ def _run(args) -> int:
     if not args.verbose:  # the event log stays in Dagster (the UI shows it); the terminal gets the outcome
         run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
         logging.getLogger("dagster").setLevel(logging.CRITICAL)
-    job = defs.resolve_job_def(args.job)
+    return run_config
+
+
+def _check_dagster_home() -> None:
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        print("error: DAGSTER_HOME is not set: a run is recorded in a Dagster instance; export DAGSTER_HOME=<a "
-              "folder> (the one the UI uses; make demo uses .dagster_home of this checkout)", file=sys.stderr)
-        return 2
+        raise _Usage("DAGSTER_HOME is not set: a run is recorded in a Dagster instance; export DAGSTER_HOME=<a "
+                     "folder> (the one the UI uses; make demo uses .dagster_home of this checkout)")
     if not os.path.isdir(home):
-        print(f"error: DAGSTER_HOME {home} is not a directory; create it (mkdir -p {home}) or point DAGSTER_HOME "
-              "at the Dagster instance the UI uses", file=sys.stderr)
-        return 2
+        raise _Usage(f"DAGSTER_HOME {home} is not a directory; create it (mkdir -p {home}) or point DAGSTER_HOME "
+                     "at the Dagster instance the UI uses")
+
+
+def _launch(job, target: str, config, run_config: dict):
+    """Run ``job`` on ``target`` in this process, recorded in the instance of ``$DAGSTER_HOME``; its result."""
+    import dagster as dg
+    from dagster._core.utils import make_new_run_id
+
+    from .orchestration import command_line
+    from .orchestration.liveness import process_tags
+
     with dg.DagsterInstance.get() as instance:
         _fail_dead_runs(instance, config)
         run_id = make_new_run_id()
         # a run of the code location as the UI lists it (its origin and repository label: the job's Runs tab, the
         # Overview's timeline, the run-failure alert), tagged with this process (pid, host, start time) so that the
         # next look fails the run if the process is killed
-        result = command_line.execute(job, args.target, instance, run_id=run_id, run_config=run_config,
-                                      tags=process_tags(run_id))
+        return command_line.execute(job, target, instance, run_id=run_id, run_config=run_config,
+                                    tags=process_tags(run_id))
+
+
+def _print_outcome(args, config, result) -> None:
+    """The run's outcome from its report: one JSON object (``--json``), or a few lines."""
     found = sorted((config.reports_dir / args.target).glob(f"*_{args.job}_{result.run_id[:8]}.md"))
     report_path = str(found[-1]) if found else None
     report = {}
@@ -254,16 +280,15 @@ def _run(args) -> int:
         print(json.dumps({"status": status, "run_id": result.run_id, "error": error,
                           "failed_step": report.get("failed_step"), "dry_run": bool(report.get("dry_run")),
                           "report": report_path}))
-    else:
-        at = f" at {report['failed_step']}" if report.get("failed_step") else ""
-        dry = " (dry run: nothing was changed)" if report.get("dry_run") else ""
-        print(f"{args.job} {args.target}: {status}{at}{dry} (run {result.run_id[:8]})")
-        for line in _restore_lines(report):
-            print(line)
-        if error:
-            print(f"error: {error}")
-        print(f"report: {report_path or 'none written'}")
-    return 0 if result.success else 1
+        return
+    at = f" at {report['failed_step']}" if report.get("failed_step") else ""
+    dry = " (dry run: nothing was changed)" if report.get("dry_run") else ""
+    print(f"{args.job} {args.target}: {status}{at}{dry} (run {result.run_id[:8]})")
+    for line in _restore_lines(report):
+        print(line)
+    if error:
+        print(f"error: {error}")
+    print(f"report: {report_path or 'none written'}")
 
 
 def _restore_lines(report: dict) -> list[str]:

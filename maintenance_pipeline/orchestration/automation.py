@@ -21,11 +21,12 @@ All of them are RUNNING by default here (Dagster's own default is STOPPED); the 
 
 Why not ``make_email_on_run_failure_sensor``: it covers one channel; our alert goes to the
 webhook, email and the alerts log with one content, one retry policy and one secret scrubber
-(``core.alerts``), so a single run-failure sensor calls that instead.
+(``core/run/alerts.py``), so a single run-failure sensor calls that instead.
 """
 
 import json
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
@@ -34,7 +35,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from ..core.run import alerts as alerts_mod
 from ..core.run.jobs import ON_DRIFT
 from ..core.config import MaintenanceConfig
-from ..core.run.drift import ReferenceCache, probe_target
+from ..core.run.drift import Probe, ReferenceCache, probe_target
 from ..core.engines import engine_for
 from . import liveness
 from .assets import PRODUCT_TAGS, asset_key, backup_key, check_key, check_names, database_checks, drill_checks
@@ -79,6 +80,75 @@ def make_drill_schedules(config: MaintenanceConfig, drill_job: dg.JobDefinition)
     return [nightly_restore_drill]
 
 
+@dataclass(frozen=True)
+class DriftDecision:
+    """What the drift sensor does for one target this tick (``decide_drift``)."""
+
+    entry: dict  # the target's new cursor entry
+    note: str  # its part of the tick's skip reason
+    request: dict | None = None  # a run to request: ``dg.RunRequest``'s arguments
+    alert: alerts_mod.Alert | None = None  # to send
+    warning: str | None = None  # to log at warning level
+
+
+def decide_drift(name: str, probe: Probe, entry: dict, on_drift: str,
+                 version_words: tuple[str, str] | None = None) -> DriftDecision:
+    """The drift sensor's decision for target ``name`` from this tick's ``probe`` and the cursor entry
+    ``probe_target`` returned with it; ``on_drift`` is the target's setting (which job drift starts, ``ON_DRIFT``),
+    ``version_words`` how its engine names the cheap version (``Engine.version_words``; for a probe that is ok).
+
+    Drift requests the job with ``run_key = "<target>:<fingerprint>"`` every tick it lasts (Dagster starts one run
+    per key) and alerts once per fingerprint (``alerted``); an unreadable target is a warning, alerted once per error
+    (``error_alerted``), and requests nothing. The input entry is not changed."""
+    entry = {k: v for k, v in entry.items() if k != "stale_alerted"}  # alert_on_checks_and_freshness's now
+    if probe.status == "unreadable":
+        alert = None
+        if entry.get("error_alerted") != probe.error:
+            alert = alerts_mod.Alert(kind="unreadable", target=name, error=probe.error)
+            entry["error_alerted"] = probe.error
+        return DriftDecision(entry, f"{name}: unreadable ({probe.error})", alert=alert,
+                             warning=f"target {name} unreadable: {probe.error}")
+    if probe.status == "drift":
+        job = ON_DRIFT[on_drift].name
+        request = dict(run_key=f"{name}:{probe.fingerprint}", job_name=job, partition_key=name,
+                       tags={"database": name, "trigger": "drift", "drift.fingerprint": probe.fingerprint})
+        alert = None
+        if entry.get("alerted") != probe.fingerprint:
+            alert = alerts_mod.Alert(kind="drift", job=job, target=name, fingerprint=probe.fingerprint,
+                                     changes=probe.changes, error=f"{len(probe.changes)} difference(s) from the "
+                                                                  f"reference; starting {job}")
+            entry["alerted"] = probe.fingerprint
+        return DriftDecision(entry, f"{name}: drift {probe.fingerprint} ({len(probe.changes)} change(s))",
+                             request=request, alert=alert)
+    what, short = version_words or ("schema version", "schema version")
+    how = "reflected" if probe.reflected else f"{short} unchanged"
+    return DriftDecision(entry, f"{name}: no drift ({what}, {how})")
+
+
+def _fail_dead_runs(context: dg.SensorEvaluationContext, config: MaintenanceConfig) -> list[str]:
+    """Each drift tick, first: fail the runs of this host whose process is gone (``liveness``; the run-failure sensor
+    alerts them). Returns a note per run."""
+    try:
+        instance = context.instance
+    except dg.DagsterInvariantViolationError:  # a test context built without an instance
+        return []
+    try:
+        dead = liveness.fail_dead_runs(instance, config.reports_dir)
+    except Exception as e:  # noqa: BLE001 - the drift check of this tick goes on whatever happens here
+        context.log.warning(f"could not look for runs whose process is gone: {type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:160]}")
+        return []
+    for run in dead:
+        context.log.warning(run.line())
+    return [f"failed run {run.run_id[:8]} ({run.job} on {run.target}): its process is gone" for run in dead]
+
+
+def _ours(run: dg.DagsterRun, config: MaintenanceConfig) -> bool:
+    """A run of this product on one of this targets file's databases (the sensor sees every code location's)."""
+    target = run.tags.get("database") or run.tags.get("dagster/partition")
+    return all(run.tags.get(k) == v for k, v in PRODUCT_TAGS.items()) and target in config.targets
+
+
 def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> list[dg.SensorDefinition]:
     by_name = {j.name: j for j in jobs}
     references = ReferenceCache()
@@ -89,67 +159,31 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
         outcome = alerts_mod.send_alert(alert, config.alerts, secrets=secret_values)
         log.info(f"{alert.kind} alert for {alert.target}: {outcome}")
 
-    def fail_dead_runs(context: dg.SensorEvaluationContext) -> list[str]:
-        """Each tick, first: fail the runs of this host whose process is gone (``liveness``; the run-failure sensor
-        alerts them). Returns a note per run."""
-        try:
-            instance = context.instance
-        except dg.DagsterInvariantViolationError:  # a test context built without an instance
-            return []
-        try:
-            dead = liveness.fail_dead_runs(instance, config.reports_dir)
-        except Exception as e:  # noqa: BLE001 - the drift check of this tick goes on whatever happens here
-            context.log.warning(f"could not look for runs whose process is gone: {type(e).__name__}: "
-                                f"{' '.join(str(e).split())[:160]}")
-            return []
-        for run in dead:
-            context.log.warning(run.line())
-        return [f"failed run {run.run_id[:8]} ({run.job} on {run.target}): its process is gone" for run in dead]
-
     @dg.sensor(name="schema_drift_sensor", jobs=[by_name[j.name] for j in ON_DRIFT.values()],
                minimum_interval_seconds=config.sensor_interval_seconds, default_status=sensor_status,
                description="Each tick: a cheap schema version per target (reflect only when it moved); drift "
                            "starts the target's on_drift job once per drift fingerprint and sends one alert.")
     def schema_drift_sensor(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
-        requests, notes = [], fail_dead_runs(context)
+        requests, notes = [], _fail_dead_runs(context, config)
         references.new_tick()
         for name in sorted(config.targets):
             target = config.targets[name]
             probe, entry = probe_target(target, cursor.get(name), references, search_paths=(config.root,))
-            if probe.status == "unreadable":
-                notes.append(f"{name}: unreadable ({probe.error})")
-                context.log.warning(f"target {name} unreadable: {probe.error}")
-                if entry.get("error_alerted") != probe.error:
-                    send(alerts_mod.Alert(kind="unreadable", target=name, error=probe.error), context.log)
-                    entry["error_alerted"] = probe.error
-            elif probe.status == "drift":
-                job = ON_DRIFT[target.on_drift].name
-                notes.append(f"{name}: drift {probe.fingerprint} ({len(probe.changes)} change(s))")
-                requests.append(dg.RunRequest(
-                    run_key=f"{name}:{probe.fingerprint}", job_name=job, partition_key=name,
-                    tags={"database": name, "trigger": "drift", "drift.fingerprint": probe.fingerprint}))
-                if entry.get("alerted") != probe.fingerprint:
-                    send(alerts_mod.Alert(kind="drift", job=job, target=name, fingerprint=probe.fingerprint,
-                                          changes=probe.changes,
-                                          error=f"{len(probe.changes)} difference(s) from the reference; "
-                                                f"starting {job}"), context.log)
-                    entry["alerted"] = probe.fingerprint
-            else:
-                what, short = engine_for(target.url).version_words(probe.schema_version)
-                how = "reflected" if probe.reflected else f"{short} unchanged"
-                notes.append(f"{name}: no drift ({what}, {how})")
-            entry.pop("stale_alerted", None)  # the stale-backup alert is alert_on_checks_and_freshness's now
-            cursor[name] = entry
+            words = engine_for(target.url).version_words(probe.schema_version) if probe.status == "ok" else None
+            decision = decide_drift(name, probe, entry, target.on_drift, words)
+            notes.append(decision.note)
+            if decision.warning:
+                context.log.warning(decision.warning)
+            if decision.request:
+                requests.append(dg.RunRequest(**decision.request))
+            if decision.alert:
+                send(decision.alert, context.log)
+            cursor[name] = decision.entry
         new_cursor = json.dumps(cursor, sort_keys=True)
         if requests:
             return dg.SensorResult(run_requests=requests, cursor=new_cursor)
         return dg.SensorResult(skip_reason="; ".join(notes) or "no targets", cursor=new_cursor)
-
-    def ours(run: dg.DagsterRun) -> bool:
-        """A run of this product on one of this targets file's databases (the sensor sees every code location's)."""
-        target = run.tags.get("database") or run.tags.get("dagster/partition")
-        return all(run.tags.get(k) == v for k, v in PRODUCT_TAGS.items()) and target in config.targets
 
     @dg.run_failure_sensor(name="alert_on_run_failure", default_status=sensor_status,
                            minimum_interval_seconds=min(config.sensor_interval_seconds, 30),
@@ -158,7 +192,7 @@ def make_sensors(config: MaintenanceConfig, jobs: list[dg.JobDefinition]) -> lis
                                        "the UI or maintenance-pipeline run): webhook, email and the alerts log.")
     def alert_on_run_failure(context: dg.RunFailureSensorContext):
         run = context.dagster_run
-        if not ours(run):
+        if not _ours(run, config):
             return
         step, error, report = None, None, None
         for event in context.get_step_failure_events():

@@ -1,4 +1,4 @@
-"""Dagster ops: thin adapters over ``core.pipeline``.
+"""Dagster ops: thin adapters over ``core/run/pipeline.py``.
 
 Each op runs one step on the ``RunState`` handed down by the previous op. The step that ends the run's work writes
 the report (the job's last step before ``report`` when all went well, else the step that failed: the run's report
@@ -239,32 +239,37 @@ def _started(context, config: MaintenanceConfig) -> RunState:
                           ui_url=f"{config.alerts.ui_base_url}/runs/{context.run_id}")
 
 
-def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
-    Choosing = restore_config_class(config)  # noqa: N806 - the restore op's config type, with today's backups
+def _resume(config: MaintenanceConfig, state: RunState, context: dg.OpExecutionContext) -> RunState:
+    """The state an op receives, bound to the targets file (in memory only: RunState never pickles it) and to this
+    run: a run re-executed from a failed step reports under its own id."""
+    state.bind(config)
+    if state.run_id != context.run_id:
+        state.run_id = context.run_id
+        state.ui_url = f"{config.alerts.ui_base_url}/runs/{context.run_id}"
+    return state
 
-    def _resume(state: RunState, context: dg.OpExecutionContext) -> RunState:
-        """The state an op receives, bound to the targets file (in memory only: RunState never pickles it) and
-        to this run: a run re-executed from a failed step reports under its own id."""
-        state.bind(config)
-        if state.run_id != context.run_id:
-            state.run_id = context.run_id
-            state.ui_url = f"{config.alerts.ui_base_url}/runs/{context.run_id}"
-        return state
+
+def _stepper(config: MaintenanceConfig) -> Callable[..., RunState]:
+    """``step(context, state, name, fn)``: the step ``name`` on the state an op received (resumed: bound to this run
+    and the targets file); the job's last step before ``report`` then writes the report."""
 
     def step(context: dg.OpExecutionContext, state: RunState, name: str, fn) -> RunState:
-        """The step ``name`` on the state an op received (resumed: bound to this run and the targets file); the job's
-        last step before ``report`` then writes the report."""
-        run_step(context, _resume(state, context), name, fn)
+        run_step(context, _resume(config, state, context), name, fn)
         if state.spec.last_work_step == name:
             wrap_up(context, state)
         return state
 
-    # the first op of each job: ``started`` (for the report op, before anything else), then its state
-    first_outs = {"result": dg.Out(RunState), "started": dg.Out(dg.Nothing)}
+    return step
 
+
+# the first op of each job: ``started`` (for the report op, before anything else), then its state
+_FIRST_OUTS = {"result": dg.Out(RunState), "started": dg.Out(dg.Nothing)}
+
+
+def _backup_op(config: MaintenanceConfig) -> dg.OpDefinition:
     @dg.op(description="Back up the target (SQLite online copy / pg_dump), verify the copy, apply retention "
                        "(restore_database: check the backup to restore; its safety copy is the restore's).",
-           tags={"step": "backup"}, pool=BACKUP_POOL, out=first_outs)
+           tags={"step": "backup"}, pool=BACKUP_POOL, out=_FIRST_OUTS)
     def backup(context: dg.OpExecutionContext):
         yield dg.Output(None, "started")
         target = context.partition_key
@@ -293,6 +298,12 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
             "retention_removed": len(state.retention_removed),
         })
 
+    return backup
+
+
+def _diff_op(config: MaintenanceConfig) -> dg.OpDefinition:
+    step = _stepper(config)
+
     @dg.op(description="Compare the live schema with the reference: tables, columns, keys, indexes; "
                        "each change additive or destructive.", tags={"step": "diff"})
     def diff(context: dg.OpExecutionContext, state: RunState) -> RunState:
@@ -304,6 +315,12 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
             "pending_revisions": ", ".join((state.revisions or {}).get("pending") or []) or "none",
         })
         return state
+
+    return diff
+
+
+def _migrate_op(config: MaintenanceConfig) -> dg.OpDefinition:
+    step = _stepper(config)  # the op's own ``config`` is its run config
 
     @dg.op(description="Apply pending Alembic revisions, then align what still differs (per `align`), in one "
                        "transaction under a lock; roll back on any failure.", tags={"step": "migrate"})
@@ -328,6 +345,13 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         context.add_output_metadata(meta)
         return state
 
+    return migrate
+
+
+def _restore_op(config: MaintenanceConfig) -> dg.OpDefinition:
+    Choosing = restore_config_class(config)  # noqa: N806 - the restore op's config type, with today's backups
+    step = _stepper(config)  # the op's own ``config`` is its run config
+
     @dg.op(description="Under the lock: a safety copy of the target, then the chosen backup put in its place "
                        "(SQLite: both inside one write transaction).",
            tags={"step": "restore"})
@@ -344,10 +368,16 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
                 state.restore_preview["would_restore"]), "would_undo": len(state.restore_preview["would_undo"])})
         return state
 
+    return restore
+
+
+def _drill_op(config: MaintenanceConfig) -> dg.OpDefinition:
+    step = _stepper(config)
+
     @dg.op(description="Restore the newest verified backup into a scratch place (SQLite: a temporary copy; "
                        "PostgreSQL: a scratch database, dropped after), check it against its manifest, rehearse the "
                        "pending migration on it; RPO and RTO. Never touches the target.",
-           tags={"step": "drill"}, pool=BACKUP_POOL, out=first_outs)
+           tags={"step": "drill"}, pool=BACKUP_POOL, out=_FIRST_OUTS)
     def drill(context: dg.OpExecutionContext):
         yield dg.Output(None, "started")
         state = _started(context, config)
@@ -357,6 +387,12 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         d = state.drill
         yield dg.Output(state, "result", metadata={"backup_path": dg.MetadataValue.path(str(d.backup["path"])),
                                                    **drill_figures(d), **_written(state)})
+
+    return drill
+
+
+def _verify_op(config: MaintenanceConfig) -> dg.OpDefinition:
+    step = _stepper(config)
 
     @dg.op(description="Checks: schema equals reference, integrity, foreign keys, rows preserved, backup "
                        "verified, user SQL checks. Any failed check fails the run.", tags={"step": "verify"})
@@ -368,6 +404,10 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
                                      **_written(state)})
         return state
 
+    return verify
+
+
+def _report_op(config: MaintenanceConfig) -> dg.OpDefinition:
     @dg.op(description="Publish the run's Markdown and JSON report (written by the step that ended the run: the "
                        "last one, or the one that failed) and attach it to the run. Runs last, after the whole run "
                        "or after a failed step.",
@@ -382,5 +422,15 @@ def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
         context.add_output_metadata(_report_metadata(rep))
         return {k: rep.get(k) for k in ("target", "job", "run_id", "status", "report_paths")}
 
-    return {"backup": backup, "diff": diff, "migrate": migrate, "restore": restore, "verify": verify,
-            "report": report, "drill": drill}
+    return report
+
+
+# each op's factory, by its name: the step it runs (a ``Job``'s ``steps`` in ``core/run/jobs.py`` name its ops)
+_OPS: dict[str, Callable[[MaintenanceConfig], dg.OpDefinition]] = {
+    "backup": _backup_op, "diff": _diff_op, "migrate": _migrate_op, "restore": _restore_op, "verify": _verify_op,
+    "report": _report_op, "drill": _drill_op}
+
+
+def make_ops(config: MaintenanceConfig) -> dict[str, dg.OpDefinition]:
+    """Every op, by name, built for the targets file ``config``."""
+    return {name: build(config) for name, build in _OPS.items()}

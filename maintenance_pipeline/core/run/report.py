@@ -21,7 +21,9 @@ import os
 import re
 import tempfile
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote, urlsplit
 
 from ..schema.model import Change
@@ -271,190 +273,230 @@ def _show_planned(report: dict, status: str) -> bool:
         status == "failed" and not _dicts(report.get("applied")) and bool(_dicts(report.get("planned"))))
 
 
-def _sections(report: dict) -> list[tuple[str, callable]]:
-    status = _status(report)
-    show_planned = _show_planned(report, status)
+def _not_checked(report: dict) -> str:
+    step = report.get("failed_step")
+    return f"Not checked (the run failed at {step})." if step else "Not checked (the step did not run)."
 
-    def not_checked() -> str:
-        step = report.get("failed_step")
-        return f"Not checked (the run failed at {step})." if step else "Not checked (the step did not run)."
 
-    def drift():
-        restore = _restores(report)
-        items = report.get("drift_after" if restore else "drift_before")  # a restore compares after it, in verify
-        if restore and report.get("dry_run") is True:
-            return ["Not compared: a dry run restores nothing (what it would undo is above)."]
-        if not isinstance(items, list):
-            return [not_checked()]
-        if restore:  # information: the restore puts back what the backup held
-            if not items:
-                return ["The restored database matches the reference."]
-            return [f"For information (a restore puts back what the backup held, whatever the reference says): "
-                    f"{_plural(len(items), 'difference')} from the reference.", ""] + \
-                _table(["Fix", "Object", "Destructive", "Detail", "What differs"], _change_rows(_dicts(items)))
+def _planned(report: dict) -> bool:
+    """Whether the changes section shows the plan (``_show_planned``)."""
+    return _show_planned(report, _status(report))
+
+
+def _has_error(report: dict) -> bool:
+    return _status(report) == "failed" and bool(report.get("error_detail") or report.get("error"))
+
+
+def _error(report: dict) -> list[str]:
+    return ["The whole error, as the failed step raised it (secrets masked):", "",
+            *fenced(str(report.get("error_detail") or report.get("error")), "text")]
+
+
+def _drift(report: dict) -> list[str]:
+    restore = _restores(report)
+    items = report.get("drift_after" if restore else "drift_before")  # a restore compares after it, in verify
+    if restore and report.get("dry_run") is True:
+        return ["Not compared: a dry run restores nothing (what it would undo is above)."]
+    if not isinstance(items, list):
+        return [_not_checked(report)]
+    if restore:  # information: the restore puts back what the backup held
         if not items:
-            return ["None: the database already matched the reference."]
-        rows = _dicts(items)
-        if any(c.get("fixed_by") for c in rows):  # which the revisions fixed, which alignment fixed
-            return _table(["Fix", "Object", "Destructive", "Detail", "What differs", "Fixed by"],
-                          [r + [_cell(c.get("fixed_by"), "—")] for r, c in zip(_change_rows(rows), rows)])
-        return _table(["Fix", "Object", "Destructive", "Detail", "What differs"], _change_rows(rows))
+            return ["The restored database matches the reference."]
+        return [f"For information (a restore puts back what the backup held, whatever the reference says): "
+                f"{_plural(len(items), 'difference')} from the reference.", ""] + \
+            _table(["Fix", "Object", "Destructive", "Detail", "What differs"], _change_rows(_dicts(items)))
+    if not items:
+        return ["None: the database already matched the reference."]
+    rows = _dicts(items)
+    if any(c.get("fixed_by") for c in rows):  # which the revisions fixed, which alignment fixed
+        return _table(["Fix", "Object", "Destructive", "Detail", "What differs", "Fixed by"],
+                      [r + [_cell(c.get("fixed_by"), "—")] for r, c in zip(_change_rows(rows), rows)])
+    return _table(["Fix", "Object", "Destructive", "Detail", "What differs"], _change_rows(rows))
 
-    def restored():
-        r = _dict(report.get("restored_from"))
-        chosen = [f"Put back {_cell(r.get('chosen'))}.", ""] if r.get("chosen") else []
-        if r.get("target_was") == "missing":
-            chosen += ["The database file was missing: it was made again from the backup (there was nothing to "
-                       "keep a safety copy of).", ""]
-        elif r.get("target_was") == "not a database":
-            chosen += [f"The file was not a database (damaged): it was replaced whole; its bytes are kept as they were "
-                       f"in {_code(r.get('kept_aside'))} (not a backup: no manifest, retention leaves it).", ""]
-        return chosen + _table(["Backup restored", "SHA-256", "Created", "Label"],
-                               [[_code(r.get("path"), cell=True),
-                                 _code(str(r.get("sha256") or "")[:12], cell=True) if r.get("sha256") else "—",
-                                 _cell(r.get("created_at")), _cell(r.get("label"))]])
 
-    def changes():
-        if show_planned:
-            planned = _dicts(report.get("planned"))
-            rolled = (["**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed."
-                       + _file_state(report), "", "What it tried:", ""] if report.get("rolled_back") else [])
-            if not planned:
-                return rolled + ["Nothing to do."]
-            out = rolled + _table(["#", "Source", "Description"],
-                         [[str(i), _cell(p.get("source")), _cell(p.get("description"))]
-                          for i, p in enumerate([p for p in planned if p.get("source") != "sql"], 1)])
-            sql = _sql_lines(report, [s for p in planned
-                                      for s in ([p["sql"]] if isinstance(p.get("sql"), str) else p.get("sql") or [])
-                                      if s])
-            return out + (["", *sql] if sql else [])
-        applied = _dicts(report.get("applied"))
-        revs = _dict(report.get("revisions"))
-        note = []
-        if revs.get("stamp"):
-            note = [f"The database predated Alembic: stamped at baseline revision {_code(revs['stamp'])} first.", ""]
-        if revs.get("after") and (revs.get("before") or revs.get("stamp")) != revs.get("after"):
-            note += [f"Alembic revision: {_code(revs.get('before') or revs.get('stamp'))} → "
-                     f"{_code(revs['after'])}.", ""]
-        if report.get("rolled_back"):
-            note += ["**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed."
-                     + _file_state(report), ""]
-        if not applied:
-            return note + ["None."]
-        total = sum(a["seconds"] for a in applied if _secs(a.get("seconds")) != "—")
-        sql = _sql_lines(report, report.get("sql") if isinstance(report.get("sql"), list) else [])
-        return note + _table(["#", "Source", "Description", "Seconds"],
-                      [[str(i), _cell(a.get("source")), _cell(a.get("description")), _secs(a.get("seconds"))]
-                       for i, a in enumerate(applied, 1)]) + ["", f"**Total:** {_secs(total)} s"] + \
-            (["", "The SQL executed, in order:", "", *sql] if sql else [])
+def _restored(report: dict) -> list[str]:
+    r = _dict(report.get("restored_from"))
+    chosen = [f"Put back {_cell(r.get('chosen'))}.", ""] if r.get("chosen") else []
+    if r.get("target_was") == "missing":
+        chosen += ["The database file was missing: it was made again from the backup (there was nothing to "
+                   "keep a safety copy of).", ""]
+    elif r.get("target_was") == "not a database":
+        chosen += [f"The file was not a database (damaged): it was replaced whole; its bytes are kept as they were "
+                   f"in {_code(r.get('kept_aside'))} (not a backup: no manifest, retention leaves it).", ""]
+    return chosen + _table(["Backup restored", "SHA-256", "Created", "Label"],
+                           [[_code(r.get("path"), cell=True),
+                             _code(str(r.get("sha256") or "")[:12], cell=True) if r.get("sha256") else "—",
+                             _cell(r.get("created_at")), _cell(r.get("label"))]])
 
-    def refused():
-        items = _dicts(report.get("refused"))
-        return _table(["Fix", "Object", "Destructive", "Detail", "What differs"], _change_rows(items)) + [
-            "", "These are not applied because `align` is "
-            f"{_code(report.get('align') or 'additive')}. To apply them, review the data they hold, then run again "
-            "with `align: full` (`ops: {migrate: {config: {align: full}}}`)."]
 
-    def verification():
-        checks = _dicts(report.get("checks"))
-        out = [f"- {_ICONS.get(_check_status(c), '❌')} **{_cell(c.get('name'))}**"
-               + (f" — {_cell(c.get('detail'))}" if c.get("detail") else "") for c in checks] or [not_checked()]
-        drops = _dicts(report.get("planned_drops"))
-        if drops:
-            out += ["", "**Data held by dropped objects** (a copy stays in the backup):"]
-            for d in drops:
-                column = f"{d.get('table')}.{d.get('column')}"
-                obj = f"column {_code(column)}" if d.get("column") else f"table {_code(d.get('table'))}"
-                held = [f"{d['rows']} rows" if d.get("rows") is not None else "",
-                        f"{d['values']} values" if d.get("values") is not None else ""]
-                out.append(f"- {obj}: {', '.join(h for h in held if h) or 'size unknown'}")
-        return out
+_ROLLED_BACK = "**Rolled back:** the migration stopped before its COMMIT; nothing it did was committed."
 
-    def before_after():
-        before, after = _dict(report.get("tables_before")), _dict(report.get("tables_after"))
-        if not before and not after:
-            return ["No table statistics were recorded."]
-        rows = []
-        for name in [*before, *(n for n in after if n not in before)]:
-            b, a = _dict(before.get(name)), _dict(after.get(name))
-            note = ""
-            if after and name not in before and before:
-                note = "✅ NEW"
-            elif before and after and name not in after:
-                note = "🗑 DROPPED"
-            elif isinstance(b.get("columns"), int) and isinstance(a.get("columns"), int) \
-                    and b["columns"] != a["columns"]:  # unknown on one side is no update
-                note = "✅ UPDATED"
-            rows.append([_code(name, cell=True), f"{_cell(b.get('columns'))} → {_cell(a.get('columns'))}",
-                         f"{_cell(b.get('rows'))} → {_cell(a.get('rows'))}", note])
-        lead = []
-        if _restores(report) and before:
-            safety = _dict(report.get("backup")).get("path")
-            lead = [f"Before: the database just before the restore, as its safety copy {_code(safety)} holds it (its "
-                    "manifest); after: the restored database.", ""]
-        return lead + _table(["Table", "Columns", "Rows", "Note"], rows)
 
-    def timeline():
-        steps = _dicts(report.get("timeline"))
-        if not steps:
-            return ["No steps were recorded."]
-        rows = []
-        for s in steps:
-            when = _dt(s.get("started_at"))
-            mark = " ❌" if s.get("step") and s.get("step") == report.get("failed_step") else ""
-            rows.append([_cell(s.get("step")) + mark, when.strftime("%H:%M:%S") if when else "—",
-                         _secs(s.get("seconds"))])
-        out = _table(["Step", "Started (UTC)", "Seconds"], rows)
-        start, end = _dt(report.get("started_at")), _dt(report.get("finished_at"))
-        return out + (["", f"**Total time:** {_duration((end - start).total_seconds())}"] if start and end else [])
+def _changes(report: dict) -> list[str]:
+    """The plan and its SQL (``_show_planned``), else what was applied."""
+    return _planned_changes(report) if _planned(report) else _applied_changes(report)
 
-    def backups():
-        b = _dict(report.get("backup"))
-        out = (_table(["Path", "SHA-256", "Size", "Verified", "Pinned", "Label", "Method"],
-                      [[_code(b.get("path"), cell=True),
-                        _code(str(b["sha256"])[:12], cell=True) if b.get("sha256") else "—",
-                        human_bytes(b.get("bytes")), _yes(b.get("verified")), _yes(b.get("pinned")),
-                        _cell(b.get("label")), _cell(b.get("method"))]])
-               if b else ["No backup was taken."])
-        if b and b.get("pinned") and b.get("path"):
-            out += ["", "Restore this pinned backup with:", "",
-                    *fenced(f"maintenance-pipeline run restore_database {report.get('target')} --backup {b['path']}")]
-        cleaned = b.get("cleaned") if b else None
-        if cleaned:
-            out += ["", "**Left by an interrupted run and removed before this backup** (temp files, copies "
-                        "without a manifest):"]
-            out += [f"- {_code(p)}" for p in cleaned]
-        if isinstance(dropped := report.get("migration_cleaned"), list) and dropped:  # PostgreSQL: scratch databases
-            out += ["", "**Left by a killed run, dropped:** " + ", ".join(map(_code, dropped))]
-        if report.get("backup_problems"):  # manifests left alone (invalid, or dated in the future)
-            out += ["", "**Left alone in the backup folder:**"] + [f"- {_cell(p)}" for p in report["backup_problems"]]
-        removed = report.get("retention_removed")
-        if isinstance(removed, list):
-            out += ["", "**Retention removed:**" + ("" if removed else " nothing.")]
-            out += [f"- {_code(p)}" for p in removed]
-        return out
 
-    def error():
-        return ["The whole error, as the failed step raised it (secrets masked):", "",
-                *fenced(str(report.get("error_detail") or report.get("error")), "text")]
+def _planned_changes(report: dict) -> list[str]:
+    planned = _dicts(report.get("planned"))
+    rolled = ([_ROLLED_BACK + _file_state(report), "", "What it tried:", ""] if report.get("rolled_back") else [])
+    if not planned:
+        return rolled + ["Nothing to do."]
+    out = rolled + _table(["#", "Source", "Description"],
+                          [[str(i), _cell(p.get("source")), _cell(p.get("description"))]
+                           for i, p in enumerate([p for p in planned if p.get("source") != "sql"], 1)])
+    sql = _sql_lines(report, [s for p in planned
+                              for s in ([p["sql"]] if isinstance(p.get("sql"), str) else p.get("sql") or [])
+                              if s])
+    return out + (["", *sql] if sql else [])
 
+
+def _applied_changes(report: dict) -> list[str]:
+    applied = _dicts(report.get("applied"))
+    revs = _dict(report.get("revisions"))
+    note = []
+    if revs.get("stamp"):
+        note = [f"The database predated Alembic: stamped at baseline revision {_code(revs['stamp'])} first.", ""]
+    if revs.get("after") and (revs.get("before") or revs.get("stamp")) != revs.get("after"):
+        note += [f"Alembic revision: {_code(revs.get('before') or revs.get('stamp'))} → "
+                 f"{_code(revs['after'])}.", ""]
+    if report.get("rolled_back"):
+        note += [_ROLLED_BACK + _file_state(report), ""]
+    if not applied:
+        return note + ["None."]
+    total = sum(a["seconds"] for a in applied if _secs(a.get("seconds")) != "—")
+    sql = _sql_lines(report, report.get("sql") if isinstance(report.get("sql"), list) else [])
+    return note + _table(["#", "Source", "Description", "Seconds"],
+                         [[str(i), _cell(a.get("source")), _cell(a.get("description")), _secs(a.get("seconds"))]
+                          for i, a in enumerate(applied, 1)]) + ["", f"**Total:** {_secs(total)} s"] + \
+        (["", "The SQL executed, in order:", "", *sql] if sql else [])
+
+
+def _has_cost(report: dict) -> bool:
+    return bool(_dict(report.get("measured")).get("statements")) or len(_dicts(report.get("attempts"))) > 1
+
+
+def _refused(report: dict) -> list[str]:
+    items = _dicts(report.get("refused"))
+    return _table(["Fix", "Object", "Destructive", "Detail", "What differs"], _change_rows(items)) + [
+        "", "These are not applied because `align` is "
+        f"{_code(report.get('align') or 'additive')}. To apply them, review the data they hold, then run again "
+        "with `align: full` (`ops: {migrate: {config: {align: full}}}`)."]
+
+
+def _verification(report: dict) -> list[str]:
+    checks = _dicts(report.get("checks"))
+    out = [f"- {_ICONS.get(_check_status(c), '❌')} **{_cell(c.get('name'))}**"
+           + (f" — {_cell(c.get('detail'))}" if c.get("detail") else "") for c in checks] or [_not_checked(report)]
+    drops = _dicts(report.get("planned_drops"))
+    if drops:
+        out += ["", "**Data held by dropped objects** (a copy stays in the backup):"]
+        for d in drops:
+            column = f"{d.get('table')}.{d.get('column')}"
+            obj = f"column {_code(column)}" if d.get("column") else f"table {_code(d.get('table'))}"
+            held = [f"{d['rows']} rows" if d.get("rows") is not None else "",
+                    f"{d['values']} values" if d.get("values") is not None else ""]
+            out.append(f"- {obj}: {', '.join(h for h in held if h) or 'size unknown'}")
+    return out
+
+
+def _before_after(report: dict) -> list[str]:
+    before, after = _dict(report.get("tables_before")), _dict(report.get("tables_after"))
+    if not before and not after:
+        return ["No table statistics were recorded."]
+    rows = []
+    for name in [*before, *(n for n in after if n not in before)]:
+        b, a = _dict(before.get(name)), _dict(after.get(name))
+        note = ""
+        if after and name not in before and before:
+            note = "✅ NEW"
+        elif before and after and name not in after:
+            note = "🗑 DROPPED"
+        elif isinstance(b.get("columns"), int) and isinstance(a.get("columns"), int) \
+                and b["columns"] != a["columns"]:  # unknown on one side is no update
+            note = "✅ UPDATED"
+        rows.append([_code(name, cell=True), f"{_cell(b.get('columns'))} → {_cell(a.get('columns'))}",
+                     f"{_cell(b.get('rows'))} → {_cell(a.get('rows'))}", note])
+    lead = []
+    if _restores(report) and before:
+        safety = _dict(report.get("backup")).get("path")
+        lead = [f"Before: the database just before the restore, as its safety copy {_code(safety)} holds it (its "
+                "manifest); after: the restored database.", ""]
+    return lead + _table(["Table", "Columns", "Rows", "Note"], rows)
+
+
+def _timeline(report: dict) -> list[str]:
+    steps = _dicts(report.get("timeline"))
+    if not steps:
+        return ["No steps were recorded."]
+    rows = []
+    for s in steps:
+        when = _dt(s.get("started_at"))
+        mark = " ❌" if s.get("step") and s.get("step") == report.get("failed_step") else ""
+        rows.append([_cell(s.get("step")) + mark, when.strftime("%H:%M:%S") if when else "—",
+                     _secs(s.get("seconds"))])
+    out = _table(["Step", "Started (UTC)", "Seconds"], rows)
+    start, end = _dt(report.get("started_at")), _dt(report.get("finished_at"))
+    return out + (["", f"**Total time:** {_duration((end - start).total_seconds())}"] if start and end else [])
+
+
+def _backups(report: dict) -> list[str]:
+    b = _dict(report.get("backup"))
+    out = (_table(["Path", "SHA-256", "Size", "Verified", "Pinned", "Label", "Method"],
+                  [[_code(b.get("path"), cell=True),
+                    _code(str(b["sha256"])[:12], cell=True) if b.get("sha256") else "—",
+                    human_bytes(b.get("bytes")), _yes(b.get("verified")), _yes(b.get("pinned")),
+                    _cell(b.get("label")), _cell(b.get("method"))]])
+           if b else ["No backup was taken."])
+    if b and b.get("pinned") and b.get("path"):
+        out += ["", "Restore this pinned backup with:", "",
+                *fenced(f"maintenance-pipeline run restore_database {report.get('target')} --backup {b['path']}")]
+    cleaned = b.get("cleaned") if b else None
+    if cleaned:
+        out += ["", "**Left by an interrupted run and removed before this backup** (temp files, copies "
+                    "without a manifest):"]
+        out += [f"- {_code(p)}" for p in cleaned]
+    if isinstance(dropped := report.get("migration_cleaned"), list) and dropped:  # PostgreSQL: scratch databases
+        out += ["", "**Left by a killed run, dropped:** " + ", ".join(map(_code, dropped))]
+    if report.get("backup_problems"):  # manifests left alone (invalid, or dated in the future)
+        out += ["", "**Left alone in the backup folder:**"] + [f"- {_cell(p)}" for p in report["backup_problems"]]
+    removed = report.get("retention_removed")
+    if isinstance(removed, list):
+        out += ["", "**Retention removed:**" + ("" if removed else " nothing.")]
+        out += [f"- {_code(p)}" for p in removed]
+    return out
+
+
+def _always(report: dict) -> bool:
+    return True
+
+
+# a run's sections, in order: (title, or the function that names it; whether the report has it; its body). A drill's
+# report has its own (``_drill_sections``).
+_SECTIONS: list[tuple[str | Callable[[dict], str], Callable[[dict], bool], Callable[[dict], list[str]]]] = [
+    ("Summary", _always, lambda r: [_summary(r)]),
+    ("Error", _has_error, _error),
+    ("Restored", lambda r: bool(r.get("restored_from")), _restored),
+    ("Dry run: what the restore would do", lambda r: bool(_dict(r.get("restore_preview"))),
+     lambda r: _restore_preview(r)),
+    (lambda r: "Compared with the reference" if _restores(r) else "Drift found", _always, _drift),
+    (lambda r: "Planned (not applied)" if _planned(r) else "Changes applied", _always, _changes),
+    ("What it cost the application", _has_cost, lambda r: _cost(r, _planned(r))),
+    ("Refused", lambda r: bool(_dicts(r.get("refused"))), _refused),
+    ("Verification", _always, _verification),
+    ("Before vs after", _always, _before_after),
+    ("Timeline", _always, _timeline),
+    ("Backups", _always, _backups),
+]
+
+
+def _sections(report: dict) -> list[tuple[str, Callable[[], list[str]]]]:
+    """The report's sections, each a title and the function that renders its body (``render_markdown`` calls it: a
+    body that raises is said in its place)."""
     if _job(report).about_backups:  # a drill restores into a scratch place: its own layout
-        return _drill_sections(report, status, error, timeline)
-    sections = [("Summary", lambda: [_summary(report)])]
-    if status == "failed" and (report.get("error_detail") or report.get("error")):
-        sections.append(("Error", error))
-    if report.get("restored_from"):
-        sections.append(("Restored", restored))
-    if _dict(report.get("restore_preview")):
-        sections.append(("Dry run: what the restore would do", lambda: _restore_preview(report)))
-    sections += [("Drift found" if not _restores(report) else "Compared with the reference", drift),
-                ("Planned (not applied)" if show_planned else "Changes applied", changes)]
-    if _dict(report.get("measured")).get("statements") or len(_dicts(report.get("attempts"))) > 1:
-        sections.append(("What it cost the application", lambda: _cost(report, show_planned)))
-    if _dicts(report.get("refused")):
-        sections.append(("Refused", refused))
-    return sections + [("Verification", verification), ("Before vs after", before_after),
-                       ("Timeline", timeline), ("Backups", backups)]
+        return _drill_sections(report, _status(report))
+    return [(title(report) if callable(title) else title, partial(body, report))
+            for title, applies, body in _SECTIONS if applies(report)]
 
 
 def _restore_preview(report: dict) -> list[str]:
@@ -481,13 +523,13 @@ def _restore_preview(report: dict) -> list[str]:
     return out
 
 
-def _drill_sections(report: dict, status: str, error, timeline) -> list[tuple[str, callable]]:
+def _drill_sections(report: dict, status: str) -> list[tuple[str, Callable[[], list[str]]]]:
     """A restore drill's report (``core/run/drill.py``): what was restored where, the figures (RPO, RTO, size), each
     check on the restored copy, the rehearsal of the pending migration, the timeline."""
     d = _dict(report.get("drill"))
     sections = [("Summary", lambda: [_drill_summary(report, status)])]
     if status == "failed" and (report.get("error_detail") or report.get("error")):
-        sections.append(("Error", error))
+        sections.append(("Error", partial(_error, report)))
     if d:
         sections += [("Drill", lambda: _drill_figures(d)), ("Checks on the restored copy", lambda: _drill_checks(d))]
         if _dict(d.get("rehearsal")):
@@ -495,7 +537,7 @@ def _drill_sections(report: dict, status: str, error, timeline) -> list[tuple[st
     if report.get("backup_problems"):
         sections.append(("Left alone in the backup folder",
                          lambda: [f"- {_cell(p)}" for p in report["backup_problems"]]))
-    return sections + [("Timeline", timeline)]
+    return sections + [("Timeline", partial(_timeline, report))]
 
 
 def _drill_summary(report: dict, status: str) -> str:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from collections.abc import Iterable
 
 from ..engines import engine_named
@@ -252,116 +252,155 @@ def _apply_renames(current: Snapshot, reference: Snapshot, renames: dict, out: d
     return replace(current, tables=tables)
 
 
+@dataclass(frozen=True)
+class _TableDiff:
+    """One table of both snapshots being compared, and where its changes go (``out``, by kind)."""
+
+    cur: Table
+    ref: Table
+    cur_snap: Snapshot
+    ref_snap: Snapshot
+    keys: _Keys
+    out: dict[str, list[Change]]
+    names: bool  # names are compared (both snapshots come from one engine)
+
+    @property
+    def t(self) -> str:
+        return self.ref.name
+
+    def add(self, kind: str, name: str | None, detail: str, **kw) -> None:
+        self.out[kind].append(_change(kind, self.t, name, detail, **kw))
+
+    def renamed(self, r_name: str | None, c_name: str | None) -> bool:
+        """A paired item's name differs (names the reference leaves to the server are not compared)."""
+        return self.names and r_name not in self.ref.server_names and self.keys.name(r_name) != self.keys.name(c_name)
+
+    def rename(self, kind: str, what: str, r, c) -> None:
+        self.add(kind, c.name, f"{what}: {c.name or '(no name)'} -> {r.name or '(no name)'}", reference=r, current=c)
+
+    def named(self, x) -> str | None:
+        return self.keys.name(x.name)
+
+
 def _compare_table(cur: Table, ref: Table, cur_snap: Snapshot, ref_snap: Snapshot, keys: _Keys,
                    out: dict[str, list[Change]], renames: dict | None = None) -> None:
-    renames = renames or {}
-    t = ref.name
     # names are compared within one engine; those the reference leaves to the server are not
-    names = cur_snap.dialect == ref_snap.dialect
+    d = _TableDiff(cur, ref, cur_snap, ref_snap, keys, out, cur_snap.dialect == ref_snap.dialect)
+    _compare_columns(d, renames or {})
+    _compare_options(d)
+    _compare_primary_key(d)
+    _compare_uniques_and_indexes(d)
+    _compare_checks(d)
+    _compare_foreign_keys(d)
 
-    def renamed(r_name: str | None, c_name: str | None) -> bool:
-        return names and r_name not in ref.server_names and keys.name(r_name) != keys.name(c_name)
 
-    def rename(kind: str, what: str, r, c) -> None:
-        out[kind].append(_change(kind, t, c.name, f"{what}: {c.name or '(no name)'} -> {r.name or '(no name)'}",
-                                 reference=r, current=c))
-
-    def named(x) -> str | None:
-        return keys.name(x.name)
-
+def _compare_columns(d: _TableDiff, renames: dict) -> None:
+    cur, ref, keys, t = d.cur, d.ref, d.keys, d.t
     cur_cols = {c.name: c for c in cur.columns}
     ref_cols = {c.name: c for c in ref.columns}
 
     added = [c for c in ref.columns if c.name not in cur_cols]
     for c in added:
-        out["add_column"].append(_change("add_column", t, c.name, c.ddl(), reference=c))
+        d.add("add_column", c.name, c.ddl(), reference=c)
     for c in cur.columns:
         if c.name in ref_cols:
             continue
-        twin = next((a.name for a in added if keys.type(a, ref_snap) == keys.type(c, cur_snap)
+        twin = next((a.name for a in added if keys.type(a, d.ref_snap) == keys.type(c, d.cur_snap)
                      and (t, c.name) not in renames), None)
         note = f"; {POSSIBLE_RENAME} {twin}" if twin else ""
-        out["drop_column"].append(_change("drop_column", t, c.name, c.ddl() + note, current=c))
+        d.add("drop_column", c.name, c.ddl() + note, current=c)
     for r in ref.columns:
         c = cur_cols.get(r.name)
         if c is None:
             continue
-        type_changed = keys.type(c, cur_snap) != keys.type(r, ref_snap)
+        type_changed = keys.type(c, d.cur_snap) != keys.type(r, d.ref_snap)
         null_changed = c.nullable != r.nullable
         default_changed = keys.default(c) != keys.default(r)
-        sequence_changed = names and _sequence_changed(c, r, keys)
+        sequence_changed = d.names and _sequence_changed(c, r, keys)
         if type_changed or null_changed or default_changed or sequence_changed:
             # the sequence's name alone is a rename (additive); its options change the values to come
             renamed_only = not (type_changed or null_changed or default_changed) and \
                 sequence_parts(c.sequence)[0] == sequence_parts(r.sequence)[0]
-            out["alter_column"].append(_change(
-                "alter_column", t, r.name,
-                _alter_detail(c, r, type_changed, null_changed, default_changed, sequence_changed),
-                reference=r, current=c, destructive=False if renamed_only else None))
+            d.add("alter_column", r.name,
+                  _alter_detail(c, r, type_changed, null_changed, default_changed, sequence_changed),
+                  reference=r, current=c, destructive=False if renamed_only else None)
 
+
+def _compare_options(d: _TableDiff) -> None:
+    cur, ref = d.cur, d.ref
     if sorted(cur.options) != sorted(ref.options):
         gone = sorted(set(cur.options) - set(ref.options))
         new = sorted(set(ref.options) - set(cur.options))
-        out["alter_table"].append(_change(
-            "alter_table", t, None, f"{', '.join(gone) or 'no option'} -> {', '.join(new) or 'no option'}",
-            reference=ref, current=cur))
+        d.add("alter_table", None, f"{', '.join(gone) or 'no option'} -> {', '.join(new) or 'no option'}",
+              reference=ref, current=cur)
 
+
+def _compare_primary_key(d: _TableDiff) -> None:
+    cur, ref = d.cur, d.ref
     if tuple(cur.primary_key) != tuple(ref.primary_key):
         detail = f"{_cols(cur.primary_key) if cur.primary_key else 'none'} -> " \
                  f"{_cols(ref.primary_key) if ref.primary_key else 'none'}"
         # the new key under the reference's name, when it gives one
-        pk_name = ref.primary_key_name if names and ref.primary_key_name not in ref.server_names else None
-        out["alter_primary_key"].append(_change("alter_primary_key", t, pk_name, detail,
-                                                reference=tuple(ref.primary_key), current=tuple(cur.primary_key)))
-    elif ref.primary_key and renamed(ref.primary_key_name, cur.primary_key_name):
-        rename("rename_constraint", f"primary key {_cols(ref.primary_key)}",
-               PrimaryKey(ref.primary_key_name, tuple(ref.primary_key)),
-               PrimaryKey(cur.primary_key_name, tuple(cur.primary_key)))
+        pk_name = ref.primary_key_name if d.names and ref.primary_key_name not in ref.server_names else None
+        d.add("alter_primary_key", pk_name, detail, reference=tuple(ref.primary_key),
+              current=tuple(cur.primary_key))
+    elif ref.primary_key and d.renamed(ref.primary_key_name, cur.primary_key_name):
+        d.rename("rename_constraint", f"primary key {_cols(ref.primary_key)}",
+                 PrimaryKey(ref.primary_key_name, tuple(ref.primary_key)),
+                 PrimaryKey(cur.primary_key_name, tuple(cur.primary_key)))
 
-    # uniques and indexes: same kind first, then a unique index and a unique constraint satisfy each other
-    ref_u, cur_u, pairs = _match(list(ref.uniques), list(cur.uniques), lambda u: (tuple(u.columns), u.options), named)
+
+def _compare_uniques_and_indexes(d: _TableDiff) -> None:
+    """Same kind first, then a unique index and a unique constraint satisfy each other."""
+    cur, ref = d.cur, d.ref
+    ref_u, cur_u, pairs = _match(list(ref.uniques), list(cur.uniques), lambda u: (tuple(u.columns), u.options),
+                                 d.named)
     for r, c in pairs:
-        if renamed(r.name, c.name):
-            rename("rename_constraint", f"unique {_cols(r.columns)}{_opt(r.options)}", r, c)
-    if _same_dialect_definitions(cur_snap, ref_snap, ref.indexes + cur.indexes):
+        if d.renamed(r.name, c.name):
+            d.rename("rename_constraint", f"unique {_cols(r.columns)}{_opt(r.options)}", r, c)
+    if _same_dialect_definitions(d.cur_snap, d.ref_snap, ref.indexes + cur.indexes):
         def ix_key(i: Index) -> tuple:
             return (i.unique, i.definition)
     else:
         def ix_key(i: Index) -> tuple:
             return (tuple(i.columns), i.unique)
-    ref_ix, cur_ix, pairs = _match(list(ref.indexes), list(cur.indexes), ix_key, named)
+    ref_ix, cur_ix, pairs = _match(list(ref.indexes), list(cur.indexes), ix_key, d.named)
     for r, c in pairs:
-        if renamed(r.name, c.name):
-            rename("rename_index", f"index {_index_detail(r)}", r, c)
+        if d.renamed(r.name, c.name):
+            d.rename("rename_index", f"index {_index_detail(r)}", r, c)
     ref_u, cur_ix = _cross(ref_u, cur_ix)
     ref_ix, cur_u = _cross_ix(ref_ix, cur_u)
     for u in ref_u:
-        out["add_unique"].append(_change("add_unique", t, u.name, _cols(u.columns) + _opt(u.options), reference=u))
+        d.add("add_unique", u.name, _cols(u.columns) + _opt(u.options), reference=u)
     for u in cur_u:
-        out["drop_unique"].append(_change("drop_unique", t, u.name, _cols(u.columns) + _opt(u.options), current=u))
+        d.add("drop_unique", u.name, _cols(u.columns) + _opt(u.options), current=u)
     for i in ref_ix:
-        out["add_index"].append(_change("add_index", t, i.name, _index_detail(i), reference=i))
+        d.add("add_index", i.name, _index_detail(i), reference=i)
     for i in cur_ix:
-        out["drop_index"].append(_change("drop_index", t, i.name, _index_detail(i), current=i))
+        d.add("drop_index", i.name, _index_detail(i), current=i)
 
-    # CHECK (and other) constraints by definition; adding one tightens what the table accepts
-    ref_ck, cur_ck, pairs = _match(list(ref.checks), list(cur.checks), lambda c: c.definition, named)
+
+def _compare_checks(d: _TableDiff) -> None:
+    """CHECK (and other) constraints by definition; adding one tightens what the table accepts."""
+    ref_ck, cur_ck, pairs = _match(list(d.ref.checks), list(d.cur.checks), lambda c: c.definition, d.named)
     for r, c in pairs:
-        if renamed(r.name, c.name):
-            rename("rename_constraint", f"check {r.definition}", r, c)
+        if d.renamed(r.name, c.name):
+            d.rename("rename_constraint", f"check {r.definition}", r, c)
     for c in cur_ck:
-        out["drop_check"].append(_change("drop_check", t, c.name, c.definition, current=c))
+        d.add("drop_check", c.name, c.definition, current=c)
     for c in ref_ck:
-        out["add_check"].append(_change("add_check", t, c.name, c.definition, reference=c))
+        d.add("add_check", c.name, c.definition, reference=c)
 
-    ref_fk, cur_fk, pairs = _match(list(ref.foreign_keys), list(cur.foreign_keys), _fk_key, named)
+
+def _compare_foreign_keys(d: _TableDiff) -> None:
+    ref_fk, cur_fk, pairs = _match(list(d.ref.foreign_keys), list(d.cur.foreign_keys), _fk_key, d.named)
     for r, c in pairs:
-        if renamed(r.name, c.name):
-            rename("rename_constraint", f"foreign key {r.describe()}", r, c)
+        if d.renamed(r.name, c.name):
+            d.rename("rename_constraint", f"foreign key {r.describe()}", r, c)
     for f in ref_fk:
-        out["add_foreign_key"].append(_change("add_foreign_key", t, f.name, f.describe(), reference=f))
+        d.add("add_foreign_key", f.name, f.describe(), reference=f)
     for f in cur_fk:
-        out["drop_foreign_key"].append(_change("drop_foreign_key", t, f.name, f.describe(), current=f))
+        d.add("drop_foreign_key", f.name, f.describe(), current=f)
 
 
 def _opt(options: str) -> str:

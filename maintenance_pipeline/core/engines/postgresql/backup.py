@@ -40,6 +40,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -84,6 +85,74 @@ DEFAULT_FORMAT = "directory"
 DEFAULT_COMPRESS = 0
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What one backup is to make, decided from its arguments before anything is touched."""
+
+    url: str
+    source: str  # the URL without its password, for messages and the manifest
+    folder: Path  # the target's backup folder
+    stem: str  # the dump's and the manifest's name without suffix
+    target: str
+    label: str
+    pinned: bool
+    now: datetime
+    verify: bool
+    busy_timeout: float
+    pg_format: str
+    pg_jobs: int  # as set (the restore check's jobs)
+    jobs: int  # pg_dump's: 1 for the custom format
+    pg_compress: int
+    restore_check: bool
+    schema: str | None
+
+
+@dataclass(frozen=True)
+class _Server:
+    """The live server, as the backup's transaction reads it."""
+
+    version: tuple[int, ...]
+    text: str  # ``server_version``, its first word
+    in_recovery: bool
+
+
+@dataclass(frozen=True)
+class _Tools:
+    pg_dump: PgTool
+    pg_restore: PgTool | None  # only found when the dump is verified or restore-checked
+
+
+@dataclass(frozen=True)
+class _Live:
+    """What the backup's transaction read before the dump: the snapshot pg_dump shares and what it holds."""
+
+    snapshot_id: str | None  # None on a standby (no exported snapshot there)
+    fingerprint: str
+    tables: dict[str, dict]
+    size_estimate: int
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """The dump's verification (listing and hash) and restore check, as the manifest records them."""
+
+    sha: str | None
+    files: dict
+    size: int
+    verified: bool
+    detail: str
+    check: dict | None
+
+
+@dataclass
+class _Made:
+    """What this backup has made so far: removed again if it fails (the staging folder also when it succeeds)."""
+
+    staging: Path | None = None
+    final: Path | None = None
+    manifest: Path | None = None
+
+
 def backup_postgresql(
     url: str,
     backups_dir: Path,
@@ -101,86 +170,32 @@ def backup_postgresql(
     schema: str | None = None,
 ) -> BackupResult:
     """``pg_dump`` of ``url`` into ``backups_dir/<target>/``; see the module docstring."""
-    import sqlalchemy as sa
-
     t_start = time.perf_counter()
     source = mask_url(url)
     _check_settings(pg_format, pg_jobs, pg_compress)
-    jobs = pg_jobs if pg_format == "directory" else 1
+    plan = _Plan(url=url, source=source, folder=backups_dir / target, stem=backup_stem(target, label, now),
+                 target=target, label=label, pinned=pinned, now=now, verify=verify, busy_timeout=busy_timeout,
+                 pg_format=pg_format, pg_jobs=pg_jobs, jobs=pg_jobs if pg_format == "directory" else 1,
+                 pg_compress=pg_compress, restore_check=restore_check, schema=schema)
     timings: dict[str, float] = {}
-    folder = backups_dir / target
-    stem = backup_stem(target, label, now)
-    staging: Path | None = None
-    final: Path | None = None
-    manifest_path: Path | None = None
-    hold = FolderHold(folder)
+    made = _Made()
+    hold = FolderHold(plan.folder)
     cleaned: list[str] = []
 
     engine = open_engine(url)  # ConnectionFailedError / BadUrlError before anything is created
     try:
         with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            try:
-                trans = conn.begin()
-                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(busy_timeout * 1000))}")
-                server_num = int(conn.exec_driver_sql("SHOW server_version_num").scalar())
-                server_text = str(conn.exec_driver_sql("SHOW server_version").scalar()).split()[0]
-                in_recovery = bool(conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar())
-            except sa.exc.DBAPIError as e:
-                raise translate_error(e, url) from None
-            server = version_tuple(server_num)
-            pg_dump = find_tool("pg_dump", at_least=server)
-            check_dump_version(pg_dump, server, server_text, source)
-            pg_restore = find_tool("pg_restore", at_least=pg_dump.version, near=pg_dump.path.parent) \
-                if verify or restore_check else None
+            trans, server = _begin(conn, plan)
+            tools = _find_tools(plan, server)
+            live = _read_live(conn, plan, server, timings)
+            _check_schema_exists(conn, plan, live)
 
-            try:
-                snapshot_id = None if in_recovery else conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
-                t = time.perf_counter()
-                fingerprint, tables = describe_tables(conn, schema)
-                timings["snapshot"] = time.perf_counter() - t
-                size_estimate = _data_size(conn, schema)
-            except sa.exc.DBAPIError as e:
-                raise _locked_or(translate_error(e, url), source, busy_timeout) from None
-            except MaintenanceError as e:
-                raise _locked_or(e, source, busy_timeout) from None
-            if schema and not tables:
-                exists = conn.exec_driver_sql("SELECT count(*) FROM pg_namespace WHERE nspname = %(s)s",
-                                              {"s": schema}).scalar()
-                if not exists:
-                    raise BackupError(f"schema {schema!r} does not exist in {source}; fix the target's schema "
-                                      "setting in the targets file")
-
-            ensure_folder(folder)
+            ensure_folder(plan.folder)
             cleaned = hold.acquire()  # what a killed run left here is removed first (leftovers.py)
-            check_free_space(folder, size_estimate if pg_compress == 0 else size_estimate // 3)
+            check_free_space(plan.folder, live.size_estimate if pg_compress == 0 else live.size_estimate // 3)
             try:
-                try:
-                    staging = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=".tmp", dir=folder))
-                except OSError as e:
-                    raise os_backup_error(e, folder) from None
-                os.chmod(staging, DIR_MODE)
-                out_path = staging / "dump"
-                args = [f"--format={FORMATS[pg_format]}", f"--file={out_path}", f"--compress={pg_compress}",
-                        f"--lock-wait-timeout={max(1, int(busy_timeout * 1000))}"]
-                if jobs > 1:
-                    args.append(f"--jobs={jobs}")
-                if snapshot_id:
-                    args.append(f"--snapshot={snapshot_id}")
-                if schema:
-                    args.append(f"--schema={quote_ident(schema)}")  # quoted: a name, not a pattern
-                cmd = build_command(pg_dump.path, url, args)
-                t = time.perf_counter()
-                with TrickleSync(folder=staging):  # the dump reaches the disk as pg_dump writes it, not in one burst
-                    out = run(cmd)
-                timings["dump"] = time.perf_counter() - t
-                if out.returncode != 0:
-                    raise classify(cmd, out.stderr, source, "pg_dump of", "check the server log and the backup "
-                                   f"folder {folder}, then rerun")
-                if not out_path.exists():
-                    raise BackupError(f"pg_dump of {source} wrote nothing to {out_path}; check the PostgreSQL "
-                                      "client installation and rerun")
+                out_path = _dump(plan, tools.pg_dump, live.snapshot_id, made, timings)
             finally:
                 try:
                     trans.rollback()  # ends the exported snapshot; pg_dump is done with it
@@ -188,83 +203,190 @@ def backup_postgresql(
                     pass
 
         _chmod_tree(out_path)
-
-        sha, files, size = None, {}, 0
-        verified = False
-        detail = "not verified (verify=False)"
-        check = None
-        if verify:
-            t = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                listing_f = pool.submit(list_archive, out_path, pg_restore)
-                sha, files, size = sha256_dump(out_path)
-                listing = listing_f.result()
-            timings["verify"] = time.perf_counter() - t
-            if not listing.ok:
-                raise BackupError(f"the dump of {source} failed verification ({listing.detail}); it was deleted; "
-                                  "check the backup folder's disk and the PostgreSQL client tools, then rerun")
-            verified = True
-            detail = f"{listing.detail}, sha256 {sha[:12]}…, {size} bytes"
-        else:
-            size = dump_size(out_path)
-        if restore_check:
-            t = time.perf_counter()
-            check = _restore_check(out_path, url, tables, schema, jobs=max(1, pg_jobs))
-            timings["restore_check"] = time.perf_counter() - t
-            if not check["passed"]:
-                raise BackupError(f"the dump of {source} failed its restore check ({check['detail']}); it was "
-                                  "deleted; rerun the backup, and check the server log if it fails again")
-            detail = f"{detail}; {check['detail']}"
+        checked = _check_dump(out_path, plan, tools, live, timings)
 
         t = time.perf_counter()
-        try:
-            _fsync_tree(out_path)  # pg_dump already syncs; cheap when it did
-            if out_path.is_dir():
-                final = rename_dir_unique(out_path, folder, stem, ".dump")
-            else:
-                final = link_unique(out_path, folder, stem, ".dump")
-            fsync_dir(folder)
-        except OSError as e:
-            raise os_backup_error(e, folder) from None
-        manifest_path = final.with_suffix(".json")
-        pg = {
-            "format": pg_format,
-            "jobs": jobs,
-            "compress": pg_compress,
-            "schema": schema,
-            "server_version": server_text,
-            "pg_dump_version": pg_dump.version_text,
-            "snapshot": bool(snapshot_id),
-        }
-        manifest = {
-            **manifest_head(final, target=target, label=label, pinned=pinned, now=now, source=source,
-                            dialect="postgresql", method=f"pg_dump-{pg_format}"),
-            "pg_format": pg_format,
-            "pg_jobs": jobs,
-            "pg_compress": pg_compress,
-            "pg_schema": schema,
-            "server_version": server_text,
-            "pg_dump_version": pg_dump.version_text,
-            "bytes": size,
-            "sha256": sha,
-            "sha256_of": "files" if final.is_dir() else "file",
-            "files": files or None,
-            "verified": verified,
-            "verify_detail": detail,
-            "restore_check": check,
-            **manifest_tail(fingerprint, tables, t_start),
-        }
-        write_manifest(manifest_path, manifest)
+        final = _place(out_path, plan, made)
+        made.manifest = final.with_suffix(".json")
+        pg, manifest = _manifest(plan, final, server, tools, live, checked, t_start)
+        write_manifest(made.manifest, manifest)
         timings["manifest"] = time.perf_counter() - t
     except BaseException:
-        remove_tree(staging, final, manifest_path)
+        remove_tree(made.staging, made.final, made.manifest)
         raise
     finally:
         hold.release()
         engine.dispose()
-    remove_tree(staging)
-    return BackupResult.from_manifest(manifest, final, manifest_path, t_start=t_start, timings=timings, pg=pg,
+    remove_tree(made.staging)
+    return BackupResult.from_manifest(manifest, final, made.manifest, t_start=t_start, timings=timings, pg=pg,
                                       cleaned=cleaned)
+
+
+def _begin(conn, plan: _Plan):
+    """Open the backup's read-only transaction (``conn`` is REPEATABLE READ) and read the server: (transaction,
+    ``_Server``)."""
+    import sqlalchemy as sa
+
+    try:
+        trans = conn.begin()
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(plan.busy_timeout * 1000))}")
+        server_num = int(conn.exec_driver_sql("SHOW server_version_num").scalar())
+        server_text = str(conn.exec_driver_sql("SHOW server_version").scalar()).split()[0]
+        in_recovery = bool(conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar())
+    except sa.exc.DBAPIError as e:
+        raise translate_error(e, plan.url) from None
+    return trans, _Server(version_tuple(server_num), server_text, in_recovery)
+
+
+def _find_tools(plan: _Plan, server: _Server) -> _Tools:
+    """``pg_dump`` no older than the server (refused otherwise), and ``pg_restore`` beside it when it is needed."""
+    pg_dump = find_tool("pg_dump", at_least=server.version)
+    check_dump_version(pg_dump, server.version, server.text, plan.source)
+    pg_restore = find_tool("pg_restore", at_least=pg_dump.version, near=pg_dump.path.parent) \
+        if plan.verify or plan.restore_check else None
+    return _Tools(pg_dump, pg_restore)
+
+
+def _read_live(conn, plan: _Plan, server: _Server, timings: dict[str, float]) -> _Live:
+    """In the backup's transaction: the exported snapshot, the fingerprint and row counts, the data's size."""
+    import sqlalchemy as sa
+
+    try:
+        snapshot_id = None if server.in_recovery else conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
+        t = time.perf_counter()
+        fingerprint, tables = describe_tables(conn, plan.schema)
+        timings["snapshot"] = time.perf_counter() - t
+        size_estimate = _data_size(conn, plan.schema)
+    except sa.exc.DBAPIError as e:
+        raise _locked_or(translate_error(e, plan.url), plan.source, plan.busy_timeout) from None
+    except MaintenanceError as e:
+        raise _locked_or(e, plan.source, plan.busy_timeout) from None
+    return _Live(snapshot_id, fingerprint, tables, size_estimate)
+
+
+def _check_schema_exists(conn, plan: _Plan, live: _Live) -> None:
+    """A schema setting that finds no table: refused when no such schema exists (an empty one is backed up)."""
+    if plan.schema and not live.tables:
+        exists = conn.exec_driver_sql("SELECT count(*) FROM pg_namespace WHERE nspname = %(s)s",
+                                      {"s": plan.schema}).scalar()
+        if not exists:
+            raise BackupError(f"schema {plan.schema!r} does not exist in {plan.source}; fix the target's schema "
+                              "setting in the targets file")
+
+
+def _dump_args(plan: _Plan, out_path: Path, snapshot_id: str | None) -> list[str]:
+    """``pg_dump``'s options (the connection's are added by ``build_command``)."""
+    args = [f"--format={FORMATS[plan.pg_format]}", f"--file={out_path}", f"--compress={plan.pg_compress}",
+            f"--lock-wait-timeout={max(1, int(plan.busy_timeout * 1000))}"]
+    if plan.jobs > 1:
+        args.append(f"--jobs={plan.jobs}")
+    if snapshot_id:
+        args.append(f"--snapshot={snapshot_id}")
+    if plan.schema:
+        args.append(f"--schema={quote_ident(plan.schema)}")  # quoted: a name, not a pattern
+    return args
+
+
+def _dump(plan: _Plan, pg_dump: PgTool, snapshot_id: str | None, made: _Made, timings: dict[str, float]) -> Path:
+    """Run ``pg_dump`` into a new private staging folder (``made.staging``); the dump's path."""
+    try:
+        made.staging = Path(tempfile.mkdtemp(prefix=f".{plan.stem}.", suffix=".tmp", dir=plan.folder))
+    except OSError as e:
+        raise os_backup_error(e, plan.folder) from None
+    os.chmod(made.staging, DIR_MODE)
+    out_path = made.staging / "dump"
+    cmd = build_command(pg_dump.path, plan.url, _dump_args(plan, out_path, snapshot_id))
+    t = time.perf_counter()
+    with TrickleSync(folder=made.staging):  # the dump reaches the disk as pg_dump writes it, not in one burst
+        out = run(cmd)
+    timings["dump"] = time.perf_counter() - t
+    if out.returncode != 0:
+        raise classify(cmd, out.stderr, plan.source, "pg_dump of", "check the server log and the backup "
+                       f"folder {plan.folder}, then rerun")
+    if not out_path.exists():
+        raise BackupError(f"pg_dump of {plan.source} wrote nothing to {out_path}; check the PostgreSQL "
+                          "client installation and rerun")
+    return out_path
+
+
+def _check_dump(out_path: Path, plan: _Plan, tools: _Tools, live: _Live, timings: dict[str, float]) -> _Checked:
+    """Verify the dump (``pg_restore --list`` while it is hashed) and restore-check it, as set: BackupError (and the
+    dump deleted by the caller) when it fails either."""
+    sha, files, size = None, {}, 0
+    verified = False
+    detail = "not verified (verify=False)"
+    check = None
+    if plan.verify:
+        t = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            listing_f = pool.submit(list_archive, out_path, tools.pg_restore)
+            sha, files, size = sha256_dump(out_path)
+            listing = listing_f.result()
+        timings["verify"] = time.perf_counter() - t
+        if not listing.ok:
+            raise BackupError(f"the dump of {plan.source} failed verification ({listing.detail}); it was deleted; "
+                              "check the backup folder's disk and the PostgreSQL client tools, then rerun")
+        verified = True
+        detail = f"{listing.detail}, sha256 {sha[:12]}…, {size} bytes"
+    else:
+        size = dump_size(out_path)
+    if plan.restore_check:
+        t = time.perf_counter()
+        check = _restore_check(out_path, plan.url, live.tables, plan.schema, jobs=max(1, plan.pg_jobs))
+        timings["restore_check"] = time.perf_counter() - t
+        if not check["passed"]:
+            raise BackupError(f"the dump of {plan.source} failed its restore check ({check['detail']}); it was "
+                              "deleted; rerun the backup, and check the server log if it fails again")
+        detail = f"{detail}; {check['detail']}"
+    return _Checked(sha, files, size, verified, detail, check)
+
+
+def _place(out_path: Path, plan: _Plan, made: _Made) -> Path:
+    """Move the synced dump to its final name (``made.final``), never over anything; its folder synced."""
+    try:
+        _fsync_tree(out_path)  # pg_dump already syncs; cheap when it did
+        if out_path.is_dir():
+            made.final = rename_dir_unique(out_path, plan.folder, plan.stem, ".dump")
+        else:
+            made.final = link_unique(out_path, plan.folder, plan.stem, ".dump")
+        fsync_dir(plan.folder)
+    except OSError as e:
+        raise os_backup_error(e, plan.folder) from None
+    return made.final
+
+
+def _manifest(plan: _Plan, final: Path, server: _Server, tools: _Tools, live: _Live, checked: _Checked,
+              t_start: float) -> tuple[dict, dict]:
+    """The result's ``pg`` details and the manifest of the dump at ``final``."""
+    pg = {
+        "format": plan.pg_format,
+        "jobs": plan.jobs,
+        "compress": plan.pg_compress,
+        "schema": plan.schema,
+        "server_version": server.text,
+        "pg_dump_version": tools.pg_dump.version_text,
+        "snapshot": bool(live.snapshot_id),
+    }
+    manifest = {
+        **manifest_head(final, target=plan.target, label=plan.label, pinned=plan.pinned, now=plan.now,
+                        source=plan.source, dialect="postgresql", method=f"pg_dump-{plan.pg_format}"),
+        "pg_format": plan.pg_format,
+        "pg_jobs": plan.jobs,
+        "pg_compress": plan.pg_compress,
+        "pg_schema": plan.schema,
+        "server_version": server.text,
+        "pg_dump_version": tools.pg_dump.version_text,
+        "bytes": checked.size,
+        "sha256": checked.sha,
+        "sha256_of": "files" if final.is_dir() else "file",
+        "files": checked.files or None,
+        "verified": checked.verified,
+        "verify_detail": checked.detail,
+        "restore_check": checked.check,
+        **manifest_tail(live.fingerprint, live.tables, t_start),
+    }
+    return pg, manifest
 
 
 def _check_settings(pg_format: str, pg_jobs: int, pg_compress: int) -> None:

@@ -24,7 +24,7 @@ trigger uses (nothing is ever dropped with CASCADE). So:
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
@@ -134,6 +134,16 @@ def _new_default(c: Change) -> bool:
         value_source(cur.type) != value_source(ref.type)  # type: ignore[union-attr]
 
 
+@dataclass
+class _Found:
+    """What following the dependents of the removed objects decided (``_follow_dependents``)."""
+
+    refused: list[tuple[Change, str]] = field(default_factory=list)
+    added: list[Change] = field(default_factory=list)  # drops and adds of what is made again
+    replaced: dict[int, list[Change]] = field(default_factory=dict)  # id(step) -> the steps that do its work instead
+    remade: set[str] = field(default_factory=set)  # keys of the objects made again
+
+
 def order_by_dependencies(conn: sa.Connection, steps: list[Change], live, reference,
                           schema: str | None) -> tuple[list[Change], list[tuple[Change, str]]]:
     """``Engine.order_by_dependencies`` on PostgreSQL (the module's docstring): (steps, [(step, why refused)])."""
@@ -143,11 +153,26 @@ def order_by_dependencies(conn: sa.Connection, steps: list[Change], live, refere
     p = {"schema": quote(nsp)}
     relations = {name: (oid, kind, owner) for oid, name, kind, owner in conn.execute(_RELATIONS, p)}
     plan = _Plan(steps)
-    refused: list[tuple[Change, str]] = []
-    added: list[Change] = []
-    replaced: dict[int, list[Change]] = {}  # id(step) -> the steps that do its work instead
+    removed = _removed(conn, p, plan, relations)
+    found = _follow_dependents(conn, plan, removed, relations, nsp, live, reference)
 
-    # what the plan removes: (catalog, oid, column number or 0 = the whole object) -> (step, label, retype only)
+    steps = [x for c in steps for x in found.replaced.get(id(c), [c])]
+    if any(c.kind in ("add_object", "alter_object") and getattr(c.reference, "kind", "") == "function"
+           for c in steps):
+        # as pg_dump restores: a function's body is checked when it runs, not when it is made (a SQL function
+        # reading a view the plan makes after it); what the plan leaves is compared with the reference after
+        conn.exec_driver_sql("SET LOCAL check_function_bodies = off")
+    steps, collisions = _names(steps, live, reference, relations, nsp)
+    refused = found.refused + collisions + _casts_that_change_values(conn, steps, nsp)
+    ordered = order_for_server(steps + found.added)
+    return _respect(ordered, plan.before), _unique(refused)
+
+
+def _removed(conn: sa.Connection, p: dict, plan: _Plan,
+             relations: dict) -> dict[tuple[str, int, int], tuple[Change, str, bool]]:
+    """What the plan removes: (catalog, oid, column number or 0 = the whole object) -> (step, label, retype only).
+    The columns are read when a step drops or alters one, the functions and types when a step drops one."""
+    steps = plan.steps
     removed: dict[tuple[str, int, int], tuple[Change, str, bool]] = {}
     functions = types = None
     columns_of = {}
@@ -175,8 +200,14 @@ def order_by_dependencies(conn: sa.Connection, steps: list[Change], live, refere
                 types = types or {name: oid for oid, name in conn.execute(_TYPES, p)}
                 if obj.name in types:  # type: ignore[union-attr]
                     removed[("pg_type", types[obj.name], 0)] = (c, obj.key, False)  # type: ignore[union-attr]
+    return removed
 
-    remade: set[str] = set()
+
+def _follow_dependents(conn: sa.Connection, plan: _Plan, removed: dict, relations: dict, nsp: str, live,
+                       reference) -> _Found:
+    """Read what depends on what the plan removes (``removed``, extended with what is made again, whose dependents
+    are read in turn) and judge each dependent (``_judge``)."""
+    found = _Found()
     todo = dict(removed)
     while todo:
         rows = conn.execute(_DEPENDENTS, {"oids": sorted({k[1] for k in todo})}).all()
@@ -192,36 +223,31 @@ def order_by_dependencies(conn: sa.Connection, steps: list[Change], live, refere
                     relations.get(relname, (None,))[0] == refoid and dep_nsp == nsp:
                 continue  # a part of the removed relation itself
             verdict = _judge(plan, step, label, cls, what, dep_nsp, nsp, relname, relkind, attname, name, live,
-                             reference, relations, remade)
-            if verdict is None:
-                continue
-            if isinstance(verdict, str):
-                refused.append((step, verdict))
-            elif verdict[0] == "remake":
-                _, drop, add = verdict
-                added += [drop, add]
-                plan.before.append((drop, step))
-                obj = drop.current
-                remade.add(obj.key)  # type: ignore[union-attr]
-                plan.dropped_objects[obj.key] = drop  # type: ignore[union-attr]
-                if obj.kind in _VIEW_KINDS.values() and obj.name in relations:  # type: ignore[union-attr]
-                    key = ("pg_class", relations[obj.name][0], 0)  # type: ignore[union-attr]
-                    removed[key] = todo[key] = (drop, obj.key, False)  # type: ignore[union-attr]
-            elif verdict[0] == "before":
-                plan.before.append((verdict[1], step))
-            elif verdict[0] == "own":
-                replaced[id(step)] = [verdict[1]]
+                             reference, relations, found.remade)
+            if verdict is not None:
+                _take(verdict, step, plan, found, removed, todo, relations)
+    return found
 
-    steps = [x for c in steps for x in replaced.get(id(c), [c])]
-    if any(c.kind in ("add_object", "alter_object") and getattr(c.reference, "kind", "") == "function"
-           for c in steps):
-        # as pg_dump restores: a function's body is checked when it runs, not when it is made (a SQL function
-        # reading a view the plan makes after it); what the plan leaves is compared with the reference after
-        conn.exec_driver_sql("SET LOCAL check_function_bodies = off")
-    steps, collisions = _names(steps, live, reference, relations, nsp)
-    refused += collisions + _casts_that_change_values(conn, steps, nsp)
-    ordered = order_for_server(steps + added)
-    return _respect(ordered, plan.before), _unique(refused)
+
+def _take(verdict, step: Change, plan: _Plan, found: _Found, removed: dict, todo: dict, relations: dict) -> None:
+    """Record ``_judge``'s verdict on a dependent of what ``step`` removes; a view made again is removed in turn
+    (added to ``removed`` and ``todo``)."""
+    if isinstance(verdict, str):
+        found.refused.append((step, verdict))
+    elif verdict[0] == "remake":
+        _, drop, add = verdict
+        found.added += [drop, add]
+        plan.before.append((drop, step))
+        obj = drop.current
+        found.remade.add(obj.key)  # type: ignore[union-attr]
+        plan.dropped_objects[obj.key] = drop  # type: ignore[union-attr]
+        if obj.kind in _VIEW_KINDS.values() and obj.name in relations:  # type: ignore[union-attr]
+            key = ("pg_class", relations[obj.name][0], 0)  # type: ignore[union-attr]
+            removed[key] = todo[key] = (drop, obj.key, False)  # type: ignore[union-attr]
+    elif verdict[0] == "before":
+        plan.before.append((verdict[1], step))
+    elif verdict[0] == "own":
+        found.replaced[id(step)] = [verdict[1]]
 
 
 def _judge(plan: _Plan, step: Change, label: str, cls: str, what: str, dep_nsp: str | None, nsp: str,

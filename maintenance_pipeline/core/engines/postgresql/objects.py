@@ -203,15 +203,29 @@ def read_extras(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras
 
 
 def _read(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dict[str, SchemaObject]]:
+    """One query per kind of thing, in this order; per-table extras first, then the schema's objects."""
     p = {"schema": quote(schema)}
     tables: dict[str, TableExtras] = {}
+    _read_table_options(conn, p, tables)
+    _read_constraints(conn, p, tables)
+    _read_indexes(conn, p, tables)
+    _read_column_types(conn, p, tables)
+    objects: dict[str, SchemaObject] = {}
+    for found in (_views(conn, p), _triggers(conn, p), _functions(conn, p, schema), _sequences(conn, p, tables),
+                  _types(conn, p), _policies(conn, p)):
+        for obj in found:
+            objects[obj.key] = obj
+    return tables, objects
 
-    def ext(name: str) -> TableExtras:
-        return tables.setdefault(name, TableExtras())
 
+def _ext(tables: dict[str, TableExtras], name: str) -> TableExtras:
+    return tables.setdefault(name, TableExtras())
+
+
+def _read_table_options(conn: sa.Connection, p: dict, tables: dict[str, TableExtras]) -> None:
     for name, persistence, kind, is_part, partkey, bound, parents, rls, force_rls, reloptions, comment in \
             conn.execute(_TABLES, p):
-        opts = ext(name).options
+        opts = _ext(tables, name).options
         if comment is not None:
             opts.append(f"COMMENT {literal(comment)}")
         if persistence == "u":
@@ -228,8 +242,11 @@ def _read(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dic
             opts.append("FORCE ROW LEVEL SECURITY")
         if reloptions:
             opts.append(f"WITH ({reloptions})")
+
+
+def _read_constraints(conn: sa.Connection, p: dict, tables: dict[str, TableExtras]) -> None:
     for table, name, kind, definition, deferrable, deferred, match in conn.execute(_CONSTRAINTS, p):
-        e = ext(table)
+        e = _ext(tables, table)
         later = _deferrable(deferrable, deferred)
         if kind in ("c", "x"):
             e.checks.append(Check(name, definition, definition))
@@ -246,68 +263,99 @@ def _read(conn: sa.Connection, schema: str) -> tuple[dict[str, TableExtras], dic
             if later:
                 words.append(later)
             e.key_options[name] = " ".join(words)
+
+
+def _read_indexes(conn: sa.Connection, p: dict, tables: dict[str, TableExtras]) -> None:
     for table, name, definition in conn.execute(_INDEXES, p):
         m = _INDEX_HEAD.match(definition)
         if m is None:  # pragma: no cover - pg_get_indexdef always starts so
-            ext(table).index_defs[name] = (definition, definition)
+            _ext(tables, table).index_defs[name] = (definition, definition)
             continue
         body = definition[m.end():]
         # the statement names the table unqualified, so it creates the index in the target's schema
-        ext(table).index_defs[name] = (body, f"CREATE {m.group(1) or ''}INDEX {quote(name)} ON {m.group(2) or ''}"
-                                             f"{quote(table)} {body}")
+        _ext(tables, table).index_defs[name] = (body, f"CREATE {m.group(1) or ''}INDEX {quote(name)} ON "
+                                                      f"{m.group(2) or ''}{quote(table)} {body}")
+
+
+def _read_column_types(conn: sa.Connection, p: dict, tables: dict[str, TableExtras]) -> None:
     for table, column, type_, collation, comment in conn.execute(_COLUMNS, p):
-        ext(table).types[column] = type_ + (f" COLLATE {collation}" if collation else "")
+        _ext(tables, table).types[column] = type_ + (f" COLLATE {collation}" if collation else "")
         if comment is not None:
-            ext(table).options.append(f"COMMENT ON COLUMN {quote(column)} {literal(comment)}")
+            _ext(tables, table).options.append(f"COMMENT ON COLUMN {quote(column)} {literal(comment)}")
 
-    objects: dict[str, SchemaObject] = {}
 
-    def add(obj: SchemaObject) -> None:
-        objects[obj.key] = obj
-
+def _views(conn: sa.Connection, p: dict) -> list[SchemaObject]:
+    found = []
     for name, kind, definition, reads in conn.execute(_VIEWS, p):
         what = "view" if kind == "v" else "materialized view"
         body = " ".join(definition.split()).rstrip(";")
-        add(SchemaObject(what, name, body, f"CREATE {what.upper()} {quote(name)} AS {body}",
-                         f"DROP {what.upper()} {quote(name)}", reads=tuple(reads)))
-    for name, table, definition in conn.execute(_TRIGGERS, p):
-        add(SchemaObject("trigger", f"{name} on {table}", definition, definition,
-                         f"DROP TRIGGER {quote(name)} ON {quote(table)}", table=table))
+        found.append(SchemaObject(what, name, body, f"CREATE {what.upper()} {quote(name)} AS {body}",
+                                  f"DROP {what.upper()} {quote(name)}", reads=tuple(reads)))
+    return found
+
+
+def _triggers(conn: sa.Connection, p: dict) -> list[SchemaObject]:
+    return [SchemaObject("trigger", f"{name} on {table}", definition, definition,
+                         f"DROP TRIGGER {quote(name)} ON {quote(table)}", table=table)
+            for name, table, definition in conn.execute(_TRIGGERS, p)]
+
+
+def _functions(conn: sa.Connection, p: dict, schema: str) -> list[SchemaObject]:
+    found = []
     for name, args, definition in conn.execute(_FUNCTIONS, p):
         text = _unqualify_function(definition, schema)
         kind = "PROCEDURE" if text.upper().startswith("CREATE OR REPLACE PROCEDURE") else "FUNCTION"
-        add(SchemaObject("function", f"{name}({args})", " ".join(text.split()), text,
-                         f"DROP {kind} {quote(name)}({args})", text))
+        found.append(SchemaObject("function", f"{name}({args})", " ".join(text.split()), text,
+                                  f"DROP {kind} {quote(name)}({args})", text))
+    return found
+
+
+def _sequences(conn: sa.Connection, p: dict, tables: dict[str, TableExtras]) -> list[SchemaObject]:
+    """The schema's sequences: a column's own goes to its table's extras (``TableExtras.sequences``), the others are
+    sequence objects."""
+    found = []
     for name, type_, inc, lo, hi, start, cache, cycle, owner, column, owned_by in conn.execute(_SEQUENCES, p):
         if owner is not None:  # a column's own: compared and aligned with the column
-            seqs = ext(owner).sequences
+            seqs = _ext(tables, owner).sequences
             own = sequence_spec(name, type_, start, inc, lo, hi, cache, cycle)
             seqs[column] = f"{seqs[column]}; {own}" if column in seqs else own  # two: refused (``align``)
             continue
         spec = (f"AS {type_} INCREMENT BY {inc} MINVALUE {lo} MAXVALUE {hi} START WITH {start} CACHE {cache} "
                 f"{'' if cycle else 'NO '}CYCLE") + (f" OWNED BY {owned_by}" if owned_by else "")
-        add(SchemaObject("sequence", name, spec, f"CREATE SEQUENCE {quote(name)} {spec}",
-                         f"DROP SEQUENCE {quote(name)}", f"ALTER SEQUENCE {quote(name)} {spec}"))
+        found.append(SchemaObject("sequence", name, spec, f"CREATE SEQUENCE {quote(name)} {spec}",
+                                  f"DROP SEQUENCE {quote(name)}", f"ALTER SEQUENCE {quote(name)} {spec}"))
+    return found
+
+
+def _types(conn: sa.Connection, p: dict) -> list[SchemaObject]:
+    found = []
     for name, kind, labels, base, notnull, default, constraints, attributes in conn.execute(_TYPES, p):
         if kind == "e":
             spec = "ENUM (" + ", ".join("'" + v.replace("'", "''") + "'" for v in labels) + ")"
-            add(SchemaObject("type", name, spec, f"CREATE TYPE {quote(name)} AS {spec}", f"DROP TYPE {quote(name)}",
-                             values=tuple(labels)))
+            found.append(SchemaObject("type", name, spec, f"CREATE TYPE {quote(name)} AS {spec}",
+                                      f"DROP TYPE {quote(name)}", values=tuple(labels)))
         elif kind == "d":
             spec = " ".join(x for x in (f"DOMAIN AS {base}", f"DEFAULT {default}" if default else "",
                                         "NOT NULL" if notnull else "", *constraints) if x)
-            add(SchemaObject("type", name, spec, f"CREATE DOMAIN {quote(name)} AS " + spec[len("DOMAIN AS "):],
-                             f"DROP DOMAIN {quote(name)}"))
+            found.append(SchemaObject("type", name, spec, f"CREATE DOMAIN {quote(name)} AS " + spec[len("DOMAIN AS "):],
+                                      f"DROP DOMAIN {quote(name)}"))
         else:
             spec = "(" + ", ".join(attributes) + ")"
-            add(SchemaObject("type", name, spec, f"CREATE TYPE {quote(name)} AS {spec}", f"DROP TYPE {quote(name)}"))
+            found.append(SchemaObject("type", name, spec, f"CREATE TYPE {quote(name)} AS {spec}",
+                                      f"DROP TYPE {quote(name)}"))
+    return found
+
+
+def _policies(conn: sa.Connection, p: dict) -> list[SchemaObject]:
+    found = []
     for name, table, permissive, cmd, roles, qual, check in conn.execute(_POLICIES, p):
         spec = " ".join(x for x in (f"AS {'PERMISSIVE' if permissive else 'RESTRICTIVE'}", f"FOR {_CMD.get(cmd, cmd)}",
                                     f"TO {', '.join(roles)}", f"USING ({qual})" if qual else "",
                                     f"WITH CHECK ({check})" if check else "") if x)
-        add(SchemaObject("policy", f"{name} on {table}", spec, f"CREATE POLICY {quote(name)} ON {quote(table)} {spec}",
-                         f"DROP POLICY {quote(name)} ON {quote(table)}", table=table))
-    return tables, objects
+        found.append(SchemaObject("policy", f"{name} on {table}", spec,
+                                  f"CREATE POLICY {quote(name)} ON {quote(table)} {spec}",
+                                  f"DROP POLICY {quote(name)} ON {quote(table)}", table=table))
+    return found
 
 
 def sequence_spec(name: str | None, type_: str, start, inc, lo, hi, cache, cycle: bool) -> str:

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...backup.files import CHUNK, DEFAULT_BUSY_TIMEOUT
@@ -31,6 +32,7 @@ from .catalog import quote_ident
 from .tools import (
     BINDIR_ENV,
     PgCommand,
+    PgTool,
     build_command,
     classify,
     find_tool,
@@ -122,6 +124,32 @@ def _pipe(producer: PgCommand, consumer: PgCommand, err_p, err_c) -> tuple[int, 
             p.stdout.close()
 
 
+@dataclass(frozen=True)
+class _Restore:
+    """A restore decided before the target is touched: the checked dump, its manifest and the client tools."""
+
+    backup: Path
+    url: str
+    where: str  # the URL without its password
+    manifest: dict
+    sha256: str  # the dump's, checked against the manifest
+    schema: str | None  # the dump's (``pg_schema``) unless given
+    pg_restore: PgTool
+    psql: PgTool
+    listing: Listing
+
+
+@dataclass(frozen=True)
+class _Piped:
+    """How ``pg_restore | psql`` ended: exit codes and error output of each."""
+
+    consumer: PgCommand  # psql's command, for the classification of its error
+    rc_p: int
+    rc_c: int
+    stderr_p: str
+    stderr_c: str
+
+
 def restore_postgresql(backup: Path, url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, *,
                        schema: str | None = None) -> dict:
     """Restore a dump made by ``backup_postgresql`` into the database at ``url``, in one transaction.
@@ -130,9 +158,26 @@ def restore_postgresql(backup: Path, url: str, busy_timeout: float = DEFAULT_BUS
     target untouched otherwise. Returns {"fingerprint", "row_counts", "tables", "matches_manifest",
     "method", "backup", "sha256", "seconds"} of the restored target.
     """
-    import sqlalchemy as sa
-
     t_start = time.perf_counter()
+    plan = _plan_restore(backup, url, schema)
+    live = psycopg_connect(url, autocommit=True)
+    try:
+        preamble = _restore_preamble(live, plan.listing, plan.schema, busy_timeout)
+    finally:
+        live.close()
+    _raise_if_failed(plan, _run_restore(plan, preamble))
+
+    manifest = plan.manifest
+    fingerprint, tables = describe_url(url, plan.schema)
+    if manifest.get("row_counts"):  # checked inside the restore's transaction: what it committed is the backup's
+        tables = {n: {**v, "rows": manifest["row_counts"].get(n, v["rows"])} for n, v in tables.items()}
+    return restored(manifest, fingerprint, tables, method="pg_restore-single-transaction", backup=plan.backup,
+                    sha256=plan.sha256, t_start=t_start, exact=bool(manifest.get("row_counts")))
+
+
+def _plan_restore(backup: Path, url: str, schema: str | None) -> _Restore:
+    """Check the dump (its manifest, its sha256) and find client tools that can read it: RestoreError, and the target
+    untouched, otherwise."""
     where = mask_url(url)
     backup = Path(backup).expanduser().resolve()
     if not backup.exists():
@@ -148,6 +193,17 @@ def restore_postgresql(backup: Path, url: str, busy_timeout: float = DEFAULT_BUS
         which = f" (changed: {', '.join(changed[:3])})" if changed else ""
         raise sha256_mismatch(backup, actual, expected, where, which)
     schema = schema if schema is not None else manifest.get("pg_schema")
+    pg_restore, psql = _restore_tools(backup, url, where, manifest)
+    listing = list_archive(backup, pg_restore)
+    if not listing.ok:
+        raise RestoreError(f"backup {backup.name} cannot be read ({listing.detail}); the target {where} was not "
+                           "touched; pick another backup")
+    return _Restore(backup, url, where, manifest, actual, schema, pg_restore, psql, listing)
+
+
+def _restore_tools(backup: Path, url: str, where: str, manifest: dict) -> tuple[PgTool, PgTool]:
+    """``pg_restore`` no older than the server nor than the ``pg_dump`` that made the dump, ``psql`` beside it."""
+    import sqlalchemy as sa
 
     engine = open_engine(url)  # ConnectionFailedError before anything else
     try:
@@ -170,27 +226,23 @@ def restore_postgresql(backup: Path, url: str, busy_timeout: float = DEFAULT_BUS
             f"not touched; install the PostgreSQL {fmt_version(dumped_by)} client tools or newer or set "
             f"{BINDIR_ENV} to their bin folder"
         )
-    listing = list_archive(backup, pg_restore)
-    if not listing.ok:
-        raise RestoreError(f"backup {backup.name} cannot be read ({listing.detail}); the target {where} was not "
-                           "touched; pick another backup")
+    return pg_restore, psql
 
-    live = psycopg_connect(url, autocommit=True)
-    try:
-        preamble = _restore_preamble(live, listing, schema, busy_timeout)
-    finally:
-        live.close()
+
+def _run_restore(plan: _Restore, preamble: str) -> _Piped:
+    """``pg_restore --clean --if-exists`` piped into one ``psql`` transaction: ``preamble`` first, the row count check
+    last (files in a private work folder, removed after)."""
     work = Path(tempfile.mkdtemp(prefix="mp-pg-restore-"))
     try:
         pre = work / "preamble.sql"
         pre.write_text(preamble)
         post = work / "check.sql"
-        post.write_text(_row_count_check(manifest.get("row_counts") or {}, schema))
-        producer = build_command(pg_restore.path, url, ["--clean", "--if-exists", "--file=-", str(backup)],
-                                 connect=False)
-        consumer = build_command(psql.path, url, ["--single-transaction", "--quiet", "--no-psqlrc",
-                                                  "--set=ON_ERROR_STOP=1", f"--file={pre}", "--file=-",
-                                                  f"--file={post}"])
+        post.write_text(_row_count_check(plan.manifest.get("row_counts") or {}, plan.schema))
+        producer = build_command(plan.pg_restore.path, plan.url, ["--clean", "--if-exists", "--file=-",
+                                                                  str(plan.backup)], connect=False)
+        consumer = build_command(plan.psql.path, plan.url, ["--single-transaction", "--quiet", "--no-psqlrc",
+                                                            "--set=ON_ERROR_STOP=1", f"--file={pre}", "--file=-",
+                                                            f"--file={post}"])
         consumer.env["PGOPTIONS"] = (consumer.env.get("PGOPTIONS", "") + " -c client_min_messages=warning").strip()
         with tempfile.TemporaryFile() as err_p, tempfile.TemporaryFile() as err_c:
             rc_p, rc_c = _pipe(producer, consumer, err_p, err_c)
@@ -200,24 +252,25 @@ def restore_postgresql(backup: Path, url: str, busy_timeout: float = DEFAULT_BUS
             stderr_c = err_c.read().decode(errors="replace")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return _Piped(consumer, rc_p, rc_c, stderr_p, stderr_c)
+
+
+def _raise_if_failed(plan: _Restore, piped: _Piped) -> None:
+    """RestoreError naming the cause when either side of the pipe failed (psql's error first: it rolled back)."""
+    backup, where = plan.backup, plan.where
     unchanged = "the target is unchanged (the restore runs in one transaction)"
-    if rc_c != 0 and stderr_c.strip():
-        err = classify(consumer, stderr_c, where, f"restoring {backup.name} into", unchanged, cls=RestoreError)
+    if piped.rc_c != 0 and piped.stderr_c.strip():
+        err = classify(piped.consumer, piped.stderr_c, where, f"restoring {backup.name} into", unchanged,
+                       cls=RestoreError)
         if isinstance(err, RestoreError):
             err = RestoreError(f"{err}; fix the cause (often objects of other schemas that depend on the "
                                "restored tables, or a role that does not own them) and rerun")
         raise err
-    if rc_p != 0:
-        raise RestoreError(f"pg_restore could not read {backup.name}: {first_error(stderr_p)}; {unchanged}; "
+    if piped.rc_p != 0:
+        raise RestoreError(f"pg_restore could not read {backup.name}: {first_error(piped.stderr_p)}; {unchanged}; "
                            "pick another backup")
-    if rc_c != 0:
-        raise RestoreError(f"restoring {backup.name} into {where} failed (psql exit {rc_c}); {unchanged}")
-
-    fingerprint, tables = describe_url(url, schema)
-    if manifest.get("row_counts"):  # checked inside the restore's transaction: what it committed is the backup's
-        tables = {n: {**v, "rows": manifest["row_counts"].get(n, v["rows"])} for n, v in tables.items()}
-    return restored(manifest, fingerprint, tables, method="pg_restore-single-transaction", backup=backup,
-                    sha256=actual, t_start=t_start, exact=bool(manifest.get("row_counts")))
+    if piped.rc_c != 0:
+        raise RestoreError(f"restoring {backup.name} into {where} failed (psql exit {piped.rc_c}); {unchanged}")
 
 
 CHECK_MARK = "maintenance_pipeline restore check"

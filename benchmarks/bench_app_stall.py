@@ -203,7 +203,7 @@ def choose_code(which: str) -> str:
 
 
 def write_targets(url: str, ref_url: str) -> Path:
-    """The targets file of one arm (as tests/conftest.write_config writes one), in RUN_DIR."""
+    """The targets file of one arm (as tests/helpers/targets.write_config writes one), in RUN_DIR."""
     import yaml
 
     shutil.rmtree(RUN_DIR, ignore_errors=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work"
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "helpers")]  # conftest (write_config), the harness
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "helpers")]  # the helpers (targets.write_config), the harness
 
 from crash_harness import CrashSuite, TrialResult, plan_trials, seed_from_env, summary  # noqa: E402
 

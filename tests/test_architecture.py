@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, write_config
+from targets import ROOT, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import ConfigError
 
@@ -85,7 +86,18 @@ def _imports(path: Path, name: str, is_package: bool, known: set[str]) -> set[st
             out.update(subs or [mod])
         elif isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
+    out |= _dynamic_imports(path, name, is_package, known)
     return {m for m in out if m in known and m != name and not name.startswith(m + ".")}  # a parent's __init__
+
+
+def _dynamic_imports(path: Path, name: str, is_package: bool, known: set[str]) -> set[str]:
+    """Imports no import statement shows: ``importlib.import_module`` of a literal name, and a package that imports
+    each of its children (``pkgutil.iter_modules(__path__)`` + ``import_module``: the engine registry)."""
+    src = path.read_text()
+    out = set(re.findall(r"import_module\(\s*[\"']([\w.]+)[\"']", src))
+    if is_package and "iter_modules(__path__" in src and "import_module(" in src:
+        out |= {m for m in known if m.startswith(name + ".") and "." not in m[len(name) + 1:]}
+    return out
 
 
 def test_no_import_cycle():
@@ -111,6 +123,33 @@ def test_no_import_cycle():
         if m not in state:
             visit(m, [m])
     assert not cycles, "\n".join(cycles)
+
+
+def test_the_cycle_finder_sees_the_engine_registry_edge():
+    """The registry imports every engine package by name at run time (``engines/__init__.py``): an edge from
+    ``engines`` to each engine package that no import statement shows, counted like the others."""
+    init = ROOT / "maintenance_pipeline" / "core" / "engines" / "__init__.py"
+    known = {"maintenance_pipeline.core.engines.sqlite", "maintenance_pipeline.core.engines.postgresql",
+             "maintenance_pipeline.core.engines.base", "maintenance_pipeline.core.engines.sqlite.backup"}
+    edges = _imports(init, "maintenance_pipeline.core.engines", True, known)
+    assert {"maintenance_pipeline.core.engines.sqlite", "maintenance_pipeline.core.engines.postgresql"} <= edges
+    assert "maintenance_pipeline.core.engines.sqlite.backup" not in edges  # children, not grandchildren
+
+
+def test_the_engines_import_nothing_above_them():
+    """The floors run one way: what the engines use lives below them (``core/shared/``); no module of
+    ``core/engines/`` imports backups, verify or the schema snapshot's registry-loading front door."""
+    above = ("maintenance_pipeline.core.backup", "maintenance_pipeline.core.verify",
+             "maintenance_pipeline.core.schema.snapshot", "maintenance_pipeline.core.run",
+             "maintenance_pipeline.core.migrate", "maintenance_pipeline.core.config")
+    mods = {}
+    for p in _modules():
+        rel = p.relative_to(ROOT).with_suffix("")
+        parts = list(rel.parts[:-1]) if p.name == "__init__.py" else list(rel.parts)
+        mods[".".join(parts)] = (p, p.name == "__init__.py")
+    found = [f"{m} imports {n}" for m, (p, pkg) in sorted(mods.items()) if m.startswith("maintenance_pipeline.core.engines")
+             for n in sorted(_imports(p, m, pkg, set(mods))) if n.startswith(above)]
+    assert not found, "\n".join(found)
 
 
 @pytest.mark.parametrize("url", ["mysql://app@db.example.com/app", "oracle://app@db/app"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_config
+from targets import write_config
 from maintenance_pipeline import cli
 from maintenance_pipeline.core import backup
 from maintenance_pipeline.core.config import load_config

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import demo_target, write_config
+from targets import demo_target, write_config
 
 
 @pytest.mark.parametrize("args, code", [(["check"], 1), (["check", "--format", "json"], 1), (["diff", "goals"], 1),

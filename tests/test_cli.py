@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_config
+from targets import write_config
 from maintenance_pipeline import cli
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import sha256, write_config
+from targets import sha256, write_config
 from maintenance_pipeline import cli
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job

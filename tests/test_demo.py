@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from conftest import EXAMPLES, build_demo
+from targets import EXAMPLES, build_demo
 from demo_helpers import (  # noqa: F401 - demo is a fixture
     DEVELOPMENT_COLUMNS,
     PRODUCTION_COLUMNS,

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from conftest import EXAMPLES, MIGRATIONS
+from targets import EXAMPLES, MIGRATIONS
 from demo_helpers import (  # noqa: F401 - demo is a fixture
     UNCHANGED_TABLES,
     add_completed_at,

@@ -9,7 +9,7 @@ import shutil
 import dagster as dg
 import yaml
 
-from conftest import ROOT
+from targets import ROOT
 
 
 def test_example_instance_config_runs_on_postgres_with_one_run_per_database(pg, tmp_path, monkeypatch):
@@ -36,7 +36,7 @@ def test_example_instance_config_runs_on_postgres_with_one_run_per_database(pg, 
         assert concurrency.pool_config.default_pool_limit == 2
     from maintenance_pipeline.orchestration.definitions import build_definitions
     from maintenance_pipeline.orchestration.ops import BACKUP_POOL
-    from conftest import write_config
+    from targets import write_config
     from maintenance_pipeline.core.config import load_config
 
     defs = build_definitions(load_config(write_config(tmp_path)))

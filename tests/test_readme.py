@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from conftest import ROOT, build_demo, demo_target, write_config
+from targets import ROOT, build_demo, demo_target, write_config
 
 
 def test_readme_core_example_runs(tmp_path):
@@ -79,7 +79,7 @@ def test_readme_baseline_base_example_runs_every_revision(tmp_path):
     the run stamps it at base and runs every revision."""
     import sqlite3
 
-    from conftest import revision
+    from targets import revision
     from maintenance_pipeline.core.config import load_config
     from maintenance_pipeline.core.run.pipeline import run_job
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import struct
 
-from conftest import ROOT
+from targets import ROOT
 
 IMAGES = ROOT / "docs" / "images"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..core.backup.manifest import newest_verified
+from ..core.shared.manifest import newest_verified
 from ..core.config import MaintenanceConfig, Target
 from ..core.dburl import mask_url
 from ..core.engines import open_engine

@@ -18,8 +18,8 @@ import tempfile
 
 import pytest
 
-from conftest import copy_migrations, demo_target, revision, sha256, write_config
-from maintenance_pipeline.core.backup.leftovers import FolderHold
+from targets import copy_migrations, demo_target, revision, sha256, write_config
+from maintenance_pipeline.core.shared.leftovers import FolderHold
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import LockHeldError, LockLostError, UnsafeLockError
 from maintenance_pipeline.core.lock import file_lock, lock_folder, lock_path, maintenance_lock

@@ -38,7 +38,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import ROOT, build_demo, demo_target, pg_demo, write_config
+from targets import ROOT, build_demo, demo_target, pg_demo, write_config
 from receivers import WEBHOOK_TOKEN, SmtpReceiver, WebhookReceiver, free_port
 
 from maintenance_pipeline.core.config import load_config

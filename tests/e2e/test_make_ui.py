@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, build_demo, write_config
+from targets import ROOT, build_demo, write_config
 from deployment import Proc
 from maintenance_pipeline.core.config import load_config
 from receivers import free_port

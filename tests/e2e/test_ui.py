@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, build_demo, demo_target, write_config
+from targets import ROOT, build_demo, demo_target, write_config
 from deployment import LAUNCH, LOCATION, RUN_QUERY, graphql
 from receivers import free_port
 

@@ -4,7 +4,7 @@ Used by ``tests/safety/test_crash.py`` (a few dozen trials in ``make test``) and
 ``benchmarks/crash_trials.py`` (as many as asked, with a table). One trial:
 
 1. a fresh copy of the demo (built once into a template, switched to the trial's journal mode:
-   ``delete`` or ``wal``) with its own targets file (``conftest.write_config``);
+   ``delete`` or ``wal``) with its own targets file (``targets.write_config``);
 2. for half of the trials, a real application writer (``live_app.LiveApp``) committing every 5 ms;
 3. the run in a real process, killed with SIGKILL at a random moment of one phase: ``backup``,
    ``diff``, ``migrate`` (while it holds the maintenance lock), ``commit`` (the migration's COMMIT),
@@ -162,7 +162,7 @@ class CrashSuite:
 
     def __enter__(self) -> "CrashSuite":
         t0 = time.monotonic()
-        from conftest import build_demo
+        from targets import build_demo
 
         self.work.mkdir(parents=True, exist_ok=True)
         build_demo.build(self.work / "template" / "data")
@@ -191,7 +191,7 @@ class CrashSuite:
 
     def _fresh(self, name: str, mode: str) -> Path:
         """A fresh copy of the demo in its own folder with its own targets file; returns that file."""
-        from conftest import write_config
+        from targets import write_config
 
         self._n += 1
         folder = self.work / f"{self._n:03d}-{name}"

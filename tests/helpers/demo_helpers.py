@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from conftest import MIGRATIONS, build_demo
+from targets import MIGRATIONS, build_demo
 from sqlalchemy import event
 from sqlalchemy.pool import NullPool
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the PostgreSQL backup and restore test modules (``test_pg_backup``, ``test_pg_restore``).
+"""Helpers shared by the PostgreSQL backup and restore test modules (``test_backup``, ``test_restore`` of
+``tests/core/engines/postgresql``).
 
 ``demo`` is a module-scoped fixture (import it into the test module): the seed demo loaded into
 bk_goals / bk_goals_dev once per module; tests that change data use a copy (``copy_db``). Test modules
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from conftest import pg_demo
+from targets import pg_demo
 
 from maintenance_pipeline.core.schema.snapshot import take_snapshot
 

@@ -2,7 +2,7 @@
 ``test_pg_verify``, ``test_pg_pipeline``): per-test copies of the seed
 demo made from two template databases, the demo target and its reference snapshot, a database's full state
 (catalog, snapshot, rows) to compare before and after a failed run, and two scratch Alembic revisions
-(``copy_migrations`` and ``revision`` come from ``conftest``).
+(``copy_migrations`` and ``revision`` come from ``targets``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from conftest import MIGRATIONS, ROOT, copy_migrations, pg_demo, revision  # noqa: F401 - re-exported
+from targets import MIGRATIONS, ROOT, copy_migrations, pg_demo, revision  # noqa: F401 - re-exported
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.engines.postgresql.catalog import catalog_fingerprint

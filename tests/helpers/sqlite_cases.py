@@ -15,7 +15,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import sha256
+from targets import sha256
 
 from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.config import Target

@@ -9,7 +9,7 @@ import sqlite3
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from conftest import sha256, write_config
+from targets import sha256, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.orchestration.definitions import build_definitions
 

@@ -9,7 +9,7 @@ import sqlite3
 import dagster as dg
 import pytest
 
-from conftest import build_demo, demo_target, write_config
+from targets import build_demo, demo_target, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job
 from maintenance_pipeline.orchestration.definitions import build_definitions

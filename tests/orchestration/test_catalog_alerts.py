@@ -21,7 +21,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._daemon.freshness import FreshnessDaemon
 
-from conftest import demo_target, write_config
+from targets import demo_target, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.orchestration.definitions import build_definitions
 

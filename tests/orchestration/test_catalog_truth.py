@@ -12,7 +12,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from conftest import demo_target, write_config
+from targets import demo_target, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import ConfigError
 from maintenance_pipeline.orchestration.definitions import build_definitions

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from conftest import sha256, write_config
+from targets import sha256, write_config
 from maintenance_pipeline.core.backup import sha256_file
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import ConfigError

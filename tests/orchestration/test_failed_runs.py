@@ -8,7 +8,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster._core.utils import make_new_run_id
 
-from conftest import write_config
+from targets import write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.orchestration import command_line
 from maintenance_pipeline.orchestration.definitions import build_definitions

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from conftest import ROOT, demo_target, sha256, write_config
+from targets import ROOT, demo_target, sha256, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import ConfigError
 from maintenance_pipeline.orchestration.definitions import build_definitions

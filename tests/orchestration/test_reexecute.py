@@ -8,7 +8,7 @@ import sqlite3
 
 import dagster as dg
 
-from conftest import demo_target, write_config
+from targets import demo_target, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.orchestration.ops import run_report
 

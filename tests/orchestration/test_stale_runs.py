@@ -24,7 +24,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from conftest import copy_migrations, demo_target, revision, write_config
+from targets import copy_migrations, demo_target, revision, write_config
 from maintenance_pipeline import cli
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.orchestration.definitions import build_definitions

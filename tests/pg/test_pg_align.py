@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import MIGRATIONS
+from targets import MIGRATIONS
 from maintenance_pipeline.core.config import Target
 from maintenance_pipeline.core.engines import open_engine
 from maintenance_pipeline.core.errors import DestructiveChangeRefusedError, MigrationError

@@ -10,7 +10,7 @@ import contextlib
 import pytest
 import sqlalchemy as sa
 
-from conftest import ORPHAN_CHECK, ROOT, write_config
+from targets import ORPHAN_CHECK, ROOT, write_config
 from pg_migrate_helpers import db_state, demo_databases, scalar
 
 from maintenance_pipeline import cli

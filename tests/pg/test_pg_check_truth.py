@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import write_config
+from targets import write_config
 from maintenance_pipeline import cli
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job

@@ -8,7 +8,7 @@ import json
 import dagster as dg
 import pytest
 
-from conftest import demo_target, write_config
+from targets import demo_target, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.orchestration.definitions import build_definitions
 from pgserver import SUPERPASS, free_port

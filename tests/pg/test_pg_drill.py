@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("maintenance_pipeline.core.engines.postgresql.backup")
 
-from conftest import ORPHAN_CHECK, ROOT, write_config  # noqa: E402
+from targets import ORPHAN_CHECK, ROOT, write_config  # noqa: E402
 from pg_migrate_helpers import copy_migrations, db_state, demo_databases, revision  # noqa: E402
 
 from maintenance_pipeline.core.config import load_config  # noqa: E402

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import write_config
+from targets import write_config
 from pg_migrate_helpers import db_state
 
 from maintenance_pipeline.core.config import load_config

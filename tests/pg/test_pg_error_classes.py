@@ -18,7 +18,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import demo_target, write_config
+from targets import demo_target, write_config
 from maintenance_pipeline.core import backup as backup_mod
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import ConnectionFailedError

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("maintenance_pipeline.core.engines.postgresql.backup", reason="PostgreSQL backups (core/pg_backup.py) missing")
 
-from conftest import ORPHAN_CHECK, ROOT, write_config  # noqa: E402
+from targets import ORPHAN_CHECK, ROOT, write_config  # noqa: E402
 from live_app import LiveApp  # noqa: E402
 from pg_migrate_helpers import demo_databases  # noqa: E402
 

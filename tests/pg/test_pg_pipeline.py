@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("maintenance_pipeline.core.engines.postgresql.backup", reason="PostgreSQL backups (core/pg_backup.py) missing")
 
-from conftest import ORPHAN_CHECK, ROOT, revision, write_config  # noqa: E402
+from targets import ORPHAN_CHECK, ROOT, revision, write_config  # noqa: E402
 from pg_migrate_helpers import (  # noqa: E402
     BLOCKING,
     BROKEN,

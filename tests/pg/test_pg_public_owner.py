@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_config
+from targets import write_config
 from pg_migrate_helpers import scalar
 
 from maintenance_pipeline.core.backup import backup_database

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import write_config
+from targets import write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.drift import ReferenceCache, probe_target
 from maintenance_pipeline.core.errors import ConfigError

@@ -16,7 +16,7 @@ from urllib.parse import quote, quote_plus
 import dagster as dg
 import yaml
 
-from conftest import ROOT
+from targets import ROOT
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.orchestration.definitions import build_definitions
 from pg_migrate_helpers import copy_migrations, demo_databases, revision

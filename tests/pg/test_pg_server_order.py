@@ -23,7 +23,7 @@ import pytest
 
 pytest.register_assert_rewrite("schema_judges")
 
-from conftest import write_config  # noqa: E402
+from targets import write_config  # noqa: E402
 from maintenance_pipeline.core.config import Target, load_config  # noqa: E402
 from maintenance_pipeline.core.errors import UnalignableChangeError  # noqa: E402
 from maintenance_pipeline.core.migrate.executor import migrate  # noqa: E402

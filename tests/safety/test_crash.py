@@ -34,7 +34,9 @@ import pytest
 
 pytest.register_assert_rewrite("crash_harness", "crash_checks", "crash_zygote")
 
-from conftest import FIGURES, write_config  # noqa: E402
+from figures import FIGURES  # noqa: E402
+
+from targets import write_config  # noqa: E402
 from crash_checks import check_database, schema_rows, stale_backup_temp_files, table_rows  # noqa: E402
 from crash_harness import MODES, CrashSuite, TrialSpec, plan_trials, seed_from_env, summary  # noqa: E402
 from maintenance_pipeline.core.config import load_config  # noqa: E402

@@ -4,11 +4,11 @@ checking and which backup holds the last good state; ``run_job`` always ends wit
 from __future__ import annotations
 
 
-from conftest import copy_migrations, demo_target, revision, sha256, write_config
+from targets import copy_migrations, demo_target, revision, sha256, write_config
 from live_app import LiveApp, set_journal_mode
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job
-from test_live_app import RUNNING, _old_header_read
+from .test_live_app import RUNNING, _old_header_read
 
 # what SQLite raises when a write or read of the file fails underneath it
 IO_ERROR = revision("0003", "0002", '    raise sqlite3.OperationalError("disk I/O error")', imports="import sqlite3")

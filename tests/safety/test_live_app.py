@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_demo, write_config
+from targets import build_demo, write_config
 from live_app import LiveApp, ids, integrity, journal_mode, migrated_schema, set_journal_mode
 from maintenance_pipeline.core import backup as backup_mod
 from maintenance_pipeline.core.migrate import executor as migrate_mod

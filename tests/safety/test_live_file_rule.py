@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import write_config
+from targets import write_config
 from live_app import set_journal_mode
 from live_file_watch import watching
 from maintenance_pipeline.core import backup
@@ -62,7 +62,7 @@ def test_the_watch_catches_the_bug_it_is_for(demo_dir, monkeypatch):
 
 def test_a_rolled_back_run_hashes_the_file_only_after_its_last_connection(demo_dir):
     # the report of a rolled-back run states the file's sha256: read once every connection to it is closed
-    from conftest import copy_migrations, demo_target, revision
+    from targets import copy_migrations, demo_target, revision
 
     migrations = copy_migrations(demo_dir, {"0003_fails.py": revision(
         "0003", "0002", '    op.execute("UPDATE goals SET name = name")\n    raise RuntimeError("stop here")')})

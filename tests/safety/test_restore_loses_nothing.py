@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from live_app import LiveApp, ids, integrity
-from test_live_app import AFTER, BEFORE, app_problems, fresh_demo, run
+from .test_live_app import AFTER, BEFORE, app_problems, fresh_demo, run
 from maintenance_pipeline.core import backup as backup_mod
 
 

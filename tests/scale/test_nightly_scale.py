@@ -12,7 +12,9 @@ import sys
 import pytest
 import yaml
 
-from conftest import FIGURES, ROOT
+from figures import FIGURES
+
+from targets import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import nightly_scale  # noqa: E402

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .files import DEFAULT_BUSY_TIMEOUT, sha256_file
+from ..shared.files import DEFAULT_BUSY_TIMEOUT, sha256_file
 from ..engines import engine_for
 from ..errors import BackupError, RestoreError
-from .manifest import (BackupResult, annotate, list_backups, newest_verified, problems, read_manifest, set_pinned,
+from ..shared.manifest import (BackupResult, annotate, list_backups, newest_verified, problems, read_manifest, set_pinned,
                        utc)
 from .retention import apply_retention
 
@@ -90,7 +90,7 @@ def restore_database(
     path = Path(backup_path)
     if recorded_sha256:
         from ..dburl import mask_url
-        from .manifest import manifest_for_restore
+        from ..shared.manifest import manifest_for_restore
 
         manifest = manifest_for_restore(path, mask_url(url))
         if manifest.get("sha256") != recorded_sha256:

@@ -7,9 +7,9 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from .files import fsync_dir, remove_quietly
+from ..shared.files import fsync_dir, remove_quietly
 from ..errors import BackupError
-from .manifest import manifests, parse_time, utc
+from ..shared.manifest import manifests, parse_time, utc
 
 
 def apply_retention(

@@ -16,6 +16,7 @@ from typing import ClassVar, NamedTuple
 import sqlalchemy as sa
 
 from ..errors import UnsupportedEngineError
+from .registry import REGISTRY  # backend name -> engine: each subclass with a name enters itself
 
 
 class Prepare(Exception):  # noqa: N818 - a signal, not a failure
@@ -111,6 +112,15 @@ class MigrationSession:
         pass
 
 
+class AddedColumn(NamedTuple):
+    """A column ``Engine.add_columns`` added, for the run's record."""
+
+    change: object  # the ``add_column`` change
+    statements: tuple[str, ...] | None  # what ``apply`` would have sent, as it would have sent it; None: sent as such
+    started: float  # ``time.perf_counter()`` when its work began
+    seconds: float  # its share of the work
+
+
 class ReadFrom(NamedTuple):
     """What ``Engine.reading_copy`` yields: the URL to read, and what it is."""
 
@@ -119,7 +129,6 @@ class ReadFrom(NamedTuple):
     note: str = ""  # why the live database is read although the engine would have copied it (one phrase)
 
 
-REGISTRY: dict[str, "Engine"] = {}  # backend name -> engine; each subclass with a name enters itself
 
 
 class Engine:
@@ -304,6 +313,14 @@ class Engine:
     def adds_column_in_place(self, column) -> bool:
         """Whether ``ALTER TABLE ... ADD COLUMN`` can add ``column`` (else the table is rebuilt)."""
         return True
+
+    def add_columns(self, ops, changes: list, apply, schema: str | None) -> list[AddedColumn]:
+        """Add the columns of several ``add_column`` changes (in order; none after another step on its table) at once,
+        where the engine can do exactly what ``apply(ops, change)`` does for each (its statements, its checks) faster
+        than one by one; the ones it added, in order (the others are applied one by one as usual). A column added by
+        its own statements (seen as they ran) has ``statements`` None; the others carry the statements ``apply`` would
+        have sent, for the run's record. Default: none (SQLite: one schema reload for all, ``sqlite/addcolumns.py``)."""
+        return []
 
     def apply_in_place(self, ops, change, schema: str | None) -> bool:
         """A change ``align.apply_change_natively`` has no common way for: ALTER it in place (the default:

@@ -19,10 +19,14 @@ name), and a primary key change drops the current constraint (its name from the 
 new one. A column whose values come from a sequence (``SERIAL``) or an identity is created that way
 (its declared type says so) and altered as its plain type (``Engine.plain_type``). An engine that cannot
 ALTER a change in place says so (SQLite: everything but DROP COLUMN) and ``migrate`` has the engine
-rebuild the table instead, every row kept (``engines/sqlite/rebuild.py``).
+rebuild the table instead, every row kept (``engines/sqlite/rebuild.py``). Columns added to many tables may be
+added at once (``add_columns_together``, ``Engine.add_columns``: SQLite reloads its schema once for all of them,
+not once each), recorded statement by statement as if sent one by one.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import time
 from dataclasses import replace
@@ -200,6 +204,48 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
 
 
 
+def add_columns_together(ops: Operations, engine, steps: list[Change], column_fks: dict, schema: str | None,
+                         same_engine: bool, result: MigrationRecord, state: dict) -> set[int]:
+    """The ``add_column`` steps the engine adds at once (``Engine.add_columns``; SQLite: one schema reload for all of
+    them, not one each), recorded as the loop records a step: each statement ``apply_change_natively`` would send in
+    ``result.sql`` and the measured statements, the columns added in one schema update said so in ``result.applied``.
+    Only a table's ``add_column`` steps before any other step on that table are offered (applying them first changes
+    nothing else). The ids of the steps added (with a column's foreign key, added with it)."""
+    others: set[str | None] = set()
+    offered = []
+    for ch in steps:
+        if ch.kind == "add_column" and ch.table not in others:
+            offered.append(ch)
+        elif ch.kind != "add_foreign_key" or \
+                column_fks.get((ch.table, ch.reference.columns[0])) is not ch:  # type: ignore[union-attr]
+            others.add(ch.table)
+
+    def apply(o: Operations, ch: Change) -> bool:
+        if o is ops:
+            state["step"] = ch.describe()
+        fk_ch = column_fks.get((ch.table, ch.name))
+        return apply_change_natively(o, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema,
+                                     same_engine=same_engine)
+
+    state["step"] = f"adding {len(offered)} columns together"
+    added = engine.add_columns(ops, offered, apply, schema) if len(offered) > 1 else []
+    state["step"] = None
+    n = sum(1 for a in added if a.statements is not None)
+    how = f"one of {n} columns added in one schema update"
+    recorder = state.get("recorder")
+    for a in added:
+        ch, fk_ch = a.change, column_fks.get((a.change.table, a.change.name))
+        desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
+        if a.statements is not None:
+            result.sql.extend(a.statements)
+            for statement in a.statements if recorder is not None else ():
+                recorder.note(ops.get_bind(), statement, a.started, a.seconds / len(a.statements), how)
+            desc += f" ({how})"
+        result.applied.append({"source": "align", "description": desc, "seconds": round(a.seconds, 4)})
+        result.aligned.extend([ch, fk_ch] if fk_ch else [ch])
+    return {id(a.change) for a in added}
+
+
 def run_sql(ops: Operations, statement: str) -> None:
     """An engine's own statement, as it is (no bind parameters: a ``::`` cast or ``:x`` stays text)."""
     ops.get_bind().exec_driver_sql(statement)
@@ -227,12 +273,41 @@ def _apply_object(ops: Operations, engine, ch: Change) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class AlignmentPlan:
+    """What alignment will apply, in order, inside the migration's transaction (``plan_alignment``)."""
+
+    steps: list[Change]  # in the engine's order, dependents around what they depend on
+    implied: list[Change]  # made by the engine along with others (children of a parent)
+    column_fks: dict  # (table, column) -> the single-column foreign key arriving with its column
+    schema: str | None
+    same_engine: bool  # the reference is a database of the target's engine: its own statements apply
+
+
 def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
                          result: MigrationRecord, state: dict | None = None) -> None:
     """Inside the migration's transaction, after the revisions: diff again, refuse what may not or cannot be
     applied (raising, so nothing is committed), then apply the rest in the engine's order, natively or by
     rebuilding tables; ``state["step"]`` names the change under way (for the one-line error)."""
     state = state if state is not None else {}
+    plan = plan_alignment(conn, target, reference, align, result)
+    if plan is None:
+        return
+    engine = engine_of(conn)
+    result.aligned.extend(plan.implied)
+    check_after = engine.alignment_guard(conn)
+    ops = Operations(MigrationContext.configure(conn, opts={"transactional_ddl": True}))
+    rebuild = _apply_natively(ops, engine, plan, result, state)
+    if rebuild:
+        _rebuild_tables(conn, ops, engine, target, reference, plan, rebuild, result, state)
+    state["step"] = None
+    check_after()
+
+
+def plan_alignment(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
+                   result: MigrationRecord) -> AlignmentPlan | None:
+    """Diff again after the revisions; what ``align`` refuses and what cannot be aligned is raised (nothing is
+    committed; a dry run records it instead); None when nothing is left to apply."""
     schema = target_schema(conn, target)
     live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
     changes = diff(live, reference, ignore_tables=target.ignore_tables, renames=target.renames, ignore=target.ignore)
@@ -248,6 +323,14 @@ def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapsho
     steps, tied = engine.order_by_dependencies(conn, steps, live, reference, schema)
     unalignable += tied
     result.refused = refused + blocked + [c for c, _ in unalignable]
+    _raise_refusals(unalignable, result, align)
+    to_apply = [c for c in steps if all(c is not x for x, _ in tied)]
+    if not to_apply:
+        return None
+    return AlignmentPlan(to_apply, implied, _column_fks(to_apply), schema, reference.dialect == engine.name)
+
+
+def _raise_refusals(unalignable: list, result: MigrationRecord, align: str) -> None:
     if unalignable and not result.dry_run:
         what = "; ".join(f"{c.kind} {c.noun}: {why}" for c, why in unalignable[:3])
         more = f" (+{len(unalignable) - 3} more)" if len(unalignable) > 3 else ""
@@ -261,25 +344,30 @@ def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapsho
             f"align: {align} refuses {len(result.refused)} destructive change(s): {names}{more}; the whole run was "
             "refused, nothing was committed; review them and rerun with align: full to apply them, or change "
             "the reference")
-    to_apply = [c for c in steps if all(c is not x for x, _ in tied)]
-    if not to_apply:
-        return
-    same_engine = reference.dialect == engine.name
-    result.aligned.extend(implied)
-    check_after = engine.alignment_guard(conn)
-    # a single-column FK arriving with its column is added with it (natively on SQLite)
+
+
+def _column_fks(to_apply: list[Change]) -> dict:
+    """A single-column FK arriving with its column is added with it (natively on SQLite)."""
     column_fks = {}
     for ch in to_apply:
         if ch.kind == "add_foreign_key" and len(ch.reference.columns) == 1:  # type: ignore[union-attr]
             if any(c.kind == "add_column" and c.table == ch.table and c.name == ch.reference.columns[0]
                    for c in to_apply):
                 column_fks[(ch.table, ch.reference.columns[0])] = ch  # type: ignore[union-attr]
-    ops = Operations(MigrationContext.configure(conn, opts={"transactional_ddl": True}))
+    return column_fks
+
+
+def _apply_natively(ops: Operations, engine, plan: AlignmentPlan, result: MigrationRecord,
+                    state: dict) -> dict[str, list[Change]]:
+    """Each step in one statement where the engine can (columns added together where it can); what needs a table
+    rebuild is returned, by table."""
+    column_fks, schema, same_engine = plan.column_fks, plan.schema, plan.same_engine
     rebuild: dict[str, list[Change]] = {}
-    for ch in to_apply:
-        if ch.kind == "add_foreign_key" and \
+    together = add_columns_together(ops, engine, plan.steps, column_fks, schema, same_engine, result, state)
+    for ch in plan.steps:
+        if id(ch) in together or ch.kind == "add_foreign_key" and \
                 column_fks.get((ch.table, ch.reference.columns[0])) is ch:  # type: ignore[union-attr]
-            continue  # added with its column
+            continue  # added with the others, or with its column
         if ch.kind == "drop_column" and ch.table in rebuild:
             # the table is rebuilt anyway: dropping the column natively first would rewrite it twice
             rebuild[ch.table].append(ch)
@@ -298,16 +386,19 @@ def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapsho
         else:
             del result.sql[n_sql:]  # a native attempt the engine refused (rolled back) is not part of the plan
             rebuild.setdefault(ch.table, []).append(ch)
-    if rebuild:
-        now = take_snapshot(conn, ignore_tables=target.ignore_tables)
-        for table, chs in rebuild.items():
-            state["step"] = f"rebuilding table {table} (" + "; ".join(c.describe() for c in chs) + ")"
-            t0 = time.monotonic()
-            engine.rebuild(ops, now.tables[table], chs, reference.tables.get(table) if same_engine else None)
-            result.applied.append({"source": "align",
-                                   "description": f"rebuilt table {table} (rows kept): "
-                                   + "; ".join(c.describe() for c in chs),
-                                   "seconds": round(time.monotonic() - t0, 4)})
-            result.aligned.extend(chs)
-    state["step"] = None
-    check_after()
+    return rebuild
+
+
+def _rebuild_tables(conn: sa.Connection, ops: Operations, engine, target: Target, reference: Snapshot,
+                    plan: AlignmentPlan, rebuild: dict[str, list[Change]], result: MigrationRecord,
+                    state: dict) -> None:
+    now = take_snapshot(conn, ignore_tables=target.ignore_tables)
+    for table, chs in rebuild.items():
+        state["step"] = f"rebuilding table {table} (" + "; ".join(c.describe() for c in chs) + ")"
+        t0 = time.monotonic()
+        engine.rebuild(ops, now.tables[table], chs, reference.tables.get(table) if plan.same_engine else None)
+        result.applied.append({"source": "align",
+                               "description": f"rebuilt table {table} (rows kept): "
+                               + "; ".join(c.describe() for c in chs),
+                               "seconds": round(time.monotonic() - t0, 4)})
+        result.aligned.extend(chs)

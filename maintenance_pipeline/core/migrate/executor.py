@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from .align import align_in_transaction
 from .attempts import Attempts, LockWait, pause
 from .measure import Recorder
-from ..verify.results import fmt_fk, introduced_violations
+from ..verify.results import fmt_fk
 from ..config import Target
 from ..dburl import mask_url, short_name, translate_error
 from ..engines import open_engine
@@ -150,13 +150,8 @@ def _run_on(engine, url: str, target: Target, reference: Snapshot, align: str, d
 _VERDICTS = (DestructiveChangeRefusedError, UnalignableChangeError, SchemaLeftDifferentError, RowsLostError)
 
 
-def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, align: str, dry_run: bool,
-         named: Target | None = None, backup: Path | None = None, planned=None, lock=None) -> MigrationResult:
-    """``named``: the target that error messages name (a dry run may work on a scratch copy); ``lock``: the
-    maintenance lock's handle, confirmed on this connection right before COMMIT (``core/lock.py``)."""
-    sql: list[str] = []
-    shown = named or target
-
+def _capture_into(sql: list[str]):
+    """A ``before_cursor_execute`` listener that records each statement that changes something, as it ran."""
     def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
         head = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
         if head in ("SELECT", "PRAGMA", "BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "EXPLAIN", "SET"):
@@ -165,17 +160,29 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
         if parameters:
             text += f"  -- params {parameters!r}"
         sql.append(text)
+    return capture
 
-    def no_commit(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        # a revision (or anything else) must not end the run's one transaction: what ran before would stay
-        # committed whatever fails after it
-        words = statement.lstrip().split(None, 2)
-        head = words[0].upper().rstrip(";") if words else ""
-        second = words[1].upper() if len(words) > 1 else ""
-        if head in ("COMMIT", "END", "BEGIN", "START", "ABORT") or (head == "ROLLBACK" and second != "TO") \
-                or (head == "PREPARE" and second == "TRANSACTION"):
-            raise MigrationError(f"{' '.join(statement.split())[:60]!r} would end the migration's single "
-                                 "transaction; remove it from the revision (the pipeline commits once, at the end)")
+
+def _no_commit(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    """A revision (or anything else) must not end the run's one transaction: what ran before would stay committed
+    whatever fails after it."""
+    words = statement.lstrip().split(None, 2)
+    head = words[0].upper().rstrip(";") if words else ""
+    second = words[1].upper() if len(words) > 1 else ""
+    if head in ("COMMIT", "END", "BEGIN", "START", "ABORT") or (head == "ROLLBACK" and second != "TO") \
+            or (head == "PREPARE" and second == "TRANSACTION"):
+        raise MigrationError(f"{' '.join(statement.split())[:60]!r} would end the migration's single "
+                             "transaction; remove it from the revision (the pipeline commits once, at the end)")
+
+
+def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, align: str, dry_run: bool,
+         named: Target | None = None, backup: Path | None = None, planned=None, lock=None) -> MigrationResult:
+    """``named``: the target that error messages name (a dry run may work on a scratch copy); ``lock``: the
+    maintenance lock's handle, confirmed on this connection right before COMMIT (``core/lock.py``)."""
+    sql: list[str] = []
+    shown = named or target
+
+    capture, no_commit = _capture_into(sql), _no_commit
 
     def begin():
         try:
@@ -198,6 +205,7 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
                 trans = session.begun(conn, trans, begin)
                 sa.event.listen(conn, "before_cursor_execute", no_commit)
                 recorder = Recorder(session, state)
+                state["recorder"] = recorder  # what alignment applied without sending it is noted there too
                 sa.event.listen(conn, "before_cursor_execute", recorder.before)
                 sa.event.listen(conn, "after_cursor_execute", recorder.after)
                 _migrate_in_transaction(conn, session, target, shown, reference, align, result, state, planned)

@@ -59,6 +59,22 @@ class Recorder:
             "phase": self.state.get("phase"),
         })
 
+    def note(self, conn, statement: str, started: float, seconds: float, how: str) -> None:
+        """A statement whose work was done otherwise than by sending it (SQLite: several ``ADD COLUMN`` in one schema
+        update), recorded as ``after`` records one that ran: ``started`` (``time.perf_counter()``) and ``seconds``
+        its share of that work, ``how`` says how it was done."""
+        effects = self.session.effects_after(conn, None, statement)
+        self.entries.append({
+            "sql": " ".join(statement.split())[:200],
+            "started": round(started - self.began, 4),
+            "seconds": round(seconds, 4),
+            "rows": None,
+            "locks": list(effects.get("locks") or []),
+            "rewrites": list(effects.get("rewrites") or []),
+            "phase": self.state.get("phase"),
+            "applied": how,
+        })
+
     def finish(self) -> dict:
         """When the transaction ended (commit or rollback): each statement's ``lock_held`` (seconds from its start to
         the end, for a statement that took a lock) and the longest lock of the transaction."""

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..backup.manifest import list_backups
+from ..shared.manifest import list_backups
 from ..config import MaintenanceConfig, Target
 from ..dburl import mask_url
 from ..engines import engine_of, open_engine
@@ -408,7 +408,8 @@ def _sql_with_costs(r: TargetCheck) -> list[str]:
         cost = "; ".join([", ".join(m.get("locks") or []) or "no new lock",
                           f"rewrites {', '.join(m['rewrites'])}" if m.get("rewrites") else "no rewrite",
                           f"{m['rows']} rows" if m.get("rows") is not None else "rows —",
-                          f"lock held {m['lock_held']:.3f} s" if m.get("lock_held") is not None else "no lock held"])
+                          f"lock held {m['lock_held']:.3f} s" if m.get("lock_held") is not None else "no lock held"]
+                         + ([str(m["applied"])] if m.get("applied") else []))  # e.g. one of N columns added at once
         out.append(f"  {s.rstrip().rstrip(';')};  -- {cost}")
     return out
 

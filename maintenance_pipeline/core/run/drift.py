@@ -124,7 +124,7 @@ def probe_target(target: Target, previous: dict | None, references: ReferenceCac
     return Probe(target.name, "unreadable", error=error), {**previous, "error": error}
 
 
-FUTURE_SLACK_HOURS = 5 / 60  # as ``backup.manifest.FUTURE_SLACK``
+FUTURE_SLACK_HOURS = 5 / 60  # as ``shared.manifest.FUTURE_SLACK``
 
 
 class BackupFreshness:
@@ -137,7 +137,7 @@ class BackupFreshness:
         self._seen: dict[str, tuple[float, str | None]] = {}  # folder -> (mtime, newest verified created_at)
 
     def newest(self, backups_dir, target: str) -> str | None:
-        from ..backup.manifest import newest_verified
+        from ..shared.manifest import newest_verified
 
         folder = Path(backups_dir) / target
         try:

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ..backup.manifest import FUTURE_SLACK, describe_tables, newest_verified, parse_time, problems, utc
+from ..shared.manifest import FUTURE_SLACK, newest_verified, parse_time, problems, utc
+from ..shared.reading import describe_tables
 from ..config import MaintenanceConfig, Target
 from ..dburl import mask_url, scrub_passwords, translate_error
 from ..engines import engine_for, open_engine

@@ -29,7 +29,7 @@ from ..errors import (
     VerificationFailedError,
 )
 from ..lock import maintenance_lock
-from ..backup.manifest import BackupResult, RestoreResult
+from ..shared.manifest import BackupResult, RestoreResult
 from ..migrate.executor import MigrationResult, migrate, plan_revisions
 from ..schema.model import Change, Snapshot
 from ..schema.reference import reference_snapshot
@@ -47,11 +47,12 @@ def _drift_with_fixes(state: RunState) -> list[dict]:
     ``alignment`` (aligned), or nothing (it remains, or nothing was applied)."""
     mig = state.migration
     out = []
+    judged = mig is not None and not mig.dry_run and not mig.rolled_back and mig.after_revisions is not None
+    left = {x.describe() for x in mig.after_revisions} if judged else set()  # once: not once per difference
+    remains = {x.describe() for x in mig.drift_after} if judged else set()
     for c in state.drift_before:
         d = c.to_dict()
-        if mig is not None and not mig.dry_run and not mig.rolled_back and mig.after_revisions is not None:
-            left = {x.describe() for x in mig.after_revisions}
-            remains = {x.describe() for x in mig.drift_after}
+        if judged:
             if c.describe() not in left:
                 d["fixed_by"] = "revision"
             elif c.describe() not in remains:

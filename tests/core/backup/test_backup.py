@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from backup_cases import NOW, invariant, live_description, make_db, ro, url_of
-from conftest import sha256
+from targets import sha256
 
 from maintenance_pipeline.core import backup as bk
 from maintenance_pipeline.core.engines.sqlite.backup import integrity_check
@@ -116,7 +116,7 @@ def wait_for_commits(path: Path, at_least: int, proc: subprocess.Popen, deadline
 
 
 @pytest.mark.parametrize(
-    ("journal_mode", "method"), [("wal", "sqlite-backup-api"), ("delete", "sqlite-locked-copy")]
+    ("journal_mode", "method"), [("wal", "sqlite-wal-copy"), ("delete", "sqlite-locked-copy")]
 )
 def test_backup_while_another_process_writes_is_a_consistent_snapshot(tmp_path, journal_mode, method):
     src = make_db(tmp_path / "live.db", rows=20_000, journal_mode=journal_mode)  # ~10 MB

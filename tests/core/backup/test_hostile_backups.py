@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from backup_cases import NOW, make_db, url_of
 
-from conftest import demo_target, sha256, write_config
+from targets import demo_target, sha256, write_config
 from maintenance_pipeline.core import backup as bk
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import InvalidManifestError

@@ -4,7 +4,7 @@ never while another backup or migration of the target holds the folder (``core/l
 from __future__ import annotations
 
 from maintenance_pipeline.core.backup import backup_database, list_backups
-from maintenance_pipeline.core.backup.leftovers import FolderHold
+from maintenance_pipeline.core.shared.leftovers import FolderHold
 
 
 def _left_by_a_killed_run(folder):

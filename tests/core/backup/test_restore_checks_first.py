@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from backup_cases import tamper_backup
-from conftest import sha256, write_config
+from targets import sha256, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job
 from maintenance_pipeline.orchestration.definitions import build_definitions

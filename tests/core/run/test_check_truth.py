@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sha256, write_config
+from targets import sha256, write_config
 from maintenance_pipeline import cli
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import ConfigError

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from backup_cases import tamper_backup
-from conftest import copy_migrations, demo_target, revision, sha256, write_config
+from targets import copy_migrations, demo_target, revision, sha256, write_config
 from live_file_watch import watching
 from maintenance_pipeline.core.backup import backup_database, sha256_file
 from maintenance_pipeline.core.config import load_config

@@ -8,7 +8,7 @@ import sqlite3
 import dagster as dg
 import pytest
 
-from conftest import copy_migrations, demo_target, revision, write_config
+from targets import copy_migrations, demo_target, revision, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run import pipeline
 from maintenance_pipeline.orchestration.definitions import build_definitions

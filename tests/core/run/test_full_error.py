@@ -15,7 +15,7 @@ import sqlite3
 import dagster as dg
 import pytest
 
-from conftest import copy_migrations, demo_target, revision, write_config
+from targets import copy_migrations, demo_target, revision, write_config
 from maintenance_pipeline import cli
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import ReportError

@@ -12,7 +12,7 @@ import sqlite3
 import dagster as dg
 from markdown_it import MarkdownIt
 
-from conftest import write_config
+from targets import write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job
 from maintenance_pipeline.orchestration.definitions import build_definitions

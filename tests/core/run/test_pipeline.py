@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_migrations, demo_target, revision, sha256, write_config
+from targets import copy_migrations, demo_target, revision, sha256, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job
 
@@ -215,7 +215,7 @@ def test_restoring_a_backup_that_is_not_there_says_so_and_pins_nothing(demo_conf
 
 def test_paths_with_uri_characters_work(tmp_path):
     """A '#' in a folder name must not cut a sqlite file: URI short (or open another file)."""
-    from conftest import build_demo
+    from targets import build_demo
 
     folder = tmp_path / "odd #1"  # ("?" and "%xx" are URL syntax in the targets file's URL itself)
     build_demo.build(folder / "data")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_migrations, demo_target, revision, write_config
+from targets import copy_migrations, demo_target, revision, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.markdown import MAX_SQL_LINE, MAX_SQL_STATEMENTS, bounded_sql
 from maintenance_pipeline.core.run.pipeline import run_job
@@ -139,7 +139,7 @@ def test_a_dagster_dry_run_records_a_bounded_sample_of_its_sql(demo_dir):
 
 def test_a_rows_detail_names_a_bounded_sample():
     """The keys of lost rows (a key may be a long text) and the tables of each list are a sample."""
-    from maintenance_pipeline.core.verify.results import SAMPLE_KEY_CHARS, SAMPLE_NAMES, _first, describe_loss
+    from maintenance_pipeline.core.shared.verdicts import SAMPLE_KEY_CHARS, SAMPLE_NAMES, _first, describe_loss
 
     text = describe_loss({"table": "notes", "rows": 75_342, "keys": ["'" + "k" * 5000 + "'", "'b'", "'c'", "'d'"]})
     assert text.startswith("notes: 75342 row(s) missing or changed (keys: 'kkk") and "'d'" not in text

@@ -5,7 +5,7 @@ label follows what launched the run."""
 
 from __future__ import annotations
 
-from conftest import demo_target, write_config
+from targets import demo_target, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job
 from maintenance_pipeline.core.run.report import render_markdown

@@ -15,7 +15,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from conftest import demo_target, write_config
+from targets import demo_target, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job
 from maintenance_pipeline.core.run.report import render_markdown, summary_line

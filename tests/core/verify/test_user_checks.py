@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from conftest import ORPHAN_CHECK, demo_target, sha256, write_config
+from targets import ORPHAN_CHECK, demo_target, sha256, write_config
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.run.pipeline import run_job
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_demo, write_config
+from targets import build_demo, write_config
 from live_app import LiveApp, set_journal_mode
 from live_file_watch import _db_path
 from maintenance_pipeline.core import backup as backup_mod
-from maintenance_pipeline.core.backup.leftovers import leftovers
+from maintenance_pipeline.core.shared.leftovers import leftovers
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.engines import engine_for
 from maintenance_pipeline.core.run import pipeline

@@ -289,7 +289,7 @@ class PostgresEngine(Engine):
     def equals_backup(self, url, backup: Path, manifest: dict, *, schema: str | None, strict: bool) -> str | None:
         """By schema fingerprint and row counts (a dump cannot be compared row by row without restoring it); not
         exact, so only when the operator did not name the backup (``strict``)."""
-        from ...backup.manifest import describe_url
+        from .describe import describe_url
 
         if strict or not manifest.get("fingerprint"):
             return None
@@ -301,7 +301,7 @@ class PostgresEngine(Engine):
 
     def backup_snapshot(self, backup: Path, url, target):
         """The dump restored into a scratch database (needs CREATEDB), read there, dropped."""
-        from ...schema.snapshot import take_snapshot
+        from ...shared.reading import take_snapshot
         from .. import open_engine
         from .rows import Scratch
 
@@ -334,7 +334,7 @@ class PostgresEngine(Engine):
         """The dump (its sha256 checked against the manifest first) restored into a scratch database beside the
         target: ``<db>_mp_scratch_<hex>``, marked, dropped when the block ends (``rows.Scratch``). The target's
         database is only asked whether its role may create databases (without CREATEDB: one line saying so)."""
-        from ...backup.manifest import expected_sha256, manifest_for_restore, sha256_mismatch
+        from ...shared.manifest import expected_sha256, manifest_for_restore, sha256_mismatch
         from ...dburl import mask_url, parse_url
         from ...errors import RestoreError
         from .archive import sha256_dump

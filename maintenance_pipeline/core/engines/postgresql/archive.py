@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...backup.files import sha256_file
+from ...shared.files import sha256_file
 from .tools import PgTool, build_command, find_tool, first_error, run
 
 

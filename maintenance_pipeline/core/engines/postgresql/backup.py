@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ...backup.files import (
+from ...shared.files import (
     DEFAULT_BUSY_TIMEOUT,
     DIR_MODE,
     FILE_MODE,
@@ -61,8 +61,10 @@ from ...backup.files import (
 from ...dburl import mask_url, translate_error
 from .. import open_engine
 from ...errors import BackupError, DatabaseLockedError, MaintenanceError
-from ...backup.leftovers import FolderHold
-from ...backup.manifest import BackupResult, describe_tables, describe_url, manifest_head, manifest_tail, write_manifest
+from ...shared.leftovers import FolderHold
+from ...shared.manifest import BackupResult, manifest_head, manifest_tail, write_manifest
+from ...shared.reading import describe_tables
+from .describe import describe_url
 from .archive import dump_files, dump_size, list_archive, sha256_dump
 from .catalog import quote_ident
 from .restore import restore_postgresql
@@ -467,3 +469,4 @@ __all__ = [
     "sha256_dump",
     "version_tuple",
 ]
+

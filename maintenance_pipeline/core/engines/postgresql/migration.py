@@ -22,7 +22,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ...verify.results import RowsVerdict
+from ...shared.verdicts import RowsVerdict
 from ...dburl import scrub_passwords
 from .. import open_engine
 from ...errors import MaintenanceError
@@ -135,7 +135,7 @@ class PostgresMigration(MigrationSession):
                           "waits for it holding no lock, then runs again", self.scratch.wait)
         try:
             scratch_url = self.scratch.wait()
-            from ...schema.snapshot import take_snapshot
+            from ...shared.reading import take_snapshot
 
             engine = open_engine(scratch_url)
             try:

@@ -22,11 +22,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...backup.files import CHUNK, DEFAULT_BUSY_TIMEOUT
+from ...shared.files import CHUNK, DEFAULT_BUSY_TIMEOUT
 from ...dburl import mask_url, translate_error
 from .. import open_engine
 from ...errors import BackupError, RestoreError
-from ...backup.manifest import describe_url, expected_sha256, manifest_for_restore, restored, sha256_mismatch
+from ...shared.manifest import expected_sha256, manifest_for_restore, restored, sha256_mismatch
+from .describe import describe_url
 from .archive import Listing, list_archive, sha256_dump
 from .catalog import quote_ident
 from .tools import (

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ...verify.results import AFTER_COMMIT_NOTE, RowsVerdict, compare_kept_rows, merge_counted, merge_keyed
+from ...shared.verdicts import AFTER_COMMIT_NOTE, RowsVerdict, compare_kept_rows, merge_counted, merge_keyed
 from ...dburl import mask_url, parse_url, scrub_passwords
 from ...errors import BackupError, MaintenanceError
 from .archive import list_archive

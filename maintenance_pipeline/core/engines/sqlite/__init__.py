@@ -96,7 +96,7 @@ class SQLiteEngine(Engine):
         return name.startswith("sqlite_")  # sqlite_sequence, sqlite_stat1, ...
 
     def maintenance_lock(self, url, holder: str):
-        from ...lock import file_lock
+        from ...shared.lockfile import file_lock
 
         return file_lock(str(sqlite_path(url)), url, holder)
 
@@ -119,7 +119,7 @@ class SQLiteEngine(Engine):
     def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str], url=None):
         """The models created in an in-memory SQLite database and read back: exactly what SQLite makes of them."""
         from ...errors import ReferenceImportError
-        from ...schema.snapshot import take_snapshot
+        from ...shared.reading import take_snapshot
 
         engine = sa.create_engine("sqlite://")
         schemas = {t.schema for t in metadata.tables.values() if t.schema}
@@ -292,6 +292,15 @@ class SQLiteEngine(Engine):
     def adds_column_in_place(self, column) -> bool:
         return not _STORED.search(column.type)  # "cannot add a STORED column": a rebuild does it
 
+    def add_columns(self, ops, changes: list, apply, schema: str | None) -> list:
+        """Every ``ADD COLUMN`` re-parses the whole schema: the columns SQLite adds without reading a row are added
+        with one reload, as SQLite's own ALTER adds them (``addcolumns.py``)."""
+        if schema is not None:
+            return []
+        from .addcolumns import add_columns
+
+        return add_columns(ops, changes, apply)
+
     def table_options_refusal(self, current, reference) -> str | None:
         return None  # STRICT and WITHOUT ROWID: a rebuild from the reference's CREATE TABLE
 
@@ -317,7 +326,7 @@ class SQLiteEngine(Engine):
         return equals_backup(url, backup, manifest)
 
     def backup_snapshot(self, backup: Path, url, target):
-        from ...schema.snapshot import take_snapshot
+        from ...shared.reading import take_snapshot
         from .. import open_engine
 
         engine = open_engine(f"sqlite:///{backup}")
@@ -341,8 +350,8 @@ class SQLiteEngine(Engine):
         import shutil
         import tempfile
 
-        from ...backup.files import CHUNK
-        from ...backup.manifest import expected_sha256, manifest_for_restore, sha256_mismatch
+        from ...shared.files import CHUNK
+        from ...shared.manifest import expected_sha256, manifest_for_restore, sha256_mismatch
         from ...dburl import mask_url
         from ...errors import RestoreError
 

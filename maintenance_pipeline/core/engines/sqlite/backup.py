@@ -9,13 +9,16 @@ Consistency strategy
   at ``cp`` speed (method ``sqlite-locked-copy``). Writers wait (busy timeout) for the
   duration of the copy, about one second per GiB.
 * WAL database: the main file alone is not a snapshot (committed pages may still be in
-  the -wal file), so SQLite's online backup API copies it in ONE step (``pages=-1``; a
-  stepped backup restarts on every commit by another connection and may never finish).
-  The step runs inside one read transaction, so it is a consistent snapshot and writers
-  are never blocked (method ``sqlite-backup-api``). The copy is then switched to
-  ``journal_mode=DELETE`` so that it is one self-contained file that opens read-only
-  without creating -wal/-shm files beside it; ``restore_database`` keeps the live
-  database's own journal mode.
+  the -wal file). Under one read transaction, which never blocks a writer, the main file's
+  bytes are copied, then the WAL's committed frames (as they were at BEGIN, salts and
+  checksums validated) are written over them, the copy cut to the last commit's size: a
+  consistent committed state at ``cp`` speed (``walcopy.py``, method ``sqlite-wal-copy``).
+  Without a -wal file, or when anything in it is unexpected, SQLite's online backup API
+  copies it in ONE step (``pages=-1``; a stepped backup restarts on every commit by another
+  connection and may never finish), inside one read transaction too (method
+  ``sqlite-backup-api``). Either copy is then switched to ``journal_mode=DELETE`` so that it
+  is one self-contained file that opens read-only without creating -wal/-shm files beside
+  it; ``restore_database`` keeps the live database's own journal mode.
 
 The source is never opened by a connection that could create it: the file is checked
 with ``dburl.check_sqlite_file`` first and opened through ``file:…?mode=ro`` URIs.
@@ -38,7 +41,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ...backup.files import (
+from ...shared.files import (
     CHUNK,
     DEFAULT_BUSY_TIMEOUT,
     FILE_MODE,
@@ -52,12 +55,13 @@ from ...backup.files import (
     remove_quietly,
     sha256_file,
 )
-from . import live_file
+from . import live_file, walcopy
 from ...dburl import mask_url, translate_error
 from .files import check_sqlite_file, sqlite_path, sqlite_uri
 from ...errors import BackupError, DatabaseLockedError, MaintenanceError
-from ...backup.leftovers import FolderHold
-from ...backup.manifest import BackupResult, describe_tables, manifest_head, manifest_tail, write_manifest
+from ...shared.leftovers import FolderHold
+from ...shared.manifest import BackupResult, manifest_head, manifest_tail, write_manifest
+from ...shared.reading import describe_tables
 
 MMAP_SIZE = 1 << 40  # SQLite caps this at its compile-time SQLITE_MAX_MMAP_SIZE
 SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
@@ -173,7 +177,8 @@ def _backup_sqlite(src: Path, url: str, folder: Path, target: str, *, label: str
 
 def consistent_copy(src: Path, url: str, dest: Path, busy_timeout: float = 30.0) -> str:
     """A consistent copy of ``src`` at ``dest`` made as a backup is (a byte copy under the read lock, so an
-    unchanged database's copy has the backup's own header; WAL: the online backup API); returns the method."""
+    unchanged database's copy has the backup's own header; WAL: the WAL copy, else the online backup API); returns
+    the method."""
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
     try:
         method, _ = _sqlite_copy(src, url, dest, fd, busy_timeout, {})
@@ -256,17 +261,19 @@ def _sqlite_copy(
     ``timings`` gets ``lock_wait`` (until the read lock was granted) and, for the locked copy,
     ``locked`` (how long writers were held off).
     """
-    # the descriptor is opened before the connection and closed after it (live_file.py): closing a
-    # descriptor drops this process's POSIX locks on the file, SQLite's included
-    with live_file.pinned(src) as src_fd:
-        return copy_pinned(src_fd, src, url, tmp, tmp_fd, busy_timeout=busy_timeout, timings=timings)
+    # the descriptors (the file's, and its -wal's if it has one) are opened before the connection and closed
+    # after it (live_file.py): closing a descriptor drops this process's POSIX locks on the file, SQLite's included
+    with live_file.pinned(src) as src_fd, walcopy.pinned_wal(src) as wal_fd:
+        return copy_pinned(src_fd, src, url, tmp, tmp_fd, busy_timeout=busy_timeout, timings=timings, wal_fd=wal_fd)
 
 
 def copy_pinned(src_fd: int, src: Path, url: str, tmp: Path, tmp_fd: int, *, busy_timeout: float,
-                timings: dict[str, float], exclusive: bool = False) -> tuple[str, str]:
+                timings: dict[str, float], exclusive: bool = False, wal_fd: int | None = None) -> tuple[str, str]:
     """``_sqlite_copy`` through ``src_fd``, a descriptor of ``src`` pinned by the caller (opened before its
     first connection to the file, closed after its last): a read transaction, then the byte copy under it
-    (rollback journal) or the online backup API (WAL).
+    (rollback journal); WAL: with ``wal_fd`` (the -wal's descriptor, pinned the same way) the main file's bytes
+    and the WAL's committed frames under it (``walcopy.py``, method ``sqlite-wal-copy``), else (or when
+    anything there is unexpected) the online backup API.
 
     ``exclusive``: a connection of this process holds the file's write transaction, nothing of it written to
     the file yet (a restore's safety copy, after the restore's first step). In rollback-journal mode that
@@ -305,6 +312,10 @@ def copy_pinned(src_fd: int, src: Path, url: str, tmp: Path, tmp_fd: int, *, bus
             conn.execute("ROLLBACK")
             timings["locked"] = time.perf_counter() - locked_at
             return "sqlite-locked-copy", "delete"
+        if wal_fd is not None and walcopy.copy(src, src_fd, wal_fd, tmp_fd, copy_bytes):
+            conn.execute("ROLLBACK")
+            walcopy.leave_wal_mode(tmp, url)
+            return "sqlite-wal-copy", "wal"
         conn.execute("ROLLBACK")
         _backup_api(conn, tmp, url, busy_timeout)
         return "sqlite-backup-api", "wal"

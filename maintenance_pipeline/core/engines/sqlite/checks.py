@@ -91,7 +91,7 @@ def rows_preserved(live: Path, backup: Path, backup_snapshot, live_snapshot, ign
     """Every row of every kept table of the backup is still in the live file with the same kept values,
     compared now on a connection of its own (the migration itself compares inside its transaction:
     ``rows.RowsGuard``): (``checks.Check``, planned drops)."""
-    from ...verify.results import AFTER_COMMIT_NOTE, Check
+    from ...shared.verdicts import AFTER_COMMIT_NOTE, Check
     from .files import sqlite_uri
     from .rows import compare_attached
 

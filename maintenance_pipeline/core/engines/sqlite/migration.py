@@ -20,7 +20,6 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from ...errors import MigrationError
-from ..base import MigrationSession
 from . import live_file
 from .files import sqlite_path
 from ..base import MigrationSession, Prepare
@@ -86,7 +85,7 @@ class SQLiteMigration(MigrationSession):
     def read_begin_state(self, conn: sa.Connection, begin_snapshot, ignore) -> None:
         super().read_begin_state(conn, begin_snapshot, ignore)
         if self.guard is not None:
-            from ...schema.snapshot import take_snapshot
+            from ...shared.reading import take_snapshot
             from .keys import fk_graph
 
             with self.guard.reading():

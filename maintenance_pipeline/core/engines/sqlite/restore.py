@@ -26,13 +26,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ...backup.files import fsync_dir, remove_quietly, sha256_file
+from ...shared.files import fsync_dir, remove_quietly, sha256_file
 from ...dburl import mask_url, translate_error
 from .. import open_engine
 from . import live_file
 from .files import check_sqlite_file, sqlite_path, sqlite_uri
 from ...errors import DatabaseLockedError, NotADatabaseError, RestoreError
-from ...backup.manifest import describe_tables, expected_sha256, manifest_for_restore, restored, sha256_mismatch
+from ...shared.manifest import expected_sha256, manifest_for_restore, restored, sha256_mismatch
+from ...shared.reading import describe_tables
 from .backup import SQLITE_SIDECARS, busy_deadline, copy_bytes, copy_pinned, describe_file, integrity_check
 
 FIRST_STEP_PAGES = 256  # pages of the restore's first step: they stay in the cache (no spill to the file)
@@ -184,7 +185,7 @@ def _keep_aside(target: Path, safety) -> Path:
     replaces it. Nothing of this process has the file open: it is not a database."""
     from datetime import datetime, timezone
 
-    from ...backup.files import FILE_MODE, ensure_folder
+    from ...shared.files import FILE_MODE, ensure_folder
 
     folder = Path(safety.backups_dir) / safety.target
     ensure_folder(folder)
@@ -227,7 +228,7 @@ def _replace_file(backup: Path, target: Path) -> None:
 
 def equals_backup(url: str, backup: Path, manifest: dict) -> str | None:
     """See ``SQLiteEngine.equals_backup``."""
-    from ...schema.snapshot import take_snapshot
+    from ...shared.reading import take_snapshot
     from .checks import rows_preserved
 
     live = sqlite_path(url)

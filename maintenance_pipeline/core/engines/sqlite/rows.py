@@ -23,11 +23,11 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
-from ...backup.files import FILE_MODE, check_free_space, remove_quietly
-from ...verify.results import SAMPLE_KEYS, RowsVerdict, compare_kept_rows, describe_loss, merge_counted, merge_keyed
+from ...shared.files import FILE_MODE, check_free_space, remove_quietly
+from ...shared.verdicts import SAMPLE_KEYS, RowsVerdict, compare_kept_rows, describe_loss, merge_counted, merge_keyed
 from .files import sqlite_uri
 from ...errors import MaintenanceError, MigrationError
-from ...backup.leftovers import FolderHold
+from ...shared.leftovers import FolderHold
 from .live_file import HEADER_BYTES, header, unchanged_rollback_copy
 from .backup import copy_bytes
 from ...schema.model import Snapshot

@@ -40,7 +40,7 @@ class BackupResult:
     verify_detail: str  # one line
     fingerprint: str | None
     row_counts: dict[str, int]
-    method: str  # "sqlite-locked-copy" | "sqlite-backup-api"
+    method: str  # "sqlite-locked-copy" | "sqlite-wal-copy" | "sqlite-backup-api" | "pg_dump-…" | …
     seconds: float
     source: str  # masked URL
     dialect: str = "sqlite"
@@ -171,33 +171,6 @@ def annotate(path: str | os.PathLike, **fields) -> dict:
     m.update(fields)
     write_manifest(mpath, m)
     return read_manifest(mpath)
-
-
-def describe_tables(conn, schema: str | None = None) -> tuple[str, dict[str, dict]]:
-    """Schema fingerprint (over all tables) and {table: {"columns", "rows"}}: what a manifest records."""
-    from ..schema.snapshot import table_counts, take_snapshot
-
-    snap = take_snapshot(conn, schema=schema)
-    counts = table_counts(conn, sorted(snap.tables), schema=schema)
-    tables = {n: {"columns": int(v["columns"]), "rows": int(v["rows"])} for n, v in sorted(counts.items())}
-    return snap.fingerprint, tables
-
-
-def describe_url(url: str, schema: str | None = None) -> tuple[str, dict[str, dict]]:
-    """``describe_tables`` of the database at ``url``; a driver error becomes our one-line error."""
-    import sqlalchemy as sa
-
-    from ..dburl import translate_error
-    from ..engines import open_engine
-
-    engine = open_engine(url)
-    try:
-        with engine.connect() as conn:
-            return describe_tables(conn, schema)
-    except sa.exc.DBAPIError as e:
-        raise translate_error(e, url) from None
-    finally:
-        engine.dispose()
 
 
 # --------------------------------------------------------------------------- reading and listing

@@ -1,14 +1,14 @@
 """PostgreSQL restores against a real throwaway server (the ``pg`` fixture): the round trip bringing data
 and schema back, through the pipeline step, a schema target, a failed restore leaving the target unchanged,
 and the row comparison against a scratch restore (which needs CREATEDB).
-Backups are in ``test_pg_backup.py``; shared helpers in ``pg_backup_helpers.py``."""
+Backups are in ``test_backup.py``; shared helpers in ``pg_backup_helpers.py``."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
-from conftest import write_config
+from targets import write_config
 
 from maintenance_pipeline.core import backup as bk
 from maintenance_pipeline.core.engines.postgresql import backup as pb

@@ -1,7 +1,7 @@
 """PostgreSQL backups against a real throwaway server (the ``pg`` fixture): pg_dump in both formats,
 manifests, verification, restore check, settings from the targets file, the password kept out of every
 argv, and clear one-line errors (with the password nowhere) for every way a backup can fail.
-Restores and row comparison are in ``test_pg_restore.py``; shared helpers in ``pg_backup_helpers.py``."""
+Restores and row comparison are in ``test_restore.py``; shared helpers in ``pg_backup_helpers.py``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import write_config
+from targets import write_config
 
 from maintenance_pipeline.core import backup as bk
 from maintenance_pipeline.core.engines.postgresql import backup as pb

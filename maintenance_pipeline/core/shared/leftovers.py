@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 from .files import remove_tree
-from ..lock import LockFile
+from .lockfile import LockFile
 
 _ORPHAN = r"^{target}_.+_\d{{8}}_\d{{6}}(_\d+)?\.(db|dump)$"
 

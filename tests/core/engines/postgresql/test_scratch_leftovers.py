@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from conftest import ROOT, write_config
+from targets import ROOT, write_config
 from pgserver import SUPERPASS, SUPERUSER
 from pg_migrate_helpers import BLOCKING, copy_migrations, demo_databases
 

@@ -1,6 +1,6 @@
 """rows_preserved of a maintain run on SQLite is compared inside the migration's transaction
-(``core/sqlite_rows.RowsGuard``): the application's writes after the commit are not counted as the run's
-(nor are orphans it writes then: the migration checked its own inside the transaction),
+(``RowsGuard`` of ``core/engines/sqlite/rows.py``): the application's writes after the commit are not counted as
+the run's (nor are orphans it writes then: the migration checked its own inside the transaction),
 writes between the backup and the migration are the application's too (the rows are judged against the
 state the migration began from), a row the migration itself loses or changes rolls it back unless its
 revision declares the table (``changes_rows``), and the attached backup never stands in for a table the
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_migrations, demo_target, revision, sha256, write_config
+from targets import copy_migrations, demo_target, revision, sha256, write_config
 from maintenance_pipeline.core.run import pipeline
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import RowsLostError

@@ -16,14 +16,15 @@ from pathlib import Path
 import yaml
 from croniter import croniter
 
-from .engines import engine_for
+from .backup import engine_backup_options
+from .engines import all_engines, engine_for
 from .errors import BadUrlError, ConfigError, MissingEnvVarError, UnsupportedEngineError
 from .schema.model import parse_ignore
 
 DEFAULT_CONFIG = "maintenance.yaml"
 ALIGN_MODES = ("none", "additive", "full")
 ON_DRIFT = ("verify", "maintain")
-DEFAULT_IGNORE = ("alembic_version", "sqlite_sequence")
+DEFAULT_IGNORE = ("alembic_version",)  # Alembic's table; each engine's own tables are added when the file loads
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")  # as Dagster checks an owner
 _TEAM = re.compile(r"team:\S+")
 _TAG_KEY = re.compile(r"([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}")
@@ -57,12 +58,13 @@ class BackupSettings:
     keep_days: int = 30
     pin_pre_migration: bool = True
     fresh_within_hours: int = 26  # the newest verified backup older than this is stale (UI freshness, one alert)
-    # PostgreSQL (pg_dump): measured on ~0.9 GB, -Fc default compression 27.9 s, -Fc -Z0 4.2 s,
-    # -Fd -j 2 -Z0 3.0 s: compression is the cost, so the default is directory format, 2 jobs, no compression.
-    pg_format: str = "directory"  # directory | custom
-    pg_jobs: int = 2
-    pg_compress: int = 0
-    restore_check: bool = False  # also restore each dump into a scratch database and compare row counts
+    # each engine's own backup options (``backups.<engine name>``, read by the engine: ``Engine.backup_options``):
+    # engine name -> the engine's value, handed back to the engine's ``backup`` as it is
+    engine_options: dict[str, object] = field(default_factory=dict)
+
+    def options_for(self, engine) -> object:
+        """The backup options of ``engine`` (None: it takes none)."""
+        return self.engine_options.get(engine.name)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class Target:
     baseline_revision: str | None = None
     align: str = "additive"
     on_drift: str = "verify"
-    ignore_tables: tuple[str, ...] = DEFAULT_IGNORE
+    ignore_tables: tuple[str, ...] = DEFAULT_IGNORE  # loaded from the targets file: with the engine's own tables
     checks: tuple[UserCheck, ...] = ()
     schema: str | None = None  # PostgreSQL schema (None = public)
     # how long one attempt of the migration waits for a lock (PostgreSQL: a table lock, SET LOCAL lock_timeout;
@@ -339,21 +341,17 @@ class _Parser:
     def parse(self, raw: dict) -> MaintenanceConfig:
         top = self.section(raw, "", {"backups", "reports", "schedule", "alerts", "targets", "automation", "drill"},
                            {"targets"})
-        b = self.section(top.get("backups"), "backups", {"dir", "keep_last", "keep_days", "pin_pre_migration",
-                                                         "pg_format", "pg_jobs", "pg_compress", "restore_check",
-                                                         "fresh_within_hours"})
-        if b.get("pg_format", "directory") not in ("directory", "custom"):
-            self.fail("backups.pg_format", f"must be directory or custom, got {b.get('pg_format')!r}")
+        engines = all_engines()
+        b = self.section(top.get("backups"), "backups",
+                         {"dir", "keep_last", "keep_days", "pin_pre_migration", "fresh_within_hours",
+                          *(k for e in engines for k in (e.name, *e.legacy_backup_keys))})
         backups = BackupSettings(
             dir=self.path_(b.get("dir", "backups")),
             keep_last=self.int_(b, "backups", "keep_last", 14, 1),
             keep_days=self.int_(b, "backups", "keep_days", 30, 0),
             pin_pre_migration=self.bool_(b, "backups", "pin_pre_migration", True),
-            pg_format=b.get("pg_format", "directory"),
-            pg_jobs=self.int_(b, "backups", "pg_jobs", 2, 1),
-            pg_compress=self.int_(b, "backups", "pg_compress", 0, 0),
-            restore_check=self.bool_(b, "backups", "restore_check", False),
             fresh_within_hours=self.int_(b, "backups", "fresh_within_hours", 26, 1),
+            engine_options={e.name: engine_backup_options(e, b, self.fail) for e in engines},
         )
         r = self.section(top.get("reports"), "reports", {"dir"})
         s = self.section(top.get("schedule"), "schedule", {"cron", "timezone"})
@@ -457,10 +455,11 @@ class _Parser:
                     self.fail(f"{key}.migrations", f"folder {migrations} does not exist; fix the path")
             baseline = t.get("baseline_revision")
             url = self.url_(t["url"], f"{key}.url")
+            engine = engine_for(url)
             out[str(name)] = Target(
                 name=str(name),
                 url=url,
-                engine_name=engine_for(url).name,
+                engine_name=engine.name,
                 reference_url=self.url_(ref["url"], f"{key}.reference.url") if ref.get("url") else None,
                 reference_metadata=str(ref["metadata"]) if ref.get("metadata") else None,
                 reference_schema=str(ref["schema"]) if ref.get("schema") else None,
@@ -468,7 +467,7 @@ class _Parser:
                 baseline_revision=str(baseline) if baseline is not None else None,
                 align=align,
                 on_drift=on_drift,
-                ignore_tables=tuple(ignore),
+                ignore_tables=tuple(ignore) + tuple(n for n in engine.internal_tables if n not in ignore),
                 checks=tuple(checks),
                 schema=str(t["schema"]) if t.get("schema") else None,
                 lock_timeout=self.duration_(t, key, "lock_timeout", "2s"),

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..shared.files import DEFAULT_BUSY_TIMEOUT, sha256_file
-from ..engines import engine_for
+from ..engines import all_engines, engine_for
 from ..errors import BackupError, RestoreError
 from ..shared.manifest import (BackupResult, annotate, list_backups, newest_verified, problems, read_manifest, set_pinned,
                        utc)
@@ -46,26 +46,53 @@ def backup_database(
     now: datetime | None = None,
     verify: bool = True,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-    pg_format: str = "directory",
-    pg_jobs: int = 2,
-    pg_compress: int = 0,
-    restore_check: bool = False,
     schema: str | None = None,
+    options: object = None,
+    **engine_options,
 ) -> BackupResult:
     """Copy the database at ``url`` into ``backups_dir/<target>/``, verify it, write its manifest.
 
     Raises MissingDatabaseError / NotADatabaseError (nothing created), DatabaseLockedError
     (a writer held the source longer than ``busy_timeout``), BackupError (folder not writable,
     disk full, copy failed verification; no partial file is left behind).
-    ``pg_format`` / ``pg_jobs`` / ``pg_compress`` / ``restore_check`` / ``schema`` apply to PostgreSQL
-    (``backups.*`` and the target's ``schema`` in the targets file); SQLite ignores them.
+    ``schema``: the target's schema, for an engine that has them. ``engine_options``: an engine's own backup
+    options, as in the targets file's ``backups:`` (``postgresql={"format": "custom"}``, or the old spellings
+    ``pg_format="custom"``, ``restore_check=True``), read by the engine of ``url``; another engine's are ignored.
+    ``options``: the engine's options as already read (``BackupSettings.options_for``), instead.
     """
     _check_name(target, "target")
     _check_name(label, "label")
-    settings = DumpSettings(pg_format=pg_format, pg_jobs=pg_jobs, pg_compress=pg_compress,
-                            restore_check=restore_check)
-    return engine_for(url).backup(url, Path(backups_dir), target, label=label, pinned=pinned, now=utc(now),
-                                  verify=verify, busy_timeout=busy_timeout, settings=settings, schema=schema)
+    engine = engine_for(url)
+    known = {k for e in all_engines() for k in (e.name, *e.legacy_backup_keys)}
+    unknown = sorted(set(engine_options) - known)
+    if unknown:
+        raise TypeError(f"backup_database() got an unexpected keyword argument {unknown[0]!r}")
+    settings = options if options is not None else engine_backup_options(engine, engine_options, _option_error)
+    return engine.backup(url, Path(backups_dir), target, label=label, pinned=pinned, now=utc(now), verify=verify,
+                         busy_timeout=busy_timeout, settings=settings, schema=schema)
+
+
+def engine_backup_options(engine, given: dict, fail, where: str = "backups"):
+    """``engine``'s own backup options (``Engine.backup_options``: a value the core hands back to the engine without
+    looking into it) from ``given``, the targets file's ``backups:`` mapping (or ``backup_database``'s keywords):
+    the engine's section ``<where>.<engine name>``, or the old spellings it declares directly in ``given``
+    (``Engine.legacy_backup_keys``), mapped to that section, a message naming the key as written. Both at once:
+    one error naming the new key. ``fail(key, problem)`` raises."""
+    section = f"{where}.{engine.name}"
+    old = {k: new for k, new in engine.legacy_backup_keys.items() if k in given}
+    if not old:
+        return engine.backup_options(given.get(engine.name), section, fail)
+    if engine.name in given:
+        k = next(iter(old))
+        fail(f"{where}.{k}", f"is the old spelling of {section}.{old[k]}, and {section} is given too; "
+             f"write it in {section} as {old[k]}")
+    as_written = {f"{section}.{new}": f"{where}.{k}" for k, new in old.items()}
+    return engine.backup_options({new: given[k] for k, new in old.items()}, section,
+                                 lambda key, problem: fail(as_written.get(key, key), problem))
+
+
+def _option_error(key: str, problem: str):
+    raise BackupError(f"{key} {problem}")
 
 
 
@@ -110,14 +137,15 @@ class SafetyCopy:
     target: str
     label: str = "pre-restore"
     pinned: bool = True
-    settings: DumpSettings | None = None
+    settings: object = None  # the engine's backup options (``BackupSettings.options_for``; None: its defaults)
 
     def take(self, url: str, *, busy_timeout: float, schema: str | None, copier=None) -> BackupResult:
-        """``backup_database`` of ``url``; ``copier`` (the engine's): how the copy's bytes are made (inside a
-        lock the restore already holds)."""
-        return engine_for(url).backup(url, Path(self.backups_dir), self.target, label=self.label,
-                                      pinned=self.pinned, now=utc(None), verify=True, busy_timeout=busy_timeout,
-                                      settings=self.settings or DumpSettings(), schema=schema, copier=copier)
+        """``backup_database`` of ``url``, as the engine takes a safety copy (``Engine.safety_copy_options``);
+        ``copier`` (the engine's): how the copy's bytes are made (inside a lock the restore already holds)."""
+        engine = engine_for(url)
+        return engine.backup(url, Path(self.backups_dir), self.target, label=self.label, pinned=self.pinned,
+                             now=utc(None), verify=True, busy_timeout=busy_timeout,
+                             settings=engine.safety_copy_options(self.settings), schema=schema, copier=copier)
 
 
 def backup_to_restore(target: str, backups_dir: str | os.PathLike, root: Path, backup_path: str = "") -> tuple[Path, dict]:
@@ -153,16 +181,6 @@ def describe_choice(m: dict) -> str:
     when = str(m.get("created_at") or "")[:16].replace("T", " ")
     run = f"run {str(m['run_id'])[:8]} ({m.get('job') or 'a run'}, {when} UTC)" if m.get("run_id") else f"{when} UTC"
     return f"the {m.get('label') or ''} backup of {run}".replace("the  backup", "the backup")
-
-
-@dataclass(frozen=True)
-class DumpSettings:
-    """How a server engine dumps (``backups.pg_*`` in the targets file); a file engine ignores them."""
-
-    pg_format: str = "directory"
-    pg_jobs: int = 2
-    pg_compress: int = 0
-    restore_check: bool = False
 
 
 def _check_name(value: str, what: str) -> None:

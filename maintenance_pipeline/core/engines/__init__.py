@@ -23,7 +23,7 @@ from ..dburl import parse_url, translate_error
 from ..errors import UnsupportedEngineError
 from .base import REGISTRY, Engine
 
-__all__ = ["Engine", "engine_named", "engine_for", "engine_of", "open_engine", "probe"]
+__all__ = ["Engine", "all_engines", "engine_named", "engine_for", "engine_of", "open_engine", "probe"]
 
 _loaded = False
 
@@ -37,6 +37,11 @@ def _load() -> dict[str, Engine]:
                 importlib.import_module(f"{__name__}.{info.name}")
         _loaded = True
     return REGISTRY
+
+
+def all_engines() -> list[Engine]:
+    """Every engine this version provides (each may have a section of its own under ``backups:``)."""
+    return list(_load().values())
 
 
 def engine_named(name: str) -> Engine:

@@ -142,6 +142,11 @@ class Engine:
     folds_name_case: ClassVar[bool] = False
 
     kind_name: ClassVar[str] = ""  # how Dagster's catalog names the kind (its icon); default: ``name``
+    # tables the engine keeps for itself, added to every target's ``ignore_tables`` when the targets file loads
+    internal_tables: ClassVar[tuple[str, ...]] = ()
+    # the old spellings of the engine's backup options, directly under ``backups:`` (old key -> the key of the
+    # engine's own section ``backups.<name>``); they still load, mapped to that section (``backup_options``)
+    legacy_backup_keys: ClassVar[dict[str, str]] = {}
 
     def size_bytes(self, url) -> int | None:
         """The database's size on disk, for the asset's nightly plot (None: unknown)."""
@@ -405,10 +410,30 @@ class Engine:
 
     # ------------------------------------------------------------------ backups
 
+    def backup_options(self, raw, key: str, fail):
+        """The engine's own backup options from its section of the targets file (``backups.<name>``: ``raw``, the
+        mapping as written; None: no section), as a frozen value the core keeps without looking into it
+        (``BackupSettings.engine_options``) and hands back to ``backup`` as ``settings``. ``key`` names the section
+        in messages, ``fail(key, problem)`` raises the one-line error. Default: the engine takes no options."""
+        if raw is not None:
+            fail(key, f"is not a setting: {self.label or self.name} takes no backup options; remove it")
+        return None
+
+    def safety_copy_options(self, options):
+        """The options of the safety copy a restore takes of the live database first (``backup.SafetyCopy``), from
+        the backups' (``backup_options``; None: the defaults). Default: the same."""
+        return options
+
+    def is_bytewise_copy(self, method: str) -> bool:
+        """Whether a backup made by ``method`` (its manifest's) is the database file byte for byte: a rolled-back
+        run's file then shows the same sha256 as the backup's."""
+        return False
+
     def backup(self, url, backups_dir: Path, target: str, *, label: str, pinned: bool, now, verify: bool,
                busy_timeout: float, settings, schema: str | None, copier=None):
-        """A verified backup with its manifest (``BackupResult``). ``copier``: made by the engine's own restore,
-        which takes its safety copy inside a lock it holds (how the bytes are copied there)."""
+        """A verified backup with its manifest (``BackupResult``). ``settings``: the engine's own options
+        (``backup_options``; None: its defaults). ``copier``: made by the engine's own restore, which takes its
+        safety copy inside a lock it holds (how the bytes are copied there)."""
         raise self._unsupported("backing up")
 
     def equals_backup(self, url, backup: Path, manifest: dict, *, schema: str | None, strict: bool) -> str | None:

@@ -73,8 +73,8 @@ def _after_rollback(state: RunState) -> dict | None:
         now = backup_mod.sha256_file(path)
     except OSError:
         return None
-    return {"sha256": now, "backup_sha256": b.sha256, "bytewise_copy": b.method == "sqlite-locked-copy",
-            "unchanged": now == b.sha256}
+    return {"sha256": now, "backup_sha256": b.sha256,
+            "bytewise_copy": state.target.engine.is_bytewise_copy(b.method), "unchanged": now == b.sha256}
 
 
 def product_version() -> str:
@@ -201,9 +201,8 @@ def step_backup(state: RunState, recorded=None) -> dict:
     pinned = cfg.backups.pin_pre_migration and state.spec.pins_backup
     with timed(state, "backup"):
         b = cfg.backups
-        result = backup_mod.backup_database(t.url, b.dir, t.name, label=label, pinned=pinned, pg_format=b.pg_format,
-                                            pg_jobs=b.pg_jobs, pg_compress=b.pg_compress,
-                                            restore_check=b.restore_check, schema=t.schema)
+        result = backup_mod.backup_database(t.url, b.dir, t.name, label=label, pinned=pinned, schema=t.schema,
+                                            options=b.options_for(t.engine))
         backup_mod.annotate(result.path, run_id=state.run_id, job=state.job)  # which run: what restore names
         state.backup = result
         _retention(state, result)
@@ -331,8 +330,7 @@ def step_restore(state: RunState, backup_path: str = "", recorded=None, *, dry_r
             return {"dry_run": True, **state.restore_preview}
         safety = backup_mod.SafetyCopy(cfg.backups.dir, t.name, label=state.spec.label_for(state.trigger),
                                        pinned=cfg.backups.pin_pre_migration,
-                                       settings=backup_mod.DumpSettings(cfg.backups.pg_format, cfg.backups.pg_jobs,
-                                                                        cfg.backups.pg_compress))
+                                       settings=cfg.backups.options_for(t.engine))
         try:
             with maintenance_lock(t.url, holder=f"restore {t.name}"):
                 measured = backup_mod.restore_database(path, t.url, schema=t.schema, safety=safety,

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.engine import Connection, Engine
 
-from ..engines import engine_of, open_engine
+from ..engines import engine_for, engine_of, open_engine
 from ..shared import reading
 from .model import Snapshot
 
@@ -40,9 +40,11 @@ def take_snapshot(conn_or_engine: Engine | Connection, *, ignore_tables: Iterabl
     return reading.take_snapshot(conn_or_engine, ignore_tables=ignore_tables, schema=schema, url=url)
 
 
-def snapshot_url(url: str, *, ignore_tables: Iterable[str] = ("alembic_version", "sqlite_sequence"),
-                 schema: str | None = None) -> Snapshot:
-    """Snapshot the database at ``url`` on its own connection (a missing SQLite file is an error, never created)."""
+def snapshot_url(url: str, *, ignore_tables: Iterable[str] | None = None, schema: str | None = None) -> Snapshot:
+    """Snapshot the database at ``url`` on its own connection (a missing SQLite file is an error, never created).
+    ``ignore_tables`` default: Alembic's table and the engine's own (``Engine.internal_tables``)."""
+    if ignore_tables is None:
+        ignore_tables = ("alembic_version", *engine_for(url).internal_tables)
     engine = open_engine(url)
     try:
         with engine.connect() as conn:

@@ -43,18 +43,20 @@ class BackupResult:
     method: str  # "sqlite-locked-copy" | "sqlite-wal-copy" | "sqlite-backup-api" | "pg_dump-…" | …
     seconds: float
     source: str  # masked URL
-    dialect: str = "sqlite"
+    dialect: str  # the engine that made it (its name, as the manifest records it)
     journal_mode: str | None = None  # of the source at backup time ("delete" | "wal")
     tables: dict[str, dict] = field(default_factory=dict)  # name -> {"columns": n, "rows": r}
     timings: dict[str, float] = field(default_factory=dict)  # copy / verify / snapshot / manifest
-    pg: dict | None = None  # PostgreSQL: format, jobs, compress, schema, server/pg_dump versions
+    # the engine's own part of the result, shown as it is beside the keys above (``to_dict``): key -> value
+    details: dict = field(default_factory=dict)
     cleaned: list[str] = field(default_factory=list)  # leftovers of a killed run removed first (leftovers.py)
 
     @classmethod
     def from_manifest(cls, manifest: dict, path: Path, manifest_path: Path, *, t_start: float,
-                      timings: dict[str, float], pg: dict | None = None,
+                      timings: dict[str, float], details: dict | None = None,
                       cleaned: list[str] | None = None) -> BackupResult:
-        """The result of a backup whose ``manifest`` was just written; ``t_start``: its perf_counter start."""
+        """The result of a backup whose ``manifest`` was just written; ``t_start``: its perf_counter start;
+        ``details``: the engine's own keys of the result."""
         return cls(
             path=path,
             manifest_path=manifest_path,
@@ -75,7 +77,7 @@ class BackupResult:
             journal_mode=manifest.get("journal_mode"),
             tables=manifest["tables"],
             timings={k: round(v, 4) for k, v in timings.items()},
-            pg=pg,
+            details=dict(details or {}),
             cleaned=list(cleaned or []),
         )
 
@@ -102,8 +104,8 @@ class BackupResult:
             "timings": dict(self.timings),
             "cleaned": list(self.cleaned),
         }
-        if self.pg is not None:
-            out["pg"] = dict(self.pg)
+        for key, value in self.details.items():
+            out.setdefault(key, dict(value) if isinstance(value, dict) else value)
         return out
 
 

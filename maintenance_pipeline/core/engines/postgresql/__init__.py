@@ -277,14 +277,30 @@ class PostgresEngine(Engine):
 
     # ------------------------------------------------------------------ backups
 
+    # backups.pg_format / pg_jobs / pg_compress / restore_check: the spellings before backups.postgresql
+    legacy_backup_keys = {"pg_format": "format", "pg_jobs": "jobs", "pg_compress": "compress",
+                          "restore_check": "restore_check"}
+
+    def backup_options(self, raw, key: str, fail):
+        """``backups.postgresql``: ``{format: directory | custom, jobs: 2, compress: 0, restore_check: false}``
+        (``backup.BackupOptions``)."""
+        from .backup import parse_options
+
+        return parse_options(raw, key, fail)
+
+    def safety_copy_options(self, options):
+        """The backups' dump settings without the restore check: the restore that follows is the check, and the
+        safety copy is taken while the restore holds the maintenance lock."""
+        from .backup import BackupOptions
+
+        return replace(options or BackupOptions(), restore_check=False)
+
     def backup(self, url, backups_dir: Path, target: str, *, label: str, pinned: bool, now, verify: bool,
                busy_timeout: float, settings, schema: str | None, copier=None):
         from .backup import backup_postgresql
 
         return backup_postgresql(url, backups_dir, target, label=label, pinned=pinned, now=now, verify=verify,
-                                 busy_timeout=busy_timeout, pg_format=settings.pg_format, pg_jobs=settings.pg_jobs,
-                                 pg_compress=settings.pg_compress, restore_check=settings.restore_check,
-                                 schema=schema)
+                                 busy_timeout=busy_timeout, options=settings, schema=schema)
 
     def equals_backup(self, url, backup: Path, manifest: dict, *, schema: str | None, strict: bool) -> str | None:
         """By schema fingerprint and row counts (a dump cannot be compared row by row without restoring it); not

@@ -25,13 +25,14 @@ How a backup is made
 3. ``pg_dump`` writes into a private staging folder (mode 0700) in the target's backup folder, the
    child runs with umask 077; the dump is checked with ``pg_restore --list`` (and every table's data
    file must exist in a directory dump), hashed, optionally restored into a scratch database
-   (``backups.restore_check``), and only then moved to its final name (a directory is renamed onto a
+   (``backups.postgresql.restore_check``), and only then moved to its final name (a directory is renamed onto a
    freshly made empty folder of that name, a file is hard-linked: neither ever overwrites anything).
    The manifest is written after it. On any failure nothing is left behind.
 
 Speed: measured on ~0.9 GB, ``pg_dump -Fc`` with its default compression took 27.9 s, ``-Fc -Z0``
 4.2 s and ``-Fd -j 2 -Z0`` 3.0 s: compression, not I/O, is the cost. The default is therefore the
-directory format, 2 jobs, no compression (``backups.pg_format / pg_jobs / pg_compress``).
+directory format, 2 jobs, no compression (``backups.postgresql``: ``format`` / ``jobs`` / ``compress``;
+``BackupOptions``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,44 @@ from .tools import (
 FORMATS = {"directory": "d", "custom": "c"}
 DEFAULT_FORMAT = "directory"
 DEFAULT_COMPRESS = 0
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    """How a dump is made: ``backups.postgresql`` in the targets file (``parse_options``), kept by the core without
+    looking into it and handed back to ``backup_postgresql``."""
+
+    format: str = DEFAULT_FORMAT  # directory | custom
+    jobs: int = DEFAULT_JOBS  # parallel pg_dump jobs (directory format) and the restore check's
+    compress: int = DEFAULT_COMPRESS  # 0 (none, fastest) to 9
+    restore_check: bool = False  # also restore each dump into a scratch database and compare row counts
+
+
+_OPTION_KEYS = ("format", "jobs", "compress", "restore_check")
+
+
+def parse_options(raw, key: str, fail) -> BackupOptions:
+    """``BackupOptions`` from the section ``raw`` (None: the defaults); ``fail(key, problem)`` raises one line."""
+    if raw is None:
+        return BackupOptions()
+    if not isinstance(raw, dict):
+        fail(key, "must be a mapping, e.g. {format: directory, jobs: 2, compress: 0, restore_check: false}")
+    unknown = sorted(set(raw) - set(_OPTION_KEYS), key=str)
+    if unknown:
+        fail(f"{key}.{unknown[0]}", f"is not a known key; allowed here: {', '.join(sorted(_OPTION_KEYS))}")
+    fmt = raw.get("format", DEFAULT_FORMAT)
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        fail(f"{key}.format", f"must be directory or custom, got {fmt!r}")
+    jobs = raw.get("jobs", DEFAULT_JOBS)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        fail(f"{key}.jobs", f"must be a whole number >= 1, got {jobs!r}")
+    compress = raw.get("compress", DEFAULT_COMPRESS)
+    if isinstance(compress, bool) or not isinstance(compress, int) or not 0 <= compress <= 9:
+        fail(f"{key}.compress", f"must be 0 (none, fastest) to 9, got {compress!r}")
+    check = raw.get("restore_check", False)
+    if not isinstance(check, bool):
+        fail(f"{key}.restore_check", f"must be true or false, got {check!r}")
+    return BackupOptions(format=fmt, jobs=jobs, compress=compress, restore_check=check)
 
 
 @dataclass(frozen=True)
@@ -165,20 +204,18 @@ def backup_postgresql(
     now: datetime,
     verify: bool = True,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-    pg_format: str = DEFAULT_FORMAT,
-    pg_jobs: int = DEFAULT_JOBS,
-    pg_compress: int = DEFAULT_COMPRESS,
-    restore_check: bool = False,
+    options: BackupOptions | None = None,
     schema: str | None = None,
 ) -> BackupResult:
-    """``pg_dump`` of ``url`` into ``backups_dir/<target>/``; see the module docstring."""
+    """``pg_dump`` of ``url`` into ``backups_dir/<target>/``; see the module docstring. ``options``: how
+    (``BackupOptions``, checked by ``parse_options``; None: the defaults)."""
     t_start = time.perf_counter()
     source = mask_url(url)
-    _check_settings(pg_format, pg_jobs, pg_compress)
+    o = options or BackupOptions()
     plan = _Plan(url=url, source=source, folder=backups_dir / target, stem=backup_stem(target, label, now),
                  target=target, label=label, pinned=pinned, now=now, verify=verify, busy_timeout=busy_timeout,
-                 pg_format=pg_format, pg_jobs=pg_jobs, jobs=pg_jobs if pg_format == "directory" else 1,
-                 pg_compress=pg_compress, restore_check=restore_check, schema=schema)
+                 pg_format=o.format, pg_jobs=o.jobs, jobs=o.jobs if o.format == "directory" else 1,
+                 pg_compress=o.compress, restore_check=o.restore_check, schema=schema)
     timings: dict[str, float] = {}
     made = _Made()
     hold = FolderHold(plan.folder)
@@ -195,7 +232,7 @@ def backup_postgresql(
 
             ensure_folder(plan.folder)
             cleaned = hold.acquire()  # what a killed run left here is removed first (leftovers.py)
-            check_free_space(plan.folder, live.size_estimate if pg_compress == 0 else live.size_estimate // 3)
+            check_free_space(plan.folder, live.size_estimate if plan.pg_compress == 0 else live.size_estimate // 3)
             try:
                 out_path = _dump(plan, tools.pg_dump, live.snapshot_id, made, timings)
             finally:
@@ -220,8 +257,8 @@ def backup_postgresql(
         hold.release()
         engine.dispose()
     remove_tree(made.staging)
-    return BackupResult.from_manifest(manifest, final, made.manifest, t_start=t_start, timings=timings, pg=pg,
-                                      cleaned=cleaned)
+    return BackupResult.from_manifest(manifest, final, made.manifest, t_start=t_start, timings=timings,
+                                      details={"pg": pg}, cleaned=cleaned)
 
 
 def _begin(conn, plan: _Plan):
@@ -389,16 +426,6 @@ def _manifest(plan: _Plan, final: Path, server: _Server, tools: _Tools, live: _L
         **manifest_tail(live.fingerprint, live.tables, t_start),
     }
     return pg, manifest
-
-
-def _check_settings(pg_format: str, pg_jobs: int, pg_compress: int) -> None:
-    if pg_format not in FORMATS:
-        raise BackupError(f"backups.pg_format must be directory or custom, got {pg_format!r}; fix the targets file")
-    if isinstance(pg_jobs, bool) or not isinstance(pg_jobs, int) or pg_jobs < 1:
-        raise BackupError(f"backups.pg_jobs must be a whole number >= 1, got {pg_jobs!r}; fix the targets file")
-    if isinstance(pg_compress, bool) or not isinstance(pg_compress, int) or not 0 <= pg_compress <= 9:
-        raise BackupError(f"backups.pg_compress must be 0 (none, fastest) to 9, got {pg_compress!r}; fix the "
-                          "targets file")
 
 
 def _data_size(conn, schema: str | None) -> int:

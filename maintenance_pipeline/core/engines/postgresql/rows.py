@@ -225,7 +225,7 @@ class Scratch:
             user = parse_url(self.source_url).username or "this role"
             raise BackupError(
                 f"role {user!r} may not create databases (a scratch restore of the backup is the comparison); "
-                f"ALTER ROLE {_qi(user)} CREATEDB, or turn off backups.restore_check"
+                f"ALTER ROLE {_qi(user)} CREATEDB, or turn off backups.postgresql.restore_check"
             ) from None
         except psycopg.Error as e:
             raise BackupError(f"cannot create a scratch database on {source}: {first_error(str(e))}; check "

@@ -35,6 +35,7 @@ class SQLiteEngine(Engine):
     folds_name_case = True
     probe_sql = "PRAGMA schema_version"
     integrity_name = "PRAGMA integrity_check"
+    internal_tables = ("sqlite_sequence",)  # AUTOINCREMENT's high-water marks
 
     # ------------------------------------------------------------------ URLs and connections
 
@@ -316,6 +317,11 @@ class SQLiteEngine(Engine):
 
         return backup_sqlite(url, backups_dir, target, label=label, pinned=pinned, now=now, verify=verify,
                              busy_timeout=busy_timeout, copier=copier)
+
+    def is_bytewise_copy(self, method: str) -> bool:
+        """The locked copy (``backup.py``): the file's bytes under the write lock; a WAL copy or the backup API
+        writes a database of its own."""
+        return method == "sqlite-locked-copy"
 
     def equals_backup(self, url, backup: Path, manifest: dict, *, schema: str | None, strict: bool) -> str | None:
         """Bytewise (a byte-copy backup of a database nothing wrote to since), else by schema and every row (the

@@ -12,6 +12,7 @@ from .errors import (
     BadUrlError,
     ConnectionFailedError,
     DatabaseLockedError,
+    MaintenanceError,
     MissingDatabaseError,
     NotADatabaseError,
 )
@@ -78,16 +79,16 @@ def went_away(text: str) -> bool:
     return any(k in low for k in SERVER_WENT_AWAY)
 
 
-def translate_error(e: BaseException, url: str | URL) -> Exception:
+def translate_error(e: BaseException, url: str | URL) -> MaintenanceError:
     """Map a driver error to one of our one-line errors (carrying the driver's whole text as ``detail``)."""
     err = _translate(e, url)
     said = str(getattr(e, "orig", e) or e).strip()
     if said:
-        err.detail = said  # type: ignore[attr-defined]
+        err.detail = said
     return err
 
 
-def _translate(e: BaseException, url: str | URL) -> Exception:
+def _translate(e: BaseException, url: str | URL) -> MaintenanceError:
     msg = str(getattr(e, "orig", e) or e).strip().splitlines()[0] if str(e) else type(e).__name__
     low = msg.lower()
     where = mask_url(url)

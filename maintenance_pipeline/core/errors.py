@@ -7,11 +7,18 @@ message must never contain a secret (URLs are masked with ``dburl.mask_url``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class MaintenanceError(Exception):
     """Base class: a failure a person can act on."""
 
     kind = "error"
+    # What a failure may carry for the layers above, set where it is raised and read with ``getattr(e, name, None)``
+    # (unset until then: annotations only): the driver's or the tool's whole text (the message holds its start),
+    # and what the run had done when it failed (a ``MigrationResult``; the report writes it).
+    detail: str
+    result: object
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
@@ -41,6 +48,7 @@ class MissingDatabaseError(MaintenanceError):
     """A SQLite path that does not exist. It is never created."""
 
     kind = "missing_database"
+    path: Path  # the file not found, when the one who raised it knows it (a reference's reader says so)
 
 
 class NotADatabaseError(MaintenanceError):
@@ -156,6 +164,7 @@ class LockTimeoutError(MigrationError, DatabaseLockedError):
     back and nothing was committed; the sessions that blocked it are named."""
 
     kind = "lock_timeout"
+    attempts: list[dict]  # each attempt's record (``Attempts.log``)
 
 
 class LockLostError(MaintenanceError):

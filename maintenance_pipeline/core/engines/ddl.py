@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 
 from ..errors import MigrationError
-from ..schema.model import Change, Column, ForeignKey, Table, UniqueConstraint
+from ..schema.model import Change, Check, Column, ForeignKey, Table
 from ..schema.sqltypes import default_key
 
 
@@ -77,7 +77,7 @@ def sa_foreign_key(fk: ForeignKey, schema: str | None = None) -> sa.ForeignKeyCo
     )
 
 
-def add_check(ops: Operations, table: str, check, schema: str | None) -> None:
+def add_check(ops: Operations, table: str, check: Check, schema: str | None) -> None:
     """``ALTER TABLE ... ADD [CONSTRAINT name] <check.sql>`` (the engine's own text: CHECK or EXCLUDE)."""
     prep = ops.get_bind().dialect.identifier_preparer
     qualified = (prep.quote_schema(schema) + "." if schema else "") + prep.quote(table)
@@ -92,9 +92,9 @@ def _created_index_names(changes: list[Change]) -> set[str]:
     names = set()
     for ch in changes:
         if ch.kind == "add_index":
-            names.add(ch.reference.name)  # type: ignore[union-attr]
+            names.add(ch.ref_index.name)
         elif ch.kind == "add_table":
-            names.update(ix.name for ix in ch.reference.indexes)  # type: ignore[union-attr]
+            names.update(ix.name for ix in ch.ref_table.indexes)
     return names
 
 
@@ -107,9 +107,9 @@ def order_for_names(changes: list[Change]) -> list[Change]:
 
     def frees_a_name(ch: Change) -> bool:
         if ch.kind == "drop_index":
-            return ch.current.name in created  # type: ignore[union-attr]
+            return ch.cur_index.name in created
         if ch.kind == "drop_table":
-            return any(ix.name in created for ix in ch.current.indexes)  # type: ignore[union-attr]
+            return any(ix.name in created for ix in ch.cur_table.indexes)
         return False
 
     first = [c for c in changes if frees_a_name(c)]
@@ -206,35 +206,35 @@ def apply_generic(ops: Operations, ch: Change, engine, schema: str | None = None
     if ch.kind == "drop_column":
         ops.drop_column(ch.table, ch.name, schema=schema)
     elif ch.kind == "alter_column":
-        _alter_column(ops, engine, ch.table, ch.current, ch.reference, schema)  # type: ignore[arg-type]
+        _alter_column(ops, engine, ch.table, ch.cur_column, ch.ref_column, schema)
     elif ch.kind == "add_unique":
-        u: UniqueConstraint = ch.reference  # type: ignore[assignment]
+        u = ch.ref_unique
         name = u.name if u.name and not u.name.startswith("sqlite_") else None
         kw = key_options(u.options)
         if "NULLS NOT DISTINCT" in u.options.upper():
             kw["postgresql_nulls_not_distinct"] = True
         ops.create_unique_constraint(name, ch.table, list(u.columns), schema=schema, **kw)
     elif ch.kind == "add_check":
-        add_check(ops, ch.table, ch.reference, schema)
+        add_check(ops, ch.table, ch.ref_check, schema)
     elif ch.kind == "drop_check":
-        name = ch.current.name  # type: ignore[union-attr]
+        name = ch.cur_check.name
         if not name:
             raise MigrationError(f"cannot drop the check {ch.detail} of {ch.table}: it has no name")
         ops.drop_constraint(name, ch.table, type_="check", schema=schema)
     elif ch.kind in ("drop_unique", "drop_foreign_key"):
         what, type_ = ("unique key", "unique") if ch.kind == "drop_unique" else ("foreign key", "foreignkey")
-        name = ch.current.name  # type: ignore[union-attr]
+        name = ch.cur_named.name
         if not name:
             raise MigrationError(f"cannot drop the {what} {ch.detail} of {ch.table}: it has no name")
         ops.drop_constraint(name, ch.table, type_=type_, schema=schema)
     elif ch.kind == "add_foreign_key":
-        create_foreign_key(ops, ch.table, ch.reference, schema)  # type: ignore[arg-type]
+        create_foreign_key(ops, ch.table, ch.ref_fk, schema)
     elif ch.kind == "alter_primary_key":
-        old = engine.primary_key_name(ops, ch.table, schema) if ch.current else None
+        old = engine.primary_key_name(ops, ch.table, schema) if ch.cur_pk else None
         if old:
             ops.drop_constraint(old, ch.table, type_="primary", schema=schema)
-        if ch.reference:
-            ops.create_primary_key(ch.name or old or f"{ch.table}_pkey"[:63], ch.table, list(ch.reference),  # type: ignore[arg-type]
+        if ch.ref_pk:
+            ops.create_primary_key(ch.name or old or f"{ch.table}_pkey"[:63], ch.table, list(ch.ref_pk),
                                    schema=schema)
     else:
         raise ValueError(f"unknown change kind {ch.kind}")

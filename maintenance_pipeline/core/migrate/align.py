@@ -43,7 +43,7 @@ from ..schema.diff import POSSIBLE_RENAME, diff
 from ..schema.snapshot import take_snapshot
 from .results import MigrationRecord
 from .revisions import target_schema
-from ..schema.model import Change, Column, ForeignKey, Index, SchemaObject, Snapshot, Table
+from ..schema.model import Change, ForeignKey, Index, Snapshot
 
 
 def split_by_align(changes: list[Change], align: str) -> tuple[list[Change], list[Change]]:
@@ -61,8 +61,8 @@ def cannot_align(engine, changes: list[Change], reference: Snapshot, live: Snaps
     same = reference.dialect == engine.name
     out = [(c, why) for c in changes if (why := engine.refusal(c, same_engine=same, live=live, reference=reference))]
     for c in changes:  # a foreign key must point at a key of its parent: no engine can check it otherwise
-        keys = [c.reference] if c.kind == "add_foreign_key" else \
-            list(c.reference.foreign_keys) if c.kind == "add_table" else []  # type: ignore[union-attr]
+        keys = [c.ref_fk] if c.kind == "add_foreign_key" else \
+            list(c.ref_table.foreign_keys) if c.kind == "add_table" else []
         for fk in keys:
             why = _not_a_parent_key(fk, reference)
             if why:
@@ -102,24 +102,25 @@ def expand(engine, changes: list[Change]) -> list[Change]:
     again under its new name; elsewhere a rename to a name another rename frees (two names swapped) goes through a
     name of its own first, and takes its new name after the others."""
     out: list[Change] = []
-    freed = {ch.current.name for ch in changes if ch.kind in ("rename_constraint", "rename_index")}  # type: ignore
+    freed = {ch.cur_named.name for ch in changes if ch.kind in ("rename_constraint", "rename_index")}
     later: list[Change] = []
     for ch in changes:
-        obj = ch.reference
         if ch.kind == "rename_index" and engine.render_as_batch:
-            out.append(Change("drop_index", ch.table, ch.name, False, f"to create it again as {obj.name}",
+            ix = ch.ref_index
+            out.append(Change("drop_index", ch.table, ch.name, False, f"to create it again as {ix.name}",
                               current=ch.current))
-            out.append(Change("add_index", ch.table, obj.name, False, ch.detail, reference=obj))
-        elif ch.kind in ("rename_constraint", "rename_index") and obj.name in freed \
-                and obj.name != ch.current.name:  # type: ignore[union-attr]
-            between = replace(obj, name=f"_mp_rename_{len(later)}_{obj.name}"[:63])
+            out.append(Change("add_index", ch.table, ix.name, False, ch.detail, reference=ix))
+        elif ch.kind in ("rename_constraint", "rename_index") and ch.ref_named.name in freed \
+                and ch.ref_named.name != ch.cur_named.name:
+            named = ch.ref_named
+            between = replace(named, name=f"_mp_rename_{len(later)}_{named.name}"[:63])
             out.append(replace(ch, reference=between, detail=f"{ch.detail} (through {between.name})"))
             later.append(replace(ch, name=between.name, current=between))
-        elif ch.kind == "alter_object" and not obj.alter_sql and not obj.values:  # type: ignore[union-attr]
+        elif ch.kind == "alter_object" and not ch.ref_object.alter_sql and not ch.ref_object.values:
             out.append(Change("drop_object", ch.table, ch.name, True, "to create it again", current=ch.current))
-            out.append(Change("add_object", ch.table, ch.name, ch.destructive, ch.detail, reference=obj))
-        elif ch.kind == "add_table" and not engine.render_as_batch and obj.foreign_keys:  # type: ignore[union-attr]
-            t: Table = obj  # type: ignore[assignment]
+            out.append(Change("add_object", ch.table, ch.name, ch.destructive, ch.detail, reference=ch.ref_object))
+        elif ch.kind == "add_table" and not engine.render_as_batch and ch.ref_table.foreign_keys:
+            t = ch.ref_table
             out.append(Change("add_table", ch.table, None, ch.destructive, ch.detail,
                               reference=replace(t, foreign_keys=())))
             out.extend(Change("add_foreign_key", t.name, fk.name, False, fk.describe(), reference=fk)
@@ -140,13 +141,13 @@ def blocked_by_kept_names(live: Snapshot, to_apply: list[Change]) -> tuple[list[
         taken.update(u.name for u in t.uniques if u.name)
     for ch in to_apply:
         if ch.kind in ("drop_index", "drop_unique", "rename_index") and ch.current is not None:
-            taken.discard(ch.current.name)  # type: ignore[union-attr]
+            taken.discard(ch.cur_named.name)
         elif ch.kind == "drop_table":
             taken.discard(ch.table)
-            taken.difference_update(ix.name for ix in ch.current.indexes)  # type: ignore[union-attr]
-            taken.difference_update(u.name for u in ch.current.uniques if u.name)  # type: ignore[union-attr]
+            taken.difference_update(ix.name for ix in ch.cur_table.indexes)
+            taken.difference_update(u.name for u in ch.cur_table.uniques if u.name)
     blocked = [ch for ch in to_apply if ch.kind in ("add_index", "rename_index")
-               and ch.reference.name in taken]  # type: ignore[union-attr]
+               and ch.ref_index.name in taken]
     return [ch for ch in to_apply if ch not in blocked], blocked
 
 
@@ -163,7 +164,7 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
     """
     engine = engine_of(ops.get_bind())
     if ch.kind == "add_table":
-        t: Table = ch.reference  # type: ignore[assignment]
+        t = ch.ref_table
         if t.sql and same_engine:
             run_sql(ops, t.sql)  # the engine's own statement: CHECKs, options, generated columns and all
         else:
@@ -176,7 +177,7 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
         ops.drop_table(ch.table, schema=schema)
         return True
     if ch.kind == "add_index":
-        _create_index(ops, ch.table, ch.reference, schema, same_engine)  # type: ignore[arg-type]
+        _create_index(ops, ch.table, ch.ref_index, schema, same_engine)
         return True
     if ch.kind in ("add_object", "drop_object", "alter_object"):
         return _apply_object(ops, engine, ch)
@@ -184,13 +185,13 @@ def apply_change_natively(ops: Operations, ch: Change, column_fk: ForeignKey | N
         prep = ops.get_bind().dialect.identifier_preparer
         qualified = (prep.quote_schema(schema) + "." if schema else "") + prep.quote(ch.table)
         run_sql(ops, f"ALTER TABLE {qualified} RENAME COLUMN {prep.quote(ch.name)} TO "
-                     f"{prep.quote(ch.reference.name)}")  # type: ignore[union-attr]
+                     f"{prep.quote(ch.ref_column.name)}")
         return True
     if ch.kind == "drop_index":
-        ops.drop_index(ch.current.name, table_name=ch.table, schema=schema)  # type: ignore[union-attr]
+        ops.drop_index(ch.cur_index.name, table_name=ch.table, schema=schema)
         return True
     if ch.kind == "add_column":
-        col: Column = ch.reference  # type: ignore[assignment]
+        col = ch.ref_column
         if not engine.adds_column_in_place(col):
             return False
         if column_fk is not None:
@@ -217,14 +218,14 @@ def add_columns_together(ops: Operations, engine, steps: list[Change], column_fk
         if ch.kind == "add_column" and ch.table not in others:
             offered.append(ch)
         elif ch.kind != "add_foreign_key" or \
-                column_fks.get((ch.table, ch.reference.columns[0])) is not ch:  # type: ignore[union-attr]
+                column_fks.get((ch.table, ch.ref_fk.columns[0])) is not ch:
             others.add(ch.table)
 
     def apply(o: Operations, ch: Change) -> bool:
         if o is ops:
             state["step"] = ch.describe()
         fk_ch = column_fks.get((ch.table, ch.name))
-        return apply_change_natively(o, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema,
+        return apply_change_natively(o, ch, column_fk=fk_ch.ref_fk if fk_ch else None, schema=schema,
                                      same_engine=same_engine)
 
     state["step"] = f"adding {len(offered)} columns together"
@@ -235,7 +236,7 @@ def add_columns_together(ops: Operations, engine, steps: list[Change], column_fk
     recorder = state.get("recorder")
     for a in added:
         ch, fk_ch = a.change, column_fks.get((a.change.table, a.change.name))
-        desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
+        desc = ch.describe() + (f" with foreign key {fk_ch.ref_fk.describe()}" if fk_ch else "")
         if a.statements is not None:
             result.sql.extend(a.statements)
             for statement in a.statements if recorder is not None else ():
@@ -260,14 +261,14 @@ def _create_index(ops: Operations, table: str, ix: Index, schema: str | None, sa
 
 def _apply_object(ops: Operations, engine, ch: Change) -> bool:
     if ch.kind == "drop_object":
-        run_sql(ops, ch.current.drop_sql)  # type: ignore[union-attr]
+        run_sql(ops, ch.cur_object.drop_sql)
         return True
-    ref: SchemaObject = ch.reference  # type: ignore[assignment]
+    ref = ch.ref_object
     if ch.kind == "add_object":
         run_sql(ops, ref.sql)
         return True
     if ref.values:  # an enum that gains values
-        engine.add_enum_values(ops, ch.current, ref)
+        engine.add_enum_values(ops, ch.cur_object, ref)
         return True
     run_sql(ops, ref.alter_sql)
     return True
@@ -350,10 +351,10 @@ def _column_fks(to_apply: list[Change]) -> dict:
     """A single-column FK arriving with its column is added with it (natively on SQLite)."""
     column_fks = {}
     for ch in to_apply:
-        if ch.kind == "add_foreign_key" and len(ch.reference.columns) == 1:  # type: ignore[union-attr]
-            if any(c.kind == "add_column" and c.table == ch.table and c.name == ch.reference.columns[0]
-                   for c in to_apply):
-                column_fks[(ch.table, ch.reference.columns[0])] = ch  # type: ignore[union-attr]
+        if ch.kind == "add_foreign_key" and len(ch.ref_fk.columns) == 1:
+            column = ch.ref_fk.columns[0]
+            if any(c.kind == "add_column" and c.table == ch.table and c.name == column for c in to_apply):
+                column_fks[(ch.table, column)] = ch
     return column_fks
 
 
@@ -366,7 +367,7 @@ def _apply_natively(ops: Operations, engine, plan: AlignmentPlan, result: Migrat
     together = add_columns_together(ops, engine, plan.steps, column_fks, schema, same_engine, result, state)
     for ch in plan.steps:
         if id(ch) in together or ch.kind == "add_foreign_key" and \
-                column_fks.get((ch.table, ch.reference.columns[0])) is ch:  # type: ignore[union-attr]
+                column_fks.get((ch.table, ch.ref_fk.columns[0])) is ch:
             continue  # added with the others, or with its column
         if ch.kind == "drop_column" and ch.table in rebuild:
             # the table is rebuilt anyway: dropping the column natively first would rewrite it twice
@@ -376,9 +377,9 @@ def _apply_natively(ops: Operations, engine, plan: AlignmentPlan, result: Migrat
         state["step"] = ch.describe()
         t0 = time.monotonic()
         n_sql = len(result.sql)
-        if apply_change_natively(ops, ch, column_fk=fk_ch.reference if fk_ch else None, schema=schema,
+        if apply_change_natively(ops, ch, column_fk=fk_ch.ref_fk if fk_ch else None, schema=schema,
                                  same_engine=same_engine):
-            desc = ch.describe() + (f" with foreign key {fk_ch.reference.describe()}" if fk_ch else "")
+            desc = ch.describe() + (f" with foreign key {fk_ch.ref_fk.describe()}" if fk_ch else "")
             result.applied.append({"source": "align", "description": desc, "seconds": round(time.monotonic() - t0, 4)})
             result.aligned.append(ch)
             if fk_ch:

@@ -88,7 +88,7 @@ class Attempts:
             f"committed; end "
             f"or wait for {'that session' if who.count('pid ') == 1 else 'them'}, then rerun, or give the target more "
             "time (lock_timeout, lock_retries, lock_deadline in the targets file)")
-        err.attempts = list(self.log)  # type: ignore[attr-defined]
+        err.attempts = list(self.log)
         return err
 
     def prepared(self, reason: str, since: float) -> None:

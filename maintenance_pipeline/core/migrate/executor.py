@@ -43,6 +43,7 @@ import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 
@@ -75,6 +76,8 @@ from .results import MigrationPlan, MigrationRecord, MigrationResult
 from .revisions import current_revision, plan_revisions, run_revisions, target_schema
 from ..schema.snapshot import take_snapshot
 from ..verify.user_checks import validate_in_migration
+
+_E = TypeVar("_E", bound=MaintenanceError)  # an error of ours, given a ``detail`` (``_with_detail``)
 
 
 def fk_violations(conn: sa.Connection, schema: str | None = None, *, only_unenforced: bool = False) -> Counter:
@@ -136,7 +139,7 @@ def _run_on(engine, url: str, target: Target, reference: Snapshot, align: str, d
                     wait = attempts.timed_out(e, since)
                 except LockTimeoutError as err:
                     if e.result is not None:
-                        err.result = dataclasses.replace(e.result, attempts=list(attempts.log))  # type: ignore
+                        err.result = dataclasses.replace(e.result, attempts=list(attempts.log))
                     raise err from None
                 pause(wait)
                 continue
@@ -239,7 +242,7 @@ def _run(sa_engine: sa.Engine, session, target: Target, reference: Snapshot, ali
             except LockLostError as e:
                 _rollback(trans)
                 result.rolled_back = True
-                e.result = result.freeze()  # type: ignore[attr-defined]
+                e.result = result.freeze()
                 raise
             return result.freeze()
         finally:
@@ -321,7 +324,7 @@ def _moved_since_diff(planned, begin_snap: Snapshot, reference: Snapshot, target
 
 def _renames_are_not_drops(verdict, aligned: list[Change]):
     """A renamed column is not a planned drop (RENAME COLUMN keeps its values): the verdict says so instead."""
-    renamed = {(c.table, c.name): c.reference.name for c in aligned if c.kind == "rename_column"}  # type: ignore
+    renamed = {(c.table, c.name): c.ref_column.name for c in aligned if c.kind == "rename_column"}
     if verdict is None or not renamed:
         return verdict
     drops = [d for d in verdict.drops if (d["table"], d.get("column")) not in renamed]
@@ -356,15 +359,15 @@ def _judge_rows(verdict, shown: Target, note: str = "", revisions: bool = True) 
                             f"changes_rows = ({tables},)")
 
 
-def _failed(e: Exception, state: dict, result: MigrationRecord, target: Target) -> Exception:
+def _failed(e: Exception, state: dict, result: MigrationRecord, target: Target) -> MaintenanceError:
     """The one-line error of a failed (rolled back) migration, carrying ``result`` (``rolled_back`` set)."""
     result.rolled_back = not result.dry_run
     err = _as_migration_error(e, state, result.failing_revision, target)
-    err.result = result.freeze()  # type: ignore[attr-defined]
+    err.result = result.freeze()
     return err
 
 
-def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> Exception:
+def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> MaintenanceError:
     phase = state.get("phase", "plan")
     if isinstance(e, MaintenanceError) and (phase == "plan" or isinstance(e, (*_VERDICTS, UserCheckError))):
         return e
@@ -403,14 +406,14 @@ def _as_migration_error(e: Exception, state: dict, failing, target: Target) -> E
     return _with_detail(MigrationError(f"migration failed at {phase}: {line}; {rolled}"), said)
 
 
-def _with_detail(err: Exception, said: str) -> Exception:
+def _with_detail(err: _E, said: str) -> _E:
     """``err`` carrying the driver's whole text (``detail``: the report and the run's log show it; the line is
     cut)."""
-    err.detail = said  # type: ignore[attr-defined]
+    err.detail = said
     return err
 
 
-def _damage(e: BaseException, target: Target, backup: Path | None = None) -> Exception | None:
+def _damage(e: BaseException, target: Target, backup: Path | None = None) -> DatabaseDamagedError | None:
     """A failing disk or a corrupt file met mid-run, said in one line: what happened, check the file, where
     the last good state is. None for any other error."""
     text = " ".join(str(getattr(e, "orig", None) or e).split())
@@ -428,5 +431,5 @@ def _commit_failed(e: sa.exc.DBAPIError, result: MigrationRecord, target: Target
     if not isinstance(err, DatabaseDamagedError):
         err = _with_detail(MigrationError(f"COMMIT failed ({err}); the migration was rolled back; rerun"),
                            str(getattr(e, "orig", None) or e))
-    err.result = result.freeze()  # type: ignore[attr-defined]
+    err.result = result.freeze()
     return err

@@ -126,7 +126,7 @@ class DrillResult:
             said = first.detail.removeprefix(f"backup {self.backup_name}: ").removeprefix(f"backup {self.backup_name} ")
             err = cls(f"restore drill of {self.target}: backup {self.backup_name} {what}: {said}")
         if len(failed) > 1:
-            err.detail = "\n".join(f"{c.name}: {c.detail}" for c in failed)  # type: ignore[attr-defined]
+            err.detail = "\n".join(f"{c.name}: {c.detail}" for c in failed)
         return err
 
     def report_fields(self) -> dict:
@@ -251,7 +251,8 @@ def _row_counts(tables: dict, manifest: dict) -> Check:
 def _fingerprint(fingerprint: str | None, manifest: dict) -> Check:
     want = manifest.get("fingerprint")
     if not want:
-        return Check("schema_fingerprint", True, "skipped: the manifest records no schema fingerprint")
+        return Check("schema_fingerprint", True, "skipped: the manifest records no schema fingerprint",
+                     status="skipped")
     if fingerprint == want:
         return Check("schema_fingerprint", True, f"schema fingerprint {str(want)[:12]}… is its manifest's")
     return Check("schema_fingerprint", False,
@@ -291,7 +292,7 @@ def _rehearse(config: MaintenanceConfig, t: Target, scratch_url: str, backup: Pa
         # not a failure of the backup, nor of a revision: the drift verify_database reports every night, which a
         # maintain run would refuse as well; said, never a failed drill (it would look like a backup problem)
         return Check(REHEARSAL, True, f"skipped: a maintain run would be refused, nothing to rehearse "
-                                      f"({_on_copy(str(e), scratch_url)})"), \
+                                      f"({_on_copy(str(e), scratch_url)})", status="skipped"), \
             {"pending": pending, "refused": _on_copy(str(e), scratch_url)}
     except MaintenanceError as e:
         result = getattr(e, "result", None)

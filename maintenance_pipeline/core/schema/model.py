@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 CHANGE_KINDS = (
     "add_table",
@@ -35,6 +36,8 @@ CHANGE_KINDS = (
     "drop_object",
     "alter_object",
 )
+
+_P = TypeVar("_P")  # a payload type (``Change._payload``)
 
 _COMPUTED = re.compile(r"\bGENERATED\s+ALWAYS\s+AS\s*\(", re.IGNORECASE)
 
@@ -255,19 +258,136 @@ class Snapshot:
         return hashlib.sha256(blob).hexdigest()
 
 
+# What a ``rename_constraint`` carries on each side (a primary key as a named constraint); with ``Index``, what a
+# rename of either kind carries (``Change.ref_named`` / ``Change.cur_named``).
+Constraint = PrimaryKey | UniqueConstraint | ForeignKey | Check
+Named = Index | PrimaryKey | UniqueConstraint | ForeignKey | Check
+
+
 @dataclass(frozen=True)
 class Change:
-    """One difference: applying it moves the target towards the reference."""
+    """One difference: applying it moves the target towards the reference.
+
+    The payload is typed per kind: ``reference`` is what the reference has (add, alter and rename kinds), ``current``
+    what the target has (drop, alter and rename kinds); the other side is None. Each is read through an accessor:
+
+    * ``add_table`` / ``drop_table`` / ``alter_table``: a ``Table`` (``ref_table``, ``cur_table``);
+    * ``add_column`` / ``drop_column`` / ``alter_column`` / ``rename_column``: a ``Column`` (``ref_column``,
+      ``cur_column``; a rename's reference is the column under its new name);
+    * ``add_index`` / ``drop_index`` / ``rename_index``: an ``Index`` (``ref_index``, ``cur_index``);
+    * ``add_unique`` / ``drop_unique``: a ``UniqueConstraint`` (``ref_unique``, ``cur_unique``);
+    * ``add_foreign_key`` / ``drop_foreign_key``: a ``ForeignKey`` (``ref_fk``, ``cur_fk``);
+    * ``add_check`` / ``drop_check``: a ``Check`` (``ref_check``, ``cur_check``);
+    * ``rename_constraint``: a ``PrimaryKey``, ``UniqueConstraint``, ``ForeignKey`` or ``Check`` (``ref_named``,
+      ``cur_named``: any of these or an ``Index``, so they also read a rename of either kind, or any index or key);
+    * ``alter_primary_key``: the key's column names, a tuple, empty when there is none (``ref_pk``, ``cur_pk``);
+    * ``add_object`` / ``drop_object`` / ``alter_object``: a ``SchemaObject`` (``ref_object``, ``cur_object``).
+
+    An accessor returns its side narrowed to that type, and raises TypeError naming the change when the side holds
+    anything else (an accessor of another kind, or the side the kind leaves None): callers neither guess nor ignore
+    the type. The payload is no part of the change's identity: equality, ``to_dict`` and the words leave it out.
+    """
 
     kind: str  # one of CHANGE_KINDS
     table: str
     name: str | None = None  # column / index / constraint name, None for table-level kinds
     destructive: bool = False
     detail: str = ""
-    # What the reference has (for add/alter kinds) and what the target has (for drop/alter kinds):
-    # a Table, Column, Index, UniqueConstraint, ForeignKey or a tuple of pk column names.
+    # What the reference has and what the target has: the payload, by kind (the class docstring, the accessors).
     reference: object | None = field(default=None, compare=False, repr=False)
     current: object | None = field(default=None, compare=False, repr=False)
+
+    def _payload(self, side: str, cls: type[_P]) -> _P:
+        """One side's payload as ``cls``; TypeError naming the change when it is not one."""
+        value = self.reference if side == "reference" else self.current
+        if isinstance(value, cls):
+            return value
+        raise self._wrong(side, cls.__name__, value)
+
+    def _wrong(self, side: str, wanted: str, value: object) -> TypeError:
+        return TypeError(f"{self.describe()}: its {side} is {type(value).__name__}, not {wanted} (what each kind "
+                         "carries: the Change class)")
+
+    @property
+    def ref_table(self) -> Table:
+        return self._payload("reference", Table)
+
+    @property
+    def cur_table(self) -> Table:
+        return self._payload("current", Table)
+
+    @property
+    def ref_column(self) -> Column:
+        return self._payload("reference", Column)
+
+    @property
+    def cur_column(self) -> Column:
+        return self._payload("current", Column)
+
+    @property
+    def ref_index(self) -> Index:
+        return self._payload("reference", Index)
+
+    @property
+    def cur_index(self) -> Index:
+        return self._payload("current", Index)
+
+    @property
+    def ref_unique(self) -> UniqueConstraint:
+        return self._payload("reference", UniqueConstraint)
+
+    @property
+    def cur_unique(self) -> UniqueConstraint:
+        return self._payload("current", UniqueConstraint)
+
+    @property
+    def ref_fk(self) -> ForeignKey:
+        return self._payload("reference", ForeignKey)
+
+    @property
+    def cur_fk(self) -> ForeignKey:
+        return self._payload("current", ForeignKey)
+
+    @property
+    def ref_check(self) -> Check:
+        return self._payload("reference", Check)
+
+    @property
+    def cur_check(self) -> Check:
+        return self._payload("current", Check)
+
+    @property
+    def ref_object(self) -> SchemaObject:
+        return self._payload("reference", SchemaObject)
+
+    @property
+    def cur_object(self) -> SchemaObject:
+        return self._payload("current", SchemaObject)
+
+    @property
+    def ref_pk(self) -> tuple[str, ...]:
+        """The reference's primary key columns (``alter_primary_key``; empty: it has none)."""
+        return self._payload("reference", tuple)
+
+    @property
+    def cur_pk(self) -> tuple[str, ...]:
+        """The target's primary key columns (``alter_primary_key``; empty: it has none)."""
+        return self._payload("current", tuple)
+
+    @property
+    def ref_named(self) -> Named:
+        """The reference's index or key (a rename's new name; any add of an index or key)."""
+        return self._named("reference", self.reference)
+
+    @property
+    def cur_named(self) -> Named:
+        """The target's index or key (a rename's old name; any drop of an index or key)."""
+        return self._named("current", self.current)
+
+    def _named(self, side: str, value: object) -> Named:
+        if isinstance(value, (Index, PrimaryKey, UniqueConstraint, ForeignKey, Check)):
+            return value
+        raise self._wrong(side, "an index or a key", value)
 
     def to_dict(self) -> dict:
         return {

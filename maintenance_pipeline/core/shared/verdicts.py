@@ -10,19 +10,26 @@ from dataclasses import dataclass
 from ..schema.model import Snapshot
 
 
+CHECK_STATUSES = ("passed", "failed", "skipped")
+
+
 @dataclass(frozen=True)
 class Check:
+    """One check's result. ``status``: passed, failed or skipped (a check the engine could not run, e.g. PostgreSQL
+    without amcheck: it does not fail the run, and it is never reported as passed). Given by the one who builds the
+    check, or, left empty, filled from the detail: ``skipped`` when it starts so, else from ``passed``."""
+
     name: str
     passed: bool
     detail: str
+    status: str = ""
 
-    @property
-    def status(self) -> str:
-        """passed, failed or skipped (a check the engine could not run, e.g. PostgreSQL without amcheck: it does
-        not fail the run, and it is never reported as passed)."""
-        if self.detail.startswith("skipped"):
-            return "skipped"
-        return "passed" if self.passed else "failed"
+    def __post_init__(self) -> None:
+        if not self.status:
+            said = "skipped" if self.detail.startswith("skipped") else "passed" if self.passed else "failed"
+            object.__setattr__(self, "status", said)
+        elif self.status not in CHECK_STATUSES:
+            raise ValueError(f"check {self.name}: status {self.status!r} is none of {', '.join(CHECK_STATUSES)}")
 
     def to_dict(self) -> dict:
         return {"name": self.name, "passed": self.passed, "status": self.status, "detail": self.detail}

@@ -101,9 +101,9 @@ class _Plan:
     def __init__(self, steps: list[Change]):
         self.steps = list(steps)
         self.dropped_tables = {c.table for c in steps if c.kind == "drop_table"}
-        self.dropped_objects = {c.current.key: c for c in steps if c.kind == "drop_object"}  # type: ignore[union-attr]
+        self.dropped_objects = {c.cur_object.key: c for c in steps if c.kind == "drop_object"}
         self.dropped_columns = {(c.table, c.name) for c in steps if c.kind == "drop_column"}
-        self.dropped_constraints = {(c.table, c.current.name) for c in steps  # type: ignore[union-attr]
+        self.dropped_constraints = {(c.table, c.cur_named.name) for c in steps
                                     if c.kind in ("drop_foreign_key", "drop_check", "drop_unique") and c.current}
         self.retyped = {(c.table, c.name) for c in steps if c.kind == "alter_column" and _retypes(c)}
         self.new_default = {(c.table, c.name) for c in steps if c.kind == "alter_column" and _new_default(c)}
@@ -121,17 +121,17 @@ class _Plan:
 
 
 def _retypes(c: Change) -> bool:
-    cur, ref = c.current, c.reference
-    return type_key(base_type(cur.type)) != type_key(base_type(ref.type)) or (  # type: ignore[union-attr]
-        value_source(ref.type).startswith("GENERATED(")  # type: ignore[union-attr]
-        and value_source(ref.type) != value_source(cur.type))  # type: ignore[union-attr]
+    cur, ref = c.cur_column, c.ref_column
+    return type_key(base_type(cur.type)) != type_key(base_type(ref.type)) or (
+        value_source(ref.type).startswith("GENERATED(")
+        and value_source(ref.type) != value_source(cur.type))
 
 
 def _new_default(c: Change) -> bool:
     """The column's current default is dropped or replaced by this change."""
-    cur, ref = c.current, c.reference
+    cur, ref = c.cur_column, c.ref_column
     return (cur.default or None) != (ref.default or None) or _retypes(c) or \
-        value_source(cur.type) != value_source(ref.type)  # type: ignore[union-attr]
+        value_source(cur.type) != value_source(ref.type)
 
 
 @dataclass
@@ -189,17 +189,17 @@ def _removed(conn: sa.Connection, p: dict, plan: _Plan,
             oid, num = columns_of[(c.table, c.name)]
             removed[("pg_class", oid, num)] = (c, f"column {c.table}.{c.name}", c.kind == "alter_column")
         elif c.kind == "drop_object":
-            obj = c.current
-            if obj.kind in _RELATION_OBJECTS and obj.name in relations:  # type: ignore[union-attr]
-                removed[("pg_class", relations[obj.name][0], 0)] = (c, obj.key, False)  # type: ignore[union-attr]
-            elif obj.kind == "function":  # type: ignore[union-attr]
+            obj = c.cur_object
+            if obj.kind in _RELATION_OBJECTS and obj.name in relations:
+                removed[("pg_class", relations[obj.name][0], 0)] = (c, obj.key, False)
+            elif obj.kind == "function":
                 functions = functions or {sig: oid for oid, sig in conn.execute(_FUNCTIONS, p)}
-                if obj.name in functions:  # type: ignore[union-attr]
-                    removed[("pg_proc", functions[obj.name], 0)] = (c, obj.key, False)  # type: ignore[union-attr]
-            elif obj.kind == "type":  # type: ignore[union-attr]
+                if obj.name in functions:
+                    removed[("pg_proc", functions[obj.name], 0)] = (c, obj.key, False)
+            elif obj.kind == "type":
                 types = types or {name: oid for oid, name in conn.execute(_TYPES, p)}
-                if obj.name in types:  # type: ignore[union-attr]
-                    removed[("pg_type", types[obj.name], 0)] = (c, obj.key, False)  # type: ignore[union-attr]
+                if obj.name in types:
+                    removed[("pg_type", types[obj.name], 0)] = (c, obj.key, False)
     return removed
 
 
@@ -238,12 +238,12 @@ def _take(verdict, step: Change, plan: _Plan, found: _Found, removed: dict, todo
         _, drop, add = verdict
         found.added += [drop, add]
         plan.before.append((drop, step))
-        obj = drop.current
-        found.remade.add(obj.key)  # type: ignore[union-attr]
-        plan.dropped_objects[obj.key] = drop  # type: ignore[union-attr]
-        if obj.kind in _VIEW_KINDS.values() and obj.name in relations:  # type: ignore[union-attr]
-            key = ("pg_class", relations[obj.name][0], 0)  # type: ignore[union-attr]
-            removed[key] = todo[key] = (drop, obj.key, False)  # type: ignore[union-attr]
+        obj = drop.cur_object
+        found.remade.add(obj.key)
+        plan.dropped_objects[obj.key] = drop
+        if obj.kind in _VIEW_KINDS.values() and obj.name in relations:
+            key = ("pg_class", relations[obj.name][0], 0)
+            removed[key] = todo[key] = (drop, obj.key, False)
     elif verdict[0] == "before":
         plan.before.append((verdict[1], step))
     elif verdict[0] == "own":
@@ -286,10 +286,10 @@ def _judge(plan: _Plan, step: Change, label: str, cls: str, what: str, dep_nsp: 
             return None  # the default goes (or is replaced) before the object it uses is dropped
         ref_table = reference.tables.get(relname or "")
         ref_col = ref_table.column(attname) if ref_table is not None else None
-        obj = step.current
-        if step.kind == "drop_object" and getattr(obj, "kind", "") == "sequence" and ref_col is not None \
+        if step.kind == "drop_object" and step.cur_object.kind == "sequence" and ref_col is not None \
                 and value_source(ref_col.type) == "SERIAL":
-            own = replace(obj, alter_sql=f"ALTER SEQUENCE {quote(obj.name)} OWNED BY {quote(relname)}."  # type: ignore
+            obj = step.cur_object
+            own = replace(obj, alter_sql=f"ALTER SEQUENCE {quote(obj.name)} OWNED BY {quote(relname)}."
                                          f"{quote(attname)}")
             return ("own", Change("alter_object", step.table, step.name, True,
                                   f"made the own sequence of {relname}.{attname}, as the reference's serial column",
@@ -336,30 +336,30 @@ def _names(steps: list[Change], live, reference, relations: dict, nsp: str) -> t
     for c in order_for_server(steps):
         if c.kind == "drop_table":
             freed.add(c.table)
-            freed.update(ix.name for ix in c.current.indexes)  # type: ignore[union-attr]
+            freed.update(ix.name for ix in c.cur_table.indexes)
             freed.update(s for o, s in owned_by.items() if o.split(".", 1)[0] == c.table)
         elif c.kind == "drop_index":
-            freed.add(c.current.name)  # type: ignore[union-attr]
+            freed.add(c.cur_index.name)
         elif c.kind == "drop_column":
             freed.update(s for o, s in owned_by.items() if o == f"{c.table}.{c.name}")
-        elif c.kind == "drop_object" and c.current.kind in _RELATION_OBJECTS:  # type: ignore[union-attr]
-            freed.add(c.current.name)  # type: ignore[union-attr]
+        elif c.kind == "drop_object" and c.cur_object.kind in _RELATION_OBJECTS:
+            freed.add(c.cur_object.name)
         name = None
         if c.kind == "add_table":
             name = c.table
-        elif c.kind == "add_object" and c.reference.kind in _RELATION_OBJECTS:  # type: ignore[union-attr]
-            name = c.reference.name  # type: ignore[union-attr]
+        elif c.kind == "add_object" and c.ref_object.kind in _RELATION_OBJECTS:
+            name = c.ref_object.name
         if name is None or name not in relations or name in freed:
             out.append(c)
             continue
         _oid, kind, owner = relations[name]
-        obj = c.reference
-        if c.kind == "add_object" and obj.kind == "sequence" and kind == "S" and owner:  # type: ignore[union-attr]
+        if c.kind == "add_object" and c.ref_object.kind == "sequence" and kind == "S" and owner:
             # the reference's sequence of its own is the one a column owns here: released, then altered in place
-            release = replace(obj, alter_sql=f"ALTER SEQUENCE {quote(name)} OWNED BY NONE")  # type: ignore
+            obj = c.ref_object
+            release = replace(obj, alter_sql=f"ALTER SEQUENCE {quote(name)} OWNED BY NONE")
             out.append(Change("alter_object", c.table, c.name, True, f"no longer owned by {owner}",
                               reference=release, current=obj))
-            if obj.alter_sql:  # type: ignore[union-attr]
+            if obj.alter_sql:
                 out.append(Change("alter_object", c.table, c.name, c.destructive, c.detail, reference=obj,
                                   current=obj))
             continue
@@ -383,10 +383,10 @@ def _casts_that_change_values(conn: sa.Connection, steps: list[Change], nsp: str
     out: list[tuple[Change, str]] = []
     for c in steps:
         if c.kind != "alter_column" or not _retypes(c) or \
-                value_source(c.reference.type).startswith("GENERATED("):  # type: ignore[union-attr]
+                value_source(c.ref_column.type).startswith("GENERATED("):
             continue
-        old = _plain(c.current.type)  # type: ignore[union-attr]
-        new = _plain(c.reference.type)  # type: ignore[union-attr]
+        old = _plain(c.cur_column.type)
+        new = _plain(c.ref_column.type)
         if type_key(old) == type_key(new):
             continue
         qt, qc = f"{quote(nsp)}.{quote(c.table)}", quote(c.name or "")

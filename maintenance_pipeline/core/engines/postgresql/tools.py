@@ -309,7 +309,7 @@ def classify(cmd: PgCommand, stderr: str, where: str, what: str, fix: str, cls=B
     server gone mid-way, connection, lock timeout, disk full, else ``cls`` with ``fix``."""
     err = _classify(cmd, stderr, where, what, fix, cls)
     if stderr.strip():
-        err.detail = cmd.scrub(stderr.strip())  # type: ignore[attr-defined]
+        err.detail = cmd.scrub(stderr.strip())
     return err
 
 

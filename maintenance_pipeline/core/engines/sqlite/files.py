@@ -49,7 +49,7 @@ def check_sqlite_file(path: Path) -> int | None:
             f"database file {path} does not exist (nothing was created); check the target's url "
             "in the targets file or restore the file from a backup"
         )
-        err.path = path  # type: ignore[attr-defined]  # a reference's reader words it for the reference
+        err.path = path  # a reference's reader words it for the reference
         raise err from None
     except PermissionError:
         raise NotADatabaseError(f"cannot read {path}: permission denied; give this user read/write access") from None

@@ -66,20 +66,20 @@ def desired_shape(live: Table, changes: list[Change]) -> Table:
     fks = list(live.foreign_keys)
     for ch in changes:
         if ch.kind == "alter_column":
-            columns[ch.name] = ch.reference  # type: ignore[assignment]
+            columns[ch.name] = ch.ref_column
         elif ch.kind == "drop_column":
             columns.pop(ch.name, None)
         elif ch.kind == "alter_primary_key":
-            pk = tuple(ch.reference or ())  # type: ignore[arg-type]
+            pk = ch.ref_pk
         elif ch.kind == "add_unique":
-            uniques.append(ch.reference)  # type: ignore[arg-type]
+            uniques.append(ch.ref_unique)
         elif ch.kind == "drop_unique":
-            uniques = [u for u in uniques if u.columns != ch.current.columns]  # type: ignore[union-attr]
+            uniques = [u for u in uniques if u.columns != ch.cur_unique.columns]
         elif ch.kind == "add_foreign_key":
-            fks.append(ch.reference)  # type: ignore[arg-type]
+            fks.append(ch.ref_fk)
         elif ch.kind == "drop_foreign_key":
             # the whole key, actions included: a changed ON DELETE is an add and a drop of the same columns
-            fks = [f for f in fks if _fk_identity(f) != _fk_identity(ch.current)]  # type: ignore[arg-type]
+            fks = [f for f in fks if _fk_identity(f) != _fk_identity(ch.cur_fk)]
     kept = [columns[c.name] for c in live.columns if c.name in columns]
     names = {c.name for c in kept}
     indexes = tuple(ix for ix in live.indexes if set(ix.columns) <= names)

@@ -9,14 +9,24 @@ what its engine does differently; a primitive an engine cannot provide raises
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, NoReturn
 
 import sqlalchemy as sa
+from alembic.operations import Operations
+from sqlalchemy.engine import URL
 
 from ..errors import UnsupportedEngineError
+from ..schema.model import Change, Column, ForeignKey, SchemaObject, Snapshot, Table
+from ..shared.manifest import BackupResult
+from ..shared.targets import TargetView
+from ..shared.verdicts import RowsVerdict
 from .registry import REGISTRY  # backend name -> engine: each subclass with a name enters itself
+
+Url = str | URL  # a database URL, as text or parsed
 
 
 class Prepare(Exception):  # noqa: N818 - a signal, not a failure
@@ -42,7 +52,7 @@ class MigrationSession:
 
     rows_note = ""  # added to a rows-lost error: what the engine's check cannot tell apart
 
-    def __init__(self, engine: "Engine", url, target, *, backup: Path | None, dry_run: bool):
+    def __init__(self, engine: "Engine", url: Url, target: TargetView, *, backup: Path | None, dry_run: bool):
         self.engine, self.url, self.target, self.backup, self.dry_run = engine, url, target, backup, dry_run
         self.shown_name = target.name
         self.cleaned: list[str] = []  # what a killed run left, removed on entering (``MigrationResult.cleaned``)
@@ -59,17 +69,18 @@ class MigrationSession:
     def connected(self, conn: sa.Connection) -> None:
         pass
 
-    def begun(self, conn: sa.Connection, trans, begin):
+    def begun(self, conn: sa.Connection, trans: sa.RootTransaction, begin: Callable[[], sa.RootTransaction]
+              ) -> sa.RootTransaction:
         return trans
 
-    def read_begin_state(self, conn: sa.Connection, begin_snapshot, ignore) -> None:
+    def read_begin_state(self, conn: sa.Connection, begin_snapshot: Snapshot, ignore: Iterable[str]) -> None:
         self.begin_snapshot = begin_snapshot
 
-    def written(self, conn: sa.Connection, after) -> set[str] | None:
+    def written(self, conn: sa.Connection, after: Snapshot) -> set[str] | None:
         """The tables whose existing rows the migration may have changed (None: unknown, any of them)."""
         return None
 
-    def rows_verdict(self, conn: sa.Connection, after, result):
+    def rows_verdict(self, conn: sa.Connection, after: Snapshot, result: Any) -> RowsVerdict | None:
         """``checks.RowsVerdict`` of the rows the migration changed, before COMMIT; None: not checked."""
         return None
 
@@ -87,7 +98,7 @@ class MigrationSession:
         does not enforce by itself); None when the session judges later, on what the migration touched only."""
         return self.engine.fk_violations(conn, schema, only_unenforced=True)
 
-    def fk_introduced(self, conn: sa.Connection, schema: str | None, at_begin):
+    def fk_introduced(self, conn: sa.Connection, schema: str | None, at_begin: Counter | None):
         """Violations per (table, parent) the migration introduced, before COMMIT (a Counter: now minus at BEGIN)."""
         return self.engine.fk_violations(conn, schema, only_unenforced=True) - at_begin
 
@@ -95,7 +106,7 @@ class MigrationSession:
         """What ``effects_after`` compares with, read just before a statement of the migration (``migrate/measure.py``)."""
         return None
 
-    def effects_after(self, conn: sa.Connection, before, statement: str) -> dict:
+    def effects_after(self, conn: sa.Connection, before: Any, statement: str) -> dict:
         """What the statement just run did: {"locks": ["ACCESS EXCLUSIVE on goals", …], "rewrites": [tables]}."""
         return {}
 
@@ -148,7 +159,7 @@ class Engine:
     # engine's own section ``backups.<name>``); they still load, mapped to that section (``backup_options``)
     legacy_backup_keys: ClassVar[dict[str, str]] = {}
 
-    def size_bytes(self, url) -> int | None:
+    def size_bytes(self, url: Url) -> int | None:
         """The database's size on disk, for the asset's nightly plot (None: unknown)."""
         return None
 
@@ -172,11 +183,11 @@ class Engine:
         then rolled back and tried again)."""
         return False
 
-    def file(self, url) -> Path | None:
+    def file(self, url: Url) -> Path | None:
         """The database file behind ``url``, for engines that keep one (None: a server)."""
         return None
 
-    def open_engine(self, url, *, busy_timeout: float, check: bool) -> sa.Engine:
+    def open_engine(self, url: Url, *, busy_timeout: float, check: bool) -> sa.Engine:
         """A SQLAlchemy engine for ``url``: no pool (every connection is closed when released)."""
         from ..dburl import mask_url
         from ..errors import BadUrlError
@@ -199,11 +210,11 @@ class Engine:
         """A table the engine keeps for itself (not the application's)."""
         return False
 
-    def target_schema(self, target) -> str | None:
+    def target_schema(self, target: TargetView) -> str | None:
         """The schema a target's tables live in (None: the connection's default)."""
         return target.schema
 
-    def maintenance_lock(self, url, holder: str):
+    def maintenance_lock(self, url: Url, holder: str) -> contextlib.AbstractContextManager:
         """The per-database lock of a migration or a restore (fails fast when another run has it)."""
         raise self._unsupported("a maintenance lock")
 
@@ -232,7 +243,7 @@ class Engine:
         """How the engine's ``CREATE TABLE`` declares a model's column, written as its snapshot reads it."""
         return rendered
 
-    def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str], url=None):
+    def metadata_snapshot(self, metadata: sa.MetaData, ignore: Iterable[str], url: Url | None = None) -> Snapshot:
         """A reference given as SQLAlchemy MetaData, as this engine would hold it (types compiled for it);
         ``url``: the target's, for an engine that asks its server what it makes of the models."""
         from .inspect import metadata_snapshot
@@ -243,11 +254,11 @@ class Engine:
         """A counter the engine bumps on every schema change, read on an open connection."""
         raise self._unsupported("a schema version counter")
 
-    def cheap_version(self, url, schema: str | None, ignore: Iterable[str]) -> int | str | None:
+    def cheap_version(self, url: Url, schema: str | None, ignore: Iterable[str]) -> int | str | None:
         """A value that moves whenever the schema moves, much cheaper than reading it (None: none)."""
         return None
 
-    def version_words(self, version) -> tuple[str, str]:
+    def version_words(self, version: int | str | None) -> tuple[str, str]:
         """How the sensor's skip reason names a ``cheap_version``: (what it read, "<short> unchanged")."""
         return "schema version", "schema version"
 
@@ -271,11 +282,11 @@ class Engine:
 
     # ------------------------------------------------------------------ migrations
 
-    def migration(self, url, target, *, backup: Path | None, dry_run: bool) -> MigrationSession:
+    def migration(self, url: Url, target: TargetView, *, backup: Path | None, dry_run: bool) -> MigrationSession:
         return MigrationSession(self, url, target, backup=backup, dry_run=dry_run)
 
     @contextlib.contextmanager
-    def dry_run_copy(self, url, backup: Path | None = None):
+    def dry_run_copy(self, url: Url, backup: Path | None = None) -> contextlib.AbstractContextManager:
         """Where a dry run works: a URL of a scratch copy (then nothing of the live database is locked: a rehearsal
         whose measured costs are the real run's), or None: in place, in a transaction that is rolled back (the
         default: transactional DDL). ``backup``: the run's backup, a copy may be made from it."""
@@ -286,7 +297,7 @@ class Engine:
         ``only_unenforced``: only the keys the engine does not enforce now (it guarantees the others)."""
         raise self._unsupported("a foreign-key check")
 
-    def implied(self, changes: list, live) -> list:
+    def implied(self, changes: list[Change], live: Snapshot) -> list[Change]:
         """The changes the engine makes by itself when it applies others in ``changes`` (a column added to a
         table its children inherit from), which must not be applied again. Default: none."""
         return []
@@ -297,7 +308,8 @@ class Engine:
 
         return order_for_server(changes)
 
-    def order_by_dependencies(self, conn: sa.Connection, steps: list, live, reference, schema: str | None):
+    def order_by_dependencies(self, conn: sa.Connection, steps: list[Change], live: Snapshot, reference: Snapshot,
+                              schema: str | None) -> tuple[list[Change], list[tuple[Change, str]]]:
         """``steps`` (ordered by ``order_changes``) in an order the server accepts given what depends on what in the
         live database, and the steps it would still reject, with why: ``(steps, [(change, why)])``, decided before
         the first statement. Default: as they are, nothing refused."""
@@ -308,18 +320,20 @@ class Engine:
         itself (SQLite: a view the alignment broke). Default: nothing to check."""
         return lambda: None
 
-    def add_column_with_key(self, ops, table: str, column, fk, schema: str | None) -> None:
+    def add_column_with_key(self, ops: Operations, table: str, column: Column, fk: ForeignKey,
+                            schema: str | None) -> None:
         """Add ``column`` with its single-column foreign key ``fk``."""
         from .ddl import create_foreign_key, sa_column
 
         ops.add_column(table, sa_column(column), schema=schema)
         create_foreign_key(ops, table, fk, schema)
 
-    def adds_column_in_place(self, column) -> bool:
+    def adds_column_in_place(self, column: Column) -> bool:
         """Whether ``ALTER TABLE ... ADD COLUMN`` can add ``column`` (else the table is rebuilt)."""
         return True
 
-    def add_columns(self, ops, changes: list, apply, schema: str | None) -> list[AddedColumn]:
+    def add_columns(self, ops: Operations, changes: list[Change], apply: Callable[..., bool],
+                    schema: str | None) -> list[AddedColumn]:
         """Add the columns of several ``add_column`` changes (in order; none after another step on its table) at once,
         where the engine can do exactly what ``apply(ops, change)`` does for each (its statements, its checks) faster
         than one by one; the ones it added, in order (the others are applied one by one as usual). A column added by
@@ -327,19 +341,21 @@ class Engine:
         have sent, for the run's record. Default: none (SQLite: one schema reload for all, ``sqlite/addcolumns.py``)."""
         return []
 
-    def apply_in_place(self, ops, change, schema: str | None) -> bool:
+    def apply_in_place(self, ops: Operations, change: Change, schema: str | None) -> bool:
         """A change ``align.apply_change_natively`` has no common way for: ALTER it in place (the default:
         Alembic's operations), or return False when the table must be rebuilt instead (``rebuild``)."""
         from .ddl import apply_generic
 
         return apply_generic(ops, change, self, schema)
 
-    def rebuild(self, ops, table, changes: list, reference_table=None) -> None:
+    def rebuild(self, ops: Operations, table: Table, changes: list[Change], reference_table: Table | None = None
+                ) -> None:
         """Rebuild ``table`` with ``changes`` applied, keeping every row (engines that cannot ALTER in place);
         ``reference_table``: the reference's table, when the reference is a database of this engine."""
         raise self._unsupported("a table rebuild")
 
-    def refusal(self, change, *, same_engine: bool, live=None, reference=None) -> str | None:
+    def refusal(self, change: Change, *, same_engine: bool, live: Snapshot | None = None,
+                reference: Snapshot | None = None) -> str | None:
         """Why ``change`` cannot be aligned automatically (None: it can). The run is then refused with the reason
         ("write a revision for it"), whatever the align mode: a difference is never applied half-way or wrongly.
         ``live``, ``reference``: the two snapshots (what else a drop would take)."""
@@ -371,7 +387,7 @@ class Engine:
         return f"table options {', '.join(current) or 'none'} -> {', '.join(reference) or 'none'} cannot be " \
                f"changed automatically on {self.label}"
 
-    def complete_new_table(self, ops, table, schema: str | None) -> None:
+    def complete_new_table(self, ops: Operations, table: Table, schema: str | None) -> None:
         """After ``CREATE TABLE`` from the model: what the model's columns and keys do not carry (CHECKs,
         table options)."""
         from .ddl import add_check
@@ -379,12 +395,12 @@ class Engine:
         for check in table.checks:
             add_check(ops, table.name, check, schema)
 
-    def complete_new_column(self, ops, table: str, column, schema: str | None) -> None:
+    def complete_new_column(self, ops: Operations, table: str, column: Column, schema: str | None) -> None:
         """After ``ADD COLUMN``: what the column's declaration does not carry (PostgreSQL: its sequence's options and
         name). Default: nothing."""
         return None
 
-    def add_enum_values(self, ops, current, reference) -> None:
+    def add_enum_values(self, ops: Operations, current: SchemaObject, reference: SchemaObject) -> None:
         """Give the enum ``current`` the values ``reference`` adds, in their places."""
         raise self._unsupported("enum types")
 
@@ -392,11 +408,11 @@ class Engine:
         """A column declaration's type as ``ALTER COLUMN ... TYPE`` accepts it."""
         return declared or ""
 
-    def type_change(self, ops, column: str, new_type: str) -> dict:
+    def type_change(self, ops: Operations, column: str, new_type: str) -> dict:
         """Extra keyword arguments of Alembic's ``alter_column`` for a type change (PostgreSQL: ``USING``)."""
         return {}
 
-    def primary_key_name(self, ops, table: str, schema: str | None) -> str | None:
+    def primary_key_name(self, ops: Operations, table: str, schema: str | None) -> str | None:
         return sa.inspect(ops.get_bind()).get_pk_constraint(table, schema=schema).get("name")
 
     def environment_error(self, message: str) -> str | None:
@@ -410,7 +426,7 @@ class Engine:
 
     # ------------------------------------------------------------------ backups
 
-    def backup_options(self, raw, key: str, fail):
+    def backup_options(self, raw: dict, key: str, fail: Callable[[str, str], NoReturn]) -> object:
         """The engine's own backup options from its section of the targets file (``backups.<name>``: ``raw``, the
         mapping as written; None: no section), as a frozen value the core keeps without looking into it
         (``BackupSettings.engine_options``) and hands back to ``backup`` as ``settings``. ``key`` names the section
@@ -419,7 +435,7 @@ class Engine:
             fail(key, f"is not a setting: {self.label or self.name} takes no backup options; remove it")
         return None
 
-    def safety_copy_options(self, options):
+    def safety_copy_options(self, options: object) -> object:
         """The options of the safety copy a restore takes of the live database first (``backup.SafetyCopy``), from
         the backups' (``backup_options``; None: the defaults). Default: the same."""
         return options
@@ -429,28 +445,30 @@ class Engine:
         run's file then shows the same sha256 as the backup's."""
         return False
 
-    def backup(self, url, backups_dir: Path, target: str, *, label: str, pinned: bool, now, verify: bool,
-               busy_timeout: float, settings, schema: str | None, copier=None):
+    def backup(self, url: Url, backups_dir: Path, target: str, *, label: str, pinned: bool, now: datetime,
+               verify: bool, busy_timeout: float, settings: object, schema: str | None,
+               copier: Callable | None = None) -> BackupResult:
         """A verified backup with its manifest (``BackupResult``). ``settings``: the engine's own options
         (``backup_options``; None: its defaults). ``copier``: made by the engine's own restore, which takes its
         safety copy inside a lock it holds (how the bytes are copied there)."""
         raise self._unsupported("backing up")
 
-    def equals_backup(self, url, backup: Path, manifest: dict, *, schema: str | None, strict: bool) -> str | None:
+    def equals_backup(self, url: Url, backup: Path, manifest: dict, *, schema: str | None, strict: bool) -> str | None:
         """How the live database was found to hold exactly what ``backup`` holds ("bytewise", …), or None (it differs,
         or the engine cannot tell). ``strict``: the operator named the backup: only an exact judgement counts."""
         return None
 
-    def backup_snapshot(self, backup: Path, url, target):
+    def backup_snapshot(self, backup: Path, url: Url, target: TargetView) -> Snapshot:
         """The schema a backup holds (a restore's dry run compares it with the database's)."""
         raise self._unsupported("reading a backup's schema")
 
-    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None) -> dict:
+    def restore(self, backup: Path, url: Url, *, busy_timeout: float, schema: str | None, safety: Any = None) -> dict:
         """Check ``backup`` against its manifest, then put it in place of the live database; ``safety``
         (``backup.SafetyCopy``): take that copy of the live database first (returned as ``"safety"``)."""
         raise self._unsupported("restoring")
 
-    def scratch_restore(self, backup: Path, url, *, schema: str | None = None):
+    def scratch_restore(self, backup: Path, url: Url, *, schema: str | None = None
+                        ) -> contextlib.AbstractContextManager:
         """The restore drill's scratch place, a context manager yielding its URL: ``backup`` checked against its
         manifest (sha256; ``RestoreError`` naming the backup otherwise), then restored somewhere that never touches
         the live database ``url`` (a file engine: a copy in a private temporary folder; a server: a scratch
@@ -467,7 +485,7 @@ class Engine:
         return None
 
     @contextlib.contextmanager
-    def reading_copy(self, url, folder: Path | None):
+    def reading_copy(self, url: Url, folder: Path | None) -> contextlib.AbstractContextManager:
         """Where verify reads every row of a live database after a change (row counts, integrity, foreign keys,
         user checks), for the block: a ``ReadFrom``. ``folder``: the target's backup folder, where a copy may be
         kept meanwhile. Default: the live database itself (its readers keep no writer from committing)."""
@@ -484,7 +502,7 @@ class Engine:
         """``table.constraint`` of the foreign keys the engine does not enforce for existing rows."""
         return []
 
-    def backup_fk_violations(self, backup: Path, target):
+    def backup_fk_violations(self, backup: Path, target: TargetView) -> Counter:
         """``fk_violations`` of the database a backup holds (the orphans that were there before the run)."""
         raise self._unsupported("reading a backup's foreign keys")
 
@@ -492,7 +510,8 @@ class Engine:
     # read-only query; ``core/statements.py`` counts the statements)
     query_keywords: ClassVar[frozenset[str]] = frozenset({"SELECT", "WITH", "VALUES", "TABLE"})
 
-    def read_only(self, conn: sa.Connection, restore_authorizer=None, hidden=None):
+    def read_only(self, conn: sa.Connection, restore_authorizer: Callable | None = None,
+                  hidden: Callable | None = None) -> contextlib.AbstractContextManager:
         """A context in which ``conn`` cannot write (user checks); yields a dict the guard may fill with what it
         refused ("write", "hidden"). On leaving it normally, the engine confirms the check ran inside the
         transaction it was given (raises ``UserCheckError`` otherwise)."""

@@ -63,7 +63,9 @@ restart needs every read mark but 0 free. Two cases, and we need not know which 
   there): the main file alone is the state at M0. A restart BETWEEN the scan and the apply may
   overwrite frames we are about to use: the new generation writes its header before its first frame,
   so the second read of the header (after the last frame is read) differs, a frame header differs, or
-  a read comes up short, and we fall back.
+  a read comes up short. Only a restart changes them, and a restart happens only while we hold read
+  mark 0: then the main file alone is our snapshot, stable while we hold it, and it is copied again,
+  alone (the pages written from the old generation are dropped with the first copy).
 
 A committed frame is only rewritten after a restart, so in the first case nothing we use changes
 under us, and in the second any change is seen. Every frame used carries the salts of the header the
@@ -144,6 +146,10 @@ def copy(src: Path, src_fd: int, wal_fd: int, tmp_fd: int, copy_bytes: Callable[
     copied = os.fstat(tmp_fd).st_size  # less when a checkpoint cut the main file meanwhile: frames have the rest
     if scan.frames:
         ok = _apply(scan, wal_fd, tmp_fd, copied // page_size)
+        if ok is None:  # the WAL restarted under us: read mark 0, so the main file alone is the snapshot
+            os.ftruncate(tmp_fd, 0)
+            copy_bytes(src_fd, tmp_fd, main_size)
+            ok = os.fstat(tmp_fd).st_size == main_size == os.fstat(src_fd).st_size
     else:  # no commit in the WAL: read mark 0, the main file alone (no checkpoint writes into it meanwhile)
         ok = copied == main_size
     if not ok:
@@ -211,9 +217,10 @@ def scan_wal(wal_fd: int, page_size: int, size: int, *, max_frames: int | None =
     return None if max_frames is not None and index > max_frames else scan
 
 
-def _apply(scan: WalScan, wal_fd: int, tmp_fd: int, copied_pages: int) -> bool:
+def _apply(scan: WalScan, wal_fd: int, tmp_fd: int, copied_pages: int) -> bool | None:
     """Write each page's last frame up to the last commit into the copy and cut it to that commit's size;
-    False when a frame or the WAL header changed since the scan, or a page is missing."""
+    None when a frame or the WAL header changed since the scan (a restart: see the module's docstring), False
+    when a page is missing."""
     ps = scan.page_size
     frame_size = FRAME_HEADER + ps
     if any(p not in scan.last for p in range(copied_pages + 1, scan.pages + 1)):
@@ -221,14 +228,14 @@ def _apply(scan: WalScan, wal_fd: int, tmp_fd: int, copied_pages: int) -> bool:
     for pgno, (index, head) in sorted(scan.last.items(), key=lambda kv: kv[1][0]):
         frame = os.pread(wal_fd, frame_size, WAL_HEADER + index * frame_size)
         if len(frame) != frame_size or frame[:FRAME_HEADER] != head:
-            return False
+            return None
         if pgno <= scan.pages:
             view = memoryview(frame)[FRAME_HEADER:]
             done, at = 0, (pgno - 1) * ps
             while done < ps:
                 done += os.pwrite(tmp_fd, view[done:], at + done)
     if os.pread(wal_fd, WAL_HEADER, 0) != scan.header:
-        return False  # restarted while we read: what we read may be of two generations
+        return None  # restarted while we read: what we read may be of two generations
     os.ftruncate(tmp_fd, scan.pages * ps)
     return True
 

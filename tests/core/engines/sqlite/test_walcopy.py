@@ -144,7 +144,10 @@ def test_every_copy_under_a_writer_is_one_committed_state(tmp_path, truncate_eve
     commits = int(out.split()[-1])
 
     assert set(methods) <= {"sqlite-wal-copy", "sqlite-backup-api"}
-    assert methods.count("sqlite-wal-copy") >= len(methods) // 2, methods
+    # copies back to back hold the writer's checkpoints back, so its WAL may outgrow what is worth scanning
+    # (``max_frames``): those copies are the backup API's, as they should be; the WAL copy is used, and every copy,
+    # of either kind, is one committed state
+    assert "sqlite-wal-copy" in methods, methods
     assert counters == sorted(counters) and counters[0] > 20_000  # later copies, later states
     assert 20_000 + commits >= counters[-1] > counters[0]  # the writer went on committing meanwhile
 
@@ -298,7 +301,7 @@ def test_a_wal_restarted_between_the_scan_and_the_apply_is_not_used(tmp_path, ho
         with open(dest, "wb") as out:
             out.write(main.read())
             out.flush()
-            assert walcopy._apply(scan, wal.fileno(), out.fileno(), src.stat().st_size // 4096) is False
+            assert walcopy._apply(scan, wal.fileno(), out.fileno(), src.stat().st_size // 4096) is None  # a restart: the main file alone
 
 
 def test_more_valid_frames_than_worth_scanning_is_no_scan(tmp_path, holder):

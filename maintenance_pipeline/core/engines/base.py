@@ -254,6 +254,11 @@ class Engine:
         """A counter the engine bumps on every schema change, read on an open connection."""
         raise self._unsupported("a schema version counter")
 
+    def schema_token(self, conn: sa.Connection) -> object | None:
+        """A value that changes whenever the schema behind ``conn`` changes, by any path (None: the engine has none,
+        and a snapshot read earlier in a transaction is never reused for a later state)."""
+        return None
+
     def cheap_version(self, url: Url, schema: str | None, ignore: Iterable[str]) -> int | str | None:
         """A value that moves whenever the schema moves, much cheaper than reading it (None: none)."""
         return None

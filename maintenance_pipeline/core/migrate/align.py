@@ -286,12 +286,13 @@ class AlignmentPlan:
 
 
 def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
-                         result: MigrationRecord, state: dict | None = None) -> None:
+                         result: MigrationRecord, state: dict | None = None, live: Snapshot | None = None) -> None:
     """Inside the migration's transaction, after the revisions: diff again, refuse what may not or cannot be
     applied (raising, so nothing is committed), then apply the rest in the engine's order, natively or by
-    rebuilding tables; ``state["step"]`` names the change under way (for the one-line error)."""
+    rebuilding tables; ``state["step"]`` names the change under way (for the one-line error). ``live``: the
+    schema as it is now, when the caller read it and nothing changed since (else it is read here)."""
     state = state if state is not None else {}
-    plan = plan_alignment(conn, target, reference, align, result)
+    plan = plan_alignment(conn, target, reference, align, result, live)
     if plan is None:
         return
     engine = engine_of(conn)
@@ -306,11 +307,12 @@ def align_in_transaction(conn: sa.Connection, target: Target, reference: Snapsho
 
 
 def plan_alignment(conn: sa.Connection, target: Target, reference: Snapshot, align: str,
-                   result: MigrationRecord) -> AlignmentPlan | None:
+                   result: MigrationRecord, live: Snapshot | None = None) -> AlignmentPlan | None:
     """Diff again after the revisions; what ``align`` refuses and what cannot be aligned is raised (nothing is
     committed; a dry run records it instead); None when nothing is left to apply."""
     schema = target_schema(conn, target)
-    live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
+    if live is None:
+        live = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
     changes = diff(live, reference, ignore_tables=target.ignore_tables, renames=target.renames, ignore=target.ignore)
     result.after_revisions = list(changes)  # what the revisions left: the report tells their work from alignment's
     to_apply, refused = split_by_align(changes, align)

@@ -278,16 +278,17 @@ def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown:
     fk_before = session.fk_at_begin(conn, schema)
     result.plan = plan_revisions(conn, target)
     state["phase"] = "alembic"
+    unchanged = _unchanged_since(conn, session.engine, result)  # then begin_snap is the schema still: not read again
     run_revisions(conn, target, result.plan, result)
     state["phase"] = "align"
-    align_in_transaction(conn, target, reference, align, result, state)
+    align_in_transaction(conn, target, reference, align, result, state, live=begin_snap if unchanged() else None)
     state["phase"], state["step"] = "foreign_key_check", None
     introduced = session.fk_introduced(conn, schema, fk_before)
     if introduced:
         raise MigrationError("the migration would leave rows pointing at missing parents "
                              f"({fmt_fk(introduced)})")
     result.revision_after = current_revision(conn, target)
-    after = take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
+    after = begin_snap if unchanged() else take_snapshot(conn, ignore_tables=target.ignore_tables, schema=schema)
     result.drift_after = diff(after, reference, ignore_tables=target.ignore_tables, renames=target.renames,
                               ignore=target.ignore)
     if result.drift_after and not dry_run:
@@ -305,6 +306,13 @@ def _migrate_in_transaction(conn: sa.Connection, session, target: Target, shown:
         if not dry_run:
             _judge_rows(verdict, shown, note=session.rows_note,
                         revisions=any(a.get("source") == "alembic" for a in result.applied))
+
+
+def _unchanged_since(conn: sa.Connection, engine, result: MigrationRecord):
+    """A test of "nothing changed the schema since now": no statement but reads sent (every other one is captured in
+    ``result.sql``) and the engine's schema token the same (SQLite's schema cookie; an engine without one: never)."""
+    token, sent = engine.schema_token(conn), len(result.sql)
+    return lambda: token is not None and len(result.sql) == sent and engine.schema_token(conn) == token
 
 
 def _moved_since_diff(planned, begin_snap: Snapshot, reference: Snapshot, target: Target) -> str | None:

@@ -144,6 +144,9 @@ class SQLiteEngine(Engine):
     def schema_version(self, conn: sa.Connection) -> int:
         return int(conn.exec_driver_sql("PRAGMA schema_version").scalar())
 
+    def schema_token(self, conn: sa.Connection) -> int:
+        return self.schema_version(conn)  # SQLite bumps it on every schema change (writable_schema writes bump it too)
+
     def cheap_version(self, url, schema: str | None, ignore: Iterable[str]) -> int:
         """``PRAGMA schema_version``: SQLite bumps it on every schema change (microseconds to read; the file
         check reads it already)."""

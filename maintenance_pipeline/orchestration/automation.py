@@ -98,8 +98,9 @@ def decide_drift(name: str, probe: Probe, entry: dict, on_drift: str,
     ``version_words`` how its engine names the cheap version (``Engine.version_words``; for a probe that is ok).
 
     Drift requests the job with ``run_key = "<target>:<fingerprint>"`` every tick it lasts (Dagster starts one run
-    per key) and alerts once per fingerprint (``alerted``); an unreadable target is a warning, alerted once per error
-    (``error_alerted``), and requests nothing. The input entry is not changed."""
+    per key) and alerts once per fingerprint (``alerted``). Back in sync ends the episode: the same drift coming back
+    later is a new one, alerted again and run again (its key gets the episode's number, ``:<n>``). An unreadable target
+    is a warning, alerted once per error (``error_alerted``), and requests nothing. The input entry is not changed."""
     entry = {k: v for k, v in entry.items() if k != "stale_alerted"}  # alert_on_checks_and_freshness's now
     if probe.status == "unreadable":
         alert = None
@@ -110,7 +111,9 @@ def decide_drift(name: str, probe: Probe, entry: dict, on_drift: str,
                              warning=f"target {name} unreadable: {probe.error}")
     if probe.status == "drift":
         job = ON_DRIFT[on_drift].name
-        request = dict(run_key=f"{name}:{probe.fingerprint}", job_name=job, partition_key=name,
+        episode = int(entry.get("episode") or 0)
+        key = f"{name}:{probe.fingerprint}" + (f":{episode}" if episode else "")
+        request = dict(run_key=key, job_name=job, partition_key=name,
                        tags={"database": name, "trigger": "drift", "drift.fingerprint": probe.fingerprint})
         alert = None
         if entry.get("alerted") != probe.fingerprint:
@@ -120,6 +123,9 @@ def decide_drift(name: str, probe: Probe, entry: dict, on_drift: str,
             entry["alerted"] = probe.fingerprint
         return DriftDecision(entry, f"{name}: drift {probe.fingerprint} ({len(probe.changes)} change(s))",
                              request=request, alert=alert)
+    if entry.get("alerted"):  # back in sync after an alerted drift: that episode is over
+        entry["alerted"] = None
+        entry["episode"] = int(entry.get("episode") or 0) + 1
     what, short = version_words or ("schema version", "schema version")
     how = "reflected" if probe.reflected else f"{short} unchanged"
     return DriftDecision(entry, f"{name}: no drift ({what}, {how})")

@@ -61,13 +61,27 @@ def test_a_new_fingerprint_gets_a_new_run_key_and_a_new_alert():
     assert second.entry["alerted"] == "fp-two"
 
 
-def test_back_in_sync_requests_nothing_and_keeps_the_entry_probe_target_made():
+def test_back_in_sync_requests_nothing_and_ends_the_episode():
     first = decide_drift("goals", drifted(), entry("fp-one"), "verify")
     back = entry("", alerted=first.entry["alerted"])  # probe_target carries ``alerted`` over
     d = decide_drift("goals", in_sync(reflected=False), back, "verify", SQLITE_WORDS)
     assert d.request is None and d.alert is None
-    assert d.entry == back and d.entry["fp"] == ""
+    assert d.entry["fp"] == "" and d.entry["alerted"] is None and d.entry["episode"] == 1
+    assert back["alerted"] == first.entry["alerted"]  # the entry given is not changed
     assert d.note == "goals: no drift (schema_version 7, schema_version unchanged)"
+
+
+def test_the_same_drift_after_a_return_to_sync_is_alerted_and_run_again():
+    """A DBA fixes the drift by hand, the same difference comes back next week: a new episode, a new alert and a
+    new run (Dagster starts one run per run key)."""
+    first = decide_drift("goals", drifted(), entry("fp-one"), "verify")
+    fixed = decide_drift("goals", in_sync(reflected=False), entry("", alerted=first.entry["alerted"]), "verify")
+    again = decide_drift("goals", drifted(), {**fixed.entry, "fp": "fp-one"}, "verify")
+    assert again.alert is not None and again.alert.kind == "drift"
+    assert again.request["run_key"] != first.request["run_key"]
+    assert again.request["run_key"] == f"{first.request['run_key']}:1"
+    quiet = decide_drift("goals", drifted(), again.entry, "verify")  # the same episode: no second alert
+    assert quiet.alert is None and quiet.request["run_key"] == again.request["run_key"]
 
 
 def test_an_unreadable_target_is_a_warning_requests_nothing_and_alerts_once_per_error():

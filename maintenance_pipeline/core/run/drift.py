@@ -115,7 +115,7 @@ def probe_target(target: Target, previous: dict | None, references: ReferenceCac
         probe = Probe(target.name, "drift" if changes else "ok", fp or None, described, reflected=True,
                       schema_version=version)
         entry = {"sv": version, "ref": ref_version, "fp": fp, "changes": described[:20],
-                 "alerted": previous.get("alerted")}
+                 "alerted": previous.get("alerted"), "episode": previous.get("episode", 0)}
         return probe, entry
     except MaintenanceError as e:
         error = str(e)

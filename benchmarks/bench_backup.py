@@ -184,9 +184,9 @@ def consistent(path: Path) -> bool:
 class Writer:
     """A separate process committing one small transaction after another."""
 
-    def __init__(self, db: Path):
-        self.stop = WORK / "backup_bench_writer.stop"
-        self.ready = WORK / "backup_bench_writer.ready"
+    def __init__(self, db: Path, name: str = "backup_bench_writer"):
+        self.stop = WORK / f"{name}.stop"  # its own names: another benchmark may run a writer of its own
+        self.ready = WORK / f"{name}.ready"
         self.stop.unlink(missing_ok=True)
         self.ready.unlink(missing_ok=True)
         self.proc = subprocess.Popen(

@@ -26,7 +26,7 @@ once checked.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -39,7 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_backup import SOURCE, WORK, WRITER, generate  # noqa: E402  (the same database and writer)
+from bench_backup import (SOURCE, WORK, Writer, consistent as rows_consistent, counter, fsync_path,  # noqa: E402
+                          generate, longest_in, remove)  # the same database, writer and helpers
 
 from maintenance_pipeline.core.shared.files import TrickleSync  # noqa: E402
 from maintenance_pipeline.core.engines.sqlite import live_file, walcopy  # noqa: E402
@@ -47,20 +48,6 @@ from maintenance_pipeline.core.engines.sqlite.backup import copy_pinned, integri
 
 LIVE = WORK / "wal_copy_bench_live.db"
 COPY = WORK / "wal_copy_bench_copy.db"
-
-
-def remove(*paths: Path) -> None:
-    for p in paths:
-        for q in (p, Path(f"{p}-journal"), Path(f"{p}-wal"), Path(f"{p}-shm")):
-            q.unlink(missing_ok=True)
-
-
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def cp_fsync() -> float:
@@ -75,7 +62,8 @@ def our_copy(*, pin_wal: bool) -> tuple[float, str]:
     t = time.perf_counter()
     fd = os.open(COPY, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with live_file.pinned(LIVE) as src_fd, (walcopy.pinned_wal(LIVE) if pin_wal else _none()) as wal_fd:
+        wal = walcopy.pinned_wal(LIVE) if pin_wal else contextlib.nullcontext()  # no -wal pinned: the backup API
+        with live_file.pinned(LIVE) as src_fd, wal as wal_fd:
             with TrickleSync(fds=(fd,)):
                 method, _ = copy_pinned(src_fd, LIVE, f"sqlite:///{LIVE}", COPY, fd, busy_timeout=60,
                                         timings={}, wal_fd=wal_fd)
@@ -85,63 +73,8 @@ def our_copy(*, pin_wal: bool) -> tuple[float, str]:
     return time.perf_counter() - t, method
 
 
-class _none:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def consistent(path: Path) -> bool:
-    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        a = c.execute("SELECT count(*) FROM a").fetchone()[0]
-        b = c.execute("SELECT count(*) FROM b").fetchone()[0]
-        n = c.execute("SELECT n FROM counter").fetchone()[0]
-    finally:
-        c.close()
-    return a == b == n and integrity_check(path) == (True, "ok")
-
-
-def counter() -> int:
-    c = sqlite3.connect(f"file:{LIVE}?mode=ro", uri=True, timeout=60)
-    try:
-        return int(c.execute("SELECT n FROM counter").fetchone()[0])
-    finally:
-        c.close()
-
-
-class Writer:
-    def __init__(self):
-        self.stop = WORK / "wal_copy_bench_writer.stop"
-        self.ready = WORK / "wal_copy_bench_writer.ready"
-        self.stop.unlink(missing_ok=True)
-        self.ready.unlink(missing_ok=True)
-        self.proc = subprocess.Popen([sys.executable, "-c", WRITER, str(LIVE), str(self.stop), str(self.ready)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while not self.ready.exists():  # poll with a deadline until its first commit
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"writer did not start: {self.proc.stderr.read().decode()}")
-            time.sleep(0.01)
-
-    def close(self) -> dict:
-        self.stop.touch()
-        try:
-            out, err = self.proc.communicate(timeout=120)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-        self.stop.unlink(missing_ok=True)
-        self.ready.unlink(missing_ok=True)
-        if self.proc.returncode != 0:
-            raise SystemExit(f"writer failed: {err.decode()}")
-        return json.loads(out)
-
-
-def longest_in(stats: dict, t0: float, t1: float) -> float:
-    return max([took for start, took in stats["slow"] if start <= t1 and start + took >= t0], default=0.0)
+    return rows_consistent(path) and integrity_check(path) == (True, "ok")
 
 
 def main() -> None:
@@ -180,9 +113,9 @@ def main() -> None:
         for i in range(rounds):
             order = names[i % 3:] + names[:i % 3]
             for name in order:
-                writer = Writer()  # a fresh writer for each copy: none starts in the aftermath of another
+                writer = Writer(LIVE, "wal_copy_bench_writer")  # a fresh writer for each copy: none starts in the aftermath of another
                 try:
-                    n0, t0 = counter(), time.time()
+                    n0, t0 = counter(LIVE), time.time()
                     if name == "wal-copy":
                         wal_sizes.append(Path(f"{LIVE}-wal").stat().st_size)
                     if name == "cp+fsync":
@@ -193,7 +126,7 @@ def main() -> None:
                         if method != want:
                             print(f"  (round {i + 1}: {name} fell back to {method})", flush=True)
                     t1 = time.time()
-                    during[name].append(counter() - n0)
+                    during[name].append(counter(LIVE) - n0)
                 finally:
                     stats = writer.close()
                 longest[name].append(longest_in(stats, t0, t1))

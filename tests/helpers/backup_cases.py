@@ -16,6 +16,30 @@ from maintenance_pipeline.core.schema.snapshot import table_counts, take_snapsho
 
 NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
 
+# A writer process for ``make_db``'s tables: argv db, stop file[, truncate_every]. Each transaction inserts a pair of
+# rows and bumps the counter (so every committed state has count(a) = count(b) = counter); it prints "ready" after its
+# first commit and its number of commits at the end; every ``truncate_every`` commits it empties the WAL.
+WRITER = r"""
+import os, sqlite3, sys
+db, stop = sys.argv[1], sys.argv[2]
+truncate_every = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+c = sqlite3.connect(db, timeout=60, isolation_level=None)
+commits = 0
+while not os.path.exists(stop):
+    c.execute("BEGIN IMMEDIATE")
+    c.execute("INSERT INTO a(payload) VALUES (randomblob(200))")
+    c.execute("INSERT INTO b(a_id, payload) VALUES (last_insert_rowid(), randomblob(200))")
+    c.execute("UPDATE counter SET n = n + 1")
+    c.execute("COMMIT")
+    commits += 1
+    if commits == 1:
+        print("ready", flush=True)
+    if truncate_every and commits % truncate_every == 0:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+c.close()
+print(commits, flush=True)
+"""
+
 
 def url_of(path: Path) -> str:
     return f"sqlite:///{path}"

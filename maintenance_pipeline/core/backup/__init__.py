@@ -99,6 +99,7 @@ def _option_error(key: str, problem: str):
 def restore_database(
     backup_path: str | os.PathLike, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     schema: str | None = None, safety: SafetyCopy | None = None, recorded_sha256: str | None = None,
+    recreate: bool = False,
 ) -> dict:
     """Write a backup made by ``backup_database`` into the live database at ``url``.
 
@@ -113,6 +114,9 @@ def restore_database(
     restore's own write lock, so no commit falls between the copy and the restore; PostgreSQL: a dump just
     before it). Returns {"fingerprint", "row_counts", "tables", "matches_manifest", "method", "backup",
     "sha256", "seconds", "safety" (the safety copy's ``BackupResult`` or None)} of the restored target.
+
+    ``recreate``: a database file that is gone is made again from the backup (a restore run of a target of the
+    targets file); without it a missing file is an error and nothing is created.
     """
     path = Path(backup_path)
     if recorded_sha256:
@@ -125,7 +129,8 @@ def restore_database(
                 f"the manifest of backup {path.name} says sha256 {str(manifest.get('sha256'))[:12]}…, but this "
                 f"pipeline recorded {recorded_sha256[:12]}… when it made that backup: the manifest was edited; the "
                 f"target {mask_url(url)} was not touched; pick another backup")
-    return engine_for(url).restore(path, url, busy_timeout=busy_timeout, schema=schema, safety=safety)
+    return engine_for(url).restore(path, url, busy_timeout=busy_timeout, schema=schema, safety=safety,
+                                   recreate=recreate)
 
 
 @dataclass(frozen=True)

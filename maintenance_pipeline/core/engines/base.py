@@ -467,9 +467,11 @@ class Engine:
         """The schema a backup holds (a restore's dry run compares it with the database's)."""
         raise self._unsupported("reading a backup's schema")
 
-    def restore(self, backup: Path, url: Url, *, busy_timeout: float, schema: str | None, safety: Any = None) -> dict:
+    def restore(self, backup: Path, url: Url, *, busy_timeout: float, schema: str | None, safety: Any = None,
+                recreate: bool = False) -> dict:
         """Check ``backup`` against its manifest, then put it in place of the live database; ``safety``
-        (``backup.SafetyCopy``): take that copy of the live database first (returned as ``"safety"``)."""
+        (``backup.SafetyCopy``): take that copy of the live database first (returned as ``"safety"``);
+        ``recreate``: an engine whose database is a file makes a missing one again (else: an error)."""
         raise self._unsupported("restoring")
 
     def scratch_restore(self, backup: Path, url: Url, *, schema: str | None = None

@@ -333,7 +333,7 @@ def step_restore(state: RunState, backup_path: str = "", recorded=None, *, dry_r
                                        settings=cfg.backups.options_for(t.engine))
         try:
             with maintenance_lock(t.url, holder=f"restore {t.name}"):
-                measured = backup_mod.restore_database(path, t.url, schema=t.schema, safety=safety,
+                measured = backup_mod.restore_database(path, t.url, schema=t.schema, safety=safety, recreate=True,
                                                        recorded_sha256=sha)
         except MaintenanceError as e:
             copy = getattr(e, "safety", None)

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from backup_cases import NOW, invariant, live_description, make_db, ro, url_of
+from backup_cases import NOW, WRITER, invariant, live_description, make_db, ro, url_of
 from targets import sha256
 
 from maintenance_pipeline.core import backup as bk
@@ -83,20 +83,6 @@ def test_backup_masks_password_and_collision_gets_suffix(tmp_path):
     assert [m["path"] for m in bk.list_backups(tmp_path / "bk", "app")] == [str(second.path), str(first.path)]
 
 
-WRITER = r"""
-import os, sqlite3, sys
-db, stop = sys.argv[1], sys.argv[2]
-c = sqlite3.connect(db, timeout=60, isolation_level=None)
-while not os.path.exists(stop):
-    c.execute("BEGIN IMMEDIATE")
-    c.execute("INSERT INTO a(payload) VALUES (randomblob(200))")
-    c.execute("INSERT INTO b(a_id, payload) VALUES (last_insert_rowid(), randomblob(200))")
-    c.execute("UPDATE counter SET n = n + 1")
-    c.execute("COMMIT")
-c.close()
-"""
-
-
 def wait_for_commits(path: Path, at_least: int, proc: subprocess.Popen, deadline_s: float = 60.0) -> int:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -121,7 +107,8 @@ def wait_for_commits(path: Path, at_least: int, proc: subprocess.Popen, deadline
 def test_backup_while_another_process_writes_is_a_consistent_snapshot(tmp_path, journal_mode, method):
     src = make_db(tmp_path / "live.db", rows=20_000, journal_mode=journal_mode)  # ~10 MB
     stop = tmp_path / "stop"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(src), str(stop)], stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(src), str(stop)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     try:
         start_n = wait_for_commits(src, 20_000 + 50, proc)
         res = bk.backup_database(url_of(src), tmp_path / "backups", "live", now=NOW)

@@ -333,7 +333,8 @@ class PostgresEngine(Engine):
         finally:
             scratch.drop()
 
-    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None) -> dict:
+    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None,
+                recreate: bool = False) -> dict:  # recreate: a server's database is not a file
         """The safety dump first, then the restore in one transaction: commits made between the dump's snapshot
         and the restore's table locks are in neither (README: "Security and failure model")."""
         from .restore import restore_postgresql

@@ -345,10 +345,11 @@ class SQLiteEngine(Engine):
         finally:
             engine.dispose()
 
-    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None) -> dict:
+    def restore(self, backup: Path, url, *, busy_timeout: float, schema: str | None, safety=None,
+                recreate: bool = False) -> dict:
         from .restore import restore_sqlite
 
-        return restore_sqlite(backup, url, busy_timeout, safety=safety)
+        return restore_sqlite(backup, url, busy_timeout, safety=safety, recreate=recreate)
 
     @contextlib.contextmanager
     def scratch_restore(self, backup: Path, url, *, schema: str | None = None):

@@ -40,16 +40,16 @@ FIRST_STEP_PAGES = 256  # pages of the restore's first step: they stay in the ca
 RESTORE_CACHE_KIB = 65536
 
 
-def restore_sqlite(backup: Path, url: str, busy_timeout: float, *, safety=None) -> dict:
+def restore_sqlite(backup: Path, url: str, busy_timeout: float, *, safety=None, recreate: bool = False) -> dict:
     t_start = time.perf_counter()
     where = mask_url(url)
     target = sqlite_path(url)
     if target is None:
         raise RestoreError(f"{where} is an in-memory SQLite database; there is no file to restore into")
     missing = not target.exists() and not target.is_symlink()
-    if missing and (safety is None or not target.parent.is_dir()):
-        # MissingDatabaseError: only a restore run (a target of the targets file, with its backup folder and its
-        # report) makes a lost file again; a bare call, or a folder gone too (a wrong url, not a loss), creates nothing
+    if missing and (not recreate or not target.parent.is_dir()):
+        # MissingDatabaseError: only a restore run asks to make a lost file again (``recreate``); a bare call, or a
+        # folder gone too (a wrong url, not a loss), creates nothing
         check_sqlite_file(target)
     backup = backup.absolute()
     if not backup.is_file():

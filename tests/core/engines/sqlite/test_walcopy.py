@@ -22,30 +22,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from backup_cases import invariant, make_db, ro, url_of
+from backup_cases import WRITER, invariant, make_db, ro, url_of
 
 from maintenance_pipeline.core.engines.sqlite import walcopy
 from maintenance_pipeline.core.engines.sqlite.backup import consistent_copy, integrity_check
-
-WRITER = r"""
-import os, sqlite3, sys
-db, stop, truncate_every = sys.argv[1], sys.argv[2], int(sys.argv[3])
-c = sqlite3.connect(db, timeout=60, isolation_level=None)
-commits = 0
-while not os.path.exists(stop):
-    c.execute("BEGIN IMMEDIATE")
-    c.execute("INSERT INTO a(payload) VALUES (randomblob(200))")
-    c.execute("INSERT INTO b(a_id, payload) VALUES (last_insert_rowid(), randomblob(200))")
-    c.execute("UPDATE counter SET n = n + 1")
-    c.execute("COMMIT")
-    commits += 1
-    if commits == 1:
-        print("ready", flush=True)
-    if truncate_every and commits % truncate_every == 0:
-        c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-c.close()
-print(commits, flush=True)
-"""
 
 # A process holding the database open (so its WAL stays), doing what the test asks, line by line.
 HOLDER = r"""

@@ -95,7 +95,6 @@ def _option_error(key: str, problem: str):
     raise BackupError(f"{key} {problem}")
 
 
-
 def restore_database(
     backup_path: str | os.PathLike, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     schema: str | None = None, safety: SafetyCopy | None = None, recorded_sha256: str | None = None,

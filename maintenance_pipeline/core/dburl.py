@@ -113,5 +113,7 @@ def _translate(e: BaseException, url: str | URL) -> MaintenanceError:
         return ConnectionFailedError(
             f"cannot connect to {where}: {msg}; check host, port, database name and credentials"
         )
-    return ConnectionFailedError(f"database {where} failed: {msg}")
+    hint = getattr(getattr(getattr(e, "orig", e), "diag", None), "message_hint", None)  # the server's own advice
+    return ConnectionFailedError(f"database {where} failed: {msg}"
+                                 + (f" (the server's hint: {' '.join(str(hint).split()).rstrip('.')})" if hint else ""))
 

@@ -55,7 +55,8 @@ class PgServer:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=check)
 
-    def start(self) -> "PgServer":
+    def start(self, options: str = "") -> "PgServer":
+        """initdb and start; ``options``: more server settings (``-c name=value ...``)."""
         if self.as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         os.chmod(self.root, 0o755)
@@ -67,7 +68,7 @@ class PgServer:
                   "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
         pwfile.unlink()
         opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
+                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=50 {options}").strip()
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
         return self
 

@@ -118,3 +118,27 @@ def test_a_migration_whose_session_the_server_ended_is_not_the_revisions_fault(p
     assert "terminating connection due to administrator command" in report["error_detail"]
     assert "pg-super-secret" not in error + report["error_detail"]
     assert db_state(prod) == before  # nothing was committed
+
+
+def test_a_lock_table_too_small_for_the_backup_says_which_setting_to_raise(tmp_path):
+    """A backup locks every table in one transaction (pg_dump does, and the row counts beside it): a server whose
+    lock table cannot hold them fails the run on one line that says what to raise, in the server's own words."""
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL binaries not found under CI=true")
+        pytest.skip("PostgreSQL binaries not found")
+    server = PgServer(bindir).start("-c max_locks_per_transaction=10")  # the smallest lock table it allows
+    try:
+        url = server.create_database("many_tables")
+        for start in range(0, 1500, 100):  # a transaction of 100 tables fits; one of them all would not
+            server.psql(f"DO $$ BEGIN FOR i IN {start + 1}..{start + 100} LOOP EXECUTE format('CREATE TABLE t%s "
+                        "(id int PRIMARY KEY)', i); END LOOP; END $$", "many_tables")
+        path = write_config(tmp_path, {"many": {"url": url, "reference": {"url": url}}})
+        report = run_job(load_config(path), "many", "verify_database")
+    finally:
+        server.stop()
+    error = report["error"] or ""
+    assert report["status"] == "failed" and "\n" not in error, error
+    assert "out of shared memory" in error and "max_locks_per_transaction" in error, error
+    assert "pg-super-secret" not in error

@@ -74,3 +74,29 @@ def test_the_statements_a_snapshot_sends_do_not_grow_with_the_tables(pg):
     assert len(big) == len(small), (
         f"{len(small)} statements for 10 tables, {len(big)} for 100: a query per table or object? the most "
         f"repeated ({repeated[1]} times): {repeated[0]}")
+
+
+def test_column_counts_are_one_query_and_agree_with_information_schema(pg):
+    """The backup manifest's and verify's column counts: one catalog query whatever the number of tables (the
+    inspector reflected every column's type to count them), equal to ``information_schema.columns``, a dropped
+    column and a generated one included."""
+    from maintenance_pipeline.core.engines import engine_of
+
+    name = f"columns_{uuid.uuid4().hex[:10]}"
+    url = pg.create_database(name)
+    pg.psql(_schema_sql("big", 30) + "\nALTER TABLE big.t3 DROP COLUMN feeling; ALTER TABLE big.t4 ADD COLUMN x int;",
+            name)
+    expected = dict(line.split("|") for line in pg.psql(
+        "SELECT table_name, count(*) FROM information_schema.columns WHERE table_schema = 'big' "
+        "AND table_name LIKE 't%' GROUP BY table_name", name).splitlines())
+    engine = open_engine(url)
+    sent: list[str] = []
+    try:
+        with engine.connect() as conn:
+            sa.event.listen(conn, "before_cursor_execute", lambda _c, _cur, statement, *_a: sent.append(statement))
+            counts = engine_of(conn).column_counts(conn, [f"t{i}" for i in range(30)] + ["no_such_table"], "big")
+    finally:
+        engine.dispose()
+    assert counts == {t: int(n) for t, n in expected.items()}, (counts, expected)
+    assert counts["t3"] == counts["t5"] - 1 and counts["t4"] == counts["t5"] + 1
+    assert len(sent) == 1, sent

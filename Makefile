@@ -55,7 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rows_preserved.py
 	$(BIN)/python benchmarks/bench_rows_guard.py
 	$(BIN)/python benchmarks/bench_sensor_tick.py
-	$(BIN)/python benchmarks/bench_scaling.py
+	$(BIN)/python benchmarks/bench_scaling.py --engine both
 	$(BIN)/python benchmarks/bench_pg_backup.py
 	$(BIN)/python benchmarks/bench_pg_fingerprint.py
 	$(BIN)/python benchmarks/crash_trials.py --trials-per-mode 50

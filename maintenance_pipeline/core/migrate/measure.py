@@ -2,8 +2,9 @@
 
 For every statement the migration sends (the SQL of the report: no reads, no transaction control), the
 ``Recorder`` notes when it ran, how long it took, the rows it touched, the locks it took and the tables it
-rewrote (the engine's ``MigrationSession.effects``: PostgreSQL reads its own backend's ``pg_locks`` and each
-table's ``relfilenode``; SQLite holds its one write lock from BEGIN and rebuilds tables by copying them). A lock
+rewrote (the engine's ``MigrationSession.effects``: PostgreSQL reads its own backend's ``pg_locks`` with the
+locked tables' ``relfilenode``, at a cost that grows with the locks it holds, not with the schema; SQLite holds its
+one write lock from BEGIN and rebuilds tables by copying them). A lock
 is held until the transaction ends, so when it ends each statement's locks are given the time they were held:
 in a dry run (a rehearsal on a copy) that is what the real run will cost, in a real run what it did cost.
 """

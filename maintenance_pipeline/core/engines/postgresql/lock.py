@@ -82,6 +82,10 @@ def advisory_lock(url: str, holder: str):
             other = ""
             try:
                 conn.exec_driver_sql(_NO_IDLE_LIMITS).all()  # before the lock: it idles for the whole run
+                # named before it takes the lock: a second run that finds the lock held reads the holder's name
+                # (named after, the second run could look between the two and find a nameless session)
+                name = f"maintenance_pipeline: {holder} (pid {os.getpid()})" if holder else "maintenance_pipeline"
+                conn.exec_driver_sql("SELECT set_config('application_name', %s, false)", (name[:63],))
                 got = conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (key,)).scalar()
                 if got and not conn.exec_driver_sql("SELECT pg_try_advisory_xact_lock(%s)",
                                                     (commit_key(url),)).scalar():
@@ -89,8 +93,6 @@ def advisory_lock(url: str, holder: str):
                     conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (key,))
                     got, other = False, ", whose migration is committing"
                 if got:
-                    name = f"maintenance_pipeline: {holder} (pid {os.getpid()})" if holder else "maintenance_pipeline"
-                    conn.exec_driver_sql("SELECT set_config('application_name', %s, false)", (name[:63],))
                     pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
                     conn.commit()  # ends the transaction (and its commit_key test); the session lock stays
                 else:

@@ -1,28 +1,18 @@
 """Helpers shared by the PostgreSQL backup and restore test modules (``test_backup``, ``test_restore`` of
 ``tests/core/engines/postgresql``).
 
-``demo`` is a module-scoped fixture (import it into the test module): the seed demo loaded into
-bk_goals / bk_goals_dev once per module; tests that change data use a copy (``copy_db``). Test modules
-register this module for pytest's assertion rewriting before importing it, so
-``assert_one_line_without`` reports its failures like an assert in the test itself.
+The ``demo`` fixture (the seed demo loaded into bk_goals / bk_goals_dev once per module) is in that folder's
+``conftest.py``, which also registers this module for pytest's assertion rewriting, so ``assert_one_line_without``
+reports its failures like an assert in the test itself; tests that change data use a copy (``copy_db``).
 """
 
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
-from targets import pg_demo
 
 from maintenance_pipeline.core.schema.snapshot import take_snapshot
 
 PROD, DEV = "bk_goals", "bk_goals_dev"
-
-
-@pytest.fixture(scope="module")
-def demo(pg, tmp_path_factory):
-    """The seed demo loaded into bk_goals / bk_goals_dev once; tests that change data use a copy."""
-    prod, dev = pg_demo.load(pg.url(), prod=PROD, dev=DEV, data_dir=tmp_path_factory.mktemp("pgdemo") / "data")
-    return prod
 
 
 def copy_db(pg, name: str, template: str = PROD) -> str:

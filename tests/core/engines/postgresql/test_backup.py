@@ -25,17 +25,7 @@ from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.dburl import mask_url
 from maintenance_pipeline.core.errors import BackupError, ConnectionFailedError, DatabaseLockedError
 
-# pg_backup_helpers is rewritten like a test module (its asserts report in full); demo is a fixture
-pytest.register_assert_rewrite("pg_backup_helpers")
-from pg_backup_helpers import (  # noqa: E402, F401
-    DEV,
-    PROD,
-    assert_one_line_without,
-    copy_db,
-    demo,
-    scratch_databases,
-    snapshot,
-)
+from pg_backup_helpers import DEV, PROD, assert_one_line_without, copy_db, scratch_databases, snapshot
 
 NAME_RE = re.compile(r"^goals_(nightly|pre-restore|pre-migration)_\d{8}_\d{6}(_\d+)?\.dump$")
 

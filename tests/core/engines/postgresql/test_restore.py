@@ -15,17 +15,7 @@ from maintenance_pipeline.core.engines.postgresql import backup as pb
 from maintenance_pipeline.core.config import load_config
 from maintenance_pipeline.core.errors import BackupError, RestoreError
 
-# pg_backup_helpers is rewritten like a test module (its asserts report in full); demo is a fixture
-pytest.register_assert_rewrite("pg_backup_helpers")
-from pg_backup_helpers import (  # noqa: E402, F401
-    DEV,
-    PROD,
-    assert_one_line_without,
-    copy_db,
-    demo,
-    scratch_databases,
-    snapshot,
-)
+from pg_backup_helpers import DEV, PROD, assert_one_line_without, copy_db, scratch_databases, snapshot
 
 
 def row_digest(pg, db: str, table: str, order: str = "1") -> str:

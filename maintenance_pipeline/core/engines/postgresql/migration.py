@@ -36,7 +36,7 @@ from .rows import Scratch, compare_in_transaction, drop_stale_scratches
 # the relations it holds a lock on in the target's schema, each with its storage (``relfilenode``: a rewrite, e.g.
 # ALTER TABLE's, TRUNCATE, VACUUM FULL, gives a table a new one, always under ACCESS EXCLUSIVE), as three arrays,
 # whose difference is taken here; then the names of the relations newly locked or rewritten. Where every table is
-# stored is read once per attempt, for a table the statement is the first to lock. (Reading every table's storage
+# stored is read once per attempt, at BEGIN, for a table the statement is the first to lock. (Reading every table's storage
 # around each statement made 1,000 ALTERs at 10,000 tables cost 41 s inside the transaction.)
 _OWN_LOCKS = ("SELECT coalesce(array_agg(l.relation::int8), '{}'), coalesce(array_agg(l.mode), '{}'), "
               "coalesce(array_agg(c.relfilenode::int8), '{}') "
@@ -44,8 +44,9 @@ _OWN_LOCKS = ("SELECT coalesce(array_agg(l.relation::int8), '{}'), coalesce(arra
               "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE l.pid = pg_backend_pid() AND l.granted "
               "AND l.locktype = 'relation' AND c.relkind IN ('r', 'p', 'm', 'f') AND n.nspname = %s")
 _NAMES = "SELECT oid::int8, relname FROM pg_catalog.pg_class WHERE oid = ANY(%s::oid[])"
-_STORAGE = ("SELECT c.oid::int8, c.relfilenode::int8 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm') AND n.nspname = %s")
+_STORAGE = ("SELECT c.oid::int8, c.relname, c.relkind::text, c.relfilenode::int8 FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm') "
+            "AND n.nspname = %s")
 _REWRITING = "AccessExclusiveLock"
 _STRENGTH = {"AccessShareLock": 1, "RowShareLock": 2, "RowExclusiveLock": 3, "ShareUpdateExclusiveLock": 4,
              "ShareLock": 5, "ShareRowExclusiveLock": 6, "ExclusiveLock": 7, "AccessExclusiveLock": 8}
@@ -71,7 +72,7 @@ class PostgresMigration(MigrationSession):
         self.schema_name = "public"
         self.seen: list[str] = []
         self.storage_before: dict[str, int] = {}
-        self.nodes: dict[int, int] | None = None  # {table oid: relfilenode} before the attempt's first statement
+        self.nodes: dict[int, int] | None = None  # {table oid: relfilenode} at the attempt's BEGIN
         self.sent = 0  # statements sent on the migration's connection in this attempt (``_count``)
         self.last_after: tuple | None = None  # (``sent`` then, the locks read after the last measured statement)
 
@@ -114,9 +115,16 @@ class PostgresMigration(MigrationSession):
             self.watch = BlockerWatch(self.url, pid).start()
         return trans
 
+    def _read_storage(self, conn: sa.Connection) -> None:
+        """Where every table's rows are stored, read once per attempt: by name for ``written`` (tables and partitioned
+        tables, as ``catalog.table_storage``), by oid for the statements' rewrites (tables and materialized views)."""
+        rows = conn.connection.driver_connection.execute(_STORAGE, (self.schema_name,)).fetchall()
+        self.storage_before = {name: node for _oid, name, kind, node in rows if kind in ("r", "p")}
+        self.nodes = {oid: node for oid, _name, kind, node in rows if kind in ("r", "m")}
+
     def effects_before(self, conn: sa.Connection):
-        if self.nodes is None:  # before the attempt's first statement: where every table's rows are stored
-            self.nodes = dict(conn.connection.driver_connection.execute(_STORAGE, (self.schema_name,)).fetchall())
+        if self.nodes is None:  # a statement before the BEGIN state was read (``read_begin_state`` reads it first)
+            self._read_storage(conn)
         if self.last_after is not None and self.last_after[0] == self.sent - 1:
             return self.last_after[1]  # nothing was sent since the last statement's read but this statement
         return self._own_locks(conn)
@@ -158,7 +166,7 @@ class PostgresMigration(MigrationSession):
 
     def read_begin_state(self, conn: sa.Connection, begin_snapshot, ignore) -> None:
         super().read_begin_state(conn, begin_snapshot, ignore)
-        self.storage_before = catalog.table_storage(conn, self.target.schema)
+        self._read_storage(conn)
 
     def written(self, conn: sa.Connection, after) -> set[str] | None:
         written = catalog.tables_written(conn, self.storage_before, self.target.schema)
